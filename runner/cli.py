@@ -1,0 +1,168 @@
+"""The `runner` command: parse arguments, pick a sink, map RunnerError to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from runner import __version__
+from runner.errors import RunnerError
+from runner.events import EventSink
+from runner.progress import STATUS_STYLE, LiveSink, PlainSink
+from runner.run import RunOptions, RunResult, run_phase
+
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False)
+    try:
+        return int(args.func(args))
+    except RunnerError as e:
+        err.print(f"runner: error: {e}", markup=False, style="red")
+        return e.exit_code
+    except KeyboardInterrupt:
+        err.print("runner: interrupted; containers of this run are removed as their "
+                  "workers stop")
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runner", description="Run a phase of coding "
+                                     "tickets, each in its own container over its own clone.")
+    parser.add_argument("--version", action="version", version=f"runner {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a whole phase")
+    run.add_argument("phase", type=Path, metavar="PHASE.yaml")
+    _add_run_flags(run)
+    run.add_argument("--repo", type=Path, default=Path.cwd(),
+                     help="the host repository (default: the current directory)")
+    run.add_argument("--concurrency", type=int, metavar="N", help="workers at once")
+    run.add_argument("--sequential", action="store_true", help="one worker at a time")
+    run.set_defaults(func=_cmd_run)
+
+    demo = commands.add_parser("demo", help="make a sample repo and phase, and run it")
+    demo.add_argument("--dir", type=Path, help="where to make it (default: a new temp dir)")
+    _add_run_flags(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    images = commands.add_parser("images", help="build runner's images")
+    images_commands = images.add_subparsers(dest="images_command", required=True)
+    build = images_commands.add_parser("build", help="build the images in images/ that are "
+                                       "missing")
+    build.add_argument("--offline-base", action="store_true",
+                       help="make the Debian base with debootstrap instead of pulling it")
+    build.add_argument("--force", action="store_true", help="rebuild images that exist")
+    build.set_defaults(func=_cmd_images_build)
+    return parser
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON result document on stdout")
+    parser.add_argument("--keep", action="store_true", help="keep worker containers")
+    parser.add_argument("--state-dir", type=Path,
+                        help="where runs keep state and workspaces (default: .git/runner)")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from runner.phase import load_phase
+
+    if args.concurrency is not None and args.concurrency < 1:
+        raise_usage("--concurrency must be 1 or more")
+    phase = load_phase(args.phase)
+    options = RunOptions(repo=args.repo.resolve(), phase_file=args.phase,
+                         concurrency=args.concurrency, sequential=args.sequential,
+                         keep=args.keep, state_dir=args.state_dir)
+    return _execute(phase, options, args.json)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from runner.demo import make_demo
+    from runner.phase import load_phase
+
+    root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-"))
+    repo, phase_file = make_demo(root.resolve())
+    out = Console(stderr=args.json, highlight=False)
+    out.print(f"demo repo: {repo}\nphase file: {phase_file}", markup=False)
+    options = RunOptions(repo=repo, phase_file=phase_file, keep=args.keep,
+                         state_dir=args.state_dir)
+    code = _execute(load_phase(phase_file), options, args.json)
+    out.print(f"\nsee the result: git -C {repo} log --oneline --graph runner/phase-2\n"
+              f"each worker's raw commits: git -C {repo} for-each-ref refs/runner/",
+              markup=False)
+    return code
+
+
+def _cmd_images_build(args: argparse.Namespace) -> int:
+    from runner.images import BUILDABLE, build_image, image_present
+    from runner.sandbox.docker import docker_client
+
+    client = docker_client()
+    sink = PlainSink(sys.stdout, show_output=False)
+    for name in BUILDABLE:
+        if image_present(client, name) and not args.force:
+            print(f"{name}: present (--force rebuilds it)")
+            continue
+        build_image(client, name, sink, offline_base=args.offline_base)
+    return 0
+
+
+def _execute(phase: object, options: RunOptions, as_json: bool) -> int:
+    from runner.phase import Phase
+
+    assert isinstance(phase, Phase)
+    console = Console(highlight=False)
+    if as_json or not console.is_terminal:
+        sink: EventSink = PlainSink(sys.stderr if as_json else sys.stdout)
+        result = run_phase(phase, options, sink)
+    else:
+        with LiveSink(console) as live:
+            result = run_phase(phase, options, live)
+    if as_json:
+        print(json.dumps(result_document(result), indent=2))
+    else:
+        _print_summary(console, result)
+    return result.exit_code
+
+
+def result_document(result: RunResult) -> dict[str, object]:
+    return {
+        "run_id": result.run_id, "phase": result.phase, "exit_code": result.exit_code,
+        "base": result.base_sha, "target": result.target, "target_sha": result.target_sha,
+        "run_dir": str(result.run_dir), "seconds": round(result.ended - result.started, 3),
+        "tickets": [{"id": o.ticket, "status": str(o.status), "reason": o.reason,
+                     "commits": o.commits, "ref": f"refs/runner/{result.run_id}/{o.ticket}"
+                     if o.tip else None, "seconds": round(max(0.0, o.ended - o.started), 3)}
+                    for o in result.outcomes.values()],
+    }
+
+
+def _print_summary(console: Console, result: RunResult) -> None:
+    table = Table(title=f"run {result.run_id} — phase {result.phase}")
+    for name in ("ticket", "result", "commits", "time", "why"):
+        table.add_column(name)
+    for o in result.outcomes.values():
+        secs = f"{o.ended - o.started:.1f}s" if o.started else "-"
+        table.add_row(o.ticket, f"[{STATUS_STYLE.get(o.status, '')}]{o.status}[/]",
+                      str(o.commits), secs, o.reason)
+    console.print(table)
+    where = f"{result.target} at {result.target_sha[:12]}" if result.target_sha else "none"
+    console.print(f"target: {where}   raw commits: refs/runner/{result.run_id}/<ticket>   "
+                  f"logs: {result.run_dir / 'logs'}   ({result.ended - result.started:.1f}s)",
+                  markup=False)
+
+
+def raise_usage(message: str) -> None:
+    from runner.errors import InputError
+
+    raise InputError(message)

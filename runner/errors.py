@@ -1,0 +1,63 @@
+"""Every error runner raises on purpose, in one tree.
+
+    RunnerError                 exit_code 1; str(e) is one line that says what to do
+    ├── InputError              exit 2: the user's input is wrong
+    │   ├── PhaseFileError      the phase file (field path, ticket id)
+    │   └── RepoError           the host repo or a ref in it
+    └── EnvironmentProblem      exit 3: the machine is not ready
+        ├── DockerUnavailable   no Docker engine answers
+        ├── ImageError          an image is missing and cannot be built
+        └── GitError            a git command failed where it must not (argv, stderr)
+
+Third-party errors (docker, git subprocesses, yaml, pydantic) are translated into these at the
+boundary with ``raise ... from e``; the CLI maps ``exit_code`` to the process exit status.
+A failed command *inside a worker* is data (an ExecResult), never one of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class RunnerError(Exception):
+    exit_code = 1
+
+
+class InputError(RunnerError):
+    exit_code = 2
+
+
+class PhaseFileError(InputError):
+    def __init__(self, path: Path, message: str, *, field: str | None = None,
+                 ticket: str | None = None) -> None:
+        self.path, self.field, self.ticket = path, field, ticket
+        where = field or ""
+        if ticket:
+            where = f"{where} (ticket {ticket})" if where else f"ticket {ticket}"
+        super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+
+
+class RepoError(InputError):
+    pass
+
+
+class EnvironmentProblem(RunnerError):
+    exit_code = 3
+
+
+class DockerUnavailable(EnvironmentProblem):
+    pass
+
+
+class ImageError(EnvironmentProblem):
+    def __init__(self, image: str, message: str) -> None:
+        self.image = image
+        super().__init__(f"image {image}: {message}")
+
+
+class GitError(EnvironmentProblem):
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        self.argv, self.returncode, self.stderr = list(argv), returncode, stderr
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {returncode}"
+        super().__init__(f"git {' '.join(self.argv)}: {detail}")

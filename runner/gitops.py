@@ -1,0 +1,98 @@
+"""Every git call runner makes, as subprocesses with hooks and risky config neutralised.
+
+Only runner-owned repositories and the host repo are touched here; a worker's clone is
+never operated on from the host after its container starts (its .git/config is hostile).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import GitError, RepoError
+
+# Applied to every call: no hooks, no fsmonitor, no signing prompts, no pager.
+_SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+                "-c", "commit.gpgSign=false", "-c", "tag.gpgSign=false",
+                "-c", "core.pager=cat", "-c", "advice.detachedHead=false")
+_ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_COMMITTER_NAME": "runner",
+        "GIT_COMMITTER_EMAIL": "runner@localhost"}
+
+
+def git(cwd: Path, *args: str, check: bool = True,
+        input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run git in ``cwd``; raise GitError when ``check`` and it fails."""
+    argv = ["git", *_SAFE_CONFIG, *args]
+    proc = subprocess.run(argv, cwd=cwd, input=input.decode() if input else None,
+                          capture_output=True, text=True, env={**os.environ, **_ENV})
+    if check and proc.returncode != 0:
+        raise GitError(args, proc.returncode, proc.stderr)
+    return proc
+
+
+def git_out(cwd: Path, *args: str) -> str:
+    return git(cwd, *args).stdout.strip()
+
+
+@dataclass(frozen=True)
+class HostRepo:
+    """The user's repository: read refs, receive collected refs; never its worktree."""
+
+    top: Path          # the working tree (or the git dir of a bare repo)
+    git_dir: Path      # the common git dir: objects, refs, runner's own state
+
+    @property
+    def objects(self) -> Path:
+        return self.git_dir / "objects"
+
+    def resolve(self, ref: str) -> str | None:
+        proc = git(self.top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
+                   check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def checked_out_branch(self) -> str | None:
+        proc = git(self.top, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def fetch(self, source: Path, refspecs: list[str]) -> None:
+        """Fetch from a runner-owned repo or bundle; objects are checked on the way in."""
+        git(self.top, "-c", "transfer.fsckObjects=true", "fetch", "--quiet", "--no-tags",
+            "--no-write-fetch-head", str(source), *refspecs)
+
+    def update_ref(self, ref: str, sha: str) -> None:
+        git(self.top, "update-ref", ref, sha)
+
+    def changed_files(self, old: str, new: str) -> list[str]:
+        out = git_out(self.top, "diff", "--name-only", "--no-renames", old, new)
+        return [line for line in out.splitlines() if line]
+
+    def count_commits(self, old: str, new: str) -> int:
+        return int(git_out(self.top, "rev-list", "--count", f"{old}..{new}"))
+
+
+def open_host_repo(path: Path) -> HostRepo:
+    proc = git(path, "rev-parse", "--path-format=absolute", "--git-common-dir",
+               "--is-bare-repository", check=False) if path.is_dir() else None
+    if proc is None or proc.returncode != 0:
+        raise RepoError(f"{path} is not inside a git repository; pass --repo DIR or run "
+                        "runner from inside the repository")
+    git_dir, bare = proc.stdout.splitlines()[:2]
+    top = git_dir if bare == "true" else git_out(path, "rev-parse", "--show-toplevel")
+    return HostRepo(top=Path(top), git_dir=Path(git_dir))
+
+
+def init_linked_clone(dest: Path, objects: Path, branch: str, commit: str) -> None:
+    """Make a repo at ``dest`` that borrows ``objects`` (alternates, no copies, no hard
+    links) and check out ``commit`` on ``branch``."""
+    git(dest.parent, "init", "--quiet", "--template=", str(dest))
+    (dest / ".git" / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    set_alternates(dest, objects)
+    git(dest, "update-ref", f"refs/heads/{branch}", commit)
+    git(dest, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+    git(dest, "reset", "--quiet", "--hard")
+
+
+def set_alternates(repo: Path, objects: Path | str) -> None:
+    (repo / ".git" / "objects" / "info" / "alternates").write_text(f"{objects}\n")

@@ -1,0 +1,64 @@
+"""Integrate collected tickets, one at a time, in a runner-owned clone.
+
+Each ticket's commits (its start..tip) are cherry-picked onto the integrated head as soon as
+the ticket finishes, so dependency order comes for free. The integrated head is published to
+the host as ``refs/runner/<run>/integrated`` (dependents start from it) and, when asked, to
+the target branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.gitops import HostRepo, git, git_out, init_linked_clone
+
+BRANCH = "integration"
+
+
+@dataclass(frozen=True)
+class Integration:
+    ok: bool
+    head: str
+    reason: str = ""
+    conflicts: tuple[str, ...] = ()
+
+
+class Integrator:
+    def __init__(self, host: HostRepo, *, clone: Path, base: str, integrated_ref: str,
+                 target: str | None) -> None:
+        self.host, self.clone, self.integrated_ref, self.target = host, clone, integrated_ref, target
+        init_linked_clone(clone, host.objects, BRANCH, base)
+        self.head = base
+        self._publish()
+
+    def integrate(self, *, start: str, tip: str) -> Integration:
+        if git(self.clone, "merge-base", "--is-ancestor", start, tip, check=False).returncode:
+            return Integration(ok=False, head=self.head,
+                               reason=f"its history does not descend from {start[:12]}")
+        picked = git(self.clone, "cherry-pick", "--allow-empty", "--keep-redundant-commits",
+                     f"{start}..{tip}", check=False)
+        if picked.returncode != 0:
+            conflicts = tuple(git_out(self.clone, "diff", "--name-only",
+                                      "--diff-filter=U").split())
+            git(self.clone, "cherry-pick", "--abort", check=False)
+            git(self.clone, "reset", "--quiet", "--hard", self.head)
+            reason = ("conflicts with the integrated work in " + ", ".join(conflicts)
+                      if conflicts else "cherry-pick failed: " + _last(picked.stderr))
+            return Integration(ok=False, head=self.head, reason=reason, conflicts=conflicts)
+        self.head = git_out(self.clone, "rev-parse", "HEAD")
+        self._publish()
+        return Integration(ok=True, head=self.head)
+
+    def publish_target(self, target: str) -> None:
+        self.host.fetch(self.clone, [f"+refs/heads/{BRANCH}:refs/heads/{target}"])
+
+    def _publish(self) -> None:
+        self.host.fetch(self.clone, [f"+refs/heads/{BRANCH}:{self.integrated_ref}"])
+        if self.target:
+            self.publish_target(self.target)
+
+
+def _last(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "no output"

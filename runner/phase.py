@@ -1,0 +1,216 @@
+"""The phase file: YAML -> Phase and Ticket (pydantic, unknown keys are errors).
+
+Every problem becomes one PhaseFileError line naming the file, the field path
+(``tickets[2].run``) and the ticket id, so the user can fix it without a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from runner.errors import PhaseFileError
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Tier = Literal["simple", "nuanced", "complex"]
+AgentKind = Literal["anthropic", "script", "command"]
+# Agent kinds this version can run; the others are refused at load time, naming the ticket.
+AVAILABLE_AGENTS: frozenset[str] = frozenset({"script"})
+
+# Default model per tier, taken from the anthropic SDK version pinned in pyproject.toml.
+DEFAULT_MODELS = {"simple": "claude-haiku-5-5", "nuanced": "claude-sonnet-5-5",
+                  "complex": "claude-opus-5-5"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    cpus: float = Field(default=1.0, gt=0)
+    memory: Annotated[str, StringConstraints(pattern=r"(?i)^\d+(\.\d+)?[bkmg]?$")] = "2g"
+    pids: int = Field(default=512, ge=16)
+
+
+class Models(_Strict):
+    simple: str = DEFAULT_MODELS["simple"]
+    nuanced: str = DEFAULT_MODELS["nuanced"]
+    complex: str = DEFAULT_MODELS["complex"]
+
+
+class GradleConfig(_Strict):
+    shared_cache: Path | None = None
+
+
+class Ticket(_Strict):
+    id: Name
+    title: str = ""
+    tier: Tier = "nuanced"
+    agent: AgentKind = "anthropic"
+    prompt: str | None = None
+    run: str | None = None
+    paths: list[str] = []
+    depends_on: list[Name] = []
+    checks: list[str] = []
+    max_fix_loops: int = Field(default=2, ge=0)
+    timeout: float = Field(default=1800, gt=0)
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.id
+
+
+class Phase(_Strict):
+    name: Name
+    base: str = "HEAD"
+    target: str | None = None
+    image: str = "runner-worker:latest"
+    concurrency: int | None = Field(default=None, ge=1)
+    network: Literal["none", "bridge"] = "none"
+    resources: Resources = Resources()
+    models: Models = Models()
+    gradle: GradleConfig = GradleConfig()
+    checks: list[str] = []
+    tickets: list[Ticket] = Field(min_length=1)
+
+    @field_validator("target")
+    @classmethod
+    def _branch_name(cls, value: str | None) -> str | None:
+        if value is not None and not _is_branch_name(value):
+            raise ValueError(f"{value!r} is not a valid branch name")
+        return value
+
+    @property
+    def target_branch(self) -> str:
+        return self.target or f"runner/{self.name}"
+
+    @property
+    def effective_concurrency(self) -> int:
+        return self.concurrency or min(4, len(self.tickets))
+
+    def ticket(self, ticket_id: str) -> Ticket:
+        return next(t for t in self.tickets if t.id == ticket_id)
+
+
+def _is_branch_name(name: str) -> bool:
+    return (bool(re.fullmatch(r"[A-Za-z0-9._/-]+", name)) and ".." not in name
+            and "//" not in name and not name.startswith(("-", "/", "."))
+            and not name.endswith(("/", ".", ".lock")))
+
+
+def load_phase(path: Path) -> Phase:
+    """Read and validate a phase file; raise PhaseFileError naming the field at fault."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise PhaseFileError(path, "no such file; give the path of a phase YAML file") from e
+    except OSError as e:
+        raise PhaseFileError(path, f"cannot read it: {e.strerror}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise PhaseFileError(path, f"not valid YAML{where}: {problem}") from e
+    if not isinstance(data, dict):
+        raise PhaseFileError(path, "the phase file must be a YAML mapping with name and tickets")
+    try:
+        phase = Phase.model_validate(data)
+    except ValidationError as e:
+        raise _translate(path, data, e) from e
+    _check_tickets(path, phase)
+    return phase
+
+
+def _translate(path: Path, data: dict[str, Any], error: ValidationError) -> PhaseFileError:
+    first = error.errors()[0]
+    loc = list(first["loc"])
+    field, ticket = _field_path(loc), None
+    if len(loc) >= 2 and loc[0] == "tickets" and isinstance(loc[1], int):
+        raw = (data.get("tickets") or [None] * (loc[1] + 1))[loc[1]]
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            ticket = raw["id"]
+    message = _message(first)
+    more = error.error_count() - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return PhaseFileError(path, message, field=field, ticket=ticket)
+
+
+def _field_path(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith(("function-", "literal[")):
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch":
+        return f"{error['input']!r} may use only letters, digits, '.', '_' and '-'"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _check_tickets(path: Path, phase: Phase) -> None:
+    seen: set[str] = set()
+    for index, ticket in enumerate(phase.tickets):
+        at = f"tickets[{index}]"
+        if ticket.id in seen:
+            raise PhaseFileError(path, "duplicate ticket id; ids must be unique",
+                                 field=f"{at}.id", ticket=ticket.id)
+        seen.add(ticket.id)
+        if ticket.agent not in AVAILABLE_AGENTS:
+            raise PhaseFileError(
+                path, f"agent {ticket.agent!r} is not available in this version of runner "
+                f"(available: {', '.join(sorted(AVAILABLE_AGENTS))})",
+                field=f"{at}.agent", ticket=ticket.id)
+        if ticket.agent in ("script", "command") and not (ticket.run or "").strip():
+            raise PhaseFileError(path, f"a {ticket.agent} ticket needs 'run': the shell to run "
+                                 "in /workspace", field=f"{at}.run", ticket=ticket.id)
+    ids = {t.id for t in phase.tickets}
+    for index, ticket in enumerate(phase.tickets):
+        for dep in ticket.depends_on:
+            if dep not in ids:
+                raise PhaseFileError(path, f"depends on unknown ticket {dep!r}",
+                                     field=f"tickets[{index}].depends_on", ticket=ticket.id)
+    cycle = find_cycle({t.id: list(t.depends_on) for t in phase.tickets})
+    if cycle:
+        index = next(i for i, t in enumerate(phase.tickets) if t.id == cycle[0])
+        raise PhaseFileError(path, "dependency cycle: " + " -> ".join(cycle),
+                             field=f"tickets[{index}].depends_on", ticket=cycle[0])
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """Return one dependency cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in graph.get(node, []):
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if node not in state and (found := visit(node)):
+            return found
+    return None

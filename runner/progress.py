@@ -1,0 +1,116 @@
+"""Sinks that show a run to a person: a rich live table on a TTY, plain lines elsewhere.
+
+This is the only module that imports rich.live; the core only emits events.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from runner.events import (Event, Notice, RunFinished, RunStarted, TicketChanged, TicketOutput,
+                           TicketStatus)
+
+STATUS_STYLE = {TicketStatus.INTEGRATED: "green", TicketStatus.NO_CHANGES: "green",
+                TicketStatus.FAILED: "red", TicketStatus.SKIPPED: "yellow",
+                TicketStatus.RUNNING: "cyan", TicketStatus.QUEUED: "dim"}
+
+
+class PlainSink:
+    """Greppable lines with timestamps: for CI logs and pipes (no control sequences)."""
+
+    def __init__(self, stream: TextIO, *, show_output: bool = True) -> None:
+        self.stream, self.show_output = stream, show_output
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        line = describe(event, show_output=self.show_output)
+        if line is not None:
+            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+            with self._lock:
+                self.stream.write(f"{stamp} {line}\n")
+                self.stream.flush()
+
+
+def describe(event: Event, *, show_output: bool = True) -> str | None:
+    match event:
+        case RunStarted():
+            return (f"run {event.run_id}: phase {event.phase}, base {event.base_ref} = "
+                    f"{event.base_sha[:12]}, target {event.target}, {len(event.tickets)} tickets")
+        case Notice():
+            return f"{'warning: ' if event.level == 'warning' else ''}{event.message}"
+        case TicketChanged():
+            return f"{event.ticket} {event.status}" + (f": {event.detail}" if event.detail else "")
+        case TicketOutput() if show_output:
+            return f"{event.ticket} | {event.line}"
+        case RunFinished():
+            return f"run {event.run_id} finished (exit {event.exit_code})"
+    return None
+
+
+@dataclass
+class _Row:
+    status: TicketStatus = TicketStatus.QUEUED
+    since: float | None = None
+    ended: float | None = None
+    last: str = ""
+
+
+@dataclass
+class LiveSink:
+    """A rich live table: ticket, state, elapsed, last output line."""
+
+    console: Console
+    rows: dict[str, _Row] = field(default_factory=dict)
+    _live: Live | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> LiveSink:
+        self._live = Live(get_renderable=self._table, console=self.console,
+                          refresh_per_second=4, transient=False)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.__exit__(None, None, None)
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            match event:
+                case RunStarted():
+                    self.rows = {t: _Row() for t in event.tickets}
+                    self.console.print(describe(event))
+                case Notice():
+                    self.console.print(describe(event), style="yellow" if
+                                       event.level == "warning" else None)
+                case TicketChanged():
+                    row = self.rows.setdefault(event.ticket, _Row())
+                    row.status = event.status
+                    if event.status == TicketStatus.PROVISIONING:
+                        row.since = event.at
+                    if event.status.finished:
+                        row.ended = event.at
+                    if event.detail:
+                        row.last = event.detail
+                case TicketOutput():
+                    self.rows.setdefault(event.ticket, _Row()).last = event.line
+
+    def _table(self) -> Table:
+        table = Table(expand=True)
+        for name in ("ticket", "state", "elapsed", "last output"):
+            table.add_column(name, no_wrap=True, overflow="ellipsis",
+                             ratio=3 if name == "last output" else None)
+        with self._lock:
+            for ticket, row in self.rows.items():
+                elapsed = ((row.ended or time.time()) - row.since) if row.since else 0.0
+                table.add_row(ticket, Text(str(row.status), STATUS_STYLE.get(row.status, "")),
+                              f"{elapsed:5.1f}s", row.last)
+        return table

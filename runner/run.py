@@ -1,0 +1,130 @@
+"""A run: resolve the repo and refs, provision images, schedule tickets, integrate, record."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import docker
+
+from runner.errors import PhaseFileError, RepoError
+from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
+from runner.gitops import HostRepo, open_host_repo
+from runner.images import ensure_image
+from runner.integrate import Integrator
+from runner.phase import Phase
+from runner.sandbox.docker import DockerSandboxes, docker_client
+from runner.scheduler import SUCCEEDED, finished, schedule
+from runner.worker import RunContext, TicketOutcome, run_ticket
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    repo: Path
+    phase_file: Path
+    concurrency: int | None = None
+    sequential: bool = False
+    keep: bool = False
+    state_dir: Path | None = None     # default: <git dir>/runner
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    phase: str
+    base_sha: str
+    target: str
+    run_dir: Path
+    outcomes: dict[str, TicketOutcome]
+    started: float
+    ended: float = 0.0
+    target_sha: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        ok = all(o.status in SUCCEEDED for o in self.outcomes.values())
+        return 0 if ok else 1
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
+              client: docker.DockerClient | None = None) -> RunResult:
+    host = open_host_repo(options.repo)
+    base_sha = host.resolve(phase.base)
+    if base_sha is None:
+        raise RepoError(f"base {phase.base!r} is not a commit in {host.top}; set `base:` to a "
+                        "branch, tag or commit that exists")
+    target = phase.target_branch
+    if host.checked_out_branch() == target:
+        raise RepoError(f"target {target!r} is the branch checked out in {host.top}; runner "
+                        "never moves it under you: choose another `target:` or check out "
+                        "another branch")
+    cache = phase.gradle.shared_cache
+    if cache is not None and not cache.is_dir():
+        raise PhaseFileError(options.phase_file, f"{cache} is not a directory",
+                             field="gradle.shared_cache")
+    client = client or docker_client()
+    ensure_image(client, phase.image, sink)
+
+    run_id = new_run_id()
+    root = (options.state_dir or host.git_dir / "runner") / run_id
+    root.mkdir(parents=True, mode=0o700)
+    ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root,
+                     provider=DockerSandboxes(client), sink=sink, keep=options.keep)
+    result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha, target=target,
+                       run_dir=root, outcomes={}, started=time.time())
+    sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
+                         base_sha=base_sha, target=target, run_dir=str(root),
+                         tickets=tuple(t.id for t in phase.tickets)))
+    _save_previous_target(host, run_id, target, sink)
+    _write_state(result)
+
+    integrator = Integrator(host, clone=root / "integration", base=base_sha,
+                            integrated_ref=f"refs/runner/{run_id}/integrated", target=target)
+
+    def integrate(outcome: TicketOutcome) -> TicketOutcome:
+        assert outcome.start and outcome.tip
+        sink.emit(TicketChanged(outcome.ticket, TicketStatus.INTEGRATING))
+        merged = integrator.integrate(start=outcome.start, tip=outcome.tip)
+        status = TicketStatus.INTEGRATED if merged.ok else TicketStatus.FAILED
+        sink.emit(TicketChanged(outcome.ticket, status, merged.reason))
+        return finished(outcome, status, merged.reason)
+
+    concurrency = 1 if options.sequential else (options.concurrency
+                                                or phase.effective_concurrency)
+    try:
+        result.outcomes = schedule(phase, concurrency=concurrency,
+                                   run_one=lambda t, start: run_ticket(ctx, t, start),
+                                   integrate=integrate, start_point=lambda: integrator.head,
+                                   sink=sink)
+    finally:
+        result.ended = time.time()
+        result.target_sha = host.resolve(f"refs/heads/{target}")
+        _write_state(result)
+    sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
+    return result
+
+
+def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:
+    """A run resets ``target`` to base; keep what it pointed at, so nothing is lost."""
+    previous = host.resolve(f"refs/heads/{target}")
+    if previous:
+        host.update_ref(f"refs/runner/{run_id}/previous-target", previous)
+        sink.emit(Notice(f"target {target} was at {previous[:12]}; kept as "
+                         f"refs/runner/{run_id}/previous-target", level="warning"))
+
+
+def _write_state(result: RunResult) -> None:
+    """Atomically record the run (run.json); a crash never leaves half a file."""
+    data = asdict(result) | {"run_dir": str(result.run_dir), "exit_code": result.exit_code}
+    tmp = result.run_dir / ".run.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, result.run_dir / "run.json")

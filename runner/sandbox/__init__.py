@@ -1,0 +1,118 @@
+"""Where a worker's commands run: the Sandbox protocol and what it is built from.
+
+A sandbox is described by a SandboxSpec (what to mount, which limits) and opened by a
+SandboxProvider; the Docker implementation lives in ``sandbox/docker.py``. Another backend
+(Kubernetes, a VM) implements the same two protocols and nothing outside this package changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+WORKSPACE = "/workspace"
+GRADLE_HOME = "/gradle-home"
+GRADLE_RO_CACHE = "/gradle-ro-cache"
+HOST_OBJECTS = "/runner/objects"  # the host repo's object store, read-only (clone alternates)
+TIMEOUT_EXIT = 124                # what `timeout` returns when it stopped the command
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: float
+    memory: str
+    pids: int
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    name: str
+    image: str
+    mounts: tuple[Mount, ...]
+    env: Mapping[str, str]
+    labels: Mapping[str, str]
+    limits: Limits
+    network: str = "none"
+    user: str = "0:0"          # uid:gid the worker runs as (the host user's)
+    workdir: str = WORKSPACE
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A finished command. A failure inside a worker is data, not an exception."""
+
+    exit_code: int
+    output: str = ""            # the tail of stdout+stderr
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass(frozen=True)
+class BytesResult:
+    exit_code: int
+    stdout: bytes = b""
+    stderr: str = ""
+    timed_out: bool = False
+
+
+OutputHandler = Callable[[str], None]
+
+
+class Sandbox(Protocol):
+    name: str
+
+    def exec(self, argv: Sequence[str], *, timeout: float,
+             on_output: OutputHandler | None = None,
+             env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run ``argv`` in the workdir; stream lines to ``on_output``; stop it at ``timeout``."""
+        ...
+
+    def exec_bytes(self, argv: Sequence[str], *, timeout: float) -> BytesResult:
+        """Run ``argv`` and return its stdout as bytes (e.g. a git bundle)."""
+        ...
+
+
+class SandboxProvider(Protocol):
+    def open(self, spec: SandboxSpec, *, keep: bool = False) -> AbstractContextManager[Sandbox]:
+        """Start a sandbox; it is removed when the context exits unless ``keep``."""
+        ...
+
+
+@dataclass
+class OutputTail:
+    """Keep the last ``limit`` characters of a stream and cut it into lines for a handler."""
+
+    handler: OutputHandler | None = None
+    limit: int = 64_000
+    _partial: str = ""
+    _tail: list[str] = field(default_factory=list)
+    _size: int = 0
+
+    def feed(self, text: str) -> None:
+        self._tail.append(text)
+        self._size += len(text)
+        while self._size > self.limit and len(self._tail) > 1:
+            self._size -= len(self._tail.pop(0))
+        if self.handler:
+            *lines, self._partial = (self._partial + text).split("\n")
+            for line in lines:
+                self.handler(line)
+
+    def close(self) -> str:
+        if self.handler and self._partial:
+            self.handler(self._partial)
+            self._partial = ""
+        return "".join(self._tail)[-self.limit:]

@@ -1,0 +1,62 @@
+"""Drive the tickets of a phase: dependencies first, at most ``concurrency`` at once.
+
+Workers run in threads; integration happens on the scheduling thread, one ticket at a time,
+as soon as each finishes. A ticket starts from the integrated head at the moment it starts,
+which holds the integrated work of all its dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+
+from runner.events import EventSink, TicketChanged, TicketStatus
+from runner.phase import Phase, Ticket
+from runner.worker import TicketOutcome
+
+SUCCEEDED = (TicketStatus.INTEGRATED, TicketStatus.NO_CHANGES)
+
+RunOne = Callable[[Ticket, str], TicketOutcome]
+Integrate = Callable[[TicketOutcome], TicketOutcome]
+
+
+def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Integrate,
+             start_point: Callable[[], str], sink: EventSink) -> dict[str, TicketOutcome]:
+    """Run every ticket; return each one's final outcome, in phase order."""
+    pending = list(phase.tickets)
+    results: dict[str, TicketOutcome] = {}
+    for ticket in pending:
+        sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED))
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="worker") as pool:
+        running: dict[Future[TicketOutcome], Ticket] = {}
+        while pending or running:
+            for ticket in list(pending):
+                failed = [d for d in ticket.depends_on
+                          if d in results and results[d].status not in SUCCEEDED]
+                if failed:
+                    pending.remove(ticket)
+                    reason = f"dependency {', '.join(failed)} did not succeed"
+                    results[ticket.id] = TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason)
+                    sink.emit(TicketChanged(ticket.id, TicketStatus.SKIPPED, reason))
+            for ticket in list(pending):
+                if len(running) >= concurrency:
+                    break
+                if all(results.get(d) and results[d].status in SUCCEEDED
+                       for d in ticket.depends_on):
+                    pending.remove(ticket)
+                    running[pool.submit(run_one, ticket, start_point())] = ticket
+            if not running:
+                continue  # only skips happened this round; look again
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                ticket = running.pop(future)
+                outcome = future.result()
+                if outcome.status == TicketStatus.COLLECTING:
+                    outcome = integrate(outcome)
+                results[ticket.id] = outcome
+    return {t.id: results[t.id] for t in phase.tickets}
+
+
+def finished(outcome: TicketOutcome, status: TicketStatus, reason: str = "") -> TicketOutcome:
+    return replace(outcome, status=status, reason=reason)

@@ -1,0 +1,142 @@
+"""One ticket, start to end: workspace -> sandbox -> agent -> gates -> collect; always tears down."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from runner.agents import AgentContext, AgentResult, agent_for
+from runner.collect import CollectError, collect, commit_leftovers
+from runner.errors import RunnerError
+from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus
+from runner.gitops import HostRepo
+from runner.phase import Phase, Ticket
+from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, WORKSPACE, Limits, Mount,
+                            Sandbox, SandboxProvider, SandboxSpec)
+from runner.workspace import Workspace, create_workspace
+
+CHECK_SHELL = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every worker of one run shares."""
+
+    run_id: str
+    phase: Phase
+    host: HostRepo
+    root: Path                   # the run's directory, runner-owned (never mounted)
+    provider: SandboxProvider
+    sink: EventSink
+    keep: bool = False
+    user: str = f"{os.getuid()}:{os.getgid()}"   # workers run as the host user
+
+    def ticket_ref(self, ticket_id: str) -> str:
+        return f"refs/runner/{self.run_id}/{ticket_id}"
+
+    def branch(self, ticket_id: str) -> str:
+        return f"runner/{self.run_id}/{ticket_id}"
+
+    def container_name(self, ticket_id: str) -> str:
+        return f"runner-{self.run_id}-{ticket_id}"
+
+
+@dataclass(frozen=True)
+class TicketOutcome:
+    ticket: str
+    status: TicketStatus
+    reason: str = ""
+    start: str | None = None
+    tip: str | None = None
+    commits: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+
+
+def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
+    """The container a worker gets: its clone, its Gradle home, the host objects read-only."""
+    phase = ctx.phase
+    mounts = [Mount(workspace.clone, WORKSPACE), Mount(workspace.gradle_home, GRADLE_HOME),
+              Mount(ctx.host.objects, HOST_OBJECTS, read_only=True)]
+    env = {"RUNNER_RUN": ctx.run_id, "RUNNER_TICKET": ticket_id, "HOME": "/tmp",
+           "GRADLE_USER_HOME": GRADLE_HOME,
+           "GIT_AUTHOR_NAME": f"runner {ticket_id}", "GIT_AUTHOR_EMAIL": f"{ticket_id}@runner.local",
+           "GIT_COMMITTER_NAME": f"runner {ticket_id}",
+           "GIT_COMMITTER_EMAIL": f"{ticket_id}@runner.local"}
+    if phase.gradle.shared_cache:
+        mounts.append(Mount(phase.gradle.shared_cache, GRADLE_RO_CACHE, read_only=True))
+        env["GRADLE_RO_DEP_CACHE"] = GRADLE_RO_CACHE
+    return SandboxSpec(
+        name=ctx.container_name(ticket_id), image=phase.image, mounts=tuple(mounts), env=env,
+        labels={"runner.run": ctx.run_id, "runner.ticket": ticket_id},
+        limits=Limits(cpus=phase.resources.cpus, memory=phase.resources.memory,
+                      pids=phase.resources.pids),
+        network=phase.network, user=ctx.user)
+
+
+def run_ticket(ctx: RunContext, ticket: Ticket, start: str) -> TicketOutcome:
+    """Run ``ticket`` from commit ``start``; its commits end up in its ref, whatever happens."""
+    started = time.time()
+    deadline = time.monotonic() + ticket.timeout
+    log_path = ctx.root / "logs" / f"{ticket.id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def outcome(status: TicketStatus, reason: str = "", **more: object) -> TicketOutcome:
+        ctx.sink.emit(TicketChanged(ticket.id, status, reason))
+        return TicketOutcome(ticket.id, status, reason, start=start, started=started,
+                             ended=time.time(), **more)  # type: ignore[arg-type]
+
+    ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
+    with log_path.open("a", encoding="utf-8") as log:
+        try:
+            workspace = create_workspace(
+                ctx.host, clone=ctx.root / "workspaces" / ticket.id,
+                gradle_home=ctx.root / "gradle" / ticket.id, branch=ctx.branch(ticket.id),
+                start=start)
+            with ctx.provider.open(sandbox_spec(ctx, ticket.id, workspace),
+                                   keep=ctx.keep) as sandbox:
+                result = _work(ctx, ticket, sandbox, log, deadline)
+                ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.COLLECTING))
+                collected = collect(sandbox, ctx.host, start=start, ref=ctx.ticket_ref(ticket.id),
+                                    bundle=ctx.root / "bundles" / f"{ticket.id}.bundle")
+        except (RunnerError, CollectError) as e:
+            log.write(f"runner: {e}\n")
+            return outcome(TicketStatus.FAILED, str(e))
+        except Exception as e:  # a bug or a broken engine fails this ticket, not the run
+            log.write(traceback.format_exc())
+            return outcome(TicketStatus.FAILED, f"internal error: {e.__class__.__name__}: {e}")
+    more = {"tip": collected.tip, "commits": collected.commits}
+    if not result.ok:
+        return outcome(TicketStatus.FAILED, result.reason, **more)
+    if collected.commits == 0:
+        return outcome(TicketStatus.NO_CHANGES, "the worker committed nothing", **more)
+    return TicketOutcome(ticket.id, TicketStatus.COLLECTING, start=start, started=started,
+                         ended=time.time(), **more)  # type: ignore[arg-type]
+
+
+def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
+          deadline: float) -> AgentResult:
+    def on_output(line: str) -> None:
+        log.write(line + "\n")
+        log.flush()
+        ctx.sink.emit(TicketOutput(ticket.id, line))
+
+    ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.RUNNING))
+    log.write(f"$ [{ticket.agent}] {ticket.run or ticket.prompt or ''}\n")
+    result = agent_for(ticket).run(AgentContext(ticket, sandbox, on_output, deadline))
+    # Partial work is kept either way: commit what the worker left before collecting.
+    commit_leftovers(sandbox, f"{ticket.id}: {ticket.display_title}")
+    if not result.ok:
+        return result
+    for check in ticket.checks:
+        log.write(f"$ [check] {check}\n")
+        ran = sandbox.exec([*CHECK_SHELL, check], on_output=on_output,
+                           timeout=max(1.0, deadline - time.monotonic()))
+        if not ran.ok:
+            why = "timed out" if ran.timed_out else f"exited with {ran.exit_code}"
+            return AgentResult(ok=False, reason=f"check `{check}` {why}")
+    return AgentResult(ok=True)
