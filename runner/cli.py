@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except RunnerError as e:
-        err.print(f"runner: error: {e}", markup=False, style="red")
+        err.print(f"runner: error: {e}", markup=False, style="red", soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:
         err.print("runner: interrupted; containers of this run are removed as their "
@@ -93,13 +93,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-"))
     repo, phase_file = make_demo(root.resolve())
     out = Console(stderr=args.json, highlight=False)
-    out.print(f"demo repo: {repo}\nphase file: {phase_file}", markup=False)
+    out.print(f"demo repo: {repo}\nphase file: {phase_file}", markup=False, soft_wrap=True)
     options = RunOptions(repo=repo, phase_file=phase_file, keep=args.keep,
                          state_dir=args.state_dir)
     code = _execute(load_phase(phase_file), options, args.json)
     out.print(f"\nsee the result: git -C {repo} log --oneline --graph runner/phase-2\n"
               f"each worker's raw commits: git -C {repo} for-each-ref refs/runner/",
-              markup=False)
+              markup=False, soft_wrap=True)
     return code
 
 
@@ -140,6 +140,7 @@ def result_document(result: RunResult) -> dict[str, object]:
         "run_id": result.run_id, "phase": result.phase, "exit_code": result.exit_code,
         "base": result.base_sha, "target": result.target, "target_sha": result.target_sha,
         "run_dir": str(result.run_dir), "seconds": round(result.ended - result.started, 3),
+        "checks_passed": result.checks_passed, "checks_reason": result.checks_reason,
         "tickets": [{"id": o.ticket, "status": str(o.status), "reason": o.reason,
                      "commits": o.commits, "ref": f"refs/runner/{result.run_id}/{o.ticket}"
                      if o.tip else None, "seconds": round(max(0.0, o.ended - o.started), 3)}
@@ -157,9 +158,12 @@ def _print_summary(console: Console, result: RunResult) -> None:
                       str(o.commits), secs, o.reason)
     console.print(table)
     where = f"{result.target} at {result.target_sha[:12]}" if result.target_sha else "none"
+    if result.checks_passed is not None:
+        console.print("phase checks: " + ("passed" if result.checks_passed else
+                                          f"FAILED: {result.checks_reason}"), markup=False)
     console.print(f"target: {where}   raw commits: refs/runner/{result.run_id}/<ticket>   "
                   f"logs: {result.run_dir / 'logs'}   ({result.ended - result.started:.1f}s)",
-                  markup=False)
+                  markup=False, soft_wrap=True)
 
 
 def raise_usage(message: str) -> None:

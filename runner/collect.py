@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.text import last_line
 from runner.gitops import HostRepo
 from runner.sandbox import Sandbox
 
@@ -41,7 +42,7 @@ def commit_leftovers(sandbox: Sandbox, message: str, timeout: float = 300) -> No
     result = sandbox.exec(["bash", "-c", COMMIT_LEFTOVERS], timeout=timeout,
                           env={"RUNNER_COMMIT_MESSAGE": message})
     if not result.ok:
-        raise CollectError(f"could not commit the worker's changes: {_last(result.output)}")
+        raise CollectError(f"could not commit the worker's changes: {last_line(result.output)}")
 
 
 def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: Path,
@@ -49,14 +50,14 @@ def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: P
     """Fetch the worker's commits since ``start`` into ``ref`` in the host repo."""
     count = sandbox.exec([*GIT, "rev-list", "--count", f"{start}..HEAD"], timeout=timeout)
     if not count.ok:
-        raise CollectError(f"cannot read the worker's history: {_last(count.output)}")
+        raise CollectError(f"cannot read the worker's history: {last_line(count.output)}")
     commits = int(count.output.strip() or 0)
     if commits == 0:
         return Collected(ref=None, tip=None, commits=0)
     made = sandbox.exec_bytes([*GIT, "bundle", "create", "--quiet", "-", "HEAD", f"^{start}"],
                               timeout=timeout)
     if made.exit_code != 0 or not made.stdout:
-        raise CollectError(f"git bundle failed in the worker: {_last(made.stderr)}")
+        raise CollectError(f"git bundle failed in the worker: {last_line(made.stderr)}")
     _write_atomically(bundle, made.stdout)
     host.fetch(bundle, [f"+HEAD:{ref}"])
     tip = host.resolve(ref)
@@ -71,7 +72,3 @@ def _write_atomically(path: Path, data: bytes) -> None:
         f.write(data)
     os.replace(tmp, path)
 
-
-def _last(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"

@@ -35,6 +35,9 @@ name: phase-2
 base: main
 target: runner/phase-2
 concurrency: 3
+checks:
+  - test -f docs/scope-policy.md
+  - "! grep -rn 'Scope.global(' src/main/java/demo --include='*.java' | grep -v Scope.java"
 tickets:
   - id: R08
     title: Deprecation additions

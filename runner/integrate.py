@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.text import last_line
 from runner.gitops import HostRepo, git, git_out, init_linked_clone
 
 BRANCH = "integration"
@@ -27,7 +28,8 @@ class Integration:
 class Integrator:
     def __init__(self, host: HostRepo, *, clone: Path, base: str, integrated_ref: str,
                  target: str | None) -> None:
-        self.host, self.clone, self.integrated_ref, self.target = host, clone, integrated_ref, target
+        self.host, self.clone = host, clone
+        self.integrated_ref, self.target = integrated_ref, target
         init_linked_clone(clone, host.objects, BRANCH, base)
         self.head = base
         self._publish()
@@ -44,7 +46,7 @@ class Integrator:
             git(self.clone, "cherry-pick", "--abort", check=False)
             git(self.clone, "reset", "--quiet", "--hard", self.head)
             reason = ("conflicts with the integrated work in " + ", ".join(conflicts)
-                      if conflicts else "cherry-pick failed: " + _last(picked.stderr))
+                      if conflicts else "cherry-pick failed: " + last_line(picked.stderr))
             return Integration(ok=False, head=self.head, reason=reason, conflicts=conflicts)
         self.head = git_out(self.clone, "rev-parse", "HEAD")
         self._publish()
@@ -58,7 +60,3 @@ class Integrator:
         if self.target:
             self.publish_target(self.target)
 
-
-def _last(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else "no output"

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
+                      field_validator)
 
 from runner.errors import PhaseFileError
 
@@ -33,8 +34,15 @@ class _Strict(BaseModel):
 
 class Resources(_Strict):
     cpus: float = Field(default=1.0, gt=0)
-    memory: Annotated[str, StringConstraints(pattern=r"(?i)^\d+(\.\d+)?[bkmg]?$")] = "2g"
+    memory: str = "2g"
     pids: int = Field(default=512, ge=16)
+
+    @field_validator("memory")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not re.fullmatch(r"(?i)\d+(\.\d+)?[bkmg]?", value):
+            raise ValueError(f"{value!r} is not a size; write it like 512m or 2g")
+        return value
 
 
 class Models(_Strict):
@@ -168,6 +176,9 @@ def _check_tickets(path: Path, phase: Phase) -> None:
     seen: set[str] = set()
     for index, ticket in enumerate(phase.tickets):
         at = f"tickets[{index}]"
+        if ticket.id.startswith("_"):
+            raise PhaseFileError(path, "ids starting with '_' are reserved for runner",
+                                 field=f"{at}.id", ticket=ticket.id)
         if ticket.id in seen:
             raise PhaseFileError(path, "duplicate ticket id; ids must be unique",
                                  field=f"{at}.id", ticket=ticket.id)

@@ -6,20 +6,21 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import docker
 
 from runner.errors import PhaseFileError, RepoError
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
+from runner.gates import outside_paths
 from runner.gitops import HostRepo, open_host_repo
 from runner.images import ensure_image
 from runner.integrate import Integrator
 from runner.phase import Phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
-from runner.worker import RunContext, TicketOutcome, run_ticket
+from runner.worker import RunContext, TicketOutcome, run_phase_checks, run_ticket
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,13 @@ class RunResult:
     started: float
     ended: float = 0.0
     target_sha: str | None = None
-    notes: list[str] = field(default_factory=list)
+    checks_passed: bool | None = None    # None: the phase has no checks
+    checks_reason: str = ""
 
     @property
     def exit_code(self) -> int:
         ok = all(o.status in SUCCEEDED for o in self.outcomes.values())
-        return 0 if ok else 1
+        return 0 if ok and self.checks_passed is not False else 1
 
 
 def new_run_id() -> str:
@@ -76,7 +78,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
 
     run_id = new_run_id()
     root = (options.state_dir or host.git_dir / "runner") / run_id
-    root.mkdir(parents=True, mode=0o700)
+    (root / "logs").mkdir(parents=True, mode=0o700)
     ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root,
                      provider=DockerSandboxes(client), sink=sink, keep=options.keep)
     result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha, target=target,
@@ -87,30 +89,55 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     _save_previous_target(host, run_id, target, sink)
     _write_state(result)
 
+    # With phase checks, target moves only once they pass on the integrated result.
     integrator = Integrator(host, clone=root / "integration", base=base_sha,
-                            integrated_ref=f"refs/runner/{run_id}/integrated", target=target)
+                            integrated_ref=f"refs/runner/{run_id}/integrated",
+                            target=None if phase.checks else target)
 
     def integrate(outcome: TicketOutcome) -> TicketOutcome:
         assert outcome.start and outcome.tip
         sink.emit(TicketChanged(outcome.ticket, TicketStatus.INTEGRATING))
-        merged = integrator.integrate(start=outcome.start, tip=outcome.tip)
-        status = TicketStatus.INTEGRATED if merged.ok else TicketStatus.FAILED
-        sink.emit(TicketChanged(outcome.ticket, status, merged.reason))
-        return finished(outcome, status, merged.reason)
+        stray = outside_paths(host.changed_files(outcome.start, outcome.tip),
+                              phase.ticket(outcome.ticket).paths)
+        if stray:
+            reason = f"changed files outside its paths: {', '.join(stray[:10])}"
+        else:
+            reason = integrator.integrate(start=outcome.start, tip=outcome.tip).reason
+        status = TicketStatus.FAILED if reason else TicketStatus.INTEGRATED
+        sink.emit(TicketChanged(outcome.ticket, status, reason))
+        return finished(outcome, status, reason)
 
     concurrency = 1 if options.sequential else (options.concurrency
                                                 or phase.effective_concurrency)
     try:
         result.outcomes = schedule(phase, concurrency=concurrency,
                                    run_one=lambda t, start: run_ticket(ctx, t, start),
-                                   integrate=integrate, start_point=lambda: integrator.head,
+                                   integrate=integrate,
+                                   start_point=lambda t: integrator.head if t.depends_on
+                                   else base_sha,
                                    sink=sink)
+        if phase.checks:
+            _phase_gate(ctx, result, integrator)
     finally:
         result.ended = time.time()
         result.target_sha = host.resolve(f"refs/heads/{target}")
         _write_state(result)
     sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
     return result
+
+
+def _phase_gate(ctx: RunContext, result: RunResult, integrator: Integrator) -> None:
+    ctx.sink.emit(Notice(f"phase checks on the integrated result {integrator.head[:12]}"))
+    gate = run_phase_checks(ctx, integrator.head)
+    result.checks_passed, result.checks_reason = gate.ok, gate.reason
+    if gate.ok:
+        integrator.publish_target(result.target)
+        ctx.sink.emit(Notice("phase checks passed; target updated"))
+    else:
+        candidate = f"refs/runner/{ctx.run_id}/candidate"
+        ctx.host.update_ref(candidate, integrator.head)
+        ctx.sink.emit(Notice(f"phase checks failed: {gate.reason}; target not moved, the "
+                             f"integrated result is kept at {candidate}", level="warning"))
 
 
 def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:

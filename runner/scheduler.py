@@ -1,8 +1,9 @@
 """Drive the tickets of a phase: dependencies first, at most ``concurrency`` at once.
 
 Workers run in threads; integration happens on the scheduling thread, one ticket at a time,
-as soon as each finishes. A ticket starts from the integrated head at the moment it starts,
-which holds the integrated work of all its dependencies.
+as soon as each finishes. A ticket without dependencies starts from base; one with
+dependencies starts from the integrated head at the moment it starts, which holds the
+integrated work of all its dependencies (and of whatever else was integrated by then).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ Integrate = Callable[[TicketOutcome], TicketOutcome]
 
 
 def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Integrate,
-             start_point: Callable[[], str], sink: EventSink) -> dict[str, TicketOutcome]:
+             start_point: Callable[[Ticket], str], sink: EventSink) -> dict[str, TicketOutcome]:
     """Run every ticket; return each one's final outcome, in phase order."""
     pending = list(phase.tickets)
     results: dict[str, TicketOutcome] = {}
@@ -45,7 +46,7 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
                 if all(results.get(d) and results[d].status in SUCCEEDED
                        for d in ticket.depends_on):
                     pending.remove(ticket)
-                    running[pool.submit(run_one, ticket, start_point())] = ticket
+                    running[pool.submit(run_one, ticket, start_point(ticket))] = ticket
             if not running:
                 continue  # only skips happened this round; look again
             done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -1,10 +1,14 @@
-"""One ticket, start to end: workspace -> sandbox -> agent -> gates -> collect; always tears down."""
+"""One ticket, start to end: workspace -> sandbox -> agent -> checks -> collect.
+
+The container is always torn down; the worker's commits always reach its ref.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -15,11 +19,12 @@ from runner.errors import RunnerError
 from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus
 from runner.gitops import HostRepo
 from runner.phase import Phase, Ticket
-from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, WORKSPACE, Limits, Mount,
-                            Sandbox, SandboxProvider, SandboxSpec)
+from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, STRICT_BASH, WORKSPACE,
+                            Limits, Mount, Sandbox, SandboxProvider, SandboxSpec)
 from runner.workspace import Workspace, create_workspace
 
-CHECK_SHELL = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
+PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
+PHASE_CHECKS_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,8 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
               Mount(ctx.host.objects, HOST_OBJECTS, read_only=True)]
     env = {"RUNNER_RUN": ctx.run_id, "RUNNER_TICKET": ticket_id, "HOME": "/tmp",
            "GRADLE_USER_HOME": GRADLE_HOME,
-           "GIT_AUTHOR_NAME": f"runner {ticket_id}", "GIT_AUTHOR_EMAIL": f"{ticket_id}@runner.local",
-           "GIT_COMMITTER_NAME": f"runner {ticket_id}",
+           "GIT_AUTHOR_NAME": f"runner {ticket_id}", "GIT_COMMITTER_NAME": f"runner {ticket_id}",
+           "GIT_AUTHOR_EMAIL": f"{ticket_id}@runner.local",
            "GIT_COMMITTER_EMAIL": f"{ticket_id}@runner.local"}
     if phase.gradle.shared_cache:
         mounts.append(Mount(phase.gradle.shared_cache, GRADLE_RO_CACHE, read_only=True))
@@ -132,11 +137,35 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
     commit_leftovers(sandbox, f"{ticket.id}: {ticket.display_title}")
     if not result.ok:
         return result
-    for check in ticket.checks:
+    return run_checks(sandbox, ticket.checks, log=log, on_output=on_output, deadline=deadline)
+
+
+def run_checks(sandbox: Sandbox, checks: list[str], *, log: TextIO,
+               on_output: Callable[[str], None], deadline: float) -> AgentResult:
+    """Run each check in /workspace; the first failure is the result."""
+    for check in checks:
         log.write(f"$ [check] {check}\n")
-        ran = sandbox.exec([*CHECK_SHELL, check], on_output=on_output,
+        ran = sandbox.exec([*STRICT_BASH, check], on_output=on_output,
                            timeout=max(1.0, deadline - time.monotonic()))
         if not ran.ok:
             why = "timed out" if ran.timed_out else f"exited with {ran.exit_code}"
             return AgentResult(ok=False, reason=f"check `{check}` {why}")
     return AgentResult(ok=True)
+
+
+def run_phase_checks(ctx: RunContext, head: str) -> AgentResult:
+    """The phase gate: the phase's checks in a fresh container over a clone of ``head``."""
+    root = ctx.root / "checks"
+    workspace = create_workspace(ctx.host, clone=root / "clone", gradle_home=root / "gradle",
+                                 branch=ctx.branch(PHASE_CHECKS), start=head)
+    deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
+    with (ctx.root / "logs" / f"{PHASE_CHECKS}.log").open("a", encoding="utf-8") as log, \
+            ctx.provider.open(sandbox_spec(ctx, PHASE_CHECKS, workspace),
+                              keep=ctx.keep) as sandbox:
+        def on_output(line: str) -> None:
+            log.write(line + "\n")
+            log.flush()
+            ctx.sink.emit(TicketOutput(PHASE_CHECKS, line))
+
+        return run_checks(sandbox, list(ctx.phase.checks), log=log, on_output=on_output,
+                          deadline=deadline)

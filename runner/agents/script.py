@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from runner.agents import AgentContext, AgentResult
-
-# Like CI runners: fail on the first failing command, and inside pipelines.
-BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
+from runner.sandbox import STRICT_BASH
 
 
 class ScriptAgent:
     def run(self, ctx: AgentContext) -> AgentResult:
         assert ctx.ticket.run is not None  # the phase loader refuses script tickets without it
         timeout = ctx.remaining()
-        result = ctx.sandbox.exec([*BASH, ctx.ticket.run], timeout=timeout,
+        result = ctx.sandbox.exec([*STRICT_BASH, ctx.ticket.run], timeout=timeout,
                                   on_output=ctx.on_output)
         if result.timed_out:
             return AgentResult(ok=False, reason=f"timed out after {ctx.ticket.timeout:g}s")

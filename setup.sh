@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install runner and what it needs on this machine.
+#   ./setup.sh          runner itself (pip install -e .), and debootstrap when it is missing
+#   ./setup.sh --dev    also the test dependencies, and a venv for the non-root-user test
+# Docker must be running already (.ci/run starts one when it is not). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+dev=false
+[ "${1:-}" = "--dev" ] && dev=true
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+# debootstrap makes the Debian base image when no container registry is reachable.
+if ! command -v debootstrap >/dev/null 2>&1; then
+  echo "setup: installing debootstrap (Debian's package) for offline base images"
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq debootstrap >/dev/null \
+    || echo "setup: could not install debootstrap; images need a reachable registry then" >&2
+fi
+
+if $dev; then
+  python3 -m pip install -q -e '.[dev]'
+  # The non-root host-user test runs runner as another uid: it needs an interpreter that
+  # uid can read (pyenv's lives under /root). Debian's python3 in a venv beside the tree.
+  if [ "$(id -u)" = 0 ] && [ -x /usr/bin/python3 ] && [ ! -x .venv-nonroot/bin/runner ]; then
+    echo "setup: making .venv-nonroot (Debian's python3) for the non-root-user test"
+    /usr/bin/python3 -m venv .venv-nonroot
+    .venv-nonroot/bin/python -m pip install -q -e .
+    chmod -R a+rX .venv-nonroot
+  fi
+else
+  python3 -m pip install -q -e .
+fi
+echo "setup: done ($(command -v runner || echo 'runner: not on PATH; use python3 -m runner'))"

@@ -1,0 +1,67 @@
+"""Helpers for tests: real git repos, the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, **IDENTITY})
+    assert proc.returncode == 0, f"git {args}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    """A git repo at ``path`` on branch main with one commit of ``files``."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "--quiet", "--initial-branch=main")
+    for rel, text in (files or {"README.md": "hello\n"}).items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "--quiet", "-m", "base")
+    return path
+
+
+def write_phase(path: Path, phase: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(phase, sort_keys=False))
+    return path
+
+
+def runner_cli(*args: str, cwd: Path | None = None, python: str = sys.executable,
+               env: dict[str, str] | None = None,
+               prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the real `runner` command in a subprocess."""
+    return subprocess.run([*prefix, python, "-m", "runner", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env or dict(os.environ),
+                          timeout=900)
+
+
+def run_json(*args: str, **kwargs: Any) -> tuple[subprocess.CompletedProcess[str], dict]:
+    proc = runner_cli(*args, "--json", **kwargs)
+    assert proc.stdout.strip(), f"no JSON document; stderr:\n{proc.stderr}"
+    return proc, json.loads(proc.stdout)
+
+
+def host_snapshot(repo: Path) -> dict[str, str]:
+    """What a run must never change in the user's checkout."""
+    index = (repo / ".git" / "index").read_bytes()   # before git status can refresh it
+    return {"index": index.hex(), "head": git(repo, "rev-parse", "HEAD"),
+            "branch": git(repo, "symbolic-ref", "HEAD"),
+            "status": git(repo, "status", "--porcelain=v2", "--untracked-files=all"),
+            "diff": git(repo, "diff"), "staged": git(repo, "diff", "--cached"),
+            "files": "\n".join(sorted(f"{p.relative_to(repo)}:{p.read_bytes().hex()}"
+                                      for p in repo.rglob("*")
+                                      if p.is_file() and ".git" not in p.parts))}

@@ -1,0 +1,82 @@
+"""Bad phase files: exit 2, one line on stderr naming the field (and ticket), no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import runner_cli
+
+GOOD_TICKET = "  - {id: A, agent: script, run: 'true'}\n"
+CASES = {
+    "unknown top-level key": ("name: p\ncolour: red\ntickets:\n" + GOOD_TICKET, ["colour",
+                              "unknown key"]),
+    "unknown ticket key": ("name: p\ntickets:\n  - {id: A, agent: script, run: x, colour: 1}\n",
+                           ["tickets[0].colour", "ticket A", "unknown key"]),
+    "missing ticket id": ("name: p\ntickets:\n  - {agent: script, run: x}\n",
+                          ["tickets[0].id", "required"]),
+    "duplicate ids": ("name: p\ntickets:\n" + GOOD_TICKET * 2,
+                      ["tickets[1].id", "ticket A", "duplicate"]),
+    "id escaping the ref space": ("name: p\ntickets:\n  - {id: ../x, agent: script, run: x}\n",
+                                  ["tickets[0].id", "'../x'", "letters, digits"]),
+    "unknown dependency": ("name: p\ntickets:\n  - {id: A, agent: script, run: x, "
+                           "depends_on: [Z]}\n", ["tickets[0].depends_on", "ticket A", "'Z'"]),
+    "dependency cycle": ("name: p\ntickets:\n  - {id: A, agent: script, run: x, depends_on: [B]}"
+                         "\n  - {id: B, agent: script, run: x, depends_on: [A]}\n",
+                         ["depends_on", "cycle", "A -> B -> A"]),
+    "self dependency": ("name: p\ntickets:\n  - {id: A, agent: script, run: x, "
+                        "depends_on: [A]}\n", ["tickets[0].depends_on", "cycle"]),
+    "script without run": ("name: p\ntickets:\n  - {id: A, agent: script}\n",
+                           ["tickets[0].run", "ticket A", "needs 'run'"]),
+    "bad network": ("name: p\nnetwork: host\ntickets:\n" + GOOD_TICKET,
+                    ["network", "'none' or 'bridge'"]),
+    "bad yaml": ("name: p\ntickets: [\n", ["not valid YAML", "line"]),
+    "agent not built yet": ("name: p\ntickets:\n  - {id: A, prompt: do it}\n",
+                            ["tickets[0].agent", "ticket A", "'anthropic' is not available"]),
+    "command agent not built yet": ("name: p\ntickets:\n  - {id: A, agent: command, run: x}\n",
+                                    ["tickets[0].agent", "'command' is not available"]),
+    "missing name": ("tickets:\n" + GOOD_TICKET, ["name", "required"]),
+    "no tickets": ("name: p\ntickets: []\n", ["tickets", "at least 1"]),
+    "bad phase name": ("name: a b\ntickets:\n" + GOOD_TICKET, ["name", "'a b'"]),
+    "zero concurrency": ("name: p\nconcurrency: 0\ntickets:\n" + GOOD_TICKET,
+                         ["concurrency", "greater than or equal to 1"]),
+    "bad tier": ("name: p\ntickets:\n  - {id: A, agent: script, run: x, tier: huge}\n",
+                 ["tickets[0].tier", "ticket A"]),
+    "bad target branch": ("name: p\ntarget: 'a..b'\ntickets:\n" + GOOD_TICKET,
+                          ["target", "not a valid branch name"]),
+    "bad memory size": ("name: p\nresources: {memory: lots}\ntickets:\n" + GOOD_TICKET,
+                        ["resources.memory", "'lots' is not a size"]),
+    "not a mapping": ("- just\n- a list\n", ["must be a YAML mapping"]),
+    "reserved id": ("name: p\ntickets:\n  - {id: _checks, agent: script, run: x}\n",
+                    ["tickets[0].id", "reserved"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_phase_file_is_one_clear_line(case: str, tmp_path: Path) -> None:
+    text, expected = CASES[case]
+    phase = tmp_path / "phase.yaml"
+    phase.write_text(text)
+    proc = runner_cli("run", str(phase), "--repo", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(phase) in lines[0]
+    for fragment in expected:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+def test_missing_phase_file(tmp_path: Path) -> None:
+    proc = runner_cli("run", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2
+    assert "nope.yaml: no such file" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bad_arguments_exit_2(tmp_path: Path) -> None:
+    phase = tmp_path / "p.yaml"
+    phase.write_text("name: p\ntickets:\n" + GOOD_TICKET)
+    assert runner_cli("run", str(phase), "--concurrency", "0").returncode == 2
+    assert runner_cli("frobnicate").returncode == 2
