@@ -40,7 +40,7 @@ def ensure_image(client: docker.DockerClient, name: str, sink: EventSink) -> Non
     if image_present(client, name):
         return
     if name not in BUILDABLE:
-        raise ImageError(name, "is not present and runner cannot build it; load it with "
+        raise ImageError(name, "not present, and runner cannot build it; load it with "
                          "`docker load` or use runner-worker:latest")
     sink.emit(Notice(f"image {name} is missing: building it from images/{BUILDABLE[name]}"))
     build_image(client, name, sink)

@@ -17,8 +17,9 @@ IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid
 
 
 def git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, **IDENTITY})
+    # safe.directory: some test repos belong to another uid (the non-root user test).
+    proc = subprocess.run(["git", "-c", "safe.directory=*", *args], cwd=repo,
+                          capture_output=True, text=True, env={**os.environ, **IDENTITY})
     assert proc.returncode == 0, f"git {args}: {proc.stderr}"
     return proc.stdout.strip()
 

@@ -95,26 +95,28 @@ class SandboxProvider(Protocol):
 
 @dataclass
 class OutputTail:
-    """Keep the last ``limit`` characters of a stream and cut it into lines for a handler."""
+    """Keep the last ``limit`` characters of a command's output, and cut each stream
+    (stdout, stderr) into lines for a handler, so their partial lines never mix."""
 
     handler: OutputHandler | None = None
     limit: int = 64_000
-    _partial: str = ""
+    _partial: dict[int, str] = field(default_factory=dict)
     _tail: list[str] = field(default_factory=list)
     _size: int = 0
 
-    def feed(self, text: str) -> None:
+    def feed(self, text: str, stream: int = 1) -> None:
         self._tail.append(text)
         self._size += len(text)
         while self._size > self.limit and len(self._tail) > 1:
             self._size -= len(self._tail.pop(0))
         if self.handler:
-            *lines, self._partial = (self._partial + text).split("\n")
+            *lines, self._partial[stream] = (self._partial.get(stream, "") + text).split("\n")
             for line in lines:
                 self.handler(line)
 
     def close(self) -> str:
-        if self.handler and self._partial:
-            self.handler(self._partial)
-            self._partial = ""
+        for partial in self._partial.values():
+            if self.handler and partial:
+                self.handler(partial)
+        self._partial.clear()
         return "".join(self._tail)[-self.limit:]

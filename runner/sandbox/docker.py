@@ -95,9 +95,9 @@ class DockerSandbox:
             exec_id = self._exec_create(argv, timeout, env)
             try:
                 for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
-                    for chunk in (out, err):
+                    for stream, chunk in ((1, out), (2, err)):
                         if chunk:
-                            tail.feed(chunk.decode("utf-8", "replace"))
+                            tail.feed(chunk.decode("utf-8", "replace"), stream)
             except docker.errors.APIError:
                 if not self.killed:
                     raise

@@ -1,0 +1,111 @@
+"""Per-worker provisioning cost and extra disk per workspace, against raw baselines
+measured in the same run.
+
+    python3 benchmarks/provision.py [--files 2000] [--rounds 5]
+
+Provisioning = linked clone + private Gradle home + hardened container ready for its first
+exec. Baselines: a bare `docker create/start/exec/remove` of the same image, and a full
+`git clone --no-hardlinks` (what a copied clone would cost on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from runner.events import EventCollector  # noqa: E402
+from runner.gitops import open_host_repo  # noqa: E402
+from runner.phase import load_phase  # noqa: E402
+from runner.sandbox.docker import DockerSandboxes, docker_client  # noqa: E402
+from runner.worker import RunContext, sandbox_spec  # noqa: E402
+from runner.workspace import create_workspace  # noqa: E402
+
+IMAGE = "runner-worker:latest"
+
+
+def du(path: Path) -> int:
+    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True,
+                              check=True).stdout.split()[0])
+
+
+def make_repo(root: Path, files: int) -> Path:
+    repo = root / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    for i in range(files):
+        d = repo / f"src/pkg{i % 40}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"File{i}.java").write_text(f"class File{i} {{ // {secrets.token_hex(2000)}\n}}\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "base"], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), "gc", "-q"], check=True)
+    return repo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    client = docker_client()
+    with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
+        root = Path(tmp)
+        repo = make_repo(root, args.files)
+        host = open_host_repo(repo)
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], text=True,
+                              capture_output=True, check=True).stdout.strip()
+        (root / "p.yaml").write_text("name: bench\ntickets:\n"
+                                     "  - {id: T, agent: script, run: 'true'}\n")
+        phase = load_phase(root / "p.yaml")
+        run_id = f"bench-{secrets.token_hex(3)}"
+        ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
+                         provider=DockerSandboxes(client), sink=EventCollector())
+
+        raw, ours, clone_only = [], [], []
+        for i in range(args.rounds):
+            t0 = time.perf_counter()
+            c = client.containers.create(IMAGE, ["sleep", "infinity"],
+                                         labels={"runner.run": run_id, "runner.ticket": "raw"})
+            c.start()
+            c.exec_run(["true"])
+            raw.append(time.perf_counter() - t0)
+            c.remove(force=True)
+
+            t0 = time.perf_counter()
+            ws = create_workspace(host, clone=root / f"run/ws{i}", gradle_home=root / f"run/g{i}",
+                                  branch=f"runner/bench/T{i}", start=head)
+            clone_only.append(time.perf_counter() - t0)
+            with ctx.provider.open(sandbox_spec(ctx, f"T{i}", ws)) as sandbox:
+                sandbox.exec(["true"], timeout=60)
+                ours.append(time.perf_counter() - t0)
+
+        full = root / "full-copy"
+        subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(full)], check=True)
+        repo_size, ws_size, full_size = du(repo), du(root / "run/ws0"), du(full)
+        ws_git = du(root / "run/ws0/.git")
+
+    med = statistics.median
+    print(f"repo: {args.files} files, {repo_size / 2**20:.1f} MiB (worktree + .git)")
+    print(f"raw container create+start+exec  : {med(raw) * 1000:7.0f} ms (median of {args.rounds})")
+    print(f"linked clone + Gradle home      : {med(clone_only) * 1000:7.0f} ms")
+    print(f"provisioning (clone + container): {med(ours) * 1000:7.0f} ms  "
+          f"ratio to raw container: {med(ours) / med(raw):.2f}")
+    print(f"extra disk per workspace        : {ws_size / 2**20:7.1f} MiB "
+          f"(.git {ws_git / 2**10:.0f} KiB; the rest is the checked-out tree)")
+    print(f"full --no-hardlinks clone       : {full_size / 2**20:7.1f} MiB  "
+          f"ratio workspace/full copy: {ws_size / full_size:.2f}; "
+          f"workspace/repo: {ws_size / repo_size:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""A worker container, started the way real workers are, seen from inside and from Docker."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import docker
+import pytest
+
+from runner.events import EventCollector
+from runner.gitops import open_host_repo
+from runner.phase import load_phase
+from runner.sandbox.docker import DockerSandboxes
+from runner.worker import RunContext, sandbox_spec
+from runner.workspace import create_workspace
+from tests.helpers import git, make_repo, write_phase
+
+PROBE = r"""
+echo "cap=$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+echo "nnp=$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
+echo "net=$(ls /sys/class/net | tr '\n' ,)"
+echo "uid=$(id -u):$(id -g)"
+echo "pwd=$(pwd)"
+echo "branch=$(git rev-parse --abbrev-ref HEAD)"
+echo "status=$(git status --porcelain | wc -l)"
+touch /etc/probe 2>/dev/null && echo "rootfs=writable" || echo "rootfs=read-only"
+obj=$(find /runner/objects -type f | head -1)
+chmod u+w "$obj" 2>/dev/null && echo "objects=changeable" || echo "objects=read-only"
+test -e /var/run/docker.sock && echo "socket=present" || echo "socket=absent"
+echo "secret=${ANTHROPIC_API_KEY:-none}"
+echo "gradle=$GRADLE_USER_HOME"
+touch "$GRADLE_USER_HOME/w" && echo "gradle_home=writable"
+echo "alternates=$(cat .git/objects/info/alternates)"
+"""
+
+
+@pytest.fixture
+def worker(tmp_path: Path, engine: docker.DockerClient, worker_image: str,
+           monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-host-secret")
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    host = open_host_repo(repo)
+    phase = load_phase(write_phase(tmp_path / "p.yaml", {
+        "name": "probe", "resources": {"cpus": 0.5, "memory": "256m", "pids": 64},
+        "tickets": [{"id": "X", "agent": "script", "run": "true"}]}))
+    ctx = RunContext(run_id=f"test-{secrets.token_hex(3)}", phase=phase, host=host,
+                     root=tmp_path / "run", provider=DockerSandboxes(engine),
+                     sink=EventCollector())
+    workspace = create_workspace(host, clone=tmp_path / "run/ws", gradle_home=tmp_path / "run/g",
+                                 branch="runner/probe/X", start=git(repo, "rev-parse", "HEAD"))
+    with ctx.provider.open(sandbox_spec(ctx, "X", workspace)) as sandbox:
+        yield ctx, workspace, sandbox, repo
+
+
+def test_inside_the_worker(worker) -> None:
+    _, _, sandbox, _ = worker
+    result = sandbox.exec(["bash", "-c", PROBE], timeout=60)
+    assert result.exit_code == 0, result.output
+    seen = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
+    assert seen["cap"] == "0000000000000000"
+    assert seen["nnp"] == "1"
+    assert seen["net"] == "lo,"
+    assert seen["uid"] == f"{os.getuid()}:{os.getgid()}"
+    assert seen["pwd"] == "/workspace"
+    assert seen["branch"] == "runner/probe/X"
+    assert seen["status"] == "0"
+    assert seen["rootfs"] == "read-only"
+    assert seen["objects"] == "read-only"
+    assert seen["socket"] == "absent"
+    assert seen["secret"] == "none"
+    assert seen["gradle"] == "/gradle-home"
+    assert seen["gradle_home"] == "writable"
+    assert seen["alternates"] == "/runner/objects"
+
+
+def test_container_settings(worker, engine: docker.DockerClient) -> None:
+    ctx, _, sandbox, _ = worker
+    attrs = engine.containers.get(sandbox.name).attrs
+    host = attrs["HostConfig"]
+    assert attrs["Config"]["Labels"] == {"runner.run": ctx.run_id, "runner.ticket": "X"}
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["NetworkMode"] == "none"
+    assert host["PidsLimit"] == 64
+    assert host["Memory"] == 256 * 2**20
+    assert host["NanoCpus"] == 500_000_000
+    assert not any("docker.sock" in m["Source"] for m in attrs["Mounts"])
+    objects = [m for m in attrs["Mounts"] if m["Destination"] == "/runner/objects"]
+    assert objects and objects[0]["RW"] is False
+
+
+def test_clone_shares_no_inode_with_the_host(worker) -> None:
+    _, workspace, _, repo = worker
+    host_inodes = {p.stat().st_ino for p in (repo / ".git/objects").rglob("*") if p.is_file()}
+    for path in (workspace.clone / ".git").rglob("*"):
+        if path.is_file():
+            assert path.stat().st_nlink == 1, path
+            assert path.stat().st_ino not in host_inodes, path
+
+
+def test_exec_timeout_is_enforced(worker) -> None:
+    _, _, sandbox, _ = worker
+    result = sandbox.exec(["sleep", "30"], timeout=1)
+    assert result.timed_out and not result.ok
+
+
+def test_output_streams_line_by_line(worker) -> None:
+    _, _, sandbox, _ = worker
+    lines: list[str] = []
+    result = sandbox.exec(["bash", "-c", "echo one; echo two >&2; printf three"], timeout=30,
+                          on_output=lines.append)
+    assert result.ok
+    assert sorted(lines) == ["one", "three", "two"]
