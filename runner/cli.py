@@ -30,8 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"runner: error: {e}", markup=False, style="red", soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:
-        err.print("runner: interrupted; containers of this run are removed as their "
-                  "workers stop")
+        err.print("runner: interrupted; the run's containers are removed, its refs and logs "
+                  "are kept")
         return EXIT_INTERRUPTED
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from runner.errors import GitError, RepoError
 
-# Applied to every call: no hooks, no fsmonitor, no signing prompts, no pager.
+# Applied to every call: no hooks, no fsmonitor, no signing prompts, no pager, and no
+# background gc or maintenance repacking the host repo while workers borrow its objects.
 _SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+                "-c", "gc.auto=0", "-c", "maintenance.auto=false",
                 "-c", "commit.gpgSign=false", "-c", "tag.gpgSign=false",
                 "-c", "core.pager=cat", "-c", "advice.detachedHead=false")
 _ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_COMMITTER_NAME": "runner",

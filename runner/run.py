@@ -115,7 +115,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                                    integrate=integrate,
                                    start_point=lambda t: integrator.head if t.depends_on
                                    else base_sha,
-                                   sink=sink)
+                                   sink=sink, stop=lambda: ctx.provider.remove_run(run_id))
         if phase.checks:
             _phase_gate(ctx, result, integrator)
     finally:

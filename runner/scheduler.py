@@ -23,39 +23,55 @@ Integrate = Callable[[TicketOutcome], TicketOutcome]
 
 
 def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Integrate,
-             start_point: Callable[[Ticket], str], sink: EventSink) -> dict[str, TicketOutcome]:
-    """Run every ticket; return each one's final outcome, in phase order."""
+             start_point: Callable[[Ticket], str], sink: EventSink,
+             stop: Callable[[], None] = lambda: None) -> dict[str, TicketOutcome]:
+    """Run every ticket; return each one's final outcome, in phase order.
+
+    On an interrupt, ``stop`` ends the running workers (their threads then return) before
+    the interrupt goes on up.
+    """
     pending = list(phase.tickets)
     results: dict[str, TicketOutcome] = {}
+    running: dict[Future[TicketOutcome], Ticket] = {}
+
+    def succeeded(ticket_id: str) -> bool:
+        return ticket_id in results and results[ticket_id].status in SUCCEEDED
+
+    def skip_blocked() -> None:
+        for ticket in list(pending):
+            failed = [d for d in ticket.depends_on if d in results and not succeeded(d)]
+            if failed:
+                pending.remove(ticket)
+                reason = f"dependency {', '.join(failed)} did not succeed"
+                results[ticket.id] = TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason)
+                sink.emit(TicketChanged(ticket.id, TicketStatus.SKIPPED, reason))
+
+    def start_ready(pool: ThreadPoolExecutor) -> None:
+        for ticket in list(pending):
+            if len(running) >= concurrency:
+                return
+            if all(succeeded(d) for d in ticket.depends_on):
+                pending.remove(ticket)
+                running[pool.submit(run_one, ticket, start_point(ticket))] = ticket
+
     for ticket in pending:
         sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED))
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="worker") as pool:
-        running: dict[Future[TicketOutcome], Ticket] = {}
-        while pending or running:
-            for ticket in list(pending):
-                failed = [d for d in ticket.depends_on
-                          if d in results and results[d].status not in SUCCEEDED]
-                if failed:
-                    pending.remove(ticket)
-                    reason = f"dependency {', '.join(failed)} did not succeed"
-                    results[ticket.id] = TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason)
-                    sink.emit(TicketChanged(ticket.id, TicketStatus.SKIPPED, reason))
-            for ticket in list(pending):
-                if len(running) >= concurrency:
-                    break
-                if all(results.get(d) and results[d].status in SUCCEEDED
-                       for d in ticket.depends_on):
-                    pending.remove(ticket)
-                    running[pool.submit(run_one, ticket, start_point(ticket))] = ticket
-            if not running:
-                continue  # only skips happened this round; look again
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                ticket = running.pop(future)
-                outcome = future.result()
-                if outcome.status == TicketStatus.COLLECTING:
-                    outcome = integrate(outcome)
-                results[ticket.id] = outcome
+        try:
+            while pending or running:
+                skip_blocked()
+                start_ready(pool)
+                if not running:
+                    continue  # only skips happened this round; look again
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    if outcome.status == TicketStatus.COLLECTING:
+                        outcome = integrate(outcome)
+                    results[running.pop(future).id] = outcome
+        except BaseException:
+            stop()
+            raise
     return {t.id: results[t.id] for t in phase.tickets}
 
 

@@ -92,6 +92,10 @@ class SandboxProvider(Protocol):
         """Start a sandbox; it is removed when the context exits unless ``keep``."""
         ...
 
+    def remove_run(self, run_id: str) -> int:
+        """Remove every sandbox of a run at once (interrupts, cleanup); return how many."""
+        ...
+
 
 @dataclass
 class OutputTail:

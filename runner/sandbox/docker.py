@@ -28,7 +28,7 @@ WATCHDOG_SLACK = 30    # seconds after that before the host kills the whole cont
 def docker_client() -> docker.DockerClient:
     """A client that answers, or DockerUnavailable saying what to do."""
     try:
-        client = docker.from_env(timeout=120)
+        client = docker.from_env(timeout=120, max_pool_size=64)  # one stream per worker
         client.ping()
         return client
     except docker.errors.DockerException as e:
@@ -56,6 +56,16 @@ class DockerSandboxes:
                     container.remove(force=True)
                 except docker.errors.NotFound:
                     pass
+
+    def remove_run(self, run_id: str) -> int:
+        containers = self.client.containers.list(
+            all=True, filters={"label": f"runner.run={run_id}"})
+        for container in containers:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        return len(containers)
 
     def _create(self, spec: SandboxSpec) -> Container:
         mounts = [DockerMount(target=m.target, source=str(m.source), type="bind",
