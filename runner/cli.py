@@ -11,12 +11,14 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from runner import __version__
 from runner.errors import RunnerError
 from runner.events import EventSink
 from runner.progress import STATUS_STYLE, LiveSink, PlainSink
 from runner.run import RunOptions, RunResult, run_phase
+from runner.text import printable
 
 EXIT_INTERRUPTED = 130
 
@@ -48,7 +50,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="the host repository (default: the current directory)")
     run.add_argument("--concurrency", type=int, metavar="N", help="workers at once")
     run.add_argument("--sequential", action="store_true", help="one worker at a time")
+    run.add_argument("--no-preflight", action="store_true",
+                     help="skip the isolation self-test before the first ticket")
     run.set_defaults(func=_cmd_run)
+
+    doctor = commands.add_parser("doctor", help="check Docker, images, disk, and run the "
+                                 "isolation self-test")
+    doctor.add_argument("--image", default="runner-worker:latest",
+                        help="the worker image to probe (default runner-worker:latest)")
+    doctor.set_defaults(func=_cmd_doctor)
 
     demo = commands.add_parser("demo", help="make a sample repo and phase, and run it")
     demo.add_argument("--dir", type=Path, help="where to make it (default: a new temp dir)")
@@ -82,7 +92,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     phase = load_phase(args.phase)
     options = RunOptions(repo=args.repo.resolve(), phase_file=args.phase,
                          concurrency=args.concurrency, sequential=args.sequential,
-                         keep=args.keep, state_dir=args.state_dir)
+                         keep=args.keep, state_dir=_absolute(args.state_dir),
+                         preflight=not args.no_preflight)
     return _execute(phase, options, args.json)
 
 
@@ -95,12 +106,42 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Console(stderr=args.json, highlight=False)
     out.print(f"demo repo: {repo}\nphase file: {phase_file}", markup=False, soft_wrap=True)
     options = RunOptions(repo=repo, phase_file=phase_file, keep=args.keep,
-                         state_dir=args.state_dir)
+                         state_dir=_absolute(args.state_dir))
     code = _execute(load_phase(phase_file), options, args.json)
     out.print(f"\nsee the result: git -C {repo} log --oneline --graph runner/phase-2\n"
               f"each worker's raw commits: git -C {repo} for-each-ref refs/runner/",
               markup=False, soft_wrap=True)
     return code
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from runner.doctor import run_doctor
+
+    console = Console(highlight=False)
+    report = run_doctor(PlainSink(sys.stderr, show_output=False), image=args.image,
+                        state_dir=_default_state_dir())
+    table = Table(title=f"runner doctor — Docker engine {report.engine}")
+    for name in ("check", "result", "detail / what to do"):
+        table.add_column(name)
+    for check in report.checks:
+        result = "[green]pass[/]" if check.passed else "[red]FAIL[/]"
+        detail = check.detail + (f" — {check.fix}" if check.fix else "")
+        table.add_row(check.name, result, Text(printable(detail)))
+    console.print(table)
+    failed = sum(not c.passed for c in report.checks)
+    console.print(f"{len(report.checks) - failed} passed, {failed} failed "
+                  f"(self-test {report.selftest_seconds:.1f}s)", markup=False)
+    return 0 if report.passed else 3
+
+
+def _default_state_dir() -> Path:
+    from runner.errors import RepoError
+    from runner.gitops import open_host_repo
+
+    try:
+        return open_host_repo(Path.cwd()).git_dir / "runner"
+    except RepoError:
+        return Path.cwd()
 
 
 def _cmd_images_build(args: argparse.Namespace) -> int:
@@ -154,16 +195,21 @@ def _print_summary(console: Console, result: RunResult) -> None:
         table.add_column(name)
     for o in result.outcomes.values():
         secs = f"{o.ended - o.started:.1f}s" if o.started else "-"
-        table.add_row(o.ticket, f"[{STATUS_STYLE.get(o.status, '')}]{o.status}[/]",
-                      str(o.commits), secs, o.reason)
+        table.add_row(o.ticket, Text(str(o.status), STATUS_STYLE.get(o.status, "")),
+                      str(o.commits), secs, Text(printable(o.reason)))
     console.print(table)
     where = f"{result.target} at {result.target_sha[:12]}" if result.target_sha else "none"
     if result.checks_passed is not None:
         console.print("phase checks: " + ("passed" if result.checks_passed else
-                                          f"FAILED: {result.checks_reason}"), markup=False)
+                                          f"FAILED: {printable(result.checks_reason)}"),
+                      markup=False)
     console.print(f"target: {where}   raw commits: refs/runner/{result.run_id}/<ticket>   "
                   f"logs: {result.run_dir / 'logs'}   ({result.ended - result.started:.1f}s)",
                   markup=False, soft_wrap=True)
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return path.resolve() if path is not None else None
 
 
 def raise_usage(message: str) -> None:

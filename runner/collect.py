@@ -1,28 +1,26 @@
 """Bring a worker's commits out of its sandbox into the host repo.
 
-The bundle is made by git *inside* the container and leaves through the exec stream, so the
-lead never runs git in the worker's clone and never reads a file the worker could have
-replaced with a symlink. The host fetches it from a runner-owned file, hooks off, objects
+The bundle is made by git *inside* the container and leaves through the exec stream into a
+new runner-owned file, so the lead never runs git in the worker's clone and never opens a
+path the worker could have replaced with a symlink. The host fetches it, hooks off, objects
 checked.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.text import last_line
-from runner.gitops import HostRepo
+from runner.gitops import SAFE_CONFIG, HostRepo
 from runner.sandbox import Sandbox
+from runner.text import last_line
 
-GIT = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+GIT = ("git", *SAFE_CONFIG)
+BUNDLE_LIMIT = 1 << 30
 COMMIT_LEFTOVERS = (
-    'git -c core.hooksPath=/dev/null add -A && '
-    'if git diff --cached --quiet; then exit 0; fi && '
-    'git -c core.hooksPath=/dev/null -c commit.gpgSign=false commit -q --no-verify '
-    '-m "$RUNNER_COMMIT_MESSAGE"'
+    f"{shlex.join(GIT)} add -A && if {shlex.join(GIT)} diff --cached --quiet; then exit 0; fi"
+    f' && {shlex.join(GIT)} commit -q --no-verify -m "$RUNNER_COMMIT_MESSAGE"'
 )
 
 
@@ -48,27 +46,18 @@ def commit_leftovers(sandbox: Sandbox, message: str, timeout: float = 300) -> No
 def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: Path,
             timeout: float = 300) -> Collected:
     """Fetch the worker's commits since ``start`` into ``ref`` in the host repo."""
-    count = sandbox.exec([*GIT, "rev-list", "--count", f"{start}..HEAD"], timeout=timeout)
-    if not count.ok:
-        raise CollectError(f"cannot read the worker's history: {last_line(count.output)}")
-    commits = int(count.output.strip() or 0)
-    if commits == 0:
+    head = sandbox.exec([*GIT, "rev-parse", "--verify", "HEAD"], timeout=timeout)
+    if not head.ok:
+        raise CollectError(f"cannot read the worker's HEAD: {last_line(head.output)}")
+    if head.output.strip() == start:
         return Collected(ref=None, tip=None, commits=0)
-    made = sandbox.exec_bytes([*GIT, "bundle", "create", "--quiet", "-", "HEAD", f"^{start}"],
-                              timeout=timeout)
-    if made.exit_code != 0 or not made.stdout:
-        raise CollectError(f"git bundle failed in the worker: {last_line(made.stderr)}")
-    _write_atomically(bundle, made.stdout)
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    bundle.unlink(missing_ok=True)
+    made = sandbox.exec_to_file([*GIT, "bundle", "create", "--quiet", "-", "HEAD", f"^{start}"],
+                                timeout=timeout, dest=bundle, limit=BUNDLE_LIMIT)
+    if not made.ok:
+        raise CollectError(f"git bundle failed in the worker: {last_line(made.output)}")
     host.fetch(bundle, [f"+HEAD:{ref}"])
     tip = host.resolve(ref)
     assert tip is not None
-    return Collected(ref=ref, tip=tip, commits=commits)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
+    return Collected(ref=ref, tip=tip, commits=host.count_commits(start, tip))

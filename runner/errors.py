@@ -7,6 +7,7 @@
     └── EnvironmentProblem      exit 3: the machine is not ready
         ├── DockerUnavailable   no Docker engine answers
         ├── ImageError          an image is missing and cannot be built
+        ├── SelfTestFailed      the isolation self-test found a broken check
         └── GitError            a git command failed where it must not (argv, stderr)
 
 Third-party errors (docker, git subprocesses, yaml, pydantic) are translated into these at the
@@ -54,6 +55,10 @@ class ImageError(EnvironmentProblem):
     def __init__(self, image: str, message: str) -> None:
         self.image = image
         super().__init__(f"image {image}: {message}")
+
+
+class SelfTestFailed(EnvironmentProblem):
+    pass
 
 
 class GitError(EnvironmentProblem):

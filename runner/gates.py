@@ -9,8 +9,8 @@ from functools import lru_cache
 
 @lru_cache(maxsize=256)
 def _glob(pattern: str) -> re.Pattern[str]:
-    """A path glob: ``*`` and ``?`` stay inside one directory, ``**`` crosses directories,
-    and a pattern also covers everything below a directory it names."""
+    """A path glob: ``*`` and ``?`` stay inside one directory, ``**`` crosses directories;
+    a pattern without wildcards (``docs``, ``docs/``) also covers everything below it."""
     out, i = "", 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
@@ -23,6 +23,8 @@ def _glob(pattern: str) -> re.Pattern[str]:
             out, i = out + "[^/]", i + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
+    if any(c in pattern for c in "*?"):
+        return re.compile(out)
     return re.compile(out.rstrip("/") + "(?:/.*)?")
 
 

@@ -15,20 +15,25 @@ from runner.errors import GitError, RepoError
 
 # Applied to every call: no hooks, no fsmonitor, no signing prompts, no pager, and no
 # background gc or maintenance repacking the host repo while workers borrow its objects.
-_SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
                 "-c", "gc.auto=0", "-c", "maintenance.auto=false",
                 "-c", "commit.gpgSign=false", "-c", "tag.gpgSign=false",
                 "-c", "core.pager=cat", "-c", "advice.detachedHead=false")
 _ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_COMMITTER_NAME": "runner",
         "GIT_COMMITTER_EMAIL": "runner@localhost"}
+# Runner-owned clones check out worker-written files (.gitattributes and all): there, none of
+# the user's global or system config (filters, LFS, merge drivers) may apply.
+_ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+                 "GIT_LFS_SKIP_SMUDGE": "1"}
 
 
 def git(cwd: Path, *args: str, check: bool = True,
-        input: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    """Run git in ``cwd``; raise GitError when ``check`` and it fails."""
-    argv = ["git", *_SAFE_CONFIG, *args]
-    proc = subprocess.run(argv, cwd=cwd, input=input.decode() if input else None,
-                          capture_output=True, text=True, env={**os.environ, **_ENV})
+        isolated: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run git in ``cwd``; raise GitError when ``check`` and it fails. ``isolated`` drops
+    the user's global and system config (for runner-owned clones)."""
+    argv = ["git", *SAFE_CONFIG, *args]
+    env = {**os.environ, **_ENV, **(_ISOLATED_ENV if isolated else {})}
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise GitError(args, proc.returncode, proc.stderr)
     return proc
@@ -54,9 +59,11 @@ class HostRepo:
                    check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
-    def checked_out_branch(self) -> str | None:
-        proc = git(self.top, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
-        return proc.stdout.strip() if proc.returncode == 0 else None
+    def checked_out_branches(self) -> set[str]:
+        """Branches checked out in any worktree of the repo (short names)."""
+        out = git_out(self.top, "worktree", "list", "--porcelain")
+        return {line.removeprefix("branch refs/heads/") for line in out.splitlines()
+                if line.startswith("branch refs/heads/")}
 
     def fetch(self, source: Path, refspecs: list[str]) -> None:
         """Fetch from a runner-owned repo or bundle; objects are checked on the way in."""
@@ -67,8 +74,11 @@ class HostRepo:
         git(self.top, "update-ref", ref, sha)
 
     def changed_files(self, old: str, new: str) -> list[str]:
-        out = git_out(self.top, "diff", "--name-only", "--no-renames", old, new)
-        return [line for line in out.splitlines() if line]
+        out = git(self.top, "diff", "-z", "--name-only", "--no-renames", old, new).stdout
+        return [name for name in out.split("\0") if name]
+
+    def is_branch_name(self, name: str) -> bool:
+        return git(self.top, "check-ref-format", "--branch", name, check=False).returncode == 0
 
     def count_commits(self, old: str, new: str) -> int:
         return int(git_out(self.top, "rev-list", "--count", f"{old}..{new}"))
@@ -87,13 +97,16 @@ def open_host_repo(path: Path) -> HostRepo:
 
 def init_linked_clone(dest: Path, objects: Path, branch: str, commit: str) -> None:
     """Make a repo at ``dest`` that borrows ``objects`` (alternates, no copies, no hard
-    links) and check out ``commit`` on ``branch``."""
-    git(dest.parent, "init", "--quiet", "--template=", str(dest))
+    links) and check out ``commit`` on ``branch``, with none of the user's git config."""
+    dest = dest.resolve()
+    git(dest.parent, "init", "--quiet", "--template=", str(dest), isolated=True)
     (dest / ".git" / "objects" / "info").mkdir(parents=True, exist_ok=True)
     set_alternates(dest, objects)
-    git(dest, "update-ref", f"refs/heads/{branch}", commit)
-    git(dest, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
-    git(dest, "reset", "--quiet", "--hard")
+    # Name the repo explicitly: never let git discover an enclosing repo (the user's).
+    where = (f"--git-dir={dest / '.git'}", f"--work-tree={dest}")
+    git(dest, *where, "update-ref", f"refs/heads/{branch}", commit, isolated=True)
+    git(dest, *where, "symbolic-ref", "HEAD", f"refs/heads/{branch}", isolated=True)
+    git(dest, *where, "reset", "--quiet", "--hard", isolated=True)
 
 
 def set_alternates(repo: Path, objects: Path | str) -> None:

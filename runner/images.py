@@ -20,7 +20,9 @@ from runner.errors import ImageError
 from runner.events import EventSink, Notice
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
-BUILDABLE = {"runner-worker:latest": "worker"}      # image tag -> folder under images/
+BUILDABLE = {"runner-worker:latest": "worker",      # image tag -> folder under images/
+             "runner-worker-jvm:latest": "worker-jvm"}
+PARENTS = {"runner-worker-jvm:latest": "runner-worker:latest"}  # built FROM another of ours
 UPSTREAM_BASE = "debian:bookworm-slim"
 OFFLINE_BASE = "runner-base:bookworm"
 SUITE = "bookworm"
@@ -52,7 +54,11 @@ def build_image(client: docker.DockerClient, name: str, sink: EventSink, *,
     if not (folder / "Dockerfile").is_file():
         raise ImageError(name, f"no Dockerfile at {folder}; run runner from its source "
                          "checkout (pip install -e .)")
-    base = base_image(client, sink, offline=offline_base)
+    if parent := PARENTS.get(name):
+        ensure_image(client, parent, sink)
+        base = parent
+    else:
+        base = base_image(client, sink, offline=offline_base)
     try:
         for chunk in client.api.build(path=str(folder), tag=name, buildargs={"BASE": base},
                                       rm=True, forcerm=True, pull=False, decode=True):

@@ -8,11 +8,12 @@ the target branch.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.text import last_line
-from runner.gitops import HostRepo, git, git_out, init_linked_clone
+from runner.gitops import HostRepo, git, init_linked_clone
 
 BRANCH = "integration"
 
@@ -35,22 +36,25 @@ class Integrator:
         self._publish()
 
     def integrate(self, *, start: str, tip: str) -> Integration:
-        if git(self.clone, "merge-base", "--is-ancestor", start, tip, check=False).returncode:
+        if self._git("merge-base", "--is-ancestor", start, tip, check=False).returncode:
             return Integration(ok=False, head=self.head,
                                reason=f"its history does not descend from {start[:12]}")
-        picked = git(self.clone, "cherry-pick", "--allow-empty", "--keep-redundant-commits",
-                     f"{start}..{tip}", check=False)
+        picked = self._git("cherry-pick", "--allow-empty", "--keep-redundant-commits",
+                           f"{start}..{tip}", check=False)
         if picked.returncode != 0:
-            conflicts = tuple(git_out(self.clone, "diff", "--name-only",
-                                      "--diff-filter=U").split())
-            git(self.clone, "cherry-pick", "--abort", check=False)
-            git(self.clone, "reset", "--quiet", "--hard", self.head)
+            unmerged = self._git("diff", "-z", "--name-only", "--diff-filter=U").stdout
+            conflicts = tuple(name for name in unmerged.split("\0") if name)
+            self._git("cherry-pick", "--abort", check=False)
+            self._git("reset", "--quiet", "--hard", self.head)
             reason = ("conflicts with the integrated work in " + ", ".join(conflicts)
                       if conflicts else "cherry-pick failed: " + last_line(picked.stderr))
             return Integration(ok=False, head=self.head, reason=reason, conflicts=conflicts)
-        self.head = git_out(self.clone, "rev-parse", "HEAD")
+        self.head = self._git("rev-parse", "HEAD").stdout.strip()
         self._publish()
         return Integration(ok=True, head=self.head)
+
+    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return git(self.clone, *args, check=check, isolated=True)
 
     def publish_target(self, target: str) -> None:
         self.host.fetch(self.clone, [f"+refs/heads/{BRANCH}:refs/heads/{target}"])

@@ -16,7 +16,10 @@ from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, Validatio
 
 from runner.errors import PhaseFileError
 
-NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+# Letters, digits, . _ - ; and nothing git refuses in a ref component (leading ., .., .lock).
+NAME_PATTERN = r"^(?!\.)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._-]+$"
+# Ticket ids that would collide with a run's own refs under refs/runner/<run-id>/.
+RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target"})
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Tier = Literal["simple", "nuanced", "complex"]
 AgentKind = Literal["anthropic", "script", "command"]
@@ -29,7 +32,7 @@ DEFAULT_MODELS = {"simple": "claude-haiku-5-5", "nuanced": "claude-sonnet-5-5",
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
 
 
 class Resources(_Strict):
@@ -133,6 +136,10 @@ def load_phase(path: Path) -> Phase:
     except ValidationError as e:
         raise _translate(path, data, e) from e
     _check_tickets(path, phase)
+    cache = phase.gradle.shared_cache
+    if cache is not None and not cache.is_absolute():   # relative to the phase file
+        phase = phase.model_copy(update={"gradle": GradleConfig(
+            shared_cache=(path.parent / cache).resolve())})
     return phase
 
 
@@ -168,7 +175,8 @@ def _message(error: Any) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "string_pattern_mismatch":
-        return f"{error['input']!r} may use only letters, digits, '.', '_' and '-'"
+        return (f"{error['input']!r} may use only letters, digits, '.', '_' and '-', and may "
+                "not start with '.', contain '..' or end in '.lock'")
     return error["msg"].removeprefix("Value error, ")
 
 
@@ -176,8 +184,9 @@ def _check_tickets(path: Path, phase: Phase) -> None:
     seen: set[str] = set()
     for index, ticket in enumerate(phase.tickets):
         at = f"tickets[{index}]"
-        if ticket.id.startswith("_"):
-            raise PhaseFileError(path, "ids starting with '_' are reserved for runner",
+        if ticket.id.startswith("_") or ticket.id in RESERVED_IDS:
+            raise PhaseFileError(path, "this id is reserved for runner (ids starting with '_', "
+                                 + ", ".join(sorted(RESERVED_IDS)) + ")",
                                  field=f"{at}.id", ticket=ticket.id)
         if ticket.id in seen:
             raise PhaseFileError(path, "duplicate ticket id; ids must be unique",

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from runner.text import printable
 from runner.events import (Event, Notice, RunFinished, RunStarted, TicketChanged, TicketOutput,
                            TicketStatus)
 
@@ -47,9 +48,10 @@ def describe(event: Event, *, show_output: bool = True) -> str | None:
         case Notice():
             return f"{'warning: ' if event.level == 'warning' else ''}{event.message}"
         case TicketChanged():
-            return f"{event.ticket} {event.status}" + (f": {event.detail}" if event.detail else "")
+            detail = f": {printable(event.detail)}" if event.detail else ""
+            return f"{event.ticket} {event.status}{detail}"
         case TicketOutput() if show_output:
-            return f"{event.ticket} | {event.line}"
+            return f"{event.ticket} | {printable(event.line)}"
         case RunFinished():
             return f"run {event.run_id} finished (exit {event.exit_code})"
     return None
@@ -87,10 +89,10 @@ class LiveSink:
             match event:
                 case RunStarted():
                     self.rows = {t: _Row() for t in event.tickets}
-                    self.console.print(describe(event))
+                    self.console.print(describe(event), markup=False, soft_wrap=True)
                 case Notice():
-                    self.console.print(describe(event), style="yellow" if
-                                       event.level == "warning" else None)
+                    self.console.print(describe(event), markup=False, soft_wrap=True,
+                                       style="yellow" if event.level == "warning" else None)
                 case TicketChanged():
                     row = self.rows.setdefault(event.ticket, _Row())
                     row.status = event.status
@@ -99,9 +101,9 @@ class LiveSink:
                     if event.status.finished:
                         row.ended = event.at
                     if event.detail:
-                        row.last = event.detail
+                        row.last = printable(event.detail)
                 case TicketOutput():
-                    self.rows.setdefault(event.ticket, _Row()).last = event.line
+                    self.rows.setdefault(event.ticket, _Row()).last = printable(event.line)
 
     def _table(self) -> Table:
         table = Table(expand=True)
@@ -112,5 +114,5 @@ class LiveSink:
             for ticket, row in self.rows.items():
                 elapsed = ((row.ended or time.time()) - row.since) if row.since else 0.0
                 table.add_row(ticket, Text(str(row.status), STATUS_STYLE.get(row.status, "")),
-                              f"{elapsed:5.1f}s", row.last)
+                              f"{elapsed:5.1f}s", Text(row.last))
         return table

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import docker
 
-from runner.errors import PhaseFileError, RepoError
+from runner.errors import GitError, PhaseFileError, RepoError, SelfTestFailed
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
 from runner.gates import outside_paths
 from runner.gitops import HostRepo, open_host_repo
@@ -20,6 +20,7 @@ from runner.integrate import Integrator
 from runner.phase import Phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
+from runner.selftest import run_selftest
 from runner.worker import RunContext, TicketOutcome, run_phase_checks, run_ticket
 
 
@@ -31,6 +32,7 @@ class RunOptions:
     sequential: bool = False
     keep: bool = False
     state_dir: Path | None = None     # default: <git dir>/runner
+    preflight: bool = True            # the isolation self-test before any ticket
 
 
 @dataclass
@@ -46,6 +48,7 @@ class RunResult:
     target_sha: str | None = None
     checks_passed: bool | None = None    # None: the phase has no checks
     checks_reason: str = ""
+    preflight: str = "skipped"           # the isolation self-test's outcome
 
     @property
     def exit_code(self) -> int:
@@ -65,10 +68,13 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         raise RepoError(f"base {phase.base!r} is not a commit in {host.top}; set `base:` to a "
                         "branch, tag or commit that exists")
     target = phase.target_branch
-    if host.checked_out_branch() == target:
-        raise RepoError(f"target {target!r} is the branch checked out in {host.top}; runner "
-                        "never moves it under you: choose another `target:` or check out "
-                        "another branch")
+    if not host.is_branch_name(target):
+        raise PhaseFileError(options.phase_file, f"{target!r} is not a valid branch name",
+                             field="target" if phase.target else "name")
+    if target in host.checked_out_branches():
+        raise RepoError(f"target {target!r} is the branch checked out in {host.top} (or one "
+                        "of its worktrees); runner never moves it under you: choose another "
+                        "`target:` or check out another branch")
     cache = phase.gradle.shared_cache
     if cache is not None and not cache.is_dir():
         raise PhaseFileError(options.phase_file, f"{cache} is not a directory",
@@ -88,6 +94,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                          tickets=tuple(t.id for t in phase.tickets)))
     _save_previous_target(host, run_id, target, sink)
     _write_state(result)
+    if options.preflight:
+        _preflight(ctx, result)
 
     # With phase checks, target moves only once they pass on the integrated result.
     integrator = Integrator(host, clone=root / "integration", base=base_sha,
@@ -97,12 +105,15 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     def integrate(outcome: TicketOutcome) -> TicketOutcome:
         assert outcome.start and outcome.tip
         sink.emit(TicketChanged(outcome.ticket, TicketStatus.INTEGRATING))
-        stray = outside_paths(host.changed_files(outcome.start, outcome.tip),
-                              phase.ticket(outcome.ticket).paths)
-        if stray:
-            reason = f"changed files outside its paths: {', '.join(stray[:10])}"
-        else:
-            reason = integrator.integrate(start=outcome.start, tip=outcome.tip).reason
+        try:
+            stray = outside_paths(host.changed_files(outcome.start, outcome.tip),
+                                  phase.ticket(outcome.ticket).paths)
+            if stray:
+                reason = f"changed files outside its paths: {', '.join(stray[:10])}"
+            else:
+                reason = integrator.integrate(start=outcome.start, tip=outcome.tip).reason
+        except GitError as e:   # this ticket fails; the run and its ref go on
+            reason = f"integration failed: {e}"
         status = TicketStatus.FAILED if reason else TicketStatus.INTEGRATED
         sink.emit(TicketChanged(outcome.ticket, status, reason))
         return finished(outcome, status, reason)
@@ -124,6 +135,21 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         _write_state(result)
     sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
     return result
+
+
+def _preflight(ctx: RunContext, result: RunResult) -> None:
+    """The isolation self-test, exactly as workers start; stop before any ticket if it fails."""
+    started = time.perf_counter()
+    selftest = run_selftest(ctx, result.base_sha)
+    seconds = time.perf_counter() - started
+    if not selftest.passed:
+        result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)
+        _write_state(result)
+        first = selftest.failed[0]
+        raise SelfTestFailed(f"isolation self-test failed, no ticket started: {first.name}: "
+                             f"{first.detail}; {first.fix} (`runner doctor` shows every check)")
+    result.preflight = f"passed ({len(selftest.checks)} checks, {seconds:.1f}s)"
+    ctx.sink.emit(Notice(f"isolation self-test {result.preflight}"))
 
 
 def _phase_gate(ctx: RunContext, result: RunResult, integrator: Integrator) -> None:

@@ -70,7 +70,10 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
                         outcome = integrate(outcome)
                     results[running.pop(future).id] = outcome
         except BaseException:
+            # A worker may be creating its container right now: sweep until all have ended.
             stop()
+            while not wait(running, timeout=1).not_done == set():
+                stop()
             raise
     return {t.id: results[t.id] for t in phase.tickets}
 

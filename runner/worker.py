@@ -96,6 +96,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str) -> TicketOutcome:
                              ended=time.time(), **more)  # type: ignore[arg-type]
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
+    work, collected = AgentResult(ok=True), None
     with log_path.open("a", encoding="utf-8") as log:
         try:
             workspace = create_workspace(
@@ -104,37 +105,57 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str) -> TicketOutcome:
                 start=start)
             with ctx.provider.open(sandbox_spec(ctx, ticket.id, workspace),
                                    keep=ctx.keep) as sandbox:
-                result = _work(ctx, ticket, sandbox, log, deadline)
+                work = _work(ctx, ticket, sandbox, log, deadline)
                 ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.COLLECTING))
                 collected = collect(sandbox, ctx.host, start=start, ref=ctx.ticket_ref(ticket.id),
                                     bundle=ctx.root / "bundles" / f"{ticket.id}.bundle")
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {e}\n")
-            return outcome(TicketStatus.FAILED, str(e))
+            work = _also(work, str(e))
         except Exception as e:  # a bug or a broken engine fails this ticket, not the run
             log.write(traceback.format_exc())
-            return outcome(TicketStatus.FAILED, f"internal error: {e.__class__.__name__}: {e}")
-    more = {"tip": collected.tip, "commits": collected.commits}
-    if not result.ok:
-        return outcome(TicketStatus.FAILED, result.reason, **more)
-    if collected.commits == 0:
+            work = _also(work, f"internal error: {e.__class__.__name__}: {e}")
+    more = {"tip": collected.tip, "commits": collected.commits} if collected else {}
+    if not work.ok:
+        return outcome(TicketStatus.FAILED, work.reason, **more)
+    if not more.get("commits"):
         return outcome(TicketStatus.NO_CHANGES, "the worker committed nothing", **more)
     return TicketOutcome(ticket.id, TicketStatus.COLLECTING, start=start, started=started,
                          ended=time.time(), **more)  # type: ignore[arg-type]
 
 
-def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
-          deadline: float) -> AgentResult:
+def _also(result: AgentResult, problem: str) -> AgentResult:
+    """A failure on top of ``result``: the first reason stays first."""
+    return AgentResult(ok=False, reason=problem if result.ok else f"{result.reason}; {problem}")
+
+
+def _output_handler(ctx: RunContext, ticket_id: str, log: TextIO) -> Callable[[str], None]:
+    """Each line a worker prints goes to its log file and, as an event, to the sinks."""
     def on_output(line: str) -> None:
         log.write(line + "\n")
         log.flush()
-        ctx.sink.emit(TicketOutput(ticket.id, line))
+        ctx.sink.emit(TicketOutput(ticket_id, line))
+    return on_output
+
+
+def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
+          deadline: float) -> AgentResult:
+    """The agent's turn, then what it left is committed, then the ticket's checks."""
+    on_output = _output_handler(ctx, ticket.id, log)
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.RUNNING))
     log.write(f"$ [{ticket.agent}] {ticket.run or ticket.prompt or ''}\n")
     result = agent_for(ticket).run(AgentContext(ticket, sandbox, on_output, deadline))
-    # Partial work is kept either way: commit what the worker left before collecting.
-    commit_leftovers(sandbox, f"{ticket.id}: {ticket.display_title}")
+    if not result.ok:
+        # What a failed worker left running (a fork bomb, a hung daemon) must not stop
+        # its work from being collected.
+        sandbox.reset()
+    # Partial work is kept either way: commit what the worker left (before the checks, so
+    # nothing the checks write is committed).
+    try:
+        commit_leftovers(sandbox, f"{ticket.id}: {ticket.display_title}")
+    except CollectError as e:
+        return _also(result, str(e))
     if not result.ok:
         return result
     return run_checks(sandbox, ticket.checks, log=log, on_output=on_output, deadline=deadline)
@@ -162,10 +183,5 @@ def run_phase_checks(ctx: RunContext, head: str) -> AgentResult:
     with (ctx.root / "logs" / f"{PHASE_CHECKS}.log").open("a", encoding="utf-8") as log, \
             ctx.provider.open(sandbox_spec(ctx, PHASE_CHECKS, workspace),
                               keep=ctx.keep) as sandbox:
-        def on_output(line: str) -> None:
-            log.write(line + "\n")
-            log.flush()
-            ctx.sink.emit(TicketOutput(PHASE_CHECKS, line))
-
-        return run_checks(sandbox, list(ctx.phase.checks), log=log, on_output=on_output,
-                          deadline=deadline)
+        return run_checks(sandbox, list(ctx.phase.checks), log=log, deadline=deadline,
+                          on_output=_output_handler(ctx, PHASE_CHECKS, log))

@@ -62,14 +62,6 @@ class ExecResult:
         return self.exit_code == 0 and not self.timed_out
 
 
-@dataclass(frozen=True)
-class BytesResult:
-    exit_code: int
-    stdout: bytes = b""
-    stderr: str = ""
-    timed_out: bool = False
-
-
 OutputHandler = Callable[[str], None]
 
 
@@ -82,8 +74,14 @@ class Sandbox(Protocol):
         """Run ``argv`` in the workdir; stream lines to ``on_output``; stop it at ``timeout``."""
         ...
 
-    def exec_bytes(self, argv: Sequence[str], *, timeout: float) -> BytesResult:
-        """Run ``argv`` and return its stdout as bytes (e.g. a git bundle)."""
+    def reset(self) -> None:
+        """Stop every process the worker left behind; its files stay as they are."""
+        ...
+
+    def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
+                     limit: int) -> ExecResult:
+        """Run ``argv`` and write its stdout (e.g. a git bundle) to a new file ``dest``, at
+        most ``limit`` bytes; the result's output is its stderr."""
         ...
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -18,10 +20,10 @@ from docker.models.containers import Container
 from docker.types import Mount as DockerMount
 
 from runner.errors import DockerUnavailable, EnvironmentProblem
-from runner.sandbox import (TIMEOUT_EXIT, BytesResult, ExecResult, OutputHandler, OutputTail,
-                            SandboxSpec)
+from runner.sandbox import TIMEOUT_EXIT, ExecResult, OutputHandler, OutputTail, SandboxSpec
 
 KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
+STOPPED_EXIT = 137     # SIGKILL: the watchdog, the OOM killer, or a worker killing its init
 WATCHDOG_SLACK = 30    # seconds after that before the host kills the whole container
 
 
@@ -48,7 +50,11 @@ class DockerSandboxes:
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
         container = self._create(spec)
         try:
-            container.start()
+            try:
+                container.start()
+            except docker.errors.APIError as e:
+                raise EnvironmentProblem(f"cannot start container {spec.name}: "
+                                         f"{e.explanation or e}") from e
             yield DockerSandbox(container, self.client, spec)
         finally:
             if not keep:
@@ -95,57 +101,96 @@ class DockerSandbox:
                  spec: SandboxSpec) -> None:
         self.container, self.api, self.spec = container, client.api, spec
         self.name = spec.name
-        self.killed = False
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
              env: Mapping[str, str] | None = None) -> ExecResult:
         tail = OutputTail(on_output)
-        with self._watchdog(timeout):
-            exec_id = self._exec_create(argv, timeout, env)
-            try:
-                for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
-                    for stream, chunk in ((1, out), (2, err)):
-                        if chunk:
-                            tail.feed(chunk.decode("utf-8", "replace"), stream)
-            except docker.errors.APIError:
-                if not self.killed:
-                    raise
-            code = self._exit_code(exec_id)
-        return ExecResult(exit_code=code, output=tail.close(),
-                          timed_out=self.killed or code in (TIMEOUT_EXIT, 128 + 9))
 
-    def exec_bytes(self, argv: Sequence[str], *, timeout: float) -> BytesResult:
-        with self._watchdog(timeout):
-            exec_id = self._exec_create(argv, timeout, None)
-            out, err = self.api.exec_start(exec_id, demux=True)
-            code = self._exit_code(exec_id)
-        return BytesResult(exit_code=code, stdout=out or b"",
-                           stderr=(err or b"").decode("utf-8", "replace"),
-                           timed_out=self.killed or code == TIMEOUT_EXIT)
+        def take(stream: int, chunk: bytes) -> None:
+            tail.feed(chunk.decode("utf-8", "replace"), stream)
 
-    def _exec_create(self, argv: Sequence[str], timeout: float,
-                     env: Mapping[str, str] | None) -> str:
+        code, timed_out = self._run(argv, timeout, env, take)
+        return ExecResult(exit_code=code, output=tail.close(), timed_out=timed_out)
+
+    def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
+                     limit: int) -> ExecResult:
+        errors = OutputTail()
+        written = 0
+        # dest is in a runner-owned directory; O_EXCL and O_NOFOLLOW all the same.
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            def take(stream: int, chunk: bytes) -> None:
+                nonlocal written
+                if stream == 2:
+                    errors.feed(chunk.decode("utf-8", "replace"), stream)
+                elif written <= limit:   # past the limit: drain, keep nothing more
+                    written += len(chunk)
+                    out.write(chunk)
+
+            code, timed_out = self._run(argv, timeout, None, take)
+        if written > limit:
+            return ExecResult(exit_code=code or 1, timed_out=timed_out,
+                              output=f"output larger than {limit // 2**20} MiB")
+        return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out)
+
+    def reset(self) -> None:
+        try:
+            self.container.restart(timeout=0)
+        except docker.errors.APIError as e:
+            raise EnvironmentProblem(f"cannot restart container {self.name}: "
+                                     f"{e.explanation or e}") from e
+
+    def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
+             take: Callable[[int, bytes], None]) -> tuple[int, bool]:
+        """Run ``argv`` under `timeout`, feeding (stream, bytes) to ``take``; return the exit
+        code and whether it was stopped for taking too long. A stopped container is data
+        about the worker (it may have killed its own init), not an error of runner's: it is
+        started again so collection can still run."""
+        self._ensure_running()
         wrapped = ["timeout", "-k", str(KILL_GRACE), f"{max(1, int(timeout))}s", *argv]
-        return self.api.exec_create(self.container.id, wrapped, workdir=self.spec.workdir,
-                                    environment=dict(env or {}))["Id"]
-
-    def _exit_code(self, exec_id: str) -> int:
-        code = self.api.exec_inspect(exec_id).get("ExitCode")
-        return 128 + 9 if code is None else int(code)
-
-    @contextmanager
-    def _watchdog(self, timeout: float) -> Iterator[None]:
-        timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill)
+        started = time.monotonic()
+        killed = threading.Event()
+        timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill, [killed])
         timer.daemon = True
         timer.start()
         try:
-            yield
+            exec_id = self.api.exec_create(self.container.id, wrapped, workdir=self.spec.workdir,
+                                           environment=dict(env or {}))["Id"]
+            for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
+                if out:
+                    take(1, out)
+                if err:
+                    take(2, err)
+            code = self.api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.APIError:
+            if not (killed.is_set() or self._stopped()):
+                raise
+            code = None
         finally:
             timer.cancel()
+        code = STOPPED_EXIT if code is None else int(code)
+        # 137 is also what an out-of-memory kill looks like: only a late one is a timeout.
+        late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
+        return code, killed.is_set() or code == TIMEOUT_EXIT or late
 
-    def _kill(self) -> None:
-        self.killed = True
+    def _stopped(self) -> bool:
+        try:
+            self.container.reload()
+            return self.container.status != "running"
+        except docker.errors.NotFound:
+            return True
+
+    def _ensure_running(self) -> None:
+        if self._stopped():
+            try:
+                self.container.start()
+            except docker.errors.APIError as e:
+                raise EnvironmentProblem(f"cannot restart container {self.name}: "
+                                         f"{e.explanation or e}") from e
+
+    def _kill(self, killed: threading.Event) -> None:
+        killed.set()
         try:
             self.container.kill()
         except docker.errors.APIError:

@@ -16,6 +16,8 @@ from runner.gates import matches, outside_paths
     ("a.txt", "**/*.txt", True),
     ("a.txt", "./a.txt", True),
     ("a1.txt", "a?.txt", True),
+    ("x.md/build.gradle", "*.md", False),
+    ("docs/a/b.md", "docs/", True),
 ])
 def test_glob(path: str, pattern: str, expected: bool) -> None:
     assert matches(path, [pattern]) is expected

@@ -50,6 +50,12 @@ CASES = {
     "not a mapping": ("- just\n- a list\n", ["must be a YAML mapping"]),
     "reserved id": ("name: p\ntickets:\n  - {id: _checks, agent: script, run: x}\n",
                     ["tickets[0].id", "reserved"]),
+    "id colliding with a run ref": ("name: p\ntickets:\n  - {id: candidate, agent: script, "
+                                    "run: x}\n", ["tickets[0].id", "reserved"]),
+    "id git refuses": ("name: p\ntickets:\n  - {id: x.lock, agent: script, run: x}\n",
+                       ["tickets[0].id", "'.lock'"]),
+    "dot-dot id": ("name: p\ntickets:\n  - {id: '..', agent: script, run: x}\n",
+                   ["tickets[0].id", "'..'"]),
 }
 
 

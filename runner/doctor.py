@@ -1,0 +1,90 @@
+"""`runner doctor`: is this machine ready, and does isolation hold here, proven by probes."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from runner.errors import RunnerError
+from runner.events import EventSink
+from runner.gitops import git, git_out, open_host_repo
+from runner.images import BUILDABLE, IMAGES_DIR, ensure_image, image_present
+from runner.phase import Phase, Ticket
+from runner.sandbox.docker import DockerSandboxes, docker_client
+from runner.selftest import Check, run_selftest
+from runner.worker import RunContext
+
+MIN_FREE_BYTES = 2 * 2**30
+DEFAULT_IMAGE = "runner-worker:latest"
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    engine: str
+    checks: tuple[Check, ...]
+    selftest_seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE) -> DoctorReport:
+    try:
+        client = docker_client()
+    except RunnerError as e:
+        return DoctorReport("unreachable", (Check("Docker answers", False, str(e),
+                                                  "start the Docker engine"),), 0.0)
+    engine = client.version().get("Version", "?")
+    checks = [Check("Docker answers", True, f"engine {engine}")]
+    checks += [_image_check(client, name) for name in BUILDABLE]
+    checks.append(_disk_check(state_dir))
+    started = time.perf_counter()
+    try:
+        ensure_image(client, image, sink)
+        checks += selftest_in_scratch_repo(client, sink, image)
+    except RunnerError as e:
+        checks.append(Check("isolation self-test", False, str(e), "fix the error above"))
+    return DoctorReport(engine, tuple(checks), time.perf_counter() - started)
+
+
+def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink,
+                             image: str) -> list[Check]:
+    """Run the self-test over a throwaway repo, with default phase settings."""
+    with tempfile.TemporaryDirectory(prefix="runner-doctor-") as tmp:
+        root = Path(tmp)
+        repo = root / "repo"
+        git(root, "init", "--quiet", str(repo))
+        git(repo, "-c", "user.name=runner", "-c", "user.email=runner@localhost", "commit",
+            "--quiet", "--allow-empty", "-m", "doctor")
+        phase = Phase(name="doctor", image=image,
+                      tickets=[Ticket(id="probe", agent="script", run="true")])
+        ctx = RunContext(run_id=f"doctor-{secrets.token_hex(3)}", phase=phase,
+                         host=open_host_repo(repo), root=root / "run",
+                         provider=DockerSandboxes(client), sink=sink)
+        return list(run_selftest(ctx, git_out(repo, "rev-parse", "HEAD")).checks)
+
+
+def _image_check(client: docker.DockerClient, name: str) -> Check:
+    if image_present(client, name):
+        return Check(f"image {name}", True, "present")
+    if (IMAGES_DIR / BUILDABLE[name] / "Dockerfile").is_file():
+        return Check(f"image {name}", True, "missing; `runner images build` builds it")
+    return Check(f"image {name}", False, f"missing and no Dockerfile under {IMAGES_DIR}",
+                 "run runner from its source checkout, or load the image")
+
+
+def _disk_check(state_dir: Path) -> Check:
+    probe = state_dir
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    ok = free >= MIN_FREE_BYTES
+    return Check("disk space for workspaces", ok, f"{free / 2**30:.1f} GiB free at {probe}",
+                 "" if ok else "free some space, or point --state-dir at a bigger disk")

@@ -1,0 +1,206 @@
+"""The isolation self-test: two probe workers, started exactly as real workers are (same
+workspace code, same spec, same provider), each reporting from inside what it can see.
+
+Facts are gathered in the containers; judgement happens here, on the host. `runner doctor`
+shows the table; `runner run` runs the same test before any ticket starts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from runner.sandbox import GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, WORKSPACE, Sandbox
+from runner.worker import RunContext, sandbox_spec
+from runner.workspace import Workspace, create_workspace
+
+PROBES = ("_probe1", "_probe2")
+# Mount points every Docker container has (docker-init is the init binary, read-only),
+# besides the ones runner gives a worker.
+STANDARD_MOUNTS = ("/", "/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hostname",
+                   "/etc/hosts", "/tmp", "/sbin/docker-init", "/usr/sbin/docker-init")
+WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, HOST_OBJECTS, GRADLE_RO_CACHE)
+# Environment a worker is given or that the shell sets; anything else came from somewhere.
+ALLOWED_ENV = {"PATH", "HOME", "HOSTNAME", "PWD", "SHLVL", "_", "OLDPWD", "TERM",
+               "GRADLE_USER_HOME", "GRADLE_RO_DEP_CACHE", "RUNNER_RUN", "RUNNER_TICKET",
+               "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+               "GIT_COMMITTER_EMAIL"}
+SECRET_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+# Runs in the probe with: $1 = the other probe's marker name, $2 = a host-only marker path.
+FACTS = r"""
+fact() { printf '%s=%s\n' "$1" "$2"; }
+fact pwd "$(pwd)"
+fact git_dir "$(git rev-parse --absolute-git-dir 2>&1)"
+fact branch "$(git rev-parse --abbrev-ref HEAD 2>&1)"
+fact other_marker "$(test -e "/workspace/$1" && echo visible || echo absent)"
+fact other_gradle_marker "$(test -e "$GRADLE_USER_HOME/$1" && echo visible || echo absent)"
+fact gradle_home "$GRADLE_USER_HOME"
+fact gradle_writable "$(touch "$GRADLE_USER_HOME/.probe-write" 2>/dev/null && echo yes || echo no)"
+fact host_marker "$(test -e "$2" && echo visible || echo absent)"
+sockets=""
+for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock; do
+  test -e "$s" && sockets="$sockets$s "
+done
+fact sockets "$sockets"
+fact docker_host "${DOCKER_HOST:-}"
+fact net "$(ls /sys/class/net | tr '\n' ' ')"
+fact mounts "$(awk '{print $5}' /proc/self/mountinfo | tr '\n' ' ')"
+fact env "$(env | cut -d= -f1 | tr '\n' ' ')"
+fact uid "$(id -u):$(id -g)"
+fact cap_eff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
+fact objects_writable "$(touch /runner/objects/.probe 2>/dev/null && echo yes || echo no)"
+fact rootfs_writable "$(touch /.probe 2>/dev/null && echo yes || echo no)"
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""     # what is wrong (empty when it passed)
+    fix: str = ""        # what to do about it
+
+
+@dataclass(frozen=True)
+class SelfTestResult:
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+WorkspaceMaker = Callable[[str], Workspace]
+
+
+def run_selftest(ctx: RunContext, start: str,
+                 workspace_for: WorkspaceMaker | None = None) -> SelfTestResult:
+    """Start two probes from ``start`` the way workers start, and check what they see.
+
+    ``workspace_for`` makes each probe's workspace; the default is the real thing. Tests pass
+    a broken one (two probes sharing a clone) to see the self-test catch it.
+    """
+    root = ctx.root / "selftest"
+
+    def real_workspace(probe: str) -> Workspace:
+        return create_workspace(ctx.host, clone=root / "workspaces" / probe,
+                                gradle_home=root / "gradle" / probe, branch=ctx.branch(probe),
+                                start=start)
+
+    make = workspace_for or real_workspace
+    host_marker = root / f".host-only-{secrets.token_hex(4)}"
+    host_marker.parent.mkdir(parents=True, exist_ok=True)
+    host_marker.touch()
+    with ExitStack() as stack:
+        sandboxes: dict[str, Sandbox] = {}
+        for probe in PROBES:
+            workspace = make(probe)
+            spec = sandbox_spec(ctx, probe, workspace)
+            sandboxes[probe] = stack.enter_context(ctx.provider.open(spec))
+        for probe, sandbox in sandboxes.items():
+            sandbox.exec(["touch", f"{WORKSPACE}/.probe-{probe}", f"{GRADLE_HOME}/.probe-{probe}"],
+                         timeout=60)
+        facts = {probe: _facts(sandbox, f".probe-{_other(probe)}", str(host_marker))
+                 for probe, sandbox in sandboxes.items()}
+    return SelfTestResult(tuple(_judge(ctx, facts)))
+
+
+def _other(probe: str) -> str:
+    return PROBES[1] if probe == PROBES[0] else PROBES[0]
+
+
+def _facts(sandbox: Sandbox, other_marker: str, host_marker: str) -> dict[str, str]:
+    result = sandbox.exec(["bash", "-c", FACTS, "probe", other_marker, host_marker], timeout=60)
+    return dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
+
+
+def _judge(ctx: RunContext, facts: dict[str, dict[str, str]]) -> list[Check]:
+    checks = []
+    for name, test, fix in _RULES:
+        problems = [f"{probe}: {why}" for probe, seen in facts.items()
+                    if (why := test(ctx, probe, seen))]
+        checks.append(Check(name, not problems, "; ".join(problems), fix if problems else ""))
+    return checks
+
+
+Rule = Callable[[RunContext, str, dict[str, str]], str | None]
+
+
+def _expect(key: str, want: Callable[[RunContext, str], str], what: str) -> Rule:
+    def rule(ctx: RunContext, probe: str, seen: dict[str, str]) -> str | None:
+        got, expected = seen.get(key, "<missing>"), want(ctx, probe)
+        return None if got == expected else f"{what} is {got!r}, expected {expected!r}"
+    return rule
+
+
+def _mounts(ctx: RunContext, probe: str, seen: dict[str, str]) -> str | None:
+    allowed = STANDARD_MOUNTS + WORKER_MOUNTS
+    extra = [m for m in seen.get("mounts", "").split()
+             if not (m in allowed or m.startswith(("/proc/", "/dev/", "/sys/")))]
+    return f"unexpected mounts {', '.join(extra)}" if extra else None
+
+
+def _secrets(ctx: RunContext, probe: str, seen: dict[str, str]) -> str | None:
+    names = set(seen.get("env", "").split())
+    leaked = sorted(n for n in names - ALLOWED_ENV
+                    if n in os.environ or any(h in n.upper() for h in SECRET_HINTS))
+    return f"environment has {', '.join(leaked)}" if leaked else None
+
+
+def _network(ctx: RunContext, probe: str, seen: dict[str, str]) -> str | None:
+    if ctx.phase.network != "none":
+        return None
+    interfaces = seen.get("net", "").split()
+    return None if interfaces == ["lo"] else f"network interfaces {interfaces}"
+
+
+def _fact_is(key: str, expected: str, what: str) -> Rule:
+    return _expect(key, lambda ctx, probe: expected, what)
+
+
+_RULES: list[tuple[str, Rule, str]] = [
+    ("workdir is /workspace", _fact_is("pwd", WORKSPACE, "the working directory"),
+     "the image must not override the working directory"),
+    ("own git dir", _fact_is("git_dir", f"{WORKSPACE}/.git", "the git dir"),
+     "the worker's clone must be a standalone repo at /workspace"),
+    ("own branch", _expect("branch", lambda ctx, probe: ctx.branch(probe), "the branch"),
+     "the clone must be checked out on the branch runner gave it"),
+    ("other worker's files invisible", _fact_is("other_marker", "absent", "the other probe's "
+                                                "marker"),
+     "each worker needs its own clone: check the workspace paths are distinct"),
+    ("Gradle home private", _fact_is("other_gradle_marker", "absent", "the other probe's "
+                                     "Gradle marker"),
+     "each worker needs its own GRADLE_USER_HOME directory"),
+    ("Gradle home writable", _fact_is("gradle_writable", "yes", "writing the Gradle home"),
+     "the Gradle home must belong to the user the worker runs as"),
+    ("host repo unreachable", _fact_is("host_marker", "absent", "a host-only file"),
+     "nothing of the host may be mounted but the clone, the Gradle home and the objects"),
+    ("no docker socket", _fact_is("sockets", "", "the sockets found"),
+     "never mount the Docker socket into a worker"),
+    ("no DOCKER_HOST", _fact_is("docker_host", "", "DOCKER_HOST"),
+     "do not pass DOCKER_HOST to workers"),
+    ("no network (network: none)", _network,
+     "run workers with network none, or set network: bridge in the phase on purpose"),
+    ("only its own mounts", _mounts, "remove the extra mounts from the worker container"),
+    ("no host secrets in env", _secrets, "workers get no host environment; remove the "
+     "variables from the worker spec"),
+    ("runs as the host user", _expect("uid", lambda ctx, probe: ctx.user, "uid:gid"),
+     "workers must run as the uid:gid of the user running runner"),
+    ("all capabilities dropped", _fact_is("cap_eff", "0000000000000000", "CapEff"),
+     "start workers with cap_drop ALL"),
+    ("no new privileges", _fact_is("no_new_privs", "1", "NoNewPrivs"),
+     "start workers with security_opt no-new-privileges"),
+    ("host objects read-only", _fact_is("objects_writable", "no", "writing host objects"),
+     "mount the host's objects read-only"),
+    ("root filesystem read-only", _fact_is("rootfs_writable", "no", "writing /"),
+     "start workers with a read-only root filesystem"),
+]
