@@ -1,5 +1,5 @@
-"""Per-worker provisioning cost and extra disk per workspace, against raw baselines
-measured in the same run.
+"""Per-worker provisioning cost, the isolation self-test's cost, and extra disk per workspace,
+against raw baselines measured in the same run.
 
     python3 benchmarks/provision.py [--files 2000] [--rounds 5]
 
@@ -26,6 +26,7 @@ from runner.events import EventCollector  # noqa: E402
 from runner.gitops import open_host_repo  # noqa: E402
 from runner.phase import load_phase  # noqa: E402
 from runner.sandbox.docker import DockerSandboxes, docker_client  # noqa: E402
+from runner.selftest import run_selftest  # noqa: E402
 from runner.worker import RunContext, sandbox_spec  # noqa: E402
 from runner.workspace import create_workspace  # noqa: E402
 
@@ -89,6 +90,15 @@ def main() -> None:
                 sandbox.exec(["true"], timeout=60)
                 ours.append(time.perf_counter() - t0)
 
+        selftest = []
+        for i in range(args.rounds):
+            probe_ctx = RunContext(run_id=f"{run_id}-s{i}", phase=phase, host=host,
+                                   root=root / f"selftest{i}", provider=ctx.provider,
+                                   sink=ctx.sink)
+            t0 = time.perf_counter()
+            assert run_selftest(probe_ctx, head).passed
+            selftest.append(time.perf_counter() - t0)
+
         full = root / "full-copy"
         subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(full)], check=True)
         repo_size, ws_size, full_size = du(repo), du(root / "run/ws0"), du(full)
@@ -100,6 +110,8 @@ def main() -> None:
     print(f"linked clone + Gradle home      : {med(clone_only) * 1000:7.0f} ms")
     print(f"provisioning (clone + container): {med(ours) * 1000:7.0f} ms  "
           f"ratio to raw container: {med(ours) / med(raw):.2f}")
+    print(f"isolation self-test (2 probes)  : {med(selftest) * 1000:7.0f} ms  "
+          f"ratio to raw container: {med(selftest) / med(raw):.2f}")
     print(f"extra disk per workspace        : {ws_size / 2**20:7.1f} MiB "
           f"(.git {ws_git / 2**10:.0f} KiB; the rest is the checked-out tree)")
     print(f"full --no-hardlinks clone       : {full_size / 2**20:7.1f} MiB  "

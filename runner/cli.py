@@ -182,6 +182,7 @@ def result_document(result: RunResult) -> dict[str, object]:
         "base": result.base_sha, "target": result.target, "target_sha": result.target_sha,
         "run_dir": str(result.run_dir), "seconds": round(result.ended - result.started, 3),
         "checks_passed": result.checks_passed, "checks_reason": result.checks_reason,
+        "preflight": result.preflight,
         "tickets": [{"id": o.ticket, "status": str(o.status), "reason": o.reason,
                      "commits": o.commits, "ref": f"refs/runner/{result.run_id}/{o.ticket}"
                      if o.tip else None, "seconds": round(max(0.0, o.ended - o.started), 3)}

@@ -12,6 +12,7 @@ SOURCES = {
     "settings.gradle": "rootProject.name = 'demo'\n",
     "build.gradle": "apply plugin: 'java'\n\nsourceCompatibility = 17\ntargetCompatibility = 17\n",
     "README.md": "# demo\n\nA small Java project that runner's demo phase works on.\n",
+    ".gitignore": "build/\n.gradle/\n",
 }
 CLASSES = {
     "Legacy": "    public static String oldApi() {\n        return \"old\";\n    }\n",

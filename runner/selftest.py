@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runner.sandbox import GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, WORKSPACE, Sandbox
@@ -100,17 +101,26 @@ def run_selftest(ctx: RunContext, start: str,
     host_marker = root / f".host-only-{secrets.token_hex(4)}"
     host_marker.parent.mkdir(parents=True, exist_ok=True)
     host_marker.touch()
-    with ExitStack() as stack:
-        sandboxes: dict[str, Sandbox] = {}
-        for probe in PROBES:
-            workspace = make(probe)
-            spec = sandbox_spec(ctx, probe, workspace)
-            sandboxes[probe] = stack.enter_context(ctx.provider.open(spec))
-        for probe, sandbox in sandboxes.items():
-            sandbox.exec(["touch", f"{WORKSPACE}/.probe-{probe}", f"{GRADLE_HOME}/.probe-{probe}"],
-                         timeout=60)
-        facts = {probe: _facts(sandbox, f".probe-{_other(probe)}", str(host_marker))
-                 for probe, sandbox in sandboxes.items()}
+    # Both probes run at once, as workers do: each leaves its markers, waits for the other,
+    # looks, and waits again so neither container goes before the other has looked.
+    together = threading.Barrier(len(PROBES), timeout=120)
+
+    def probe(name: str) -> dict[str, str]:
+        try:
+            with ctx.provider.open(sandbox_spec(ctx, name, make(name))) as sandbox:
+                sandbox.exec(["touch", f"{WORKSPACE}/.probe-{name}",
+                              f"{GRADLE_HOME}/.probe-{name}"], timeout=60)
+                together.wait()
+                facts = _facts(sandbox, f".probe-{_other(name)}", str(host_marker))
+                together.wait()
+                return facts
+        except BaseException:
+            together.abort()   # never leave the other probe waiting
+            raise
+
+    with ThreadPoolExecutor(max_workers=len(PROBES), thread_name_prefix="probe") as pool:
+        futures = {name: pool.submit(probe, name) for name in PROBES}
+        facts = {name: future.result() for name, future in futures.items()}
     return SelfTestResult(tuple(_judge(ctx, facts)))
 
 

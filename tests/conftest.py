@@ -10,6 +10,7 @@ from runner.images import ensure_image
 from runner.sandbox.docker import docker_client
 
 WORKER_IMAGE = "runner-worker:latest"
+JVM_IMAGE = "runner-worker-jvm:latest"
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,12 @@ def engine() -> docker.DockerClient:
 def worker_image(engine: docker.DockerClient) -> str:
     ensure_image(engine, WORKER_IMAGE, EventCollector())
     return WORKER_IMAGE
+
+
+@pytest.fixture(scope="session")
+def jvm_image(engine: docker.DockerClient) -> str:
+    ensure_image(engine, JVM_IMAGE, EventCollector())
+    return JVM_IMAGE
 
 
 @pytest.fixture(scope="session", autouse=True)

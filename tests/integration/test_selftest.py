@@ -1,0 +1,112 @@
+"""The isolation self-test: healthy here, and it catches isolation that was broken on purpose."""
+
+from __future__ import annotations
+
+import io
+import secrets
+from pathlib import Path
+
+import docker
+import pytest
+
+from runner.events import EventCollector
+from runner.gitops import open_host_repo
+from runner.phase import load_phase
+from runner.sandbox.docker import DockerSandboxes
+from runner.selftest import run_selftest
+from runner.worker import RunContext
+from runner.workspace import Workspace, create_workspace
+from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
+
+
+def test_doctor_passes_and_prints_the_table(worker_image: str) -> None:
+    proc = runner_cli("doctor")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for check in ("Docker answers", "other worker's files invisible", "Gradle home private",
+                  "no docker socket", "no host secrets in env", "host repo unreachable",
+                  "runs as the host user", "disk space for workspaces"):
+        assert check in proc.stdout
+    assert " 0 failed" in proc.stdout
+
+
+@pytest.fixture
+def probe_ctx(tmp_path: Path, engine: docker.DockerClient, worker_image: str):
+    repo = make_repo(tmp_path / "repo")
+    phase = load_phase(write_phase(tmp_path / "p.yaml", {
+        "name": "sabotage", "tickets": [{"id": "X", "agent": "script", "run": "true"}]}))
+    ctx = RunContext(run_id=f"test-{secrets.token_hex(3)}", phase=phase,
+                     host=open_host_repo(repo), root=tmp_path / "run",
+                     provider=DockerSandboxes(engine), sink=EventCollector())
+    return ctx, git(repo, "rev-parse", "HEAD")
+
+
+def _failed(result) -> set[str]:
+    return {c.name for c in result.failed}
+
+
+def test_real_probes_pass(probe_ctx) -> None:
+    ctx, head = probe_ctx
+    result = run_selftest(ctx, head)
+    assert result.passed, result.failed
+    assert len(result.checks) >= 15
+
+
+def test_shared_clone_is_caught(probe_ctx, tmp_path: Path) -> None:
+    ctx, head = probe_ctx
+    shared = create_workspace(ctx.host, clone=tmp_path / "one", gradle_home=tmp_path / "g1",
+                              branch=ctx.branch("_probe1"), start=head)
+    result = run_selftest(ctx, head, workspace_for=lambda probe: shared)
+    assert {"other worker's files invisible", "Gradle home private"} <= _failed(result)
+    invisible = next(c for c in result.checks if c.name == "other worker's files invisible")
+    assert "marker is 'visible'" in invisible.detail and invisible.fix
+
+
+def test_shared_gradle_home_is_caught(probe_ctx, tmp_path: Path) -> None:
+    ctx, head = probe_ctx
+    home = tmp_path / "shared-gradle"
+
+    def shared_home(probe: str) -> Workspace:
+        workspace = create_workspace(ctx.host, clone=tmp_path / probe, start=head,
+                                     gradle_home=tmp_path / f"g-{probe}",
+                                     branch=ctx.branch(probe))
+        home.mkdir(exist_ok=True)
+        return Workspace(clone=workspace.clone, gradle_home=home, branch=workspace.branch,
+                         start=head)
+
+    result = run_selftest(ctx, head, workspace_for=shared_home)
+    assert _failed(result) == {"Gradle home private"}
+
+
+LEAKY = "runner-test-leaky:latest"
+
+
+@pytest.fixture
+def leaky_image(engine: docker.DockerClient, worker_image: str):
+    """An image that bakes a Docker endpoint and a token into every container's env."""
+    dockerfile = f"FROM {worker_image}\nENV DOCKER_HOST=tcp://127.0.0.1:2375 DEPLOY_TOKEN=t0k3n\n"
+    engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=LEAKY, rm=True)
+    yield LEAKY
+    engine.images.remove(LEAKY, force=True)
+
+
+def test_preflight_stops_a_run_before_any_ticket(tmp_path: Path, leaky_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "leaky", "image": leaky_image, "tickets": [
+        {"id": "A", "agent": "script", "run": "echo a > a"}]})
+    proc = runner_cli("run", str(phase), "--repo", str(repo))
+    assert proc.returncode == 3
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "isolation self-test failed, no ticket started: no DOCKER_HOST" in last
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/runner/").split() == []
+    # Skipping the preflight is the user's explicit choice.
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), "--no-preflight")
+    assert proc.returncode == 0 and doc["preflight"] == "skipped"
+
+
+def test_preflight_runs_by_default(tmp_path: Path, worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "pre", "tickets": [
+        {"id": "A", "agent": "script", "run": "echo a > a"}]})
+    proc, doc = run_json("run", str(phase), "--repo", str(repo))
+    assert proc.returncode == 0
+    assert doc["preflight"].startswith("passed (17 checks")
