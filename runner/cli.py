@@ -60,8 +60,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="the worker image to probe (default runner-worker:latest)")
     doctor.set_defaults(func=_cmd_doctor)
 
+    logs = commands.add_parser("logs", help="a worker's transcript: commands, output, turns")
+    logs.add_argument("run_id", metavar="RUN_ID")
+    logs.add_argument("ticket", metavar="TICKET")
+    logs.add_argument("--repo", type=Path, default=Path.cwd())
+    logs.add_argument("--state-dir", type=Path)
+    logs.set_defaults(func=_cmd_logs)
+
     demo = commands.add_parser("demo", help="make a sample repo and phase, and run it")
     demo.add_argument("--dir", type=Path, help="where to make it (default: a new temp dir)")
+    demo.add_argument("--agent", choices=("script", "anthropic"), default="script",
+                      help="script (default, no API key) or anthropic (ANTHROPIC_API_KEY, "
+                      "ANTHROPIC_BASE_URL for another endpoint)")
     _add_run_flags(demo)
     demo.set_defaults(func=_cmd_demo)
 
@@ -102,7 +112,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from runner.phase import load_phase
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-"))
-    repo, phase_file = make_demo(root.resolve())
+    repo, phase_file = make_demo(root.resolve(), agent=args.agent)
     out = Console(stderr=args.json, highlight=False)
     out.print(f"demo repo: {repo}\nphase file: {phase_file}", markup=False, soft_wrap=True)
     options = RunOptions(repo=repo, phase_file=phase_file, keep=args.keep,
@@ -112,6 +122,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               f"each worker's raw commits: git -C {repo} for-each-ref refs/runner/",
               markup=False, soft_wrap=True)
     return code
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from runner.errors import InputError
+    from runner.gitops import open_host_repo
+    from runner.transcript import render
+
+    state = _absolute(args.state_dir) or open_host_repo(args.repo.resolve()).git_dir / "runner"
+    run_dir = state / args.run_id
+    if not (run_dir / "run.json").is_file():
+        raise InputError(f"no run {args.run_id!r} under {state}; runs there: "
+                         + (", ".join(sorted(p.name for p in state.iterdir() if p.is_dir()))
+                            if state.is_dir() else "none"))
+    log, transcript = (run_dir / "logs" / f"{args.ticket}.log",
+                       run_dir / "transcripts" / f"{args.ticket}.jsonl")
+    if not log.is_file():
+        raise InputError(f"run {args.run_id} has no ticket {args.ticket!r}")
+    console = Console(highlight=False, soft_wrap=True)
+    console.rule(f"{args.ticket}: output", characters="-")
+    console.print(printable(log.read_text(errors="replace")), markup=False, end="")
+    if transcript.is_file():
+        console.rule(f"{args.ticket}: transcript", characters="-")
+        for line in render(transcript):
+            console.print(line, markup=False)
+    return 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -185,20 +220,40 @@ def result_document(result: RunResult) -> dict[str, object]:
         "preflight": result.preflight,
         "tickets": [{"id": o.ticket, "status": str(o.status), "reason": o.reason,
                      "commits": o.commits, "ref": f"refs/runner/{result.run_id}/{o.ticket}"
-                     if o.tip else None, "seconds": round(max(0.0, o.ended - o.started), 3)}
+                     if o.tip else None, "seconds": round(max(0.0, o.ended - o.started), 3),
+                     "tier": o.tier, "model": o.model, "tokens": o.tokens,
+                     "cost_usd": round(o.cost, 6), "fix_loops": o.fix_loops,
+                     "retries": o.retries, "turns": o.turns}
                     for o in result.outcomes.values()],
+        "tiers": {tier: {"tickets": n, "tokens": tokens, "cost_usd": round(cost, 6)}
+                  for tier, (n, tokens, cost) in tier_totals(result).items()},
     }
+
+
+def tier_totals(result: RunResult) -> dict[str, tuple[int, int, float]]:
+    totals: dict[str, tuple[int, int, float]] = {}
+    for o in result.outcomes.values():
+        n, tokens, cost = totals.get(o.tier, (0, 0, 0.0))
+        totals[o.tier] = (n + 1, tokens + o.tokens, cost + o.cost)
+    return totals
 
 
 def _print_summary(console: Console, result: RunResult) -> None:
     table = Table(title=f"run {result.run_id} — phase {result.phase}")
-    for name in ("ticket", "result", "commits", "time", "why"):
+    for name in ("ticket", "tier", "model", "result", "commits", "tokens", "cost", "fix loops",
+                 "time", "why"):
         table.add_column(name)
     for o in result.outcomes.values():
         secs = f"{o.ended - o.started:.1f}s" if o.started else "-"
-        table.add_row(o.ticket, Text(str(o.status), STATUS_STYLE.get(o.status, "")),
-                      str(o.commits), secs, Text(printable(o.reason)))
+        table.add_row(o.ticket, o.tier, o.model or "-",
+                      Text(str(o.status), STATUS_STYLE.get(o.status, "")), str(o.commits),
+                      f"{o.tokens:,}", f"${o.cost:.4f}", str(o.fix_loops), secs,
+                      Text(printable(o.reason)))
     console.print(table)
+    spent = [f"{tier} {tokens:,} tokens ${cost:.4f}"
+             for tier, (_, tokens, cost) in tier_totals(result).items() if tokens]
+    if spent:
+        console.print("per tier: " + "; ".join(spent), markup=False)
     where = f"{result.target} at {result.target_sha[:12]}" if result.target_sha else "none"
     if result.checks_passed is not None:
         console.print("phase checks: " + ("passed" if result.checks_passed else

@@ -6,6 +6,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import yaml
+
 from runner.gitops import git
 
 SOURCES = {
@@ -82,7 +84,33 @@ tickets:
 """
 
 
-def make_demo(root: Path) -> tuple[Path, Path]:
+# What each ticket asks of an LLM worker (`runner demo --agent anthropic`).
+PROMPTS = {
+    "R08": "Mark the method oldApi in src/main/java/demo/Legacy.java as @Deprecated.",
+    "R09": "In src/main/java/demo/Notifications.java, replace Scope.global( with "
+           "Scope.lifecycle(. Change nothing else.",
+    "R10": "In src/main/java/demo/Downloads.java, replace Scope.global( with "
+           "Scope.lifecycle(. Change nothing else.",
+    "R11": "In src/main/java/demo/Intents.java, replace Scope.global( with "
+           "Scope.lifecycle(. Change nothing else.",
+    "R12": "Write docs/scope-policy.md: a heading '# Scope policy', one sentence saying work "
+           "runs in a lifecycle scope, never the global one, and a bullet list of the Java "
+           "files under src/main/java/demo (other than Scope.java) that call Scope.lifecycle(.",
+}
+
+
+def phase_text(agent: str = "script") -> str:
+    """The demo phase, for script workers or LLM workers (same tickets, prompts for runs)."""
+    if agent == "script":
+        return PHASE
+    phase = yaml.safe_load(PHASE)
+    for ticket in phase["tickets"]:
+        del ticket["run"]
+        ticket.update(agent=agent, prompt=PROMPTS[ticket["id"]])
+    return yaml.safe_dump(phase, sort_keys=False)
+
+
+def make_demo(root: Path, agent: str = "script") -> tuple[Path, Path]:
     """Create ``root/repo`` (a git repo on main) and ``root/phase.yaml``; return both."""
     repo = root / "repo"
     for rel, text in SOURCES.items():
@@ -95,7 +123,7 @@ def make_demo(root: Path) -> tuple[Path, Path]:
     git(repo, "-c", "user.name=runner demo", "-c", "user.email=demo@runner.local",
         "commit", "--quiet", "-m", "A small Java project")
     phase = root / "phase.yaml"
-    phase.write_text(PHASE)
+    phase.write_text(phase_text(agent))
     return repo, phase
 
 

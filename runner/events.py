@@ -66,6 +66,15 @@ class TicketOutput(Event):
 
 
 @dataclass(frozen=True)
+class TicketUsage(Event):
+    """Tokens and cost of a ticket so far (after each API call)."""
+
+    ticket: str
+    tokens: int
+    cost: float
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     run_id: str
     exit_code: int

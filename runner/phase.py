@@ -15,6 +15,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, Validatio
                       field_validator)
 
 from runner.errors import PhaseFileError
+from runner.ledger import Price
 
 # Letters, digits, . _ - ; and nothing git refuses in a ref component (leading ., .., .lock).
 NAME_PATTERN = r"^(?!\.)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._-]+$"
@@ -23,8 +24,6 @@ RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target"})
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Tier = Literal["simple", "nuanced", "complex"]
 AgentKind = Literal["anthropic", "script", "command"]
-# Agent kinds this version can run; the others are refused at load time, naming the ticket.
-AVAILABLE_AGENTS: frozenset[str] = frozenset({"script"})
 
 # Default model per tier, taken from the anthropic SDK version pinned in pyproject.toml.
 DEFAULT_MODELS = {"simple": "claude-haiku-5-5", "nuanced": "claude-sonnet-5-5",
@@ -70,10 +69,18 @@ class Ticket(_Strict):
     checks: list[str] = []
     max_fix_loops: int = Field(default=2, ge=0)
     timeout: float = Field(default=1800, gt=0)
+    model: str | None = None                             # overrides the tier's model
+    max_turns: int = Field(default=40, ge=1)             # API calls for an anthropic ticket
+    max_tokens: int = Field(default=2_000_000, ge=1)     # all tokens of all its API calls
+    env: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
 
     @property
     def display_title(self) -> str:
         return self.title or self.id
+
+
+class Budget(_Strict):
+    usd: float = Field(gt=0)
 
 
 class Phase(_Strict):
@@ -87,6 +94,8 @@ class Phase(_Strict):
     models: Models = Models()
     gradle: GradleConfig = GradleConfig()
     checks: list[str] = []
+    budget: Budget | None = None
+    prices: dict[str, Price] = {}                     # USD per million tokens, per model
     tickets: list[Ticket] = Field(min_length=1)
 
     @field_validator("target")
@@ -106,6 +115,9 @@ class Phase(_Strict):
 
     def ticket(self, ticket_id: str) -> Ticket:
         return next(t for t in self.tickets if t.id == ticket_id)
+
+    def model_for(self, ticket: Ticket) -> str:
+        return ticket.model or getattr(self.models, ticket.tier)
 
 
 def _is_branch_name(name: str) -> bool:
@@ -192,14 +204,19 @@ def _check_tickets(path: Path, phase: Phase) -> None:
             raise PhaseFileError(path, "duplicate ticket id; ids must be unique",
                                  field=f"{at}.id", ticket=ticket.id)
         seen.add(ticket.id)
-        if ticket.agent not in AVAILABLE_AGENTS:
-            raise PhaseFileError(
-                path, f"agent {ticket.agent!r} is not available in this version of runner "
-                f"(available: {', '.join(sorted(AVAILABLE_AGENTS))})",
-                field=f"{at}.agent", ticket=ticket.id)
         if ticket.agent in ("script", "command") and not (ticket.run or "").strip():
             raise PhaseFileError(path, f"a {ticket.agent} ticket needs 'run': the shell to run "
                                  "in /workspace", field=f"{at}.run", ticket=ticket.id)
+        if ticket.agent == "anthropic" and not (ticket.prompt or "").strip():
+            raise PhaseFileError(path, "an anthropic ticket needs 'prompt': what the agent "
+                                 "is to do", field=f"{at}.prompt", ticket=ticket.id)
+        if ticket.env and ticket.agent != "command":
+            raise PhaseFileError(path, "only command tickets may take host variables",
+                                 field=f"{at}.env", ticket=ticket.id)
+        if ticket.agent == "command" and phase.network == "none":
+            raise PhaseFileError(path, "a command agent calls its model over the network: set "
+                                 "`network: bridge` on the phase", field=f"{at}.agent",
+                                 ticket=ticket.id)
     ids = {t.id for t in phase.tickets}
     for index, ticket in enumerate(phase.tickets):
         for dep in ticket.depends_on:

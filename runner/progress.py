@@ -17,7 +17,7 @@ from rich.text import Text
 
 from runner.text import printable
 from runner.events import (Event, Notice, RunFinished, RunStarted, TicketChanged, TicketOutput,
-                           TicketStatus)
+                           TicketStatus, TicketUsage)
 
 STATUS_STYLE = {TicketStatus.INTEGRATED: "green", TicketStatus.NO_CHANGES: "green",
                 TicketStatus.FAILED: "red", TicketStatus.SKIPPED: "yellow",
@@ -63,6 +63,8 @@ class _Row:
     since: float | None = None
     ended: float | None = None
     last: str = ""
+    tokens: int = 0
+    cost: float = 0.0
 
 
 @dataclass
@@ -104,15 +106,19 @@ class LiveSink:
                         row.last = printable(event.detail)
                 case TicketOutput():
                     self.rows.setdefault(event.ticket, _Row()).last = printable(event.line)
+                case TicketUsage():
+                    row = self.rows.setdefault(event.ticket, _Row())
+                    row.tokens, row.cost = event.tokens, event.cost
 
     def _table(self) -> Table:
         table = Table(expand=True)
-        for name in ("ticket", "state", "elapsed", "last output"):
+        for name in ("ticket", "state", "elapsed", "tokens", "cost", "last output"):
             table.add_column(name, no_wrap=True, overflow="ellipsis",
                              ratio=3 if name == "last output" else None)
         with self._lock:
             for ticket, row in self.rows.items():
                 elapsed = ((row.ended or time.time()) - row.since) if row.since else 0.0
                 table.add_row(ticket, Text(str(row.status), STATUS_STYLE.get(row.status, "")),
-                              f"{elapsed:5.1f}s", Text(row.last))
+                              f"{elapsed:5.1f}s", f"{row.tokens:,}", f"${row.cost:.4f}",
+                              Text(row.last))
         return table

@@ -11,17 +11,23 @@ from pathlib import Path
 
 import docker
 
-from runner.errors import GitError, PhaseFileError, RepoError, SelfTestFailed
+from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileError, RepoError,
+                           SelfTestFailed)
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
+from runner.agents import CheckResult
+from runner.checks import run_checks
 from runner.gates import outside_paths
 from runner.gitops import HostRepo, open_host_repo
 from runner.images import ensure_image
 from runner.integrate import Integrator
+from runner.ledger import Ledger, default_prices
 from runner.phase import Phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
-from runner.worker import RunContext, TicketOutcome, run_phase_checks, run_ticket
+from runner.worker import (RunContext, TicketOutcome, output_handler, run_ticket,
+                           sandbox_spec)
+from runner.workspace import create_workspace
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class RunResult:
         return 0 if ok and self.checks_passed is not False else 1
 
 
+PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
+PHASE_CHECKS_TIMEOUT = 3600.0
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
@@ -79,13 +89,16 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     if cache is not None and not cache.is_dir():
         raise PhaseFileError(options.phase_file, f"{cache} is not a directory",
                              field="gradle.shared_cache")
+    _check_agent_inputs(phase, sink)
     client = client or docker_client()
     ensure_image(client, phase.image, sink)
 
     run_id = new_run_id()
     root = (options.state_dir or host.git_dir / "runner") / run_id
     (root / "logs").mkdir(parents=True, mode=0o700)
-    ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root,
+    ledger = Ledger(prices={**default_prices(), **phase.prices},
+                    budget_usd=phase.budget.usd if phase.budget else None)
+    ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root, ledger=ledger,
                      provider=DockerSandboxes(client), sink=sink, keep=options.keep)
     result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha, target=target,
                        run_dir=root, outcomes={}, started=time.time())
@@ -126,7 +139,9 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                                    integrate=integrate,
                                    start_point=lambda t: integrator.head if t.depends_on
                                    else base_sha,
-                                   sink=sink, stop=lambda: ctx.provider.remove_run(run_id))
+                                   sink=sink, stop=lambda: ctx.provider.remove_run(run_id),
+                                   blocked=lambda: "the phase budget is spent"
+                                   if ledger.budget_reached() else None)
         if phase.checks:
             _phase_gate(ctx, result, integrator)
     finally:
@@ -135,6 +150,23 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         _write_state(result)
     sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
     return result
+
+
+def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
+    """What LLM and CLI agents need from the host, checked before anything starts."""
+    if any(t.agent == "anthropic" for t in phase.tickets) and not os.environ.get(
+            "ANTHROPIC_API_KEY"):
+        raise EnvironmentProblem("anthropic tickets need ANTHROPIC_API_KEY in runner's "
+                                 "environment (and ANTHROPIC_BASE_URL for another compatible "
+                                 "endpoint); it stays in runner, never in a container")
+    for ticket in phase.tickets:
+        missing = [name for name in ticket.env if name not in os.environ]
+        if missing:
+            raise InputError(f"ticket {ticket.id}: env asks for {', '.join(missing)}, which "
+                             "runner's environment does not have")
+        if ticket.env:
+            sink.emit(Notice(f"ticket {ticket.id} passes {', '.join(ticket.env)} from the host "
+                             "into its container (env:), as the phase asks", level="warning"))
 
 
 def _preflight(ctx: RunContext, result: RunResult) -> None:
@@ -164,6 +196,19 @@ def _phase_gate(ctx: RunContext, result: RunResult, integrator: Integrator) -> N
         ctx.host.update_ref(candidate, integrator.head)
         ctx.sink.emit(Notice(f"phase checks failed: {gate.reason}; target not moved, the "
                              f"integrated result is kept at {candidate}", level="warning"))
+
+
+def run_phase_checks(ctx: RunContext, head: str) -> CheckResult:
+    """The phase gate: the phase's checks in a fresh container over a clone of ``head``."""
+    root = ctx.root / "checks"
+    workspace = create_workspace(ctx.host, clone=root / "clone", gradle_home=root / "gradle",
+                                 branch=ctx.branch(PHASE_CHECKS), start=head)
+    deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
+    with (ctx.root / "logs" / f"{PHASE_CHECKS}.log").open("a", encoding="utf-8") as log, \
+            ctx.provider.open(sandbox_spec(ctx, PHASE_CHECKS, workspace),
+                              keep=ctx.keep) as sandbox:
+        return run_checks(sandbox, list(ctx.phase.checks), log=log, deadline=deadline,
+                          on_output=output_handler(ctx, PHASE_CHECKS, log))
 
 
 def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:

@@ -24,8 +24,12 @@ Integrate = Callable[[TicketOutcome], TicketOutcome]
 
 def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Integrate,
              start_point: Callable[[Ticket], str], sink: EventSink,
-             stop: Callable[[], None] = lambda: None) -> dict[str, TicketOutcome]:
+             stop: Callable[[], None] = lambda: None,
+             blocked: Callable[[], str | None] = lambda: None) -> dict[str, TicketOutcome]:
     """Run every ticket; return each one's final outcome, in phase order.
+
+    When ``blocked`` gives a reason (the phase budget is spent), no new ticket starts: the
+    ones still waiting are skipped with that reason.
 
     On an interrupt, ``stop`` ends the running workers (their threads then return) before
     the interrupt goes on up.
@@ -38,11 +42,12 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
         return ticket_id in results and results[ticket_id].status in SUCCEEDED
 
     def skip_blocked() -> None:
+        stopped = blocked()
         for ticket in list(pending):
             failed = [d for d in ticket.depends_on if d in results and not succeeded(d)]
-            if failed:
+            if failed or stopped:
                 pending.remove(ticket)
-                reason = f"dependency {', '.join(failed)} did not succeed"
+                reason = stopped or f"dependency {', '.join(failed)} did not succeed"
                 results[ticket.id] = TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason)
                 sink.emit(TicketChanged(ticket.id, TicketStatus.SKIPPED, reason))
 

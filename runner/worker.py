@@ -9,22 +9,23 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
-from runner.agents import AgentContext, AgentResult, agent_for
+from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
+from runner.checks import run_checks
 from runner.collect import CollectError, collect, commit_leftovers
 from runner.errors import RunnerError
-from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus
+from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
+from runner.ledger import Ledger, Usage
 from runner.gitops import HostRepo
 from runner.phase import Phase, Ticket
-from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, STRICT_BASH, WORKSPACE,
+from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, WORKSPACE,
                             Limits, Mount, Sandbox, SandboxProvider, SandboxSpec)
+from runner.transcript import Transcript
 from runner.workspace import Workspace, create_workspace
 
-PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
-PHASE_CHECKS_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class RunContext:
     root: Path                   # the run's directory, runner-owned (never mounted)
     provider: SandboxProvider
     sink: EventSink
+    ledger: Ledger = field(default_factory=lambda: Ledger(prices={}))
     keep: bool = False
     user: str = f"{os.getuid()}:{os.getgid()}"   # workers run as the host user
 
@@ -60,6 +62,13 @@ class TicketOutcome:
     commits: int = 0
     started: float = 0.0
     ended: float = 0.0
+    tier: str = ""
+    model: str = ""
+    tokens: int = 0
+    cost: float = 0.0
+    fix_loops: int = 0
+    retries: int = 0
+    turns: int = 0
 
 
 def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
@@ -90,10 +99,17 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str) -> TicketOutcome:
     log_path = ctx.root / "logs" / f"{ticket.id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def outcome(status: TicketStatus, reason: str = "", **more: object) -> TicketOutcome:
-        ctx.sink.emit(TicketChanged(ticket.id, status, reason))
-        return TicketOutcome(ticket.id, status, reason, start=start, started=started,
-                             ended=time.time(), **more)  # type: ignore[arg-type]
+    def outcome(status: TicketStatus, reason: str = "") -> TicketOutcome:
+        if status != TicketStatus.COLLECTING:   # COLLECTING: the lead integrates it next
+            ctx.sink.emit(TicketChanged(ticket.id, status, reason))
+        totals = ctx.ledger.ticket(ticket.id)
+        return TicketOutcome(
+            ticket.id, status, reason, start=start, started=started, ended=time.time(),
+            tip=collected.tip if collected else None,
+            commits=collected.commits if collected else 0, tier=ticket.tier,
+            model=ctx.phase.model_for(ticket) if ticket.agent == "anthropic" else "",
+            tokens=totals.usage.tokens, cost=totals.cost, fix_loops=work.fix_loops,
+            retries=work.retries, turns=work.turns)
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
     work, collected = AgentResult(ok=True), None
@@ -115,37 +131,47 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str) -> TicketOutcome:
         except Exception as e:  # a bug or a broken engine fails this ticket, not the run
             log.write(traceback.format_exc())
             work = _also(work, f"internal error: {e.__class__.__name__}: {e}")
-    more = {"tip": collected.tip, "commits": collected.commits} if collected else {}
     if not work.ok:
-        return outcome(TicketStatus.FAILED, work.reason, **more)
-    if not more.get("commits"):
-        return outcome(TicketStatus.NO_CHANGES, "the worker committed nothing", **more)
-    return TicketOutcome(ticket.id, TicketStatus.COLLECTING, start=start, started=started,
-                         ended=time.time(), **more)  # type: ignore[arg-type]
+        return outcome(TicketStatus.FAILED, work.reason)
+    if not collected or not collected.commits:
+        return outcome(TicketStatus.NO_CHANGES, "the worker committed nothing")
+    return outcome(TicketStatus.COLLECTING)
 
 
 def _also(result: AgentResult, problem: str) -> AgentResult:
     """A failure on top of ``result``: the first reason stays first."""
-    return AgentResult(ok=False, reason=problem if result.ok else f"{result.reason}; {problem}")
-
-
-def _output_handler(ctx: RunContext, ticket_id: str, log: TextIO) -> Callable[[str], None]:
-    """Each line a worker prints goes to its log file and, as an event, to the sinks."""
-    def on_output(line: str) -> None:
-        log.write(line + "\n")
-        log.flush()
-        ctx.sink.emit(TicketOutput(ticket_id, line))
-    return on_output
+    return replace(result, ok=False,
+                   reason=problem if result.ok else f"{result.reason}; {problem}")
 
 
 def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
           deadline: float) -> AgentResult:
-    """The agent's turn, then what it left is committed, then the ticket's checks."""
-    on_output = _output_handler(ctx, ticket.id, log)
+    """The agent's turn, then what it left is committed, then the ticket's checks (unless the
+    agent ran them itself, in its fix loops)."""
+    on_output = output_handler(ctx, ticket.id, log)
+    default_message = f"{ticket.id}: {ticket.display_title}"
+
+    def account(usage: Usage) -> None:
+        ctx.ledger.record(ticket=ticket.id, tier=ticket.tier, model=ctx.phase.model_for(ticket),
+                          usage=usage)
+        totals = ctx.ledger.ticket(ticket.id)
+        ctx.sink.emit(TicketUsage(ticket.id, totals.usage.tokens, totals.cost))
+
+    def check() -> CheckResult:
+        return run_checks(sandbox, ticket.checks, log=log, on_output=on_output,
+                          deadline=deadline)
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.RUNNING))
     log.write(f"$ [{ticket.agent}] {ticket.run or ticket.prompt or ''}\n")
-    result = agent_for(ticket).run(AgentContext(ticket, sandbox, on_output, deadline))
+    agent_ctx = AgentContext(
+        ticket=ticket, phase=ctx.phase, sandbox=sandbox, on_output=on_output,
+        deadline=deadline, ledger=ctx.ledger, account=account, check=check,
+        transcript=Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl"),
+        commit=lambda message: commit_leftovers(sandbox, message))
+    try:
+        result = agent_for(ticket).run(agent_ctx)
+    except CollectError as e:      # the agent's own commit failed
+        result = AgentResult(ok=False, reason=str(e))
     if not result.ok:
         # What a failed worker left running (a fork bomb, a hung daemon) must not stop
         # its work from being collected.
@@ -153,35 +179,19 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
     # Partial work is kept either way: commit what the worker left (before the checks, so
     # nothing the checks write is committed).
     try:
-        commit_leftovers(sandbox, f"{ticket.id}: {ticket.display_title}")
+        commit_leftovers(sandbox, default_message)
     except CollectError as e:
         return _also(result, str(e))
-    if not result.ok:
+    if not result.ok or result.checked:
         return result
-    return run_checks(sandbox, ticket.checks, log=log, on_output=on_output, deadline=deadline)
+    checked = check()
+    return result if checked.ok else _also(result, checked.reason)
 
 
-def run_checks(sandbox: Sandbox, checks: list[str], *, log: TextIO,
-               on_output: Callable[[str], None], deadline: float) -> AgentResult:
-    """Run each check in /workspace; the first failure is the result."""
-    for check in checks:
-        log.write(f"$ [check] {check}\n")
-        ran = sandbox.exec([*STRICT_BASH, check], on_output=on_output,
-                           timeout=max(1.0, deadline - time.monotonic()))
-        if not ran.ok:
-            why = "timed out" if ran.timed_out else f"exited with {ran.exit_code}"
-            return AgentResult(ok=False, reason=f"check `{check}` {why}")
-    return AgentResult(ok=True)
-
-
-def run_phase_checks(ctx: RunContext, head: str) -> AgentResult:
-    """The phase gate: the phase's checks in a fresh container over a clone of ``head``."""
-    root = ctx.root / "checks"
-    workspace = create_workspace(ctx.host, clone=root / "clone", gradle_home=root / "gradle",
-                                 branch=ctx.branch(PHASE_CHECKS), start=head)
-    deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
-    with (ctx.root / "logs" / f"{PHASE_CHECKS}.log").open("a", encoding="utf-8") as log, \
-            ctx.provider.open(sandbox_spec(ctx, PHASE_CHECKS, workspace),
-                              keep=ctx.keep) as sandbox:
-        return run_checks(sandbox, list(ctx.phase.checks), log=log, deadline=deadline,
-                          on_output=_output_handler(ctx, PHASE_CHECKS, log))
+def output_handler(ctx: RunContext, ticket_id: str, log: TextIO) -> Callable[[str], None]:
+    """Each line a worker prints goes to its log file and, as an event, to the sinks."""
+    def on_output(line: str) -> None:
+        log.write(line + "\n")
+        log.flush()
+        ctx.sink.emit(TicketOutput(ticket_id, line))
+    return on_output

@@ -3,28 +3,48 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner.phase import Ticket
+from runner.ledger import Ledger, Usage
+from runner.phase import Phase, Ticket
 from runner.sandbox import OutputHandler, Sandbox
+from runner.transcript import Transcript
 
 
 @dataclass(frozen=True)
-class AgentContext:
-    ticket: Ticket
-    sandbox: Sandbox
-    on_output: OutputHandler
-    deadline: float               # time.monotonic() by which the whole ticket must end
-
-    def remaining(self) -> float:
-        return max(1.0, self.deadline - time.monotonic())
+class CheckResult:
+    ok: bool
+    reason: str = ""              # which check failed, and how
+    output: str = ""              # what it printed (for a fix loop)
 
 
 @dataclass(frozen=True)
 class AgentResult:
     ok: bool
     reason: str = ""              # why it failed, for the user
+    checked: bool = False         # the agent already ran the ticket's checks (fix loops)
+    fix_loops: int = 0
+    retries: int = 0
+    turns: int = 0
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    ticket: Ticket
+    phase: Phase
+    sandbox: Sandbox
+    on_output: OutputHandler
+    deadline: float               # time.monotonic() by which the whole ticket must end
+    transcript: Transcript
+    ledger: Ledger
+    account: Callable[[Usage], None]     # record one API call's usage for this ticket
+    commit: Callable[[str], None]        # commit what is in /workspace with this message
+    check: Callable[[], CheckResult]     # run the ticket's checks
+
+    def remaining(self) -> float:
+        return max(1.0, self.deadline - time.monotonic())
 
 
 class Agent(Protocol):
@@ -32,7 +52,9 @@ class Agent(Protocol):
 
 
 def agent_for(ticket: Ticket) -> Agent:
-    from runner.agents.script import ScriptAgent
+    from runner.agents.anthropic import AnthropicAgent
+    from runner.agents.script import CommandAgent, ScriptAgent
 
-    agents: dict[str, type[Agent]] = {"script": ScriptAgent}
+    agents: dict[str, type[Agent]] = {"script": ScriptAgent, "command": CommandAgent,
+                                      "anthropic": AnthropicAgent}
     return agents[ticket.agent]()

@@ -1,0 +1,203 @@
+"""The anthropic agent: a tool-use loop that runs here, in the runner process; only its tool
+calls run in the worker's container, so the API key never enters one.
+
+Retries: the SDK's own retries are off (max_retries=0) and tenacity is the one retry layer,
+so every retry is seen, logged, counted, and bounded by the ticket's deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anthropic
+from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
+                      wait_exponential_jitter)
+
+from runner.agents import AgentContext, AgentResult
+from runner.agents.tools import TOOLS, run_tool
+from runner.ledger import Usage
+
+OUTPUT_TOKENS = 8192          # max_tokens of one response
+ATTEMPTS = 6                  # one call and up to five retries
+RETRY_AFTER_CAP = 60.0        # seconds we will wait on the server's say-so
+REQUEST_TIMEOUT = 600.0
+_backoff = wait_exponential_jitter(initial=1, max=30, jitter=1)
+
+
+def retryable(error: BaseException) -> bool:
+    """Rate limits, overload (529), 5xx, connection errors and timeouts."""
+    if isinstance(error, anthropic.APIStatusError):
+        return error.status_code == 429 or error.status_code >= 500
+    return isinstance(error, anthropic.APIConnectionError)
+
+
+def retry_wait(state: RetryCallState) -> float:
+    """The server's retry-after when it gives one (capped), else exponential with jitter."""
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, anthropic.APIStatusError):
+        header = error.response.headers.get("retry-after")
+        try:
+            return min(max(float(header), 0.0), RETRY_AFTER_CAP) if header else _backoff(state)
+        except ValueError:
+            pass
+    return _backoff(state)
+
+
+def api_message(error: anthropic.APIStatusError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    detail = (body.get("error") or {}).get("message") if isinstance(body.get("error"),
+                                                                     dict) else None
+    return f"API error {error.status_code}: {detail or error.message}"
+
+
+def system_prompt(ctx: AgentContext) -> str:
+    ticket, phase = ctx.ticket, ctx.phase
+    paths = ", ".join(ticket.paths) if ticket.paths else "any file"
+    checks = "; ".join(f"`{c}`" for c in ticket.checks) or "none"
+    return (
+        f"You are a worker of runner doing one ticket in your own sandbox.\n"
+        f"Ticket: {ticket.id} — {ticket.display_title}\n"
+        f"Your clone of the repository is /workspace, on its own branch; every tool runs "
+        f"there. Network: {phase.network}.\n"
+        f"Files you may change: {paths}. Changes elsewhere fail the ticket.\n"
+        f"When you are done, call `finish` with a summary and a commit message: runner "
+        f"commits your changes and runs the ticket's checks ({checks}). If they fail you get "
+        f"their output and continue.\n\nThe ticket:\n{ticket.prompt}")
+
+
+class AnthropicAgent:
+    def run(self, ctx: AgentContext) -> AgentResult:
+        return _Loop(ctx).run()
+
+
+class _Loop:
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+        self.model = ctx.phase.model_for(ctx.ticket)
+        self.client = anthropic.Anthropic(max_retries=0, timeout=REQUEST_TIMEOUT)
+        self.messages: list[dict[str, Any]] = [
+            {"role": "user", "content": "Do the ticket described in the system prompt."}]
+        self.turns = self.retries = self.fix_loops = 0
+
+    def result(self, ok: bool, reason: str = "", checked: bool = False) -> AgentResult:
+        return AgentResult(ok=ok, reason=reason, checked=checked, fix_loops=self.fix_loops,
+                           retries=self.retries, turns=self.turns)
+
+    def run(self) -> AgentResult:
+        ctx, ticket = self.ctx, self.ctx.ticket
+        system = system_prompt(ctx)
+        while True:
+            if stop := self._limit_reached():
+                return self.result(False, stop)
+            try:
+                response = self._call(system)
+            except anthropic.APIStatusError as e:
+                return self.result(False, api_message(e))
+            except anthropic.APIConnectionError as e:
+                return self.result(False, f"API unreachable after {self.retries} retries: {e}")
+            self.turns += 1
+            usage = response.usage
+            ctx.account(Usage(input=usage.input_tokens, output=usage.output_tokens,
+                              cache_write=usage.cache_creation_input_tokens or 0,
+                              cache_read=usage.cache_read_input_tokens or 0))
+            content = [block.model_dump(mode="json", exclude_none=True)
+                       for block in response.content]
+            ctx.transcript.write("response", model=self.model, content=content,
+                                 stop_reason=response.stop_reason,
+                                 usage=usage.model_dump(mode="json", exclude_none=True))
+            self.messages.append({"role": "assistant", "content": content})
+            for block in content:
+                if block["type"] == "text" and block["text"].strip():
+                    ctx.on_output(block["text"].strip().splitlines()[-1])
+            tool_uses = [b for b in content if b["type"] == "tool_use"]
+            used = ctx.ledger.ticket(ticket.id).usage.tokens
+            if used > ticket.max_tokens:
+                return self.result(False, f"token budget exceeded: {used} tokens used of "
+                                   f"max_tokens {ticket.max_tokens}")
+            if not tool_uses:
+                if response.stop_reason == "max_tokens":
+                    self._say("Your reply was cut off; go on, and use the tools.")
+                    continue
+                finished = self._finish(f"{ticket.id}: {ticket.display_title}")
+            else:
+                finished = self._use_tools(tool_uses)
+            if finished is not None:
+                return finished
+
+    def _limit_reached(self) -> str | None:
+        ctx = self.ctx
+        if self.turns >= ctx.ticket.max_turns:
+            return f"reached max_turns ({ctx.ticket.max_turns}) without finishing"
+        if ctx.ledger.budget_reached():
+            return f"the phase budget of ${ctx.ledger.budget_usd:g} is spent"
+        if time.monotonic() >= ctx.deadline:
+            return f"timed out after {ctx.ticket.timeout:g}s"
+        return None
+
+    def _call(self, system: str) -> Any:
+        ctx = self.ctx
+
+        def log_retry(state: RetryCallState) -> None:
+            self.retries += 1
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            ctx.transcript.write("retry", attempt=state.attempt_number, wait=round(wait, 2),
+                                 error=f"{type(error).__name__}: {error}")
+            ctx.on_output(f"runner: API {type(error).__name__}, retry {self.retries} in "
+                          f"{wait:.1f}s")
+
+        def out_of_time(state: RetryCallState) -> bool:
+            return time.monotonic() >= ctx.deadline
+
+        ctx.transcript.write("request", model=self.model, new=self.messages[-1])
+        retrying = Retrying(retry=retry_if_exception(retryable), wait=retry_wait,
+                            stop=stop_after_attempt(ATTEMPTS) | out_of_time,
+                            before_sleep=log_retry, reraise=True)
+        return retrying(self.client.messages.create, model=self.model, system=system,
+                        max_tokens=OUTPUT_TOKENS, tools=TOOLS, messages=self.messages)
+
+    def _use_tools(self, tool_uses: list[dict[str, Any]]) -> AgentResult | None:
+        ctx, results, outcome = self.ctx, [], None
+        for use in tool_uses:
+            if use["name"] == "finish":
+                message = str(use["input"].get("commit_message") or "").strip()
+                outcome, text, is_error = self._finish_with(
+                    message or f"{ctx.ticket.id}: {ctx.ticket.display_title}")
+            else:
+                ran = run_tool(ctx.sandbox, use["name"], use["input"], ctx.remaining())
+                text, is_error = ran.text, ran.is_error
+                ctx.transcript.write("tool", name=use["name"], input=use["input"],
+                                     output=text, is_error=is_error)
+            results.append({"type": "tool_result", "tool_use_id": use["id"],
+                            "content": text, "is_error": is_error})
+        if outcome is not None:
+            return outcome
+        self.messages.append({"role": "user", "content": results})
+        return None
+
+    def _finish(self, message: str) -> AgentResult | None:
+        outcome, text, _ = self._finish_with(message)
+        if outcome is None:
+            self._say(text)
+        return outcome
+
+    def _finish_with(self, message: str) -> tuple[AgentResult | None, str, bool]:
+        """Commit, check; a result when the ticket is over, else the feedback to send."""
+        ctx = self.ctx
+        ctx.commit(message)
+        checked = ctx.check()
+        ctx.transcript.write("check", ok=checked.ok, reason=checked.reason,
+                             output=checked.output[-4000:])
+        if checked.ok:
+            return self.result(True, checked=True), "checks passed", False
+        if self.fix_loops >= ctx.ticket.max_fix_loops:
+            return (self.result(False, f"{checked.reason} after {self.fix_loops} fix loops",
+                                checked=True), "", True)
+        self.fix_loops += 1
+        feedback = (f"The ticket's checks failed: {checked.reason}.\n{checked.output[-8000:]}\n"
+                    "Fix the problem, then call finish again.")
+        return None, feedback, True
+
+    def _say(self, text: str) -> None:
+        self.messages.append({"role": "user", "content": text})

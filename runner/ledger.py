@@ -1,0 +1,92 @@
+"""Tokens and cost: every API call's usage, priced per model, totalled per ticket and tier,
+checked against the phase's budget. Shared by all workers of a run (thread-safe)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib import resources
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input: float
+    output: float
+    cache_write: float = 0.0
+    cache_read: float = 0.0
+
+
+def default_prices() -> dict[str, Price]:
+    data = json.loads(resources.files("runner").joinpath("prices.json").read_text())
+    return {model: Price(**p) for model, p in data.items() if not model.startswith("_")}
+
+
+@dataclass(frozen=True)
+class Usage:
+    input: int = 0
+    output: int = 0
+    cache_write: int = 0
+    cache_read: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input + self.output + self.cache_write + self.cache_read
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input + other.input, self.output + other.output,
+                     self.cache_write + other.cache_write, self.cache_read + other.cache_read)
+
+    def cost(self, price: Price | None) -> float:
+        if price is None:
+            return 0.0
+        return (self.input * price.input + self.output * price.output
+                + self.cache_write * price.cache_write
+                + self.cache_read * price.cache_read) / 1e6
+
+
+@dataclass
+class Totals:
+    usage: Usage = Usage()
+    cost: float = 0.0
+    calls: int = 0
+
+
+@dataclass
+class Ledger:
+    prices: dict[str, Price]
+    budget_usd: float | None = None
+    tickets: dict[str, Totals] = field(default_factory=lambda: defaultdict(Totals))
+    tiers: dict[str, Totals] = field(default_factory=lambda: defaultdict(Totals))
+    unpriced: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, *, ticket: str, tier: str, model: str, usage: Usage) -> float:
+        """Add one API call; return its cost (0 for a model without a price)."""
+        price = self.prices.get(model)
+        cost = usage.cost(price)
+        with self._lock:
+            if price is None:
+                self.unpriced.add(model)
+            for totals in (self.tickets[ticket], self.tiers[tier]):
+                totals.usage += usage
+                totals.cost += cost
+                totals.calls += 1
+        return cost
+
+    @property
+    def total_cost(self) -> float:
+        with self._lock:
+            return sum(t.cost for t in self.tickets.values())
+
+    def budget_reached(self) -> bool:
+        return self.budget_usd is not None and self.total_cost >= self.budget_usd
+
+    def ticket(self, ticket: str) -> Totals:
+        with self._lock:
+            return self.tickets.get(ticket, Totals())

@@ -1,0 +1,53 @@
+"""A ticket's transcript: every request, response, tool call, retry and check, as JSONL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runner.text import printable
+
+
+class Transcript:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, kind: str, **data: Any) -> None:
+        line = json.dumps({"at": round(time.time(), 3), "kind": kind, **data}, default=str)
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def render(path: Path) -> Iterator[str]:
+    """The transcript, readably: one block per entry."""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(raw)
+        stamp = time.strftime("%H:%M:%S", time.localtime(entry.pop("at", 0)))
+        kind = entry.pop("kind", "?")
+        if kind == "response":
+            usage = entry.get("usage", {})
+            yield (f"{stamp} model {entry.get('model')} ({entry.get('stop_reason')}, "
+                   f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out)")
+            for block in entry.get("content", []):
+                if block.get("type") == "text":
+                    yield _indent(block.get("text", ""))
+                elif block.get("type") == "tool_use":
+                    yield _indent(f"-> {block.get('name')} {json.dumps(block.get('input'))}")
+        elif kind == "tool":
+            flag = " (error)" if entry.get("is_error") else ""
+            yield f"{stamp} tool {entry.get('name')}{flag}"
+            yield _indent(entry.get("output", ""))
+        else:
+            details = " ".join(f"{k}={v}" for k, v in entry.items())
+            yield f"{stamp} {kind} {details}"
+
+
+def _indent(text: str, limit: int = 4000) -> str:
+    text = printable(text if len(text) <= limit else text[:limit] + " …")
+    return "\n".join("    " + line for line in text.splitlines() or [""])
