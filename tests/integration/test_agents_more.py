@@ -1,0 +1,73 @@
+"""The phase budget, the command agent, and the demo with LLM workers (fake API)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from runner.demo import PHASE as DEMO_PHASE
+from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
+from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
+
+KEY = "sk-ant-test-budget"
+
+
+def test_phase_budget_stops_workers_and_new_tickets(tmp_path: Path, worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    # One call of A costs $0.0105 (sonnet prices), over the $0.01 budget.
+    scripts = {"A": [Reply([tool("write_file", path="a.txt", content="a\n")],
+                           usage=(1000, 500, 0, 0))],
+               "B": [Reply([tool("finish", summary="b", commit_message="B")])]}
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "budget", "concurrency": 1, "budget": {"usd": 0.01},
+        "tickets": [{"id": "A", "prompt": "a"}, {"id": "B", "prompt": "b"}]})
+    with FakeMessagesAPI(scripts) as fake:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), env=env)
+    assert proc.returncode == 1
+    tickets = {t["id"]: t for t in doc["tickets"]}
+    assert tickets["A"]["status"] == "failed"
+    assert tickets["A"]["reason"] == "the phase budget of $0.01 is spent"
+    assert git(repo, "show", f"{tickets['A']['ref']}:a.txt") == "a"   # its work is kept
+    assert tickets["B"]["status"] == "skipped"
+    assert tickets["B"]["reason"] == "the phase budget is spent"
+    assert fake.requests_for("B") == [] and len(fake.requests_for("A")) == 1
+
+
+def test_command_agent_gets_the_prompt_and_only_opted_in_secrets(tmp_path: Path,
+                                                                 worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "cli", "network": "bridge", "tickets": [{
+            "id": "C", "agent": "command", "prompt": "say hi", "env": ["CLI_TOKEN"],
+            "run": 'echo "$RUNNER_PROMPT" > prompt.txt\necho "$CLI_TOKEN" > token.txt\n'
+                   'echo "${OTHER_SECRET:-absent}" > other.txt'}]})
+    env = {**os.environ, "CLI_TOKEN": "tok-123", "OTHER_SECRET": "nope"}
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), env=env)
+    assert proc.returncode == 0, proc.stderr
+    ref = doc["tickets"][0]["ref"]
+    assert git(repo, "show", f"{ref}:prompt.txt") == "say hi"
+    assert git(repo, "show", f"{ref}:token.txt") == "tok-123"
+    assert git(repo, "show", f"{ref}:other.txt") == "absent"
+    assert "passes CLI_TOKEN from the host into its container" in proc.stderr
+    del env["CLI_TOKEN"]
+    missing = runner_cli("run", str(phase), "--repo", str(repo), env=env)
+    assert missing.returncode == 2 and "CLI_TOKEN" in missing.stderr
+
+
+def test_demo_with_llm_workers_against_a_compatible_endpoint(tmp_path: Path,
+                                                             worker_image: str) -> None:
+    # A stand-in model that does each demo ticket the way its script would, through bash.
+    runs = {t["id"]: t["run"] for t in yaml.safe_load(DEMO_PHASE)["tickets"]}
+    scripts = {ticket: [Reply([tool("bash", command=run)]),
+                        Reply([tool("finish", summary="done", commit_message=f"{ticket}: done")])]
+               for ticket, run in runs.items()}
+    with FakeMessagesAPI(scripts) as fake:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
+        proc, doc = run_json("demo", "--agent", "anthropic", "--dir", str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [t["status"] for t in doc["tickets"]] == ["integrated"] * 5
+    assert {t["model"] for t in doc["tickets"]} == {"claude-haiku-5-5", "claude-sonnet-5-5"}
+    assert doc["checks_passed"] is True
