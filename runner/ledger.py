@@ -1,12 +1,13 @@
-"""Tokens and cost: every API call's usage, priced per model, totalled per ticket and tier,
-checked against the phase's budget. Shared by all workers of a run (thread-safe)."""
+"""Tokens and cost: every API call's usage, priced per model, totalled per ticket, checked
+against the phase's budget. Shared by all workers of a run (thread-safe). The budget is
+checked before each call, so concurrent workers may overshoot it by their calls in flight."""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 from pydantic import BaseModel, ConfigDict
@@ -62,21 +63,17 @@ class Ledger:
     prices: dict[str, Price]
     budget_usd: float | None = None
     tickets: dict[str, Totals] = field(default_factory=lambda: defaultdict(Totals))
-    tiers: dict[str, Totals] = field(default_factory=lambda: defaultdict(Totals))
-    unpriced: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, *, ticket: str, tier: str, model: str, usage: Usage) -> float:
-        """Add one API call; return its cost (0 for a model without a price)."""
-        price = self.prices.get(model)
-        cost = usage.cost(price)
+    def record(self, *, ticket: str, model: str, usage: Usage) -> float:
+        """Add one API call; return its cost (0 for a model without a price: runner warns
+        about those when the run starts)."""
+        cost = usage.cost(self.prices.get(model))
         with self._lock:
-            if price is None:
-                self.unpriced.add(model)
-            for totals in (self.tickets[ticket], self.tiers[tier]):
-                totals.usage += usage
-                totals.cost += cost
-                totals.calls += 1
+            totals = self.tickets[ticket]
+            totals.usage += usage
+            totals.cost += cost
+            totals.calls += 1
         return cost
 
     @property
@@ -88,5 +85,6 @@ class Ledger:
         return self.budget_usd is not None and self.total_cost >= self.budget_usd
 
     def ticket(self, ticket: str) -> Totals:
+        """A snapshot of one ticket's totals."""
         with self._lock:
-            return self.tickets.get(ticket, Totals())
+            return replace(self.tickets.get(ticket, Totals()))

@@ -78,6 +78,10 @@ class Ticket(_Strict):
     def display_title(self) -> str:
         return self.title or self.id
 
+    @property
+    def default_commit_message(self) -> str:
+        return f"{self.id}: {self.display_title}"
+
 
 class Budget(_Strict):
     usd: float = Field(gt=0)

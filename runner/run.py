@@ -139,7 +139,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                                    integrate=integrate,
                                    start_point=lambda t: integrator.head if t.depends_on
                                    else base_sha,
-                                   sink=sink, stop=lambda: ctx.provider.remove_run(run_id),
+                                   sink=sink, stop=lambda: _stop(ctx),
                                    blocked=lambda: "the phase budget is spent"
                                    if ledger.budget_reached() else None)
         if phase.checks:
@@ -150,6 +150,12 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         _write_state(result)
     sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
     return result
+
+
+def _stop(ctx: RunContext) -> None:
+    """An interrupt: agents stop at their next step, containers go now."""
+    ctx.cancelled.set()
+    ctx.provider.remove_run(ctx.run_id)
 
 
 def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
@@ -167,6 +173,12 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
         if ticket.env:
             sink.emit(Notice(f"ticket {ticket.id} passes {', '.join(ticket.env)} from the host "
                              "into its container (env:), as the phase asks", level="warning"))
+    prices = {**default_prices(), **phase.prices}
+    unpriced = sorted({phase.model_for(t) for t in phase.tickets if t.agent == "anthropic"}
+                      - set(prices))
+    if unpriced:
+        sink.emit(Notice(f"no price for {', '.join(unpriced)}: its calls count as $0 in the "
+                         "ledger and the budget; add it under `prices:`", level="warning"))
 
 
 def _preflight(ctx: RunContext, result: RunResult) -> None:

@@ -26,26 +26,33 @@ class Transcript:
 
 def render(path: Path) -> Iterator[str]:
     """The transcript, readably: one block per entry."""
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(raw)
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(raw)
+        except json.JSONDecodeError:   # a line cut short by a killed runner
+            continue
         stamp = time.strftime("%H:%M:%S", time.localtime(entry.pop("at", 0)))
         kind = entry.pop("kind", "?")
         if kind == "response":
             usage = entry.get("usage", {})
-            yield (f"{stamp} model {entry.get('model')} ({entry.get('stop_reason')}, "
-                   f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out)")
+            yield printable(f"{stamp} model {entry.get('model')} ({entry.get('stop_reason')}, "
+                            f"{usage.get('input_tokens', 0)} in / "
+                            f"{usage.get('output_tokens', 0)} out)")
             for block in entry.get("content", []):
                 if block.get("type") == "text":
                     yield _indent(block.get("text", ""))
                 elif block.get("type") == "tool_use":
                     yield _indent(f"-> {block.get('name')} {json.dumps(block.get('input'))}")
+        elif kind == "request":
+            yield printable(f"{stamp} request to {entry.get('model')} "
+                            f"({entry.get('messages')} messages)")
         elif kind == "tool":
             flag = " (error)" if entry.get("is_error") else ""
-            yield f"{stamp} tool {entry.get('name')}{flag}"
+            yield printable(f"{stamp} tool {entry.get('name')}{flag}")
             yield _indent(entry.get("output", ""))
         else:
             details = " ".join(f"{k}={v}" for k, v in entry.items())
-            yield f"{stamp} {kind} {details}"
+            yield printable(f"{stamp} {kind} {details}")
 
 
 def _indent(text: str, limit: int = 4000) -> str:

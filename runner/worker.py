@@ -6,6 +6,7 @@ The container is always torn down; the worker's commits always reach its ref.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class RunContext:
     provider: SandboxProvider
     sink: EventSink
     ledger: Ledger = field(default_factory=lambda: Ledger(prices={}))
+    cancelled: threading.Event = field(default_factory=threading.Event)
     keep: bool = False
     user: str = f"{os.getuid()}:{os.getgid()}"   # workers run as the host user
 
@@ -149,11 +151,9 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
     """The agent's turn, then what it left is committed, then the ticket's checks (unless the
     agent ran them itself, in its fix loops)."""
     on_output = output_handler(ctx, ticket.id, log)
-    default_message = f"{ticket.id}: {ticket.display_title}"
 
     def account(usage: Usage) -> None:
-        ctx.ledger.record(ticket=ticket.id, tier=ticket.tier, model=ctx.phase.model_for(ticket),
-                          usage=usage)
+        ctx.ledger.record(ticket=ticket.id, model=ctx.phase.model_for(ticket), usage=usage)
         totals = ctx.ledger.ticket(ticket.id)
         ctx.sink.emit(TicketUsage(ticket.id, totals.usage.tokens, totals.cost))
 
@@ -166,23 +166,31 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
     agent_ctx = AgentContext(
         ticket=ticket, phase=ctx.phase, sandbox=sandbox, on_output=on_output,
         deadline=deadline, ledger=ctx.ledger, account=account, check=check,
+        cancelled=ctx.cancelled,
         transcript=Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl"),
         commit=lambda message: commit_leftovers(sandbox, message))
     try:
         result = agent_for(ticket).run(agent_ctx)
     except CollectError as e:      # the agent's own commit failed
         result = AgentResult(ok=False, reason=str(e))
+    except Exception as e:         # a bug in an agent must not cost the ticket its work
+        log.write(traceback.format_exc())
+        result = AgentResult(ok=False, reason=f"agent error: {type(e).__name__}: {e}")
     if not result.ok:
         # What a failed worker left running (a fork bomb, a hung daemon) must not stop
         # its work from being collected.
         sandbox.reset()
+    if result.checked:
+        # The agent committed at finish and then ran the checks: what is left now is
+        # theirs (build output), not the ticket's work.
+        return result
     # Partial work is kept either way: commit what the worker left (before the checks, so
     # nothing the checks write is committed).
     try:
-        commit_leftovers(sandbox, default_message)
+        commit_leftovers(sandbox, ticket.default_commit_message)
     except CollectError as e:
         return _also(result, str(e))
-    if not result.ok or result.checked:
+    if not result.ok:
         return result
     checked = check()
     return result if checked.ok else _also(result, checked.reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class AgentContext:
     account: Callable[[Usage], None]     # record one API call's usage for this ticket
     commit: Callable[[str], None]        # commit what is in /workspace with this message
     check: Callable[[], CheckResult]     # run the ticket's checks
+    cancelled: threading.Event           # set when the run is interrupted
 
     def remaining(self) -> float:
         return max(1.0, self.deadline - time.monotonic())

@@ -35,20 +35,30 @@ def retryable(error: BaseException) -> bool:
 def retry_wait(state: RetryCallState) -> float:
     """The server's retry-after when it gives one (capped), else exponential with jitter."""
     error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, anthropic.APIStatusError):
-        header = error.response.headers.get("retry-after")
-        try:
-            return min(max(float(header), 0.0), RETRY_AFTER_CAP) if header else _backoff(state)
-        except ValueError:
-            pass
-    return _backoff(state)
+    header = (error.response.headers.get("retry-after", "")
+              if isinstance(error, anthropic.APIStatusError) else "")
+    try:
+        return min(max(float(header), 0.0), RETRY_AFTER_CAP)
+    except ValueError:
+        return _backoff(state)
 
 
 def api_message(error: anthropic.APIStatusError) -> str:
     body = error.body if isinstance(error.body, dict) else {}
-    detail = (body.get("error") or {}).get("message") if isinstance(body.get("error"),
-                                                                     dict) else None
+    detail = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else None
     return f"API error {error.status_code}: {detail or error.message}"
+
+
+def as_params(blocks: list[Any]) -> list[dict[str, Any]]:
+    """Response blocks as request params: only the fields the API takes back, no empty text."""
+    params: list[dict[str, Any]] = []
+    for block in blocks:
+        if block.type == "text" and block.text.strip():
+            params.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            params.append({"type": "tool_use", "id": block.id, "name": block.name,
+                           "input": block.input})
+    return params
 
 
 def system_prompt(ctx: AgentContext) -> str:
@@ -95,18 +105,20 @@ class _Loop:
             except anthropic.APIStatusError as e:
                 return self.result(False, api_message(e))
             except anthropic.APIConnectionError as e:
-                return self.result(False, f"API unreachable after {self.retries} retries: {e}")
+                return self.result(False, f"API unreachable: {e}")
             self.turns += 1
             usage = response.usage
             ctx.account(Usage(input=usage.input_tokens, output=usage.output_tokens,
                               cache_write=usage.cache_creation_input_tokens or 0,
                               cache_read=usage.cache_read_input_tokens or 0))
-            content = [block.model_dump(mode="json", exclude_none=True)
-                       for block in response.content]
+            content = as_params(response.content)
             ctx.transcript.write("response", model=self.model, content=content,
                                  stop_reason=response.stop_reason,
                                  usage=usage.model_dump(mode="json", exclude_none=True))
-            self.messages.append({"role": "assistant", "content": content})
+            if response.stop_reason == "refusal":
+                return self.result(False, "the model refused the ticket")
+            if content:
+                self.messages.append({"role": "assistant", "content": content})
             for block in content:
                 if block["type"] == "text" and block["text"].strip():
                     ctx.on_output(block["text"].strip().splitlines()[-1])
@@ -116,10 +128,12 @@ class _Loop:
                 return self.result(False, f"token budget exceeded: {used} tokens used of "
                                    f"max_tokens {ticket.max_tokens}")
             if not tool_uses:
-                if response.stop_reason == "max_tokens":
+                if response.stop_reason == "pause_turn" and content:
+                    continue            # the server paused a long turn: send it back as is
+                if response.stop_reason == "max_tokens" and content:
                     self._say("Your reply was cut off; go on, and use the tools.")
                     continue
-                finished = self._finish(f"{ticket.id}: {ticket.display_title}")
+                finished = self._finish(ticket.default_commit_message)
             else:
                 finished = self._use_tools(tool_uses)
             if finished is not None:
@@ -127,6 +141,8 @@ class _Loop:
 
     def _limit_reached(self) -> str | None:
         ctx = self.ctx
+        if ctx.cancelled.is_set():
+            return "the run was interrupted"
         if self.turns >= ctx.ticket.max_turns:
             return f"reached max_turns ({ctx.ticket.max_turns}) without finishing"
         if ctx.ledger.budget_reached():
@@ -148,22 +164,34 @@ class _Loop:
                           f"{wait:.1f}s")
 
         def out_of_time(state: RetryCallState) -> bool:
-            return time.monotonic() >= ctx.deadline
+            return time.monotonic() >= ctx.deadline or ctx.cancelled.is_set()
 
-        ctx.transcript.write("request", model=self.model, new=self.messages[-1])
-        retrying = Retrying(retry=retry_if_exception(retryable), wait=retry_wait,
+        def wait(state: RetryCallState) -> float:   # never sleep past the deadline
+            return min(retry_wait(state), max(0.0, ctx.deadline - time.monotonic()))
+
+        def call() -> Any:
+            client = self.client.with_options(timeout=min(REQUEST_TIMEOUT, ctx.remaining()))
+            return client.messages.create(model=self.model, system=system, tools=TOOLS,
+                                          max_tokens=OUTPUT_TOKENS, messages=self.messages)
+
+        ctx.transcript.write("request", model=self.model, messages=len(self.messages))
+        retrying = Retrying(retry=retry_if_exception(retryable), wait=wait,
                             stop=stop_after_attempt(ATTEMPTS) | out_of_time,
                             before_sleep=log_retry, reraise=True)
-        return retrying(self.client.messages.create, model=self.model, system=system,
-                        max_tokens=OUTPUT_TOKENS, tools=TOOLS, messages=self.messages)
+        return retrying(call)
 
     def _use_tools(self, tool_uses: list[dict[str, Any]]) -> AgentResult | None:
         ctx, results, outcome = self.ctx, [], None
-        for use in tool_uses:
-            if use["name"] == "finish":
-                message = str(use["input"].get("commit_message") or "").strip()
+        for index, use in enumerate(tool_uses):
+            last = index == len(tool_uses) - 1
+            if use["name"] == "finish" and not last:
+                # Nothing may change after the checks: finish counts only as the last call.
+                text, is_error = "not run: call finish last, alone, when you are done", True
+            elif use["name"] == "finish":
+                args = use["input"] if isinstance(use["input"], dict) else {}
+                message = str(args.get("commit_message") or "").strip()
                 outcome, text, is_error = self._finish_with(
-                    message or f"{ctx.ticket.id}: {ctx.ticket.display_title}")
+                    message or ctx.ticket.default_commit_message)
             else:
                 ran = run_tool(ctx.sandbox, use["name"], use["input"], ctx.remaining())
                 text, is_error = ran.text, ran.is_error
@@ -177,6 +205,7 @@ class _Loop:
         return None
 
     def _finish(self, message: str) -> AgentResult | None:
+        """The model ended its turn without tools: take it as done."""
         outcome, text, _ = self._finish_with(message)
         if outcome is None:
             self._say(text)

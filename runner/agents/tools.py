@@ -13,6 +13,7 @@ from runner.sandbox import Sandbox
 OUTPUT_BUDGET = 16_000       # characters of a tool's output the model sees
 BASH_TIMEOUT = 600
 READ_LIMIT = 8 << 20         # bytes of a file read_file and edit_file will take
+WRITE_CHUNK = 64 << 10       # bytes per exec when writing (base64 of it < 128 KiB)
 
 TOOLS: list[dict[str, Any]] = [
     {"name": "bash", "description": "Run a bash command in /workspace (your clone of the "
@@ -56,31 +57,56 @@ def cut(text: str, budget: int = OUTPUT_BUDGET) -> str:
 
 
 def run_tool(sandbox: Sandbox, name: str, args: dict[str, Any], timeout: float) -> ToolOutput:
+    """Run one tool call. Whatever the model sends, the answer is a ToolOutput: a bad call is
+    an error the model reads, never an exception that would cost the ticket its work."""
     try:
-        if name == "bash":
-            limit = min(float(args.get("timeout") or BASH_TIMEOUT), timeout)
-            result = sandbox.exec(["bash", "-c", str(args["command"])], timeout=limit)
-            status = " (timed out)" if result.timed_out else ""
-            return ToolOutput(f"exit {result.exit_code}{status}\n{cut(result.output)}",
-                              is_error=not result.ok)
-        if name == "read_file":
-            text = _read(sandbox, args["path"], timeout)
-            return ToolOutput(cut(text))
-        if name == "write_file":
-            _write(sandbox, args["path"], args["content"], timeout)
-            return ToolOutput(f"wrote {args['path']}")
-        if name == "edit_file":
-            text = _read(sandbox, args["path"], timeout)
-            found = text.count(args["old"])
-            if found != 1:
-                return ToolOutput(f"`old` occurs {found} times in {args['path']}; it must occur "
-                                  "exactly once (include more context)", is_error=True)
-            _write(sandbox, args["path"], text.replace(args["old"], args["new"]), timeout)
-            return ToolOutput(f"edited {args['path']}")
+        return _run_tool(sandbox, name, args, timeout)
     except KeyError as e:
         return ToolOutput(f"missing argument {e}", is_error=True)
     except ToolError as e:
         return ToolOutput(str(e), is_error=True)
+    except Exception as e:
+        return ToolOutput(f"{name} failed: {type(e).__name__}: {e}", is_error=True)
+
+
+def _text(args: dict[str, Any], key: str) -> str:
+    value = args[key]
+    if not isinstance(value, str):
+        raise ToolError(f"argument {key!r} must be a string")
+    return value
+
+
+def _seconds(value: Any, default: float) -> float:
+    try:
+        seconds = float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+    return seconds if 1 <= seconds <= default else default
+
+
+def _run_tool(sandbox: Sandbox, name: str, args: dict[str, Any], timeout: float) -> ToolOutput:
+    if not isinstance(args, dict):
+        raise ToolError("tool input must be an object")
+    if name == "bash":
+        limit = min(_seconds(args.get("timeout"), BASH_TIMEOUT), timeout)
+        result = sandbox.exec(["bash", "-c", _text(args, "command")], timeout=limit)
+        status = " (timed out)" if result.timed_out else ""
+        return ToolOutput(f"exit {result.exit_code}{status}\n{cut(result.output)}",
+                          is_error=not result.ok)
+    if name == "read_file":
+        return ToolOutput(cut(_read(sandbox, _text(args, "path"), timeout)))
+    if name == "write_file":
+        _write(sandbox, _text(args, "path"), _text(args, "content"), timeout)
+        return ToolOutput(f"wrote {args['path']}")
+    if name == "edit_file":
+        path, old, new = _text(args, "path"), _text(args, "old"), _text(args, "new")
+        text = _read(sandbox, path, timeout)
+        found = text.count(old) if old else 0
+        if found != 1:
+            return ToolOutput(f"`old` occurs {found} times in {path}; it must occur exactly "
+                              "once (include more context)", is_error=True)
+        _write(sandbox, path, text.replace(old, new), timeout)
+        return ToolOutput(f"edited {path}")
     return ToolOutput(f"unknown tool {name!r}", is_error=True)
 
 
@@ -100,9 +126,15 @@ def _read(sandbox: Sandbox, path: str, timeout: float) -> str:
 
 
 def _write(sandbox: Sandbox, path: str, content: str, timeout: float) -> None:
-    # Content travels base64 in the environment: any bytes, no quoting, written as the worker.
-    script = 'mkdir -p -- "$(dirname -- "$1")" && printf %s "$RUNNER_CONTENT" | base64 -d > "$1"'
-    result = sandbox.exec(["bash", "-c", script, "write", path], timeout=timeout,
-                          env={"RUNNER_CONTENT": base64.b64encode(content.encode()).decode()})
-    if not result.ok:
-        raise ToolError(f"cannot write {path}: {result.output.strip()}")
+    """Content travels base64 in the environment (any bytes, no quoting, written as the
+    worker), in chunks below the kernel's 128 KiB limit for one environment string."""
+    data = content.encode()
+    for offset in range(0, max(len(data), 1), WRITE_CHUNK):
+        redirect = ">" if offset == 0 else ">>"
+        script = ('mkdir -p -- "$(dirname -- "$1")" && '
+                  f'printf %s "$RUNNER_CONTENT" | base64 -d {redirect} "$1"')
+        chunk = base64.b64encode(data[offset:offset + WRITE_CHUNK]).decode()
+        result = sandbox.exec(["bash", "-c", script, "write", path], timeout=timeout,
+                              env={"RUNNER_CONTENT": chunk})
+        if not result.ok:
+            raise ToolError(f"cannot write {path}: {result.output.strip()}")

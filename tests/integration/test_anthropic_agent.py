@@ -40,6 +40,21 @@ SCRIPTS = {
         Reply([tool("bash", command="echo more")], usage=(400, 200, 0, 0)),
     ],
     "BAD": [Fail(400, "messages: tool_use ids must be unique", kind="invalid_request_error")],
+    "ORDER": [
+        Reply([tool("finish", summary="early", commit_message="ORDER: too early"),
+               tool("write_file", path="late.txt", content="late\n")]),
+        Reply([tool("finish", summary="done", commit_message="ORDER: done")]),
+    ],
+    "JUNK": [
+        Reply([tool("bash", command=123, timeout="nan"), tool("write_file", path="x"),
+               tool("edit_file", path="nope.txt", old="a", new="b"), tool("no_such_tool")]),
+        Reply([tool("finish", summary="nothing", commit_message="JUNK: nothing")]),
+    ],
+    "BIG": [
+        Reply([tool("write_file", path="big.txt", content="0123456789abcdef" * 20000),
+               tool("bash", command="wc -c < big.txt")]),
+        Reply([tool("finish", summary="big", commit_message="BIG: 320000 bytes")]),
+    ],
 }
 
 
@@ -50,7 +65,7 @@ def llm_run(tmp_path_factory: pytest.TempPathFactory, worker_image: str):
     tickets = [{"id": t, "prompt": f"Ticket {t}: see the script."} for t in SCRIPTS]
     tickets[2]["checks"] = ["test -f fixed.txt"]
     tickets[3]["max_tokens"] = 1000
-    phase = write_phase(root / "phase.yaml", {"name": "llm", "concurrency": 5,
+    phase = write_phase(root / "phase.yaml", {"name": "llm", "concurrency": 4,
                                               "tickets": tickets})
     with FakeMessagesAPI(SCRIPTS) as fake:
         env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
@@ -67,7 +82,8 @@ def test_statuses(llm_run) -> None:
     assert proc.returncode == 1, proc.stderr
     assert {t["id"]: t["status"] for t in doc["tickets"]} == {
         "EDIT": "integrated", "RETRY": "integrated", "FIX": "integrated",
-        "BUDGET": "failed", "BAD": "failed"}
+        "BUDGET": "failed", "BAD": "failed", "ORDER": "integrated", "JUNK": "no changes",
+        "BIG": "integrated"}
 
 
 def test_tools_edit_files_and_the_commit_is_integrated(llm_run) -> None:
@@ -84,6 +100,34 @@ def test_tools_edit_files_and_the_commit_is_integrated(llm_run) -> None:
     read_back = fake.requests_for("EDIT")[2].body["messages"][-1]["content"]
     assert read_back[0]["content"] == "edited README.md"
     assert read_back[1]["content"] == "hello\n"
+
+
+def test_finish_counts_only_as_the_last_call(llm_run) -> None:
+    repo, _, doc, fake = llm_run
+    first = fake.requests_for("ORDER")[1].body["messages"][-1]["content"]
+    assert first[0]["is_error"] and first[0]["content"].startswith("not run: call finish last")
+    assert first[1]["content"] == "wrote late.txt"
+    ref = _ticket(doc, "ORDER")["ref"]
+    assert git(repo, "log", "--format=%s", f"main..{ref}").splitlines() == ["ORDER: done"]
+    assert git(repo, "show", f"{ref}:late.txt") == "late"
+
+
+def test_bad_tool_calls_are_errors_the_model_reads(llm_run) -> None:
+    _, _, doc, fake = llm_run
+    results = fake.requests_for("JUNK")[1].body["messages"][-1]["content"]
+    assert [r["is_error"] for r in results] == [True] * 4
+    assert results[0]["content"] == "argument 'command' must be a string"
+    assert results[1]["content"] == "missing argument 'content'"
+    assert results[2]["content"].startswith("cannot read nope.txt")
+    assert results[3]["content"] == "unknown tool 'no_such_tool'"
+    assert _ticket(doc, "JUNK")["reason"] == "the worker committed nothing"
+
+
+def test_large_files_are_written_whole(llm_run) -> None:
+    repo, _, doc, fake = llm_run
+    results = fake.requests_for("BIG")[1].body["messages"][-1]["content"]
+    assert results[1]["content"] == "exit 0\n320000\n"
+    assert len(git(repo, "show", f"{_ticket(doc, 'BIG')['ref']}:big.txt")) == 320000
 
 
 def test_rate_limit_and_overload_are_retried(llm_run) -> None:
@@ -129,7 +173,7 @@ def test_key_reaches_the_api_and_no_container(llm_run) -> None:
 def test_ledger_matches_what_the_api_sent(llm_run) -> None:
     _, _, doc, fake = llm_run
     price = default_prices()["claude-sonnet-5-5"]      # tier nuanced, by default
-    for ticket in ("EDIT", "RETRY", "FIX", "BUDGET"):
+    for ticket in ("EDIT", "RETRY", "FIX", "BUDGET", "ORDER"):
         sent = [Usage(*u) for u in fake.sent_usage[ticket]]
         row = _ticket(doc, ticket)
         assert row["model"] == "claude-sonnet-5-5"
