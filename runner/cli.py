@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--sequential", action="store_true", help="one worker at a time")
     run.add_argument("--no-preflight", action="store_true",
                      help="skip the isolation self-test before the first ticket")
+    run.add_argument("--allow-overlap", action="store_true",
+                     help="let tickets whose paths overlap run at the same time")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (waves, who waits for what, base, images); start "
+                          "nothing")
+    run.add_argument("--land", action="store_true",
+                     help="when everything passed and base has not moved, fast-forward base "
+                          "to target")
     run.set_defaults(func=_cmd_run)
 
     doctor = commands.add_parser("doctor", help="check Docker, images, disk, and run the "
@@ -100,10 +108,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise_usage("--concurrency must be 1 or more")
     phase = load_phase(args.phase)
+    if args.dry_run:
+        from runner.plan import describe_plan
+
+        concurrency = 1 if args.sequential else args.concurrency
+        for line in describe_plan(phase, repo=args.repo.resolve(), concurrency=concurrency,
+                                  allow_overlap=args.allow_overlap):
+            print(line)
+        return 0
     options = RunOptions(repo=args.repo.resolve(), phase_file=args.phase,
                          concurrency=args.concurrency, sequential=args.sequential,
                          keep=args.keep, state_dir=_absolute(args.state_dir),
-                         preflight=not args.no_preflight)
+                         preflight=not args.no_preflight,
+                         allow_overlap=args.allow_overlap, land=args.land)
     return _execute(phase, options, args.json)
 
 
@@ -217,13 +234,13 @@ def result_document(result: RunResult) -> dict[str, object]:
         "base": result.base_sha, "target": result.target, "target_sha": result.target_sha,
         "run_dir": str(result.run_dir), "seconds": round(result.ended - result.started, 3),
         "checks_passed": result.checks_passed, "checks_reason": result.checks_reason,
-        "preflight": result.preflight,
+        "preflight": result.preflight, "culprit": result.culprit, "landed": result.landed,
         "tickets": [{"id": o.ticket, "status": str(o.status), "reason": o.reason,
                      "commits": o.commits, "ref": f"refs/runner/{result.run_id}/{o.ticket}"
                      if o.tip else None, "seconds": round(max(0.0, o.ended - o.started), 3),
                      "tier": o.tier, "model": o.model, "tokens": o.tokens,
                      "cost_usd": round(o.cost, 6), "fix_loops": o.fix_loops,
-                     "retries": o.retries, "turns": o.turns}
+                     "retries": o.retries, "turns": o.turns, "reruns": o.reruns}
                     for o in result.outcomes.values()],
         "tiers": {tier: {"tickets": n, "tokens": tokens, "cost_usd": round(cost, 6)}
                   for tier, (n, tokens, cost) in tier_totals(result).items()},
@@ -241,13 +258,13 @@ def tier_totals(result: RunResult) -> dict[str, tuple[int, int, float]]:
 def _print_summary(console: Console, result: RunResult) -> None:
     table = Table(title=f"run {result.run_id} — phase {result.phase}")
     for name in ("ticket", "tier", "model", "result", "commits", "tokens", "cost", "fix loops",
-                 "time", "why"):
+                 "reruns", "time", "why"):
         table.add_column(name)
     for o in result.outcomes.values():
         secs = f"{o.ended - o.started:.1f}s" if o.started else "-"
         table.add_row(o.ticket, o.tier, o.model or "-",
                       Text(str(o.status), STATUS_STYLE.get(o.status, "")), str(o.commits),
-                      f"{o.tokens:,}", f"${o.cost:.4f}", str(o.fix_loops), secs,
+                      f"{o.tokens:,}", f"${o.cost:.4f}", str(o.fix_loops), str(o.reruns), secs,
                       Text(printable(o.reason)))
     console.print(table)
     spent = [f"{tier} {tokens:,} tokens ${cost:.4f}"
@@ -259,6 +276,8 @@ def _print_summary(console: Console, result: RunResult) -> None:
         console.print("phase checks: " + ("passed" if result.checks_passed else
                                           f"FAILED: {printable(result.checks_reason)}"),
                       markup=False)
+    if result.landed:
+        console.print(result.landed, markup=False)
     console.print(f"target: {where}   raw commits: refs/runner/{result.run_id}/<ticket>   "
                   f"logs: {result.run_dir / 'logs'}   ({result.ended - result.started:.1f}s)",
                   markup=False, soft_wrap=True)

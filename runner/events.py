@@ -20,14 +20,12 @@ class TicketStatus(StrEnum):
     COLLECTING = "collecting"
     INTEGRATING = "integrating"
     INTEGRATED = "integrated"
-    NO_CHANGES = "no changes"
     FAILED = "failed"
     SKIPPED = "skipped"
 
     @property
     def finished(self) -> bool:
-        return self in (TicketStatus.INTEGRATED, TicketStatus.NO_CHANGES,
-                        TicketStatus.FAILED, TicketStatus.SKIPPED)
+        return self in (TicketStatus.INTEGRATED, TicketStatus.FAILED, TicketStatus.SKIPPED)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
                 "-c", "commit.gpgSign=false", "-c", "tag.gpgSign=false",
                 "-c", "core.pager=cat", "-c", "advice.detachedHead=false")
 _ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_COMMITTER_NAME": "runner",
-        "GIT_COMMITTER_EMAIL": "runner@localhost"}
+        "GIT_COMMITTER_EMAIL": "runner@localhost", "GIT_LITERAL_PATHSPECS": "1"}
 # Runner-owned clones check out worker-written files (.gitattributes and all): there, none of
 # the user's global or system config (filters, LFS, merge drivers) may apply.
 _ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
@@ -59,11 +59,15 @@ class HostRepo:
                    check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
-    def checked_out_branches(self) -> set[str]:
-        """Branches checked out in any worktree of the repo (short names)."""
-        out = git_out(self.top, "worktree", "list", "--porcelain")
-        return {line.removeprefix("branch refs/heads/") for line in out.splitlines()
-                if line.startswith("branch refs/heads/")}
+    def checked_out_branches(self) -> dict[str, Path]:
+        """Branches checked out in any worktree of the repo: short name -> worktree."""
+        branches, worktree = {}, self.top
+        for line in git_out(self.top, "worktree", "list", "--porcelain").splitlines():
+            if line.startswith("worktree "):
+                worktree = Path(line.removeprefix("worktree "))
+            elif line.startswith("branch refs/heads/"):
+                branches[line.removeprefix("branch refs/heads/")] = worktree
+        return branches
 
     def fetch(self, source: Path, refspecs: list[str]) -> None:
         """Fetch from a runner-owned repo or bundle; objects are checked on the way in."""
@@ -79,6 +83,26 @@ class HostRepo:
 
     def is_branch_name(self, name: str) -> bool:
         return git(self.top, "check-ref-format", "--branch", name, check=False).returncode == 0
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        return git(self.top, "merge-base", "--is-ancestor", old, new, check=False).returncode == 0
+
+    def commits(self, old: str, new: str, paths: list[str] | None = None) -> list[str]:
+        """Short ids of old..new, oldest first (those touching ``paths`` when given)."""
+        out = git_out(self.top, "log", "--reverse", "--format=%h", f"{old}..{new}", "--",
+                      *(paths or []))
+        return out.split()
+
+    def sizes(self, commit: str, paths: list[str]) -> dict[str, int]:
+        """Blob sizes of ``paths`` at ``commit`` (deleted files are absent)."""
+        out = git(self.top, "ls-tree", "-r", "-l", "-z", commit, "--", *paths).stdout
+        sizes = {}
+        for entry in filter(None, out.split("\0")):
+            meta, name = entry.split("\t", 1)
+            size = meta.split()[3]
+            if size != "-":
+                sizes[name] = int(size)
+        return sizes
 
     def count_commits(self, old: str, new: str) -> int:
         return int(git_out(self.top, "rev-list", "--count", f"{old}..{new}"))

@@ -20,7 +20,7 @@ from runner.ledger import Price
 # Letters, digits, . _ - ; and nothing git refuses in a ref component (leading ., .., .lock).
 NAME_PATTERN = r"^(?!\.)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._-]+$"
 # Ticket ids that would collide with a run's own refs under refs/runner/<run-id>/.
-RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target"})
+RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target", "attempts"})
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Tier = Literal["simple", "nuanced", "complex"]
 AgentKind = Literal["anthropic", "script", "command"]
@@ -28,6 +28,25 @@ AgentKind = Literal["anthropic", "script", "command"]
 # Default model per tier, taken from the anthropic SDK version pinned in pyproject.toml.
 DEFAULT_MODELS = {"simple": "claude-haiku-5-5", "nuanced": "claude-sonnet-5-5",
                   "complex": "claude-opus-5-5"}
+
+
+DEFAULT_PROTECTED = (".github/**", ".gitlab-ci.yml", ".devcontainer/**", "compose.yaml",
+                     "compose.yml", "docker-compose*.yml", "docker-compose*.yaml",
+                     "gradle/wrapper/**", "gradlew", "gradlew.bat", ".ci/**")
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def checked_size(value: str) -> str:
+    if not re.fullmatch(r"(?i)\d+(\.\d+)?[bkmg]?", value):
+        raise ValueError(f"{value!r} is not a size; write it like 512m or 2g")
+    return value
+
+
+def size_in_bytes(size: str) -> int:
+    found = re.fullmatch(r"(?i)(\d+(?:\.\d+)?)([bkmg]?)", size)
+    assert found, size
+    number, unit = found.groups()
+    return int(float(number) * _UNITS[unit.lower()])
 
 
 class _Strict(BaseModel):
@@ -42,9 +61,7 @@ class Resources(_Strict):
     @field_validator("memory")
     @classmethod
     def _size(cls, value: str) -> str:
-        if not re.fullmatch(r"(?i)\d+(\.\d+)?[bkmg]?", value):
-            raise ValueError(f"{value!r} is not a size; write it like 512m or 2g")
-        return value
+        return checked_size(value)
 
 
 class Models(_Strict):
@@ -73,6 +90,7 @@ class Ticket(_Strict):
     max_turns: int = Field(default=40, ge=1)             # API calls for an anthropic ticket
     max_tokens: int = Field(default=2_000_000, ge=1)     # all tokens of all its API calls
     env: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
+    max_reruns: int | None = Field(default=None, ge=0)   # default: the phase's
 
     @property
     def display_title(self) -> str:
@@ -99,8 +117,25 @@ class Phase(_Strict):
     gradle: GradleConfig = GradleConfig()
     checks: list[str] = []
     budget: Budget | None = None
+    # Files no ticket may change: what would let a worker reach past its sandbox later (CI,
+    # dev containers, compose files, build wrappers). A phase may narrow or widen the list.
+    protected: list[str] = list(DEFAULT_PROTECTED)
+    max_file_size: str = "10m"                        # no changed file may be larger
+    max_reruns: int = Field(default=1, ge=0)          # reruns of a conflicting ticket
     prices: dict[str, Price] = {}                     # USD per million tokens, per model
     tickets: list[Ticket] = Field(min_length=1)
+
+    @field_validator("max_file_size")
+    @classmethod
+    def _file_size(cls, value: str) -> str:
+        return checked_size(value)
+
+    @property
+    def max_file_bytes(self) -> int:
+        return size_in_bytes(self.max_file_size)
+
+    def reruns_for(self, ticket: Ticket) -> int:
+        return self.max_reruns if ticket.max_reruns is None else ticket.max_reruns
 
     @field_validator("target")
     @classmethod

@@ -19,7 +19,7 @@ from runner.text import printable
 from runner.events import (Event, Notice, RunFinished, RunStarted, TicketChanged, TicketOutput,
                            TicketStatus, TicketUsage)
 
-STATUS_STYLE = {TicketStatus.INTEGRATED: "green", TicketStatus.NO_CHANGES: "green",
+STATUS_STYLE = {TicketStatus.INTEGRATED: "green",
                 TicketStatus.FAILED: "red", TicketStatus.SKIPPED: "yellow",
                 TicketStatus.RUNNING: "cyan", TicketStatus.QUEUED: "dim"}
 

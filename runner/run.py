@@ -14,9 +14,7 @@ import docker
 from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileError, RepoError,
                            SelfTestFailed)
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
-from runner.agents import CheckResult
-from runner.checks import run_checks
-from runner.gates import outside_paths
+from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
 from runner.images import ensure_image
 from runner.integrate import Integrator
@@ -25,9 +23,8 @@ from runner.phase import Phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
-from runner.worker import (RunContext, TicketOutcome, output_handler, run_ticket,
-                           sandbox_spec)
-from runner.workspace import create_workspace
+from runner.phasegate import land, phase_gate
+from runner.worker import RunContext, TicketOutcome, run_ticket
 
 
 @dataclass(frozen=True)
@@ -39,6 +36,8 @@ class RunOptions:
     keep: bool = False
     state_dir: Path | None = None     # default: <git dir>/runner
     preflight: bool = True            # the isolation self-test before any ticket
+    allow_overlap: bool = False       # let tickets with overlapping paths run at once
+    land: bool = False                # fast-forward base to target when all passed
 
 
 @dataclass
@@ -55,15 +54,13 @@ class RunResult:
     checks_passed: bool | None = None    # None: the phase has no checks
     checks_reason: str = ""
     preflight: str = "skipped"           # the isolation self-test's outcome
+    culprit: str | None = None           # the ticket from which the phase checks fail
+    landed: str = ""                     # with --land: what happened to base
 
     @property
     def exit_code(self) -> int:
         ok = all(o.status in SUCCEEDED for o in self.outcomes.values())
         return 0 if ok and self.checks_passed is not False else 1
-
-
-PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
-PHASE_CHECKS_TIMEOUT = 3600.0
 
 
 def new_run_id() -> str:
@@ -118,32 +115,38 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     def integrate(outcome: TicketOutcome) -> TicketOutcome:
         assert outcome.start and outcome.tip
         sink.emit(TicketChanged(outcome.ticket, TicketStatus.INTEGRATING))
+        conflict = False
         try:
-            stray = outside_paths(host.changed_files(outcome.start, outcome.tip),
-                                  phase.ticket(outcome.ticket).paths)
-            if stray:
-                reason = f"changed files outside its paths: {', '.join(stray[:10])}"
-            else:
-                reason = integrator.integrate(start=outcome.start, tip=outcome.tip).reason
+            reason = gate_ticket(host, phase, phase.ticket(outcome.ticket), base=base_sha,
+                                 start=outcome.start, tip=outcome.tip)
+            if reason is None:
+                merged = integrator.integrate(start=outcome.start, tip=outcome.tip,
+                                              ticket=outcome.ticket)
+                reason, conflict = merged.reason, not merged.ok
         except GitError as e:   # this ticket fails; the run and its ref go on
             reason = f"integration failed: {e}"
         status = TicketStatus.FAILED if reason else TicketStatus.INTEGRATED
         sink.emit(TicketChanged(outcome.ticket, status, reason))
-        return finished(outcome, status, reason)
+        return finished(outcome, status, reason, conflict=conflict)
 
     concurrency = 1 if options.sequential else (options.concurrency
                                                 or phase.effective_concurrency)
     try:
         result.outcomes = schedule(phase, concurrency=concurrency,
-                                   run_one=lambda t, start: run_ticket(ctx, t, start),
+                                   run_one=lambda t, start, n: run_ticket(ctx, t, start, n),
                                    integrate=integrate,
-                                   start_point=lambda t: integrator.head if t.depends_on
-                                   else base_sha,
+                                   start_point=lambda t, attempt: integrator.head
+                                   if t.depends_on or attempt else base_sha,
+                                   allow_overlap=options.allow_overlap,
                                    sink=sink, stop=lambda: _stop(ctx),
                                    blocked=lambda: "the phase budget is spent"
                                    if ledger.budget_reached() else None)
         if phase.checks:
-            _phase_gate(ctx, result, integrator)
+            gate = phase_gate(ctx, integrator)
+            result.checks_passed, result.checks_reason = gate.ok, gate.reason
+            result.culprit = gate.culprit
+        if options.land and result.exit_code == 0:
+            result.landed = land(ctx.host, phase.base, base_sha, target, sink)
     finally:
         result.ended = time.time()
         result.target_sha = host.resolve(f"refs/heads/{target}")
@@ -194,33 +197,6 @@ def _preflight(ctx: RunContext, result: RunResult) -> None:
                              f"{first.detail}; {first.fix} (`runner doctor` shows every check)")
     result.preflight = f"passed ({len(selftest.checks)} checks, {seconds:.1f}s)"
     ctx.sink.emit(Notice(f"isolation self-test {result.preflight}"))
-
-
-def _phase_gate(ctx: RunContext, result: RunResult, integrator: Integrator) -> None:
-    ctx.sink.emit(Notice(f"phase checks on the integrated result {integrator.head[:12]}"))
-    gate = run_phase_checks(ctx, integrator.head)
-    result.checks_passed, result.checks_reason = gate.ok, gate.reason
-    if gate.ok:
-        integrator.publish_target(result.target)
-        ctx.sink.emit(Notice("phase checks passed; target updated"))
-    else:
-        candidate = f"refs/runner/{ctx.run_id}/candidate"
-        ctx.host.update_ref(candidate, integrator.head)
-        ctx.sink.emit(Notice(f"phase checks failed: {gate.reason}; target not moved, the "
-                             f"integrated result is kept at {candidate}", level="warning"))
-
-
-def run_phase_checks(ctx: RunContext, head: str) -> CheckResult:
-    """The phase gate: the phase's checks in a fresh container over a clone of ``head``."""
-    root = ctx.root / "checks"
-    workspace = create_workspace(ctx.host, clone=root / "clone", gradle_home=root / "gradle",
-                                 branch=ctx.branch(PHASE_CHECKS), start=head)
-    deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
-    with (ctx.root / "logs" / f"{PHASE_CHECKS}.log").open("a", encoding="utf-8") as log, \
-            ctx.provider.open(sandbox_spec(ctx, PHASE_CHECKS, workspace),
-                              keep=ctx.keep) as sandbox:
-        return run_checks(sandbox, list(ctx.phase.checks), log=log, deadline=deadline,
-                          on_output=output_handler(ctx, PHASE_CHECKS, log))
 
 
 def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:

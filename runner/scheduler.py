@@ -1,45 +1,110 @@
-"""Drive the tickets of a phase: dependencies first, at most ``concurrency`` at once.
+"""Drive the tickets of a phase: dependencies first, at most ``concurrency`` at once, never
+two tickets whose `paths` overlap at the same time.
 
 Workers run in threads; integration happens on the scheduling thread, one ticket at a time,
 as soon as each finishes. A ticket without dependencies starts from base; one with
 dependencies starts from the integrated head at the moment it starts, which holds the
-integrated work of all its dependencies (and of whatever else was integrated by then).
+integrated work of all its dependencies. A ticket whose commits conflict is run again from
+the integrated head (the sequential fallback), one rerun at a time, up to its max_reruns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from runner.events import EventSink, TicketChanged, TicketStatus
 from runner.phase import Phase, Ticket
 from runner.worker import TicketOutcome
 
-SUCCEEDED = (TicketStatus.INTEGRATED, TicketStatus.NO_CHANGES)
+SUCCEEDED = (TicketStatus.INTEGRATED,)
 
-RunOne = Callable[[Ticket, str], TicketOutcome]
+RunOne = Callable[[Ticket, str, int], TicketOutcome]     # ticket, start commit, attempt
 Integrate = Callable[[TicketOutcome], TicketOutcome]
 
 
+def _literal_prefix(pattern: str) -> list[str]:
+    parts = pattern.removeprefix("./").strip("/").split("/")
+    prefix = []
+    for part in parts:
+        if any(c in part for c in "*?["):
+            break
+        prefix.append(part)
+    return prefix
+
+
+def paths_overlap(a: list[str], b: list[str]) -> bool:
+    """Whether two tickets' `paths` may name a common file (conservatively). Tickets that
+    declare no paths are not kept apart: a conflict between them is settled by a rerun."""
+    if not a or not b:
+        return False
+    for p in a:
+        for q in b:
+            x, y = _literal_prefix(p), _literal_prefix(q)
+            n = min(len(x), len(y))
+            if x[:n] == y[:n]:
+                return True
+    return False
+
+
+def blockers(ticket: Ticket, *, finished: set[str], running: list[Ticket],
+             allow_overlap: bool) -> list[str]:
+    """Why ``ticket`` cannot start now (empty: it can)."""
+    why = [f"{d} (dependency)" for d in ticket.depends_on if d not in finished]
+    if not allow_overlap:
+        why += [f"{r.id} (overlap)" for r in running if paths_overlap(ticket.paths, r.paths)]
+    return why
+
+
+@dataclass(frozen=True)
+class Planned:
+    ticket: str
+    waits_for: tuple[str, ...]    # why it is not in an earlier wave
+
+
+def plan_waves(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[list[Planned]]:
+    """The order a run would take if every ticket took the same time and succeeded."""
+    pending, finished, waves = list(phase.tickets), set(), []
+    waiting: dict[str, tuple[str, ...]] = {}
+    while pending:
+        wave: list[Ticket] = []
+        for ticket in list(pending):
+            why = blockers(ticket, finished=finished, running=wave,
+                           allow_overlap=allow_overlap)
+            if len(wave) >= concurrency:
+                why = why or ["a free worker (concurrency)"]
+            if why:
+                waiting.setdefault(ticket.id, tuple(why))
+                continue
+            wave.append(ticket)
+            pending.remove(ticket)
+        waves.append([Planned(t.id, waiting.get(t.id, ())) for t in wave])
+        finished |= {t.id for t in wave}
+    return waves
+
+
 def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Integrate,
-             start_point: Callable[[Ticket], str], sink: EventSink,
-             stop: Callable[[], None] = lambda: None,
+             start_point: Callable[[Ticket, int], str], sink: EventSink,
+             allow_overlap: bool = False, stop: Callable[[], None] = lambda: None,
              blocked: Callable[[], str | None] = lambda: None) -> dict[str, TicketOutcome]:
     """Run every ticket; return each one's final outcome, in phase order.
 
     When ``blocked`` gives a reason (the phase budget is spent), no new ticket starts: the
-    ones still waiting are skipped with that reason.
-
-    On an interrupt, ``stop`` ends the running workers (their threads then return) before
-    the interrupt goes on up.
+    ones still waiting are skipped with that reason. On an interrupt, ``stop`` ends the
+    running workers (their threads then return) before the interrupt goes on up.
     """
     pending = list(phase.tickets)
+    reruns: list[tuple[Ticket, int]] = []          # conflicted tickets, with their attempt
     results: dict[str, TicketOutcome] = {}
-    running: dict[Future[TicketOutcome], Ticket] = {}
+    running: dict[Future[TicketOutcome], tuple[Ticket, int]] = {}
 
     def succeeded(ticket_id: str) -> bool:
         return ticket_id in results and results[ticket_id].status in SUCCEEDED
+
+    def skip(ticket: Ticket, reason: str) -> None:
+        results[ticket.id] = TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason)
+        sink.emit(TicketChanged(ticket.id, TicketStatus.SKIPPED, reason))
 
     def skip_blocked() -> None:
         stopped = blocked()
@@ -47,41 +112,68 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
             failed = [d for d in ticket.depends_on if d in results and not succeeded(d)]
             if failed or stopped:
                 pending.remove(ticket)
-                reason = stopped or f"dependency {', '.join(failed)} did not succeed"
-                results[ticket.id] = TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason)
-                sink.emit(TicketChanged(ticket.id, TicketStatus.SKIPPED, reason))
+                skip(ticket, stopped or f"dependency {', '.join(failed)} did not succeed")
+        if stopped:
+            for ticket, _ in reruns:
+                skip(ticket, stopped)
+            reruns.clear()
+
+    def start(pool: ThreadPoolExecutor, ticket: Ticket, attempt: int) -> None:
+        running[pool.submit(run_one, ticket, start_point(ticket, attempt), attempt)] = (
+            ticket, attempt)
 
     def start_ready(pool: ThreadPoolExecutor) -> None:
+        active = [t for t, _ in running.values()]
+        # Reruns go first and one at a time: each starts from everything integrated so far.
+        if reruns and not any(a for _, a in running.values()) and len(running) < concurrency:
+            ticket, attempt = reruns[0]
+            if not blockers(ticket, finished=set(results), running=active,
+                            allow_overlap=allow_overlap):
+                reruns.pop(0)
+                start(pool, ticket, attempt)
+                active.append(ticket)
         for ticket in list(pending):
             if len(running) >= concurrency:
                 return
-            if all(succeeded(d) for d in ticket.depends_on):
+            finished = {t for t in results if succeeded(t)}
+            if not blockers(ticket, finished=finished, running=active,
+                            allow_overlap=allow_overlap):
                 pending.remove(ticket)
-                running[pool.submit(run_one, ticket, start_point(ticket))] = ticket
+                start(pool, ticket, 0)
+                active.append(ticket)
+
+    def settle(ticket: Ticket, attempt: int, outcome: TicketOutcome) -> None:
+        if outcome.status == TicketStatus.COLLECTING:
+            outcome = integrate(outcome)
+        if outcome.conflict and attempt < phase.reruns_for(ticket):
+            sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED,
+                                    f"conflicted; rerun {attempt + 1} queued"))
+            reruns.append((ticket, attempt + 1))
+            return
+        results[ticket.id] = replace(outcome, reruns=attempt)
 
     for ticket in pending:
         sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED))
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="worker") as pool:
         try:
-            while pending or running:
+            while pending or running or reruns:
                 skip_blocked()
                 start_ready(pool)
                 if not running:
                     continue  # only skips happened this round; look again
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    outcome = future.result()
-                    if outcome.status == TicketStatus.COLLECTING:
-                        outcome = integrate(outcome)
-                    results[running.pop(future).id] = outcome
+                    ticket, attempt = running.pop(future)
+                    settle(ticket, attempt, future.result())
         except BaseException:
             # A worker may be creating its container right now: sweep until all have ended.
             stop()
-            while not wait(running, timeout=1).not_done == set():
+            while wait(running, timeout=1).not_done:
                 stop()
             raise
     return {t.id: results[t.id] for t in phase.tickets}
 
 
-def finished(outcome: TicketOutcome, status: TicketStatus, reason: str = "") -> TicketOutcome:
-    return replace(outcome, status=status, reason=reason)
+def finished(outcome: TicketOutcome, status: TicketStatus, reason: str = "",
+             conflict: bool = False) -> TicketOutcome:
+    return replace(outcome, status=status, reason=reason, conflict=conflict)

@@ -6,6 +6,7 @@ The container is always torn down; the worker's commits always reach its ref.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 import traceback
@@ -71,6 +72,8 @@ class TicketOutcome:
     fix_loops: int = 0
     retries: int = 0
     turns: int = 0
+    conflict: bool = False        # integration conflicted (a rerun may settle it)
+    reruns: int = 0
 
 
 def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
@@ -94,9 +97,15 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
         network=phase.network, user=ctx.user)
 
 
-def run_ticket(ctx: RunContext, ticket: Ticket, start: str) -> TicketOutcome:
-    """Run ``ticket`` from commit ``start``; its commits end up in its ref, whatever happens."""
+def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) -> TicketOutcome:
+    """Run ``ticket`` from commit ``start``; its commits end up in its ref, whatever happens.
+    A rerun (``attempt`` > 0) works in fresh directories; the ref of the run before it is
+    kept at refs/runner/<run>/attempts/<ticket>/<n>."""
     started = time.time()
+    root = ctx.root if attempt == 0 else ctx.root / "reruns" / str(attempt)
+    ref = ctx.ticket_ref(ticket.id)
+    if attempt and (previous := ctx.host.resolve(ref)):
+        ctx.host.update_ref(f"refs/runner/{ctx.run_id}/attempts/{ticket.id}/{attempt}", previous)
     deadline = time.monotonic() + ticket.timeout
     log_path = ctx.root / "logs" / f"{ticket.id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,22 +120,26 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str) -> TicketOutcome:
             commits=collected.commits if collected else 0, tier=ticket.tier,
             model=ctx.phase.model_for(ticket) if ticket.agent == "anthropic" else "",
             tokens=totals.usage.tokens, cost=totals.cost, fix_loops=work.fix_loops,
-            retries=work.retries, turns=work.turns)
+            retries=work.retries, turns=work.turns, reruns=attempt)
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
     work, collected = AgentResult(ok=True), None
     with log_path.open("a", encoding="utf-8") as log:
         try:
+            if attempt:
+                log.write(f"=== rerun {attempt}, from {start[:12]} ===\n")
             workspace = create_workspace(
-                ctx.host, clone=ctx.root / "workspaces" / ticket.id,
-                gradle_home=ctx.root / "gradle" / ticket.id, branch=ctx.branch(ticket.id),
+                ctx.host, clone=root / "workspaces" / ticket.id,
+                gradle_home=root / "gradle" / ticket.id, branch=ctx.branch(ticket.id),
                 start=start)
-            with ctx.provider.open(sandbox_spec(ctx, ticket.id, workspace),
-                                   keep=ctx.keep) as sandbox:
+            spec = sandbox_spec(ctx, ticket.id, workspace)
+            if attempt:   # a name of its own: the first run's container may be kept (--keep)
+                spec = replace(spec, name=f"{spec.name}-rerun{attempt}-{secrets.token_hex(2)}")
+            with ctx.provider.open(spec, keep=ctx.keep) as sandbox:
                 work = _work(ctx, ticket, sandbox, log, deadline)
                 ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.COLLECTING))
-                collected = collect(sandbox, ctx.host, start=start, ref=ctx.ticket_ref(ticket.id),
-                                    bundle=ctx.root / "bundles" / f"{ticket.id}.bundle")
+                collected = collect(sandbox, ctx.host, start=start, ref=ref,
+                                    bundle=root / "bundles" / f"{ticket.id}.bundle")
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {e}\n")
             work = _also(work, str(e))
@@ -136,7 +149,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str) -> TicketOutcome:
     if not work.ok:
         return outcome(TicketStatus.FAILED, work.reason)
     if not collected or not collected.commits:
-        return outcome(TicketStatus.NO_CHANGES, "the worker committed nothing")
+        return outcome(TicketStatus.FAILED, "it changed nothing")
     return outcome(TicketStatus.COLLECTING)
 
 

@@ -144,7 +144,8 @@ def test_bystander_and_contained_attackers_finish(attacked) -> None:
     # Attackers whose scripts end normally are collected and integrated like anyone else:
     # their planted config and links never ran on the host.
     for ticket in ("outside", "hostpath", "socket", "network", "secret", "gitconfig"):
-        assert status[ticket] in ("integrated", "no changes"), (ticket, attacked["doc"])
+        row = next(t for t in attacked["doc"]["tickets"] if t["id"] == ticket)
+        assert status[ticket] == "integrated" or row["reason"] == "it changed nothing", row
     assert git(repo, "show", f"{target}:planted.txt") == "planted"
     # The fork bomb was stopped (it killed its own container's processes).
     assert status["forkbomb"] == "failed"

@@ -82,7 +82,7 @@ def test_statuses(llm_run) -> None:
     assert proc.returncode == 1, proc.stderr
     assert {t["id"]: t["status"] for t in doc["tickets"]} == {
         "EDIT": "integrated", "RETRY": "integrated", "FIX": "integrated",
-        "BUDGET": "failed", "BAD": "failed", "ORDER": "integrated", "JUNK": "no changes",
+        "BUDGET": "failed", "BAD": "failed", "ORDER": "integrated", "JUNK": "failed",
         "BIG": "integrated"}
 
 
@@ -120,7 +120,7 @@ def test_bad_tool_calls_are_errors_the_model_reads(llm_run) -> None:
     assert results[1]["content"] == "missing argument 'content'"
     assert results[2]["content"].startswith("cannot read nope.txt")
     assert results[3]["content"] == "unknown tool 'no_such_tool'"
-    assert _ticket(doc, "JUNK")["reason"] == "the worker committed nothing"
+    assert _ticket(doc, "JUNK")["reason"] == "it changed nothing"
 
 
 def test_large_files_are_written_whole(llm_run) -> None:

@@ -71,12 +71,13 @@ def test_exit_code_and_statuses(phase_run) -> None:
     assert proc.returncode == 1, proc.stderr
     status = {t["id"]: t["status"] for t in doc["tickets"]}
     assert status == {"A": "integrated", "B": "integrated", "C": "integrated",
-                      "D": "integrated", "E": "failed", "F": "skipped", "G": "no changes",
+                      "D": "integrated", "E": "failed", "F": "skipped", "G": "failed",
                       "H": "failed", "I": "integrated"}
     reasons = {t["id"]: t["reason"] for t in doc["tickets"]}
     assert "exited with 1" in reasons["E"]
     assert "dependency E" in reasons["F"]
     assert "timed out" in reasons["H"]
+    assert reasons["G"] == "it changed nothing"
 
 
 def test_tickets_ran_concurrently_in_separate_containers(phase_run) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner.events import EventCollector, TicketStatus
 from runner.phase import load_phase
-from runner.scheduler import finished, schedule
+from runner.scheduler import finished, paths_overlap, plan_waves, schedule
 from runner.worker import TicketOutcome
 
 
@@ -26,7 +26,7 @@ def test_dependencies_concurrency_and_skips(tmp_path: Path) -> None:
     lock, active, peak, order = threading.Lock(), [0], [0], []
     head = ["base"]
 
-    def run_one(ticket, start):
+    def run_one(ticket, start, attempt):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
@@ -42,7 +42,7 @@ def test_dependencies_concurrency_and_skips(tmp_path: Path) -> None:
         return finished(outcome, TicketStatus.INTEGRATED)
 
     results = schedule(phase, concurrency=2, run_one=run_one, integrate=integrate,
-                       start_point=lambda t: head[0] if t.depends_on else "base",
+                       start_point=lambda t, n: head[0] if t.depends_on or n else "base",
                        sink=EventCollector())
     assert peak[0] == 2
     status = {t: o.status for t, o in results.items()}
@@ -53,3 +53,54 @@ def test_dependencies_concurrency_and_skips(tmp_path: Path) -> None:
     assert "A" in starts["D"].split("+")  # D started from a head that holds A's work
     assert starts["C"] == "base"            # independent tickets start from base
     assert list(results) == ["A", "B", "C", "D", "E", "X", "F"]
+
+
+def test_paths_overlap() -> None:
+    assert paths_overlap(["app/src/**"], ["app/src/main/A.kt"])
+    assert paths_overlap(["*.md"], ["docs/x.md"])            # no literal prefix: may overlap
+    assert not paths_overlap(["docs/**"], ["src/**"])
+    assert not paths_overlap(["docs/a.md"], ["docs/b.md"])
+    assert not paths_overlap([], ["src/**"])                  # undeclared: reruns settle it
+
+
+def test_plan_waves_dependencies_overlap_and_concurrency(tmp_path: Path) -> None:
+    phase = _phase(tmp_path, "".join(
+        f"  - {{id: {t}, agent: script, run: x, paths: {paths}, depends_on: {deps}}}\n"
+        for t, paths, deps in [("A", ["src/**"], []), ("B", ["src/b"], []), ("C", ["docs"], []),
+                               ("D", ["test"], ["A"]), ("E", ["e"], []), ("F", ["f"], [])]))
+    waves = plan_waves(phase, concurrency=3, allow_overlap=False)
+    assert [[p.ticket for p in wave] for wave in waves] == [["A", "C", "E"], ["B", "D", "F"]]
+    waits = {p.ticket: p.waits_for for wave in waves for p in wave}
+    assert waits["B"] == ("A (overlap)",) and waits["D"] == ("A (dependency)",)
+    assert waits["F"] == ("a free worker (concurrency)",)
+    together = plan_waves(phase, concurrency=6, allow_overlap=True)
+    assert [p.ticket for p in together[0]] == ["A", "B", "C", "E", "F"]
+
+
+def test_conflicts_are_rerun_one_at_a_time_from_the_new_head(tmp_path: Path) -> None:
+    phase = _phase(tmp_path, "".join(f"  - {{id: {t}, agent: script, run: x}}\n" for t in "ABC"))
+    head, starts, lock, live, peak_reruns = ["base"], [], threading.Lock(), [0], [0]
+
+    def run_one(ticket, start, attempt):
+        with lock:
+            starts.append((ticket.id, attempt, start))
+            live[0] += attempt > 0
+            peak_reruns[0] = max(peak_reruns[0], live[0])
+        time.sleep(0.05)
+        with lock:
+            live[0] -= attempt > 0
+        return TicketOutcome(ticket.id, TicketStatus.COLLECTING, start=start, tip="t")
+
+    def integrate(outcome):
+        if outcome.start != head[0]:           # built on an old head: conflict
+            return finished(outcome, TicketStatus.FAILED, "conflict", conflict=True)
+        head[0] = f"{head[0]}+{outcome.ticket}"
+        return finished(outcome, TicketStatus.INTEGRATED)
+
+    results = schedule(phase, concurrency=3, run_one=run_one, integrate=integrate,
+                       start_point=lambda t, n: head[0] if n else "base", sink=EventCollector())
+    assert {t: (o.status, o.reruns) for t, o in results.items()} == {
+        "A": ("integrated", 0), "B": ("integrated", 1), "C": ("integrated", 1)}
+    assert peak_reruns[0] == 1
+    reruns = [(t, s) for t, n, s in starts if n]
+    assert reruns[0][1] == "base+A" and reruns[1][1] in ("base+A+B", "base+A+C")

@@ -1,0 +1,107 @@
+"""After integration: the phase's checks on the result (and, when they fail, the ticket from
+which they fail), then, with --land, base fast-forwarded to target."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from runner.agents import CheckResult
+from runner.checks import run_checks
+from runner.events import EventSink, Notice
+from runner.gitops import HostRepo, git
+from runner.integrate import Integrator
+from runner.worker import RunContext, output_handler, sandbox_spec
+from runner.workspace import create_workspace
+
+PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
+PHASE_CHECKS_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class PhaseGate:
+    ok: bool
+    reason: str = ""
+    culprit: str | None = None
+
+
+def run_phase_checks(ctx: RunContext, head: str, name: str = "result") -> CheckResult:
+    """The phase's checks in a fresh container over a clone of ``head``."""
+    root = ctx.root / "checks" / name
+    workspace = create_workspace(ctx.host, clone=root / "clone", gradle_home=root / "gradle",
+                                 branch=ctx.branch(PHASE_CHECKS), start=head)
+    deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
+    with (ctx.root / "logs" / f"{PHASE_CHECKS}.log").open("a", encoding="utf-8") as log, \
+            ctx.provider.open(sandbox_spec(ctx, PHASE_CHECKS, workspace),
+                              keep=False) as sandbox:
+        log.write(f"=== phase checks on {head[:12]} ({name}) ===\n")
+        return run_checks(sandbox, list(ctx.phase.checks), log=log, deadline=deadline,
+                          on_output=output_handler(ctx, PHASE_CHECKS, log))
+
+
+def phase_gate(ctx: RunContext, integrator: Integrator) -> PhaseGate:
+    """Check the integrated result; target moves only if the checks pass. Otherwise the
+    result is kept at refs/runner/<run>/candidate and the culprit is looked for."""
+    ctx.sink.emit(Notice(f"phase checks on the integrated result {integrator.head[:12]}"))
+    checked = run_phase_checks(ctx, integrator.head)
+    if checked.ok:
+        assert integrator.target is None
+        integrator.publish_target(ctx.phase.target_branch)
+        ctx.sink.emit(Notice("phase checks passed; target updated"))
+        return PhaseGate(ok=True)
+    candidate = f"refs/runner/{ctx.run_id}/candidate"
+    ctx.host.update_ref(candidate, integrator.head)
+    culprit = find_culprit(ctx, integrator)
+    blame = (f"they fail from ticket {culprit} on" if culprit
+             else "they fail on base already")
+    reason = f"{checked.reason}; {blame}"
+    ctx.sink.emit(Notice(f"phase checks failed: {reason}; target not moved, the integrated "
+                         f"result is kept at {candidate}", level="warning"))
+    return PhaseGate(ok=False, reason=reason, culprit=culprit)
+
+
+def find_culprit(ctx: RunContext, integrator: Integrator) -> str | None:
+    """The first ticket, in integration order, whose inclusion makes the checks fail (None
+    when they fail on base itself). The full result is known to fail."""
+    history = integrator.history
+    for index, (ticket, head) in enumerate(history[:-1]):
+        ctx.sink.emit(Notice(f"looking for the culprit: checks with tickets up to {ticket}"))
+        if not run_phase_checks(ctx, head, name=f"upto-{index}").ok:
+            return ticket if index or run_phase_checks(ctx, integrator.base, "base").ok else None
+    if history and run_phase_checks(ctx, integrator.base, "base").ok:
+        return history[-1][0]
+    return None
+
+
+def land(host: HostRepo, base_ref: str, base_sha: str, target: str, sink: EventSink) -> str:
+    """Fast-forward the base branch to target, if it has not moved; say what happened."""
+    branch = _branch_of(host, base_ref)
+    target_sha = host.resolve(f"refs/heads/{target}")
+    if branch is None or target_sha is None:
+        return _said(sink, f"not landed: base {base_ref!r} is not a branch")
+    if host.resolve(f"refs/heads/{branch}") != base_sha:
+        return _said(sink, f"not landed: {branch} moved since the run started")
+    worktree = host.checked_out_branches().get(branch)
+    if worktree is None:
+        git(host.top, "update-ref", f"refs/heads/{branch}", target_sha, base_sha)
+    else:
+        dirty = git(worktree, "status", "--porcelain", "--untracked-files=no").stdout.strip()
+        if dirty:
+            return _said(sink, f"not landed: {branch} is checked out in {worktree} with "
+                               "uncommitted changes; commit or stash them, then run "
+                               f"`git merge --ff-only {target}` there")
+        git(worktree, "merge", "--quiet", "--ff-only", target_sha)
+    return _said(sink, f"landed: {branch} fast-forwarded to {target} ({target_sha[:12]})")
+
+
+def _branch_of(host: HostRepo, ref: str) -> str | None:
+    if ref == "HEAD":
+        proc = git(host.top, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+    name = ref.removeprefix("refs/heads/")
+    return name if host.resolve(f"refs/heads/{name}") else None
+
+
+def _said(sink: EventSink, message: str) -> str:
+    sink.emit(Notice(message, level="info" if message.startswith("landed") else "warning"))
+    return message

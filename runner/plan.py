@@ -1,0 +1,42 @@
+"""`runner run --dry-run`: what a run would do, without starting anything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from runner.errors import RepoError, RunnerError
+from runner.gitops import open_host_repo
+from runner.images import BUILDABLE, image_present
+from runner.phase import Phase
+from runner.scheduler import plan_waves
+
+
+def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
+                  allow_overlap: bool) -> Iterator[str]:
+    host = open_host_repo(repo)
+    base_sha = host.resolve(phase.base)
+    if base_sha is None:
+        raise RepoError(f"base {phase.base!r} is not a commit in {host.top}")
+    workers = concurrency or phase.effective_concurrency
+    yield (f"phase {phase.name}: base {phase.base} = {base_sha[:12]}, target "
+           f"{phase.target_branch}, {len(phase.tickets)} tickets, {workers} at once"
+           + (", overlapping paths allowed" if allow_overlap else ""))
+    yield f"image {phase.image}: {_image_state(phase.image)}"
+    for number, wave in enumerate(plan_waves(phase, concurrency=workers,
+                                             allow_overlap=allow_overlap), start=1):
+        yield f"wave {number}: " + ", ".join(t.ticket for t in wave)
+        for planned in wave:
+            if planned.waits_for:
+                yield f"  {planned.ticket} waits for " + ", ".join(planned.waits_for)
+
+
+def _image_state(image: str) -> str:
+    try:
+        from runner.sandbox.docker import docker_client
+
+        if image_present(docker_client(), image):
+            return "present"
+        return "missing; runner builds it" if image in BUILDABLE else "MISSING"
+    except RunnerError as e:
+        return f"unknown ({e})"
