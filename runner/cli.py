@@ -240,7 +240,8 @@ def result_document(result: RunResult) -> dict[str, object]:
                      if o.tip else None, "seconds": round(max(0.0, o.ended - o.started), 3),
                      "tier": o.tier, "model": o.model, "tokens": o.tokens,
                      "cost_usd": round(o.cost, 6), "fix_loops": o.fix_loops,
-                     "retries": o.retries, "turns": o.turns, "reruns": o.reruns}
+                     "retries": o.retries, "turns": o.turns, "reruns": o.reruns,
+                     "reviews": list(o.reviews)}
                     for o in result.outcomes.values()],
         "tiers": {tier: {"tickets": n, "tokens": tokens, "cost_usd": round(cost, 6)}
                   for tier, (n, tokens, cost) in tier_totals(result).items()},

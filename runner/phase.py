@@ -105,6 +105,13 @@ class Budget(_Strict):
     usd: float = Field(gt=0)
 
 
+class Review(_Strict):
+    """The review gate: ``model``, or the model of ``tier``."""
+
+    model: str | None = None
+    tier: Tier = "nuanced"
+
+
 class Phase(_Strict):
     name: Name
     base: str = "HEAD"
@@ -117,6 +124,7 @@ class Phase(_Strict):
     gradle: GradleConfig = GradleConfig()
     checks: list[str] = []
     budget: Budget | None = None
+    review: Review | None = None
     # Files no ticket may change: what would let a worker reach past its sandbox later (CI,
     # dev containers, compose files, build wrappers). A phase may narrow or widen the list.
     protected: list[str] = list(DEFAULT_PROTECTED)
@@ -133,6 +141,12 @@ class Phase(_Strict):
     @property
     def max_file_bytes(self) -> int:
         return size_in_bytes(self.max_file_size)
+
+    @property
+    def review_model(self) -> str | None:
+        if self.review is None:
+            return None
+        return self.review.model or getattr(self.models, self.review.tier)
 
     def reruns_for(self, ticket: Ticket) -> int:
         return self.max_reruns if ticket.max_reruns is None else ticket.max_reruns

@@ -163,9 +163,10 @@ def _stop(ctx: RunContext) -> None:
 
 def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
     """What LLM and CLI agents need from the host, checked before anything starts."""
-    if any(t.agent == "anthropic" for t in phase.tickets) and not os.environ.get(
-            "ANTHROPIC_API_KEY"):
-        raise EnvironmentProblem("anthropic tickets need ANTHROPIC_API_KEY in runner's "
+    needs_key = phase.review is not None or any(t.agent == "anthropic" for t in phase.tickets)
+    if needs_key and not os.environ.get("ANTHROPIC_API_KEY"):
+        raise EnvironmentProblem("anthropic tickets and the review gate need ANTHROPIC_API_KEY "
+                                 "in runner's "
                                  "environment (and ANTHROPIC_BASE_URL for another compatible "
                                  "endpoint); it stays in runner, never in a container")
     for ticket in phase.tickets:

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
 from runner.checks import run_checks
-from runner.collect import CollectError, collect, commit_leftovers
+from runner.collect import GIT, CollectError, collect, commit_leftovers
 from runner.errors import RunnerError
 from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Ledger, Usage
@@ -25,6 +25,7 @@ from runner.gitops import HostRepo
 from runner.phase import Phase, Ticket
 from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, WORKSPACE,
                             Limits, Mount, Sandbox, SandboxProvider, SandboxSpec)
+from runner.review import review_change
 from runner.transcript import Transcript
 from runner.workspace import Workspace, create_workspace
 
@@ -74,6 +75,7 @@ class TicketOutcome:
     turns: int = 0
     conflict: bool = False        # integration conflicted (a rerun may settle it)
     reruns: int = 0
+    reviews: tuple[str, ...] = ()  # the review gate's verdicts, in order
 
 
 def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
@@ -120,10 +122,10 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             commits=collected.commits if collected else 0, tier=ticket.tier,
             model=ctx.phase.model_for(ticket) if ticket.agent == "anthropic" else "",
             tokens=totals.usage.tokens, cost=totals.cost, fix_loops=work.fix_loops,
-            retries=work.retries, turns=work.turns, reruns=attempt)
+            retries=work.retries, turns=work.turns, reruns=attempt, reviews=tuple(reviews))
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
-    work, collected = AgentResult(ok=True), None
+    work, collected, reviews = AgentResult(ok=True), None, []
     with log_path.open("a", encoding="utf-8") as log:
         try:
             if attempt:
@@ -136,7 +138,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             if attempt:   # a name of its own: the first run's container may be kept (--keep)
                 spec = replace(spec, name=f"{spec.name}-rerun{attempt}-{secrets.token_hex(2)}")
             with ctx.provider.open(spec, keep=ctx.keep) as sandbox:
-                work = _work(ctx, ticket, sandbox, log, deadline)
+                work = _work(ctx, ticket, sandbox, log, deadline, start, reviews)
                 ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.COLLECTING))
                 collected = collect(sandbox, ctx.host, start=start, ref=ref,
                                     bundle=root / "bundles" / f"{ticket.id}.bundle")
@@ -159,20 +161,34 @@ def _also(result: AgentResult, problem: str) -> AgentResult:
                    reason=problem if result.ok else f"{result.reason}; {problem}")
 
 
-def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
-          deadline: float) -> AgentResult:
-    """The agent's turn, then what it left is committed, then the ticket's checks (unless the
-    agent ran them itself, in its fix loops)."""
+def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadline: float,
+          start: str, reviews: list[str]) -> AgentResult:
+    """The agent's turn, then what it left is committed, then the ticket's checks and the
+    review gate (unless the agent ran them itself, in its fix loops)."""
     on_output = output_handler(ctx, ticket.id, log)
+    transcript = Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl")
 
-    def account(usage: Usage) -> None:
-        ctx.ledger.record(ticket=ticket.id, model=ctx.phase.model_for(ticket), usage=usage)
+    def account(usage: Usage, model: str | None = None) -> None:
+        ctx.ledger.record(ticket=ticket.id, model=model or ctx.phase.model_for(ticket),
+                          usage=usage)
         totals = ctx.ledger.ticket(ticket.id)
         ctx.sink.emit(TicketUsage(ticket.id, totals.usage.tokens, totals.cost))
 
     def check() -> CheckResult:
-        return run_checks(sandbox, ticket.checks, log=log, on_output=on_output,
-                          deadline=deadline)
+        checked = run_checks(sandbox, ticket.checks, log=log, on_output=on_output,
+                             deadline=deadline)
+        if not checked.ok or ctx.phase.review_model is None:
+            return checked
+        diff = sandbox.exec([*GIT, "diff", f"{start}..HEAD"], timeout=120).output
+        verdict = review_change(ticket=ticket, diff=diff, model=ctx.phase.review_model,
+                                deadline=deadline, cancelled=ctx.cancelled, account=account)
+        reviews.append(str(verdict))
+        transcript.write("review", verdict=str(verdict))
+        on_output(f"review: {verdict}")
+        if verdict.approve:
+            return CheckResult(ok=True)
+        return CheckResult(ok=False, output="\n".join(verdict.reasons),
+                           reason="the review requested changes: " + "; ".join(verdict.reasons))
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.RUNNING))
     log.write(f"$ [{ticket.agent}] {ticket.run or ticket.prompt or ''}\n")
@@ -180,7 +196,7 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO,
         ticket=ticket, phase=ctx.phase, sandbox=sandbox, on_output=on_output,
         deadline=deadline, ledger=ctx.ledger, account=account, check=check,
         cancelled=ctx.cancelled,
-        transcript=Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl"),
+        transcript=transcript,
         commit=lambda message: commit_leftovers(sandbox, message))
     try:
         result = agent_for(ticket).run(agent_ctx)

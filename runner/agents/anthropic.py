@@ -8,6 +8,7 @@ so every retry is seen, logged, counted, and bounded by the ticket's deadline.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -59,6 +60,25 @@ def as_params(blocks: list[Any]) -> list[dict[str, Any]]:
             params.append({"type": "tool_use", "id": block.id, "name": block.name,
                            "input": block.input})
     return params
+
+
+def create_message(client: anthropic.Anthropic, *, deadline: float, cancelled: Any,
+                   on_retry: Callable[[RetryCallState], None], **params: Any) -> Any:
+    """messages.create with tenacity as the one retry layer, never past ``deadline``."""
+    def out_of_time(state: RetryCallState) -> bool:
+        return time.monotonic() >= deadline or cancelled.is_set()
+
+    def wait(state: RetryCallState) -> float:
+        return min(retry_wait(state), max(0.0, deadline - time.monotonic()))
+
+    def call() -> Any:
+        remaining = max(1.0, deadline - time.monotonic())
+        return client.with_options(timeout=min(REQUEST_TIMEOUT, remaining)).messages.create(
+            **params)
+
+    return Retrying(retry=retry_if_exception(retryable), wait=wait,
+                    stop=stop_after_attempt(ATTEMPTS) | out_of_time, before_sleep=on_retry,
+                    reraise=True)(call)
 
 
 def system_prompt(ctx: AgentContext) -> str:
@@ -163,22 +183,10 @@ class _Loop:
             ctx.on_output(f"runner: API {type(error).__name__}, retry {self.retries} in "
                           f"{wait:.1f}s")
 
-        def out_of_time(state: RetryCallState) -> bool:
-            return time.monotonic() >= ctx.deadline or ctx.cancelled.is_set()
-
-        def wait(state: RetryCallState) -> float:   # never sleep past the deadline
-            return min(retry_wait(state), max(0.0, ctx.deadline - time.monotonic()))
-
-        def call() -> Any:
-            client = self.client.with_options(timeout=min(REQUEST_TIMEOUT, ctx.remaining()))
-            return client.messages.create(model=self.model, system=system, tools=TOOLS,
-                                          max_tokens=OUTPUT_TOKENS, messages=self.messages)
-
         ctx.transcript.write("request", model=self.model, messages=len(self.messages))
-        retrying = Retrying(retry=retry_if_exception(retryable), wait=wait,
-                            stop=stop_after_attempt(ATTEMPTS) | out_of_time,
-                            before_sleep=log_retry, reraise=True)
-        return retrying(call)
+        return create_message(self.client, deadline=ctx.deadline, cancelled=ctx.cancelled,
+                              on_retry=log_retry, model=self.model, system=system,
+                              tools=TOOLS, max_tokens=OUTPUT_TOKENS, messages=self.messages)
 
     def _use_tools(self, tool_uses: list[dict[str, Any]]) -> AgentResult | None:
         ctx, results, outcome = self.ctx, [], None

@@ -1,7 +1,8 @@
 """A fake Anthropic Messages API over real HTTP on 127.0.0.1, for the real SDK to talk to.
 
 Each ticket gets a scripted conversation (found by the `Ticket: <id>` line of the system
-prompt): a list of replies and failures served in order. Every request is recorded.
+prompt; a review of it by `Review of ticket: <id>`, scripted as `review:<id>`): a list of
+replies and failures served in order. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ class FakeMessagesAPI:
                 system = body.get("system") or ""
                 if isinstance(system, list):
                     system = " ".join(block.get("text", "") for block in system)
-                found = re.search(r"^Ticket: (\S+)", system, re.M)
-                step = fake._next(found.group(1) if found else "?",
+                found = re.search(r"^(Ticket|Review of ticket): (\S+)", system, re.M)
+                key = "?" if not found else (
+                    found.group(2) if found.group(1) == "Ticket" else f"review:{found.group(2)}")
+                step = fake._next(key,
                                   {k.lower(): v for k, v in self.headers.items()}, body)
                 if isinstance(step, Fail):
                     self._send(step.status, {"type": "error", "error": {

@@ -71,3 +71,43 @@ def test_demo_with_llm_workers_against_a_compatible_endpoint(tmp_path: Path,
     assert [t["status"] for t in doc["tickets"]] == ["integrated"] * 5
     assert {t["model"] for t in doc["tickets"]} == {"claude-haiku-5-5", "claude-sonnet-5-5"}
     assert doc["checks_passed"] is True
+
+
+def _verdict(verdict: str, *reasons: str) -> Reply:
+    return Reply([tool("verdict", verdict=verdict, reasons=list(reasons))], usage=(300, 20, 0, 0))
+
+
+def test_review_gate_sends_changes_back_as_a_fix_loop(tmp_path: Path, worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    scripts = {
+        "RV": [Reply([tool("write_file", path="greet.py", content="print('hello')\n"),
+                      tool("finish", summary="greets", commit_message="RV: greet")]),
+               Reply([tool("write_file", path="test_greet.py", content="import greet\n"),
+                      tool("finish", summary="tested", commit_message="RV: test it")])],
+        "review:RV": [_verdict("request_changes", "add a test for greet.py"),
+                      _verdict("approve", "greets, with a test")],
+        "review:SC": [_verdict("request_changes", "the file name is wrong")],
+    }
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "reviewed", "review": {"tier": "complex"}, "tickets": [
+            {"id": "RV", "prompt": "Write greet.py that prints hello, with a test."},
+            {"id": "SC", "agent": "script", "run": "echo x > wrong-name.txt"}]})
+    with FakeMessagesAPI(scripts) as fake:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), env=env)
+    tickets = {t["id"]: t for t in doc["tickets"]}
+    assert tickets["RV"]["status"] == "integrated", proc.stderr
+    assert tickets["RV"]["fix_loops"] == 1
+    assert tickets["RV"]["reviews"] == ["request_changes: add a test for greet.py",
+                                        "approve: greets, with a test"]
+    feedback = fake.requests_for("RV")[1].body["messages"][-1]["content"][-1]
+    assert "add a test for greet.py" in feedback["content"]
+    first_review = fake.requests_for("review:RV")[0].body
+    assert first_review["model"] == "claude-opus-5-5"
+    assert first_review["tool_choice"] == {"type": "tool", "name": "verdict"}
+    assert "+print('hello')" in first_review["messages"][0]["content"]
+    assert "test_greet.py" in git(repo, "ls-tree", "--name-only", doc["target"])
+    # A script ticket cannot be asked again: request-changes fails it, with the reasons.
+    assert tickets["SC"]["status"] == "failed"
+    assert tickets["SC"]["reason"] == "the review requested changes: the file name is wrong"
+    assert tickets["RV"]["tokens"] == 150 * 2 + 320 * 2   # worker calls + review calls

@@ -99,8 +99,10 @@ def test_conflicts_are_rerun_one_at_a_time_from_the_new_head(tmp_path: Path) -> 
 
     results = schedule(phase, concurrency=3, run_one=run_one, integrate=integrate,
                        start_point=lambda t, n: head[0] if n else "base", sink=EventCollector())
-    assert {t: (o.status, o.reruns) for t, o in results.items()} == {
-        "A": ("integrated", 0), "B": ("integrated", 1), "C": ("integrated", 1)}
+    assert {o.status for o in results.values()} == {"integrated"}
+    assert sorted(o.reruns for o in results.values()) == [0, 1, 1]   # whoever came first: 0
     assert peak_reruns[0] == 1
+    first = next(t for t, o in results.items() if o.reruns == 0)
     reruns = [(t, s) for t, n, s in starts if n]
-    assert reruns[0][1] == "base+A" and reruns[1][1] in ("base+A+B", "base+A+C")
+    assert reruns[0][1] == f"base+{first}"
+    assert reruns[1][1] == f"base+{first}+{reruns[0][0]}"   # each rerun sees the one before
