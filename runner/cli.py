@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Sequence
+import signal
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -23,8 +24,13 @@ from runner.text import printable
 EXIT_INTERRUPTED = 130
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt   # SIGTERM is handled like Ctrl-C: stop, collect, resumable
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     err = Console(stderr=True, highlight=False)
     try:
         return int(args.func(args))
@@ -32,8 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"runner: error: {e}", markup=False, style="red", soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:
-        err.print("runner: interrupted; the run's containers are removed, its refs and logs "
-                  "are kept")
+        err.print("runner: interrupted; what the workers committed is kept in refs, and "
+                  "`runner resume RUN_ID` finishes the run")
         return EXIT_INTERRUPTED
 
 
@@ -67,6 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--image", default="runner-worker:latest",
                         help="the worker image to probe (default runner-worker:latest)")
     doctor.set_defaults(func=_cmd_doctor)
+
+    resume = commands.add_parser("resume", help="finish an interrupted run; finished "
+                                 "tickets are not redone")
+    resume.add_argument("run_id", metavar="RUN_ID")
+    _add_run_flags(resume)
+    resume.add_argument("--repo", type=Path, default=Path.cwd())
+    resume.set_defaults(func=_cmd_resume)
+
+    status = commands.add_parser("status", help="runs, or one run's tickets")
+    status.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    status.add_argument("--repo", type=Path, default=Path.cwd())
+    status.add_argument("--state-dir", type=Path)
+    status.set_defaults(func=_cmd_status)
 
     logs = commands.add_parser("logs", help="a worker's transcript: commands, output, turns")
     logs.add_argument("run_id", metavar="RUN_ID")
@@ -141,12 +160,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from runner.run import resume_run
+
+    def resume(sink: EventSink) -> RunResult:
+        return resume_run(args.run_id, repo=args.repo.resolve(),
+                          state_dir=_absolute(args.state_dir), sink=sink)
+
+    return _show(resume, args.json)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from runner.status import list_runs, run_table
+
+    state = _state_dir(args)
+    console = Console(highlight=False)
+    console.print(run_table(state / args.run_id) if args.run_id else list_runs(state))
+    return 0
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    from runner.gitops import open_host_repo
+
+    return _absolute(args.state_dir) or open_host_repo(args.repo.resolve()).git_dir / "runner"
+
+
 def _cmd_logs(args: argparse.Namespace) -> int:
     from runner.errors import InputError
-    from runner.gitops import open_host_repo
     from runner.transcript import render
 
-    state = _absolute(args.state_dir) or open_host_repo(args.repo.resolve()).git_dir / "runner"
+    state = _state_dir(args)
     run_dir = state / args.run_id
     if not (run_dir / "run.json").is_file():
         raise InputError(f"no run {args.run_id!r} under {state}; runs there: "
@@ -214,13 +257,17 @@ def _execute(phase: object, options: RunOptions, as_json: bool) -> int:
     from runner.phase import Phase
 
     assert isinstance(phase, Phase)
+    return _show(lambda sink: run_phase(phase, options, sink), as_json)
+
+
+def _show(drive: Callable[[EventSink], RunResult], as_json: bool) -> int:
+    """Drive a run with the right sink, then print its summary or its JSON document."""
     console = Console(highlight=False)
     if as_json or not console.is_terminal:
-        sink: EventSink = PlainSink(sys.stderr if as_json else sys.stdout)
-        result = run_phase(phase, options, sink)
+        result = drive(PlainSink(sys.stderr if as_json else sys.stdout))
     else:
         with LiveSink(console) as live:
-            result = run_phase(phase, options, live)
+            result = drive(live)
     if as_json:
         print(json.dumps(result_document(result), indent=2))
     else:

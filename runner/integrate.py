@@ -37,6 +37,21 @@ class Integrator:
         self.history: list[tuple[str, str]] = []     # (ticket, head after it), in order
         self._publish()
 
+    @classmethod
+    def reopen(cls, host: HostRepo, *, clone: Path, base: str, integrated_ref: str,
+               target: str | None, history: list[list[str]]) -> Integrator:
+        """The integrator of an interrupted run, at what it last published."""
+        self = cls.__new__(cls)
+        self.host, self.clone = host, clone
+        self.integrated_ref, self.target = integrated_ref, target
+        self.base, self.head = base, host.resolve(integrated_ref) or base
+        self.history = [(ticket, head) for ticket, head in history]
+        if not (clone / ".git").is_dir():
+            init_linked_clone(clone, host.objects, BRANCH, self.head)
+        self._git("cherry-pick", "--abort", check=False)
+        self._git("reset", "--quiet", "--hard", self.head)
+        return self
+
     def integrate(self, *, start: str, tip: str, ticket: str) -> Integration:
         """Cherry-pick start..tip onto the integrated head (the gates ran before)."""
         picked = self._git("cherry-pick", "--allow-empty", "--keep-redundant-commits",

@@ -62,6 +62,7 @@ class Totals:
 class Ledger:
     prices: dict[str, Price]
     budget_usd: float | None = None
+    carried: float = 0.0          # what a resumed run's finished tickets spent
     tickets: dict[str, Totals] = field(default_factory=lambda: defaultdict(Totals))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,7 +80,7 @@ class Ledger:
     @property
     def total_cost(self) -> float:
         with self._lock:
-            return sum(t.cost for t in self.tickets.values())
+            return self.carried + sum(t.cost for t in self.tickets.values())
 
     def budget_reached(self) -> bool:
         return self.budget_usd is not None and self.total_cost >= self.budget_usd

@@ -91,6 +91,7 @@ class Ticket(_Strict):
     max_tokens: int = Field(default=2_000_000, ge=1)     # all tokens of all its API calls
     env: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
     max_reruns: int | None = Field(default=None, ge=0)   # default: the phase's
+    retries: int = Field(default=0, ge=0)    # runs again when its container was stopped
 
     @property
     def display_title(self) -> str:

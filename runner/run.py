@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
+import shutil
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import docker
 
+from runner.collect import CollectError, collect, commit_leftovers
 from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileError, RepoError,
-                           SelfTestFailed)
+                           RunnerError, SelfTestFailed)
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
 from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
 from runner.images import ensure_image
 from runner.integrate import Integrator
 from runner.ledger import Ledger, default_prices
-from runner.phase import Phase
+from runner.phase import Phase, Ticket, load_phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
 from runner.phasegate import land, phase_gate
-from runner.worker import RunContext, TicketOutcome, run_ticket
+from runner.worker import RunContext, TicketOutcome, run_ticket, sandbox_spec
+from runner.workspace import Workspace
+
+PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,10 @@ class RunResult:
     preflight: str = "skipped"           # the isolation self-test's outcome
     culprit: str | None = None           # the ticket from which the phase checks fail
     landed: str = ""                     # with --land: what happened to base
+    state: str = "running"               # running | interrupted | finished
+    pid: int = 0                         # the runner process driving it
+    options: dict[str, object] = field(default_factory=dict)
+    integrated: list[list[str]] = field(default_factory=list)   # [ticket, head after], in order
 
     @property
     def exit_code(self) -> int:
@@ -74,6 +85,140 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     if base_sha is None:
         raise RepoError(f"base {phase.base!r} is not a commit in {host.top}; set `base:` to a "
                         "branch, tag or commit that exists")
+    _check_inputs(phase, options, host, sink)
+    client = client or docker_client()
+    ensure_image(client, phase.image, sink)
+
+    run_id = new_run_id()
+    root = (options.state_dir or host.git_dir / "runner") / run_id
+    (root / "logs").mkdir(parents=True, mode=0o700)
+    (root / PHASE_COPY).write_text(options.phase_file.read_text())   # what resume runs
+    result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
+                       target=phase.target_branch, run_dir=root, outcomes={},
+                       started=time.time(), options=_recorded(options))
+    ctx = _context(phase, host, result, client, sink, options)
+    sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
+                         base_sha=base_sha, target=result.target, run_dir=str(root),
+                         tickets=tuple(t.id for t in phase.tickets)))
+    _save_previous_target(host, run_id, result.target, sink)
+    _write_state(result)
+    if options.preflight:
+        _preflight(ctx, result)
+    # With phase checks, target moves only once they pass on the integrated result.
+    integrator = Integrator(host, clone=root / "integration", base=base_sha,
+                            integrated_ref=f"refs/runner/{run_id}/integrated",
+                            target=None if phase.checks else result.target)
+    return _drive(ctx, result, integrator, options, done={})
+
+
+def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSink,
+               client: docker.DockerClient | None = None) -> RunResult:
+    """Finish an interrupted (or killed) run: what finished stays finished; what was under
+    way is collected from its workspace (into refs/runner/<run>/attempts/<t>/interrupted)
+    and run again."""
+    host = open_host_repo(repo)
+    root = (state_dir or host.git_dir / "runner") / run_id
+    result = load_result(root)
+    if result.state == "finished":
+        sink.emit(Notice(f"run {run_id} has already finished (exit {result.exit_code}); "
+                         "nothing to resume"))
+        return result
+    phase = load_phase(root / PHASE_COPY)
+    options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
+                         state_dir=root.parent, **result.options)
+    client = client or docker_client()
+    ensure_image(client, phase.image, sink)
+    ctx = _context(phase, host, result, client, sink, options)
+    done = {t: o for t, o in result.outcomes.items() if not o.interrupted}
+    sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
+                         base_sha=result.base_sha, target=result.target, run_dir=str(root),
+                         tickets=tuple(t.id for t in phase.tickets)))
+    sink.emit(Notice(f"resuming run {run_id}: {len(done)} tickets finished, "
+                     f"{len(phase.tickets) - len(done)} to run"))
+    ctx.provider.remove_run(run_id)          # the old run's containers, if any survived
+    for ticket in phase.tickets:
+        if ticket.id not in done:
+            salvage(ctx, ticket, result.base_sha)
+    integrator = Integrator.reopen(host, clone=root / "integration", base=result.base_sha,
+                                   integrated_ref=f"refs/runner/{run_id}/integrated",
+                                   target=None if phase.checks else result.target,
+                                   history=result.integrated)
+    result.state = "running"
+    if options.preflight:
+        _preflight(ctx, result)
+    return _drive(ctx, result, integrator, options, done=done)
+
+
+def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: RunOptions,
+           done: dict[str, TicketOutcome]) -> RunResult:
+    phase, host, sink = ctx.phase, ctx.host, ctx.sink
+    result.pid = os.getpid()
+
+    def integrate(outcome: TicketOutcome) -> TicketOutcome:
+        assert outcome.start and outcome.tip
+        sink.emit(TicketChanged(outcome.ticket, TicketStatus.INTEGRATING))
+        conflict = False
+        try:
+            reason = gate_ticket(host, phase, phase.ticket(outcome.ticket),
+                                 base=result.base_sha, start=outcome.start, tip=outcome.tip)
+            if reason is None:
+                merged = integrator.integrate(start=outcome.start, tip=outcome.tip,
+                                              ticket=outcome.ticket)
+                reason, conflict = merged.reason, not merged.ok
+        except GitError as e:   # this ticket fails; the run and its ref go on
+            reason = f"integration failed: {e}"
+        status = TicketStatus.FAILED if reason else TicketStatus.INTEGRATED
+        sink.emit(TicketChanged(outcome.ticket, status, reason))
+        return finished(outcome, status, reason, conflict=conflict)
+
+    def record(outcome: TicketOutcome) -> None:
+        result.outcomes[outcome.ticket] = outcome
+        result.integrated = [list(step) for step in integrator.history]
+        _write_state(result)
+
+    concurrency = 1 if options.sequential else (options.concurrency
+                                                or phase.effective_concurrency)
+    try:
+        outcomes = schedule(
+            phase, concurrency=concurrency, done=done, on_result=record,
+            run_one=lambda t, start, n: run_ticket(ctx, t, start, n), integrate=integrate,
+            start_point=lambda t, attempt: integrator.head
+            if t.depends_on or attempt else result.base_sha,
+            allow_overlap=options.allow_overlap, sink=sink, stop=lambda: _stop(ctx),
+            hard_stop=lambda: ctx.provider.remove_run(ctx.run_id),
+            blocked=lambda: "the phase budget is spent" if ctx.ledger.budget_reached() else None)
+        result.outcomes = outcomes
+        if phase.checks:
+            gate = phase_gate(ctx, integrator)
+            result.checks_passed, result.checks_reason = gate.ok, gate.reason
+            result.culprit = gate.culprit
+        if options.land and result.exit_code == 0:
+            result.landed = land(ctx.host, phase.base, result.base_sha, result.target, sink)
+        result.state = "finished"
+    except BaseException:
+        result.state = "interrupted"
+        sink.emit(Notice(f"run {ctx.run_id} interrupted; finish it with `runner resume "
+                         f"{ctx.run_id}`", level="warning"))
+        raise
+    finally:
+        result.ended = time.time()
+        result.target_sha = host.resolve(f"refs/heads/{result.target}")
+        _write_state(result)
+    sink.emit(RunFinished(run_id=ctx.run_id, exit_code=result.exit_code))
+    return result
+
+
+def _context(phase: Phase, host: HostRepo, result: RunResult, client: docker.DockerClient,
+             sink: EventSink, options: RunOptions) -> RunContext:
+    ledger = Ledger(prices={**default_prices(), **phase.prices},
+                    budget_usd=phase.budget.usd if phase.budget else None,
+                    carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
+    return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,
+                      ledger=ledger, provider=DockerSandboxes(client), sink=sink,
+                      keep=options.keep)
+
+
+def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink) -> None:
     target = phase.target_branch
     if not host.is_branch_name(target):
         raise PhaseFileError(options.phase_file, f"{target!r} is not a valid branch name",
@@ -87,78 +232,20 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         raise PhaseFileError(options.phase_file, f"{cache} is not a directory",
                              field="gradle.shared_cache")
     _check_agent_inputs(phase, sink)
-    client = client or docker_client()
-    ensure_image(client, phase.image, sink)
 
-    run_id = new_run_id()
-    root = (options.state_dir or host.git_dir / "runner") / run_id
-    (root / "logs").mkdir(parents=True, mode=0o700)
-    ledger = Ledger(prices={**default_prices(), **phase.prices},
-                    budget_usd=phase.budget.usd if phase.budget else None)
-    ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root, ledger=ledger,
-                     provider=DockerSandboxes(client), sink=sink, keep=options.keep)
-    result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha, target=target,
-                       run_dir=root, outcomes={}, started=time.time())
-    sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
-                         base_sha=base_sha, target=target, run_dir=str(root),
-                         tickets=tuple(t.id for t in phase.tickets)))
-    _save_previous_target(host, run_id, target, sink)
-    _write_state(result)
-    if options.preflight:
-        _preflight(ctx, result)
 
-    # With phase checks, target moves only once they pass on the integrated result.
-    integrator = Integrator(host, clone=root / "integration", base=base_sha,
-                            integrated_ref=f"refs/runner/{run_id}/integrated",
-                            target=None if phase.checks else target)
-
-    def integrate(outcome: TicketOutcome) -> TicketOutcome:
-        assert outcome.start and outcome.tip
-        sink.emit(TicketChanged(outcome.ticket, TicketStatus.INTEGRATING))
-        conflict = False
-        try:
-            reason = gate_ticket(host, phase, phase.ticket(outcome.ticket), base=base_sha,
-                                 start=outcome.start, tip=outcome.tip)
-            if reason is None:
-                merged = integrator.integrate(start=outcome.start, tip=outcome.tip,
-                                              ticket=outcome.ticket)
-                reason, conflict = merged.reason, not merged.ok
-        except GitError as e:   # this ticket fails; the run and its ref go on
-            reason = f"integration failed: {e}"
-        status = TicketStatus.FAILED if reason else TicketStatus.INTEGRATED
-        sink.emit(TicketChanged(outcome.ticket, status, reason))
-        return finished(outcome, status, reason, conflict=conflict)
-
-    concurrency = 1 if options.sequential else (options.concurrency
-                                                or phase.effective_concurrency)
-    try:
-        result.outcomes = schedule(phase, concurrency=concurrency,
-                                   run_one=lambda t, start, n: run_ticket(ctx, t, start, n),
-                                   integrate=integrate,
-                                   start_point=lambda t, attempt: integrator.head
-                                   if t.depends_on or attempt else base_sha,
-                                   allow_overlap=options.allow_overlap,
-                                   sink=sink, stop=lambda: _stop(ctx),
-                                   blocked=lambda: "the phase budget is spent"
-                                   if ledger.budget_reached() else None)
-        if phase.checks:
-            gate = phase_gate(ctx, integrator)
-            result.checks_passed, result.checks_reason = gate.ok, gate.reason
-            result.culprit = gate.culprit
-        if options.land and result.exit_code == 0:
-            result.landed = land(ctx.host, phase.base, base_sha, target, sink)
-    finally:
-        result.ended = time.time()
-        result.target_sha = host.resolve(f"refs/heads/{target}")
-        _write_state(result)
-    sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
-    return result
+def _recorded(options: RunOptions) -> dict[str, object]:
+    """The options a resume runs with again."""
+    return {"concurrency": options.concurrency, "sequential": options.sequential,
+            "keep": options.keep, "preflight": options.preflight,
+            "allow_overlap": options.allow_overlap, "land": options.land}
 
 
 def _stop(ctx: RunContext) -> None:
-    """An interrupt: agents stop at their next step, containers go now."""
+    """An interrupt: agents stop at their next step; what workers run is ended, their
+    containers and files stay so that they can collect what they committed."""
     ctx.cancelled.set()
-    ctx.provider.remove_run(ctx.run_id)
+    ctx.provider.stop_processes(ctx.run_id)
 
 
 def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
@@ -188,7 +275,13 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
 def _preflight(ctx: RunContext, result: RunResult) -> None:
     """The isolation self-test, exactly as workers start; stop before any ticket if it fails."""
     started = time.perf_counter()
-    selftest = run_selftest(ctx, result.base_sha)
+    try:
+        selftest = run_selftest(ctx, result.base_sha)
+    except BaseException:           # interrupted: no ticket has started; nothing to keep
+        ctx.provider.remove_run(ctx.run_id)
+        result.state = "interrupted"
+        _write_state(result)
+        raise
     seconds = time.perf_counter() - started
     if not selftest.passed:
         result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)
@@ -210,8 +303,50 @@ def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventS
 
 
 def _write_state(result: RunResult) -> None:
-    """Atomically record the run (run.json); a crash never leaves half a file."""
+    """Atomically record the run (run.json), after every ticket's outcome: a crash never
+    leaves half a file, and resume knows what finished."""
     data = asdict(result) | {"run_dir": str(result.run_dir), "exit_code": result.exit_code}
-    tmp = result.run_dir / ".run.json.tmp"
+    tmp = result.run_dir / f".run.json.{threading.get_ident()}.tmp"
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, result.run_dir / "run.json")
+
+
+def load_result(root: Path) -> RunResult:
+    """A run's record, as run.json holds it."""
+    try:
+        data = json.loads((root / "run.json").read_text())
+    except FileNotFoundError as e:
+        raise InputError(f"no run at {root}; `runner status` lists the runs") from e
+    fields = {f.name for f in dataclasses.fields(RunResult)}
+    data = {k: v for k, v in data.items() if k in fields}
+    data["run_dir"] = Path(data["run_dir"])
+    known = {f.name for f in dataclasses.fields(TicketOutcome)}
+    data["outcomes"] = {t: TicketOutcome(**{k: v for k, v in o.items() if k in known}
+                                         | {"status": TicketStatus(o["status"]),
+                                            "reviews": tuple(o.get("reviews", ()))})
+                        for t, o in data["outcomes"].items()}
+    return RunResult(**data)
+
+
+def salvage(ctx: RunContext, ticket: Ticket, base_sha: str) -> None:
+    """Collect what an interrupted ticket committed (and left) in its workspace, through a
+    container over that workspace, then clear the way for its rerun."""
+    clone, home = ctx.root / "workspaces" / ticket.id, ctx.root / "gradle" / ticket.id
+    if (clone / ".git").is_dir():
+        workspace = Workspace(clone=clone, gradle_home=home, branch=ctx.branch(ticket.id),
+                              start=base_sha)
+        ref = f"refs/runner/{ctx.run_id}/attempts/{ticket.id}/interrupted"
+        try:
+            with ctx.provider.open(sandbox_spec(ctx, ticket.id, workspace)) as sandbox:
+                commit_leftovers(sandbox, f"{ticket.default_commit_message} (interrupted)")
+                got = collect(sandbox, ctx.host, start=base_sha, ref=ref,
+                              bundle=ctx.root / "bundles" / f"{ticket.id}.salvage.bundle")
+            if got.commits:
+                ctx.sink.emit(Notice(f"{ticket.id}: what it committed before the interruption "
+                                     f"is kept at {ref}"))
+        except (CollectError, RunnerError) as e:
+            ctx.sink.emit(Notice(f"{ticket.id}: could not collect its interrupted work ({e}); "
+                                 f"its workspace stays at {clone}", level="warning"))
+            return
+    for leftover in (clone, home):
+        shutil.rmtree(leftover, ignore_errors=True)   # rmtree never follows a symlink out

@@ -10,7 +10,7 @@ the integrated head (the sequential fallback), one rerun at a time, up to its ma
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
@@ -87,23 +87,33 @@ def plan_waves(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[l
 def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Integrate,
              start_point: Callable[[Ticket, int], str], sink: EventSink,
              allow_overlap: bool = False, stop: Callable[[], None] = lambda: None,
-             blocked: Callable[[], str | None] = lambda: None) -> dict[str, TicketOutcome]:
-    """Run every ticket; return each one's final outcome, in phase order.
+             hard_stop: Callable[[], None] = lambda: None,
+             blocked: Callable[[], str | None] = lambda: None,
+             done: Mapping[str, TicketOutcome] | None = None,
+             on_result: Callable[[TicketOutcome], None] = lambda o: None,
+             ) -> dict[str, TicketOutcome]:
+    """Run every ticket not already ``done``; return each one's final outcome, in phase
+    order, reporting each to ``on_result`` as it becomes final.
 
     When ``blocked`` gives a reason (the phase budget is spent), no new ticket starts: the
-    ones still waiting are skipped with that reason. On an interrupt, ``stop`` ends the
-    running workers (their threads then return) before the interrupt goes on up.
+    ones still waiting are skipped with that reason. On an interrupt, ``stop`` ends what the
+    workers run (they then collect their work and return); a second interrupt while they do
+    calls ``hard_stop``. Either way the interrupt goes on up.
     """
-    pending = list(phase.tickets)
+    results: dict[str, TicketOutcome] = dict(done or {})
+    pending = [t for t in phase.tickets if t.id not in results]
     reruns: list[tuple[Ticket, int]] = []          # conflicted tickets, with their attempt
-    results: dict[str, TicketOutcome] = {}
     running: dict[Future[TicketOutcome], tuple[Ticket, int]] = {}
 
     def succeeded(ticket_id: str) -> bool:
         return ticket_id in results and results[ticket_id].status in SUCCEEDED
 
+    def final(outcome: TicketOutcome) -> None:
+        results[outcome.ticket] = outcome
+        on_result(outcome)
+
     def skip(ticket: Ticket, reason: str) -> None:
-        results[ticket.id] = TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason)
+        final(TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason))
         sink.emit(TicketChanged(ticket.id, TicketStatus.SKIPPED, reason))
 
     def skip_blocked() -> None:
@@ -145,12 +155,15 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
     def settle(ticket: Ticket, attempt: int, outcome: TicketOutcome) -> None:
         if outcome.status == TicketStatus.COLLECTING:
             outcome = integrate(outcome)
-        if outcome.conflict and attempt < phase.reruns_for(ticket):
+        why = ("conflicted" if outcome.conflict and attempt < phase.reruns_for(ticket) else
+               "its container was stopped" if outcome.infra and attempt < ticket.retries
+               else None)
+        if why:
             sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED,
-                                    f"conflicted; rerun {attempt + 1} queued"))
+                                    f"{why}; rerun {attempt + 1} queued"))
             reruns.append((ticket, attempt + 1))
             return
-        results[ticket.id] = replace(outcome, reruns=attempt)
+        final(replace(outcome, reruns=attempt))
 
     for ticket in pending:
         sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED))
@@ -166,10 +179,20 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
                     ticket, attempt = running.pop(future)
                     settle(ticket, attempt, future.result())
         except BaseException:
-            # A worker may be creating its container right now: sweep until all have ended.
-            stop()
-            while wait(running, timeout=1).not_done:
+            # Workers collect what they did and return; one may have been starting its
+            # command just then, so stop again if some are still busy after a while.
+            try:
                 stop()
+                while wait(running, timeout=10).not_done:
+                    stop()
+                for future in running:
+                    if future.exception() is None:
+                        final(future.result())
+            except BaseException:
+                hard_stop()
+                while wait(running, timeout=1).not_done:
+                    hard_stop()
+                raise
             raise
     return {t.id: results[t.id] for t in phase.tickets}
 

@@ -76,6 +76,8 @@ class TicketOutcome:
     conflict: bool = False        # integration conflicted (a rerun may settle it)
     reruns: int = 0
     reviews: tuple[str, ...] = ()  # the review gate's verdicts, in order
+    infra: bool = False           # its container was stopped from outside (docker kill)
+    interrupted: bool = False     # the run was interrupted while it worked (resume redoes it)
 
 
 def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
@@ -122,10 +124,11 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             commits=collected.commits if collected else 0, tier=ticket.tier,
             model=ctx.phase.model_for(ticket) if ticket.agent == "anthropic" else "",
             tokens=totals.usage.tokens, cost=totals.cost, fix_loops=work.fix_loops,
-            retries=work.retries, turns=work.turns, reruns=attempt, reviews=tuple(reviews))
+            retries=work.retries, turns=work.turns, reruns=attempt, reviews=tuple(reviews),
+            infra=restarted[0] > 0, interrupted=ctx.cancelled.is_set())
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
-    work, collected, reviews = AgentResult(ok=True), None, []
+    work, collected, reviews, restarted = AgentResult(ok=True), None, [], [0]
     with log_path.open("a", encoding="utf-8") as log:
         try:
             if attempt:
@@ -139,6 +142,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
                 spec = replace(spec, name=f"{spec.name}-rerun{attempt}-{secrets.token_hex(2)}")
             with ctx.provider.open(spec, keep=ctx.keep) as sandbox:
                 work = _work(ctx, ticket, sandbox, log, deadline, start, reviews)
+                restarted[0] = sandbox.restarts
                 ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.COLLECTING))
                 collected = collect(sandbox, ctx.host, start=start, ref=ref,
                                     bundle=root / "bundles" / f"{ticket.id}.bundle")
@@ -148,6 +152,8 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
         except Exception as e:  # a bug or a broken engine fails this ticket, not the run
             log.write(traceback.format_exc())
             work = _also(work, f"internal error: {e.__class__.__name__}: {e}")
+    if ctx.cancelled.is_set() and work.ok:
+        work = _also(work, "the run was interrupted")
     if not work.ok:
         return outcome(TicketStatus.FAILED, work.reason)
     if not collected or not collected.commits:
@@ -199,7 +205,8 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
         transcript=transcript,
         commit=lambda message: commit_leftovers(sandbox, message))
     try:
-        result = agent_for(ticket).run(agent_ctx)
+        result = (AgentResult(ok=False, reason="the run was interrupted")
+                  if ctx.cancelled.is_set() else agent_for(ticket).run(agent_ctx))
     except CollectError as e:      # the agent's own commit failed
         result = AgentResult(ok=False, reason=str(e))
     except Exception as e:         # a bug in an agent must not cost the ticket its work

@@ -67,6 +67,7 @@ OutputHandler = Callable[[str], None]
 
 class Sandbox(Protocol):
     name: str
+    restarts: int       # times it was found stopped (killed from outside) and started again
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
@@ -91,7 +92,12 @@ class SandboxProvider(Protocol):
         ...
 
     def remove_run(self, run_id: str) -> int:
-        """Remove every sandbox of a run at once (interrupts, cleanup); return how many."""
+        """Remove every sandbox of a run at once (a hard stop, cleanup); return how many."""
+        ...
+
+    def stop_processes(self, run_id: str) -> None:
+        """End every process in the run's sandboxes; their files and the sandboxes stay (an
+        interrupt: the workers then collect what they committed)."""
         ...
 
 

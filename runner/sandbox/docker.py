@@ -63,6 +63,13 @@ class DockerSandboxes:
                 except docker.errors.NotFound:
                     pass
 
+    def stop_processes(self, run_id: str) -> None:
+        for container in self.client.containers.list(filters={"label": f"runner.run={run_id}"}):
+            try:
+                container.restart(timeout=0)
+            except docker.errors.APIError:
+                pass
+
     def remove_run(self, run_id: str) -> int:
         containers = self.client.containers.list(
             all=True, filters={"label": f"runner.run={run_id}"})
@@ -101,6 +108,8 @@ class DockerSandbox:
                  spec: SandboxSpec) -> None:
         self.container, self.api, self.spec = container, client.api, spec
         self.name = spec.name
+        self.restarts = 0
+        self._stop_counted = False
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
@@ -135,6 +144,8 @@ class DockerSandbox:
         return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out)
 
     def reset(self) -> None:
+        self._note_if_stopped()
+        self._stop_counted = False
         try:
             self.container.restart(timeout=0)
         except docker.errors.APIError as e:
@@ -170,6 +181,8 @@ class DockerSandbox:
         finally:
             timer.cancel()
         code = STOPPED_EXIT if code is None else int(code)
+        if code == STOPPED_EXIT and not killed.is_set():
+            self._note_if_stopped(settle=2.0)
         # 137 is also what an out-of-memory kill looks like: only a late one is a timeout.
         late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
         return code, killed.is_set() or code == TIMEOUT_EXIT or late
@@ -181,8 +194,21 @@ class DockerSandbox:
         except docker.errors.NotFound:
             return True
 
+    def _note_if_stopped(self, settle: float = 0.0) -> bool:
+        """Count a stop from outside once (the engine may take a moment to report it)."""
+        deadline = time.monotonic() + settle
+        while not self._stopped():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        if not self._stop_counted:
+            self.restarts += 1
+            self._stop_counted = True
+        return True
+
     def _ensure_running(self) -> None:
-        if self._stopped():
+        if self._note_if_stopped():
+            self._stop_counted = False
             try:
                 self.container.start()
             except docker.errors.APIError as e:

@@ -27,8 +27,8 @@ def test_ctrl_c_removes_the_runs_containers(tmp_path: Path, engine: docker.Docke
     run_id = None
     while time.monotonic() < deadline and run_id is None:
         if run_dirs.is_dir() and (found := [p.name for p in run_dirs.iterdir()]):
-            labels = {"label": f"runner.run={found[0]}"}
-            if len(engine.containers.list(filters=labels)) == 2:
+            running = engine.containers.list(filters={"label": f"runner.run={found[0]}"})
+            if {c.labels.get("runner.ticket") for c in running} == {"A", "B"}:
                 run_id = found[0]
         time.sleep(0.2)
     assert run_id, "the workers never started"

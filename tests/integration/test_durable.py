@@ -1,0 +1,135 @@
+"""Runs survive the runner's death: SIGKILL then resume, SIGTERM then resume, and a worker
+container killed from outside."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+
+from tests.helpers import git, make_repo, run_json, write_phase
+
+SLOW = ('echo partial > "$RUNNER_TICKET.partial"\ngit add -A\ngit commit -q -m "$RUNNER_TICKET: '
+        'partial"\nsleep 8\necho done > "$RUNNER_TICKET.done"')
+
+
+def _start(phase: Path, repo: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "runner", "run", str(phase), "--repo",
+                             str(repo), "--no-preflight"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition: Callable[[], object], what: str, seconds: float = 90) -> object:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _run_dir(repo: Path) -> Path | None:
+    runs = repo / ".git" / "runner"
+    found = [p for p in runs.iterdir() if (p / "run.json").is_file()] if runs.is_dir() else []
+    return found[0] if found else None
+
+
+def _outcomes(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())["outcomes"]
+
+
+def _running(engine: docker.DockerClient, run_id: str) -> set[str]:
+    return {c.labels["runner.ticket"]
+            for c in engine.containers.list(filters={"label": f"runner.run={run_id}"})}
+
+
+def test_sigkill_then_resume(tmp_path: Path, engine: docker.DockerClient,
+                             worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "killed", "concurrency": 4, "tickets": [
+        {"id": "F1", "agent": "script", "run": "echo f1 > f1.txt"},
+        {"id": "F2", "agent": "script", "run": "echo f2 > f2.txt"},
+        {"id": "S1", "agent": "script", "run": SLOW},
+        {"id": "S2", "agent": "script", "run": SLOW}]})
+    proc = _start(phase, repo)
+    run_dir = _wait_for(lambda: _run_dir(repo), "the run to start")
+    run_id = run_dir.name
+    _wait_for(lambda: {"F1", "F2"} <= set(_outcomes(run_dir)) and
+              _running(engine, run_id) == {"S1", "S2"}, "F1, F2 done while S1, S2 run")
+    time.sleep(1)   # S1 and S2 have committed their partial work
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t: o["tip"] for t, o in _outcomes(run_dir).items()}
+    since = int(time.time())
+    resumed, doc = run_json("resume", run_id, "--repo", str(repo))
+    assert resumed.returncode == 0, resumed.stderr
+    assert [t["status"] for t in doc["tickets"]] == ["integrated"] * 4
+    # F1 and F2 were not run again: same commits, no container of theirs started.
+    assert {t["id"]: t["ref"] for t in doc["tickets"]}
+    for ticket in ("F1", "F2"):
+        assert git(repo, "rev-parse", f"refs/runner/{run_id}/{ticket}") == before[ticket]
+        created = list(engine.events(since=since, until=int(time.time()) + 1, decode=True,
+                                     filters={"event": "create",
+                                              "label": f"runner.ticket={ticket}"}))
+        assert created == []
+    for ticket in ("S1", "S2"):   # what they committed before the kill is kept
+        kept = f"refs/runner/{run_id}/attempts/{ticket}/interrupted"
+        assert git(repo, "show", f"{kept}:{ticket}.partial") == "partial"
+        assert git(repo, "show", f"{doc['target']}:{ticket}.done") == "done"
+    again, _ = run_json("resume", run_id, "--repo", str(repo))
+    assert again.returncode == 0 and "already finished" in again.stderr
+
+
+def test_sigterm_marks_the_run_interrupted_and_resume_finishes_it(
+        tmp_path: Path, engine: docker.DockerClient, worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "termed", "tickets": [
+        {"id": "S1", "agent": "script", "run": SLOW}]})
+    proc = _start(phase, repo)
+    run_dir = _wait_for(lambda: _run_dir(repo), "the run to start")
+    _wait_for(lambda: _running(engine, run_dir.name) == {"S1"}, "S1 to run")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["state"] == "interrupted"
+    assert record["outcomes"]["S1"]["interrupted"] is True
+    # What the worker had committed was collected when it stopped.
+    assert git(repo, "show", f"refs/runner/{run_dir.name}/S1:S1.partial") == "partial"
+    assert _running(engine, run_dir.name) == set()
+    resumed, doc = run_json("resume", run_dir.name, "--repo", str(repo))
+    assert resumed.returncode == 0, resumed.stderr
+    assert git(repo, "show", f"{doc['target']}:S1.done") == "done"
+
+
+def test_killed_container_fails_only_its_ticket_or_retries(
+        tmp_path: Path, engine: docker.DockerClient, worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    slow = "sleep 6\necho done > \"$RUNNER_TICKET.txt\""
+    phase = write_phase(tmp_path / "p.yaml", {"name": "killed", "concurrency": 3, "tickets": [
+        {"id": "K0", "agent": "script", "run": slow},
+        {"id": "K1", "agent": "script", "run": slow, "retries": 1},
+        {"id": "OK", "agent": "script", "run": slow}]})
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(phase), "--repo",
+                             str(repo), "--no-preflight", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run_dir = _wait_for(lambda: _run_dir(repo), "the run to start")
+    _wait_for(lambda: _running(engine, run_dir.name) == {"K0", "K1", "OK"}, "all three to run")
+    time.sleep(1)
+    for container in engine.containers.list(filters={"label": f"runner.run={run_dir.name}"}):
+        if container.labels["runner.ticket"] in ("K0", "K1"):
+            container.kill()
+    out, err = proc.communicate(timeout=300)
+    doc = json.loads(out)
+    tickets = {t["id"]: t for t in doc["tickets"]}
+    assert tickets["OK"]["status"] == "integrated", err
+    assert tickets["K0"]["status"] == "failed"
+    assert tickets["K0"]["reason"].startswith("run exited with 137")
+    assert tickets["K1"]["status"] == "integrated" and tickets["K1"]["reruns"] == 1
