@@ -87,6 +87,19 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--state-dir", type=Path)
     status.set_defaults(func=_cmd_status)
 
+    report = commands.add_parser("report", help="the postmortem of a run")
+    report.add_argument("run_id", metavar="RUN_ID")
+    report.add_argument("--format", choices=("md", "json", "junit"), default="md")
+    report.add_argument("--output", type=Path, help="write it to this file too")
+    report.add_argument("--repo", type=Path, default=Path.cwd())
+    report.add_argument("--state-dir", type=Path)
+    report.set_defaults(func=_cmd_report)
+
+    stats = commands.add_parser("stats", help="per tier and model, across all runs")
+    stats.add_argument("--repo", type=Path, default=Path.cwd())
+    stats.add_argument("--state-dir", type=Path)
+    stats.set_defaults(func=_cmd_stats)
+
     logs = commands.add_parser("logs", help="a worker's transcript: commands, output, turns")
     logs.add_argument("run_id", metavar="RUN_ID")
     logs.add_argument("ticket", metavar="TICKET")
@@ -174,9 +187,36 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from runner.status import list_runs, run_table
 
     state = _state_dir(args)
-    console = Console(highlight=False)
-    console.print(run_table(state / args.run_id) if args.run_id else list_runs(state))
+    _table_console().print(run_table(state / args.run_id) if args.run_id else list_runs(state))
     return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from runner.phase import load_phase
+    from runner.report import write_report
+    from runner.run import PHASE_COPY, load_result
+
+    run_dir = _state_dir(args) / args.run_id
+    result = load_result(run_dir)
+    text, saved = write_report(result, load_phase(run_dir / PHASE_COPY), args.format)
+    if args.output:
+        args.output.write_text(text)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if saved:
+        print(f"(saved as {saved}, with its timeline beside it)", file=sys.stderr)
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from runner.stats import stats_table
+
+    _table_console().print(stats_table(_state_dir(args)))
+    return 0
+
+
+def _table_console() -> Console:
+    """Tables for a terminal fit it; piped, they keep whole lines (greppable)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
