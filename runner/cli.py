@@ -87,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--state-dir", type=Path)
     status.set_defaults(func=_cmd_status)
 
+    clean = commands.add_parser("clean", help="remove containers and workspaces of ended "
+                                "runs (never refs); work not yet in refs is collected first")
+    clean.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    clean.add_argument("--all", action="store_true", dest="everything",
+                       help="also remove the runs' records (logs, transcripts, run.json)")
+    clean.add_argument("--repo", type=Path, default=Path.cwd())
+    clean.add_argument("--state-dir", type=Path)
+    clean.set_defaults(func=_cmd_clean)
+
     report = commands.add_parser("report", help="the postmortem of a run")
     report.add_argument("run_id", metavar="RUN_ID")
     report.add_argument("--format", choices=("md", "json", "junit"), default="md")
@@ -204,6 +213,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if saved:
         print(f"(saved as {saved}, with its timeline beside it)", file=sys.stderr)
+    return 0
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from runner.clean import clean
+    from runner.gitops import open_host_repo
+    from runner.sandbox.docker import docker_client
+
+    for line in clean(host=open_host_repo(args.repo.resolve()), state_dir=_state_dir(args),
+                      client=docker_client(), sink=PlainSink(sys.stderr, show_output=False),
+                      run_id=args.run_id, everything=args.everything):
+        print(line)
     return 0
 
 

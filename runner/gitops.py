@@ -84,6 +84,15 @@ class HostRepo:
     def is_branch_name(self, name: str) -> bool:
         return git(self.top, "check-ref-format", "--branch", name, check=False).returncode == 0
 
+    def delete_ref(self, ref: str) -> None:
+        git(self.top, "update-ref", "-d", ref)
+
+    def held_elsewhere(self, commit: str, ref: str, namespace: str) -> bool:
+        """Whether another ref under ``namespace`` already contains ``commit``."""
+        out = git_out(self.top, "for-each-ref", "--format=%(refname)", "--contains", commit,
+                      namespace)
+        return any(name != ref for name in out.splitlines())
+
     def is_ancestor(self, old: str, new: str) -> bool:
         return git(self.top, "merge-base", "--is-ancestor", old, new, check=False).returncode == 0
 

@@ -22,8 +22,9 @@ from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
 from runner.images import ensure_image
 from runner.integrate import Integrator
+from runner.journal import Journal
 from runner.ledger import Ledger, default_prices
-from runner.phase import Phase, Ticket, load_phase
+from runner.phase import Phase, load_phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
@@ -96,7 +97,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
                        target=phase.target_branch, run_dir=root, outcomes={},
                        started=time.time(), options=_recorded(options))
-    ctx = _context(phase, host, result, client, sink, options)
+    sink = Journal(root / "tickets.json", sink)
+    ctx = run_context(phase, host, result, client, sink, options)
     sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
                          base_sha=base_sha, target=result.target, run_dir=str(root),
                          tickets=tuple(t.id for t in phase.tickets)))
@@ -128,7 +130,8 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
                          state_dir=root.parent, **result.options)
     client = client or docker_client()
     ensure_image(client, phase.image, sink)
-    ctx = _context(phase, host, result, client, sink, options)
+    sink = Journal(root / "tickets.json", sink)
+    ctx = run_context(phase, host, result, client, sink, options)
     done = {t: o for t, o in result.outcomes.items() if not o.interrupted}
     sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
                          base_sha=result.base_sha, target=result.target, run_dir=str(root),
@@ -138,7 +141,7 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
     ctx.provider.remove_run(run_id)          # the old run's containers, if any survived
     for ticket in phase.tickets:
         if ticket.id not in done:
-            salvage(ctx, ticket, result.base_sha)
+            salvage(ctx, ticket.id, result.base_sha, root=root, label="interrupted")
     integrator = Integrator.reopen(host, clone=root / "integration", base=result.base_sha,
                                    integrated_ref=f"refs/runner/{run_id}/integrated",
                                    target=None if phase.checks else result.target,
@@ -208,8 +211,9 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
     return result
 
 
-def _context(phase: Phase, host: HostRepo, result: RunResult, client: docker.DockerClient,
-             sink: EventSink, options: RunOptions) -> RunContext:
+def run_context(phase: Phase, host: HostRepo, result: RunResult,
+                client: docker.DockerClient, sink: EventSink,
+                options: RunOptions) -> RunContext:
     ledger = Ledger(prices={**default_prices(), **phase.prices},
                     budget_usd=phase.budget.usd if phase.budget else None,
                     carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
@@ -328,25 +332,28 @@ def load_result(root: Path) -> RunResult:
     return RunResult(**data)
 
 
-def salvage(ctx: RunContext, ticket: Ticket, base_sha: str) -> None:
-    """Collect what an interrupted ticket committed (and left) in its workspace, through a
-    container over that workspace, then clear the way for its rerun."""
-    clone, home = ctx.root / "workspaces" / ticket.id, ctx.root / "gradle" / ticket.id
+def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
+            label: str) -> None:
+    """Collect what a ticket committed (and left) in a workspace under ``root`` through a
+    container over it, into refs/runner/<run>/attempts/<ticket>/<label> unless its refs hold
+    it already; then remove the workspace. Save before delete: never lose work."""
+    clone, home = root / "workspaces" / ticket_id, root / "gradle" / ticket_id
     if (clone / ".git").is_dir():
-        workspace = Workspace(clone=clone, gradle_home=home, branch=ctx.branch(ticket.id),
+        workspace = Workspace(clone=clone, gradle_home=home, branch=ctx.branch(ticket_id),
                               start=base_sha)
-        ref = f"refs/runner/{ctx.run_id}/attempts/{ticket.id}/interrupted"
+        ref = f"refs/runner/{ctx.run_id}/attempts/{ticket_id}/{label}"
         try:
-            with ctx.provider.open(sandbox_spec(ctx, ticket.id, workspace)) as sandbox:
-                commit_leftovers(sandbox, f"{ticket.default_commit_message} (interrupted)")
+            with ctx.provider.open(sandbox_spec(ctx, ticket_id, workspace)) as sandbox:
+                commit_leftovers(sandbox, f"{ticket_id}: work left in its workspace ({label})")
                 got = collect(sandbox, ctx.host, start=base_sha, ref=ref,
-                              bundle=ctx.root / "bundles" / f"{ticket.id}.salvage.bundle")
-            if got.commits:
-                ctx.sink.emit(Notice(f"{ticket.id}: what it committed before the interruption "
-                                     f"is kept at {ref}"))
+                              bundle=ctx.root / "bundles" / f"{ticket_id}.{label}.bundle")
         except (CollectError, RunnerError) as e:
-            ctx.sink.emit(Notice(f"{ticket.id}: could not collect its interrupted work ({e}); "
-                                 f"its workspace stays at {clone}", level="warning"))
+            ctx.sink.emit(Notice(f"{ticket_id}: could not collect the work in {clone} ({e}); "
+                                 "the workspace stays", level="warning"))
             return
+        if got.tip and ctx.host.held_elsewhere(got.tip, ref, f"refs/runner/{ctx.run_id}/"):
+            ctx.host.delete_ref(ref)
+        elif got.tip:
+            ctx.sink.emit(Notice(f"{ticket_id}: work found in its workspace is kept at {ref}"))
     for leftover in (clone, home):
         shutil.rmtree(leftover, ignore_errors=True)   # rmtree never follows a symlink out

@@ -66,6 +66,8 @@ def test_sigkill_then_resume(tmp_path: Path, engine: docker.DockerClient,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {t: o["tip"] for t, o in _outcomes(run_dir).items()}
+    journal = json.loads((run_dir / "tickets.json").read_text())
+    assert journal["F1"]["status"] == "integrated" and journal["S1"]["status"] == "running"
     since = int(time.time())
     resumed, doc = run_json("resume", run_id, "--repo", str(repo))
     assert resumed.returncode == 0, resumed.stderr
@@ -133,3 +135,30 @@ def test_killed_container_fails_only_its_ticket_or_retries(
     assert tickets["K0"]["status"] == "failed"
     assert tickets["K0"]["reason"].startswith("run exited with 137")
     assert tickets["K1"]["status"] == "integrated" and tickets["K1"]["reruns"] == 1
+
+
+def test_clean_collects_work_before_deleting(tmp_path: Path, engine: docker.DockerClient,
+                                             worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "cleaned", "tickets": [
+        {"id": "S1", "agent": "script", "run": SLOW}]})
+    proc = _start(phase, repo)
+    run_dir = _wait_for(lambda: _run_dir(repo), "the run to start")
+    _wait_for(lambda: _running(engine, run_dir.name) == {"S1"}, "S1 to run")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGKILL)          # its container and workspace stay behind
+    proc.wait()
+    orphan = engine.containers.create(worker_image, ["sleep", "60"],
+                                      labels={"runner.run": "gone-run", "runner.ticket": "x"})
+    refs_before = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    cleaned = subprocess.run([sys.executable, "-m", "runner", "clean", "--repo", str(repo)],
+                             capture_output=True, text=True, timeout=300)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"removed container {orphan.name} (orphan)" in cleaned.stdout
+    assert engine.containers.list(all=True, filters={"label": "runner.run"}) == []
+    assert not (run_dir / "workspaces").exists() and (run_dir / "run.json").is_file()
+    # The partial commit no ref held was collected before the workspace went.
+    kept = f"refs/runner/{run_dir.name}/attempts/S1/cleaned"
+    assert git(repo, "show", f"{kept}:S1.partial") == "partial"
+    after = git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
+    assert set(refs_before.splitlines()) <= set(after)      # no ref removed or moved

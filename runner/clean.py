@@ -1,0 +1,64 @@
+"""`runner clean`: remove the containers and workspaces of ended runs, and orphaned
+containers. Never a ref, never the target branch; work found in a workspace that no ref
+holds yet is collected first."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import docker
+
+from runner.errors import InputError
+from runner.events import EventSink, Notice
+from runner.gitops import HostRepo
+from runner.phase import load_phase
+from runner.run import PHASE_COPY, RunOptions, load_result, run_context, salvage
+from runner.status import run_state, runs
+
+SCRATCH = ("workspaces", "gradle", "reruns", "integration", "checks", "selftest", "bundles")
+
+
+def clean(*, host: HostRepo, state_dir: Path, client: docker.DockerClient, sink: EventSink,
+          run_id: str | None = None, everything: bool = False) -> list[str]:
+    """Clean one run, or every ended run (and orphans); ``everything`` also removes the
+    runs' records (logs, transcripts, run.json)."""
+    known = {r.run_id: r for r in runs(state_dir)}
+    live = {rid for rid, r in known.items() if run_state(r) == "running"}
+    if run_id is not None and run_id not in known:
+        raise InputError(f"no run {run_id!r} in {state_dir}; `runner status` lists the runs")
+    if run_id in live:
+        raise InputError(f"run {run_id} is still running; stop it first (Ctrl-C or SIGTERM)")
+    done: list[str] = []
+    for container in client.containers.list(all=True, filters={"label": "runner.run"}):
+        owner = container.labels.get("runner.run", "")
+        if (owner == run_id) or (run_id is None and owner not in live):
+            container.remove(force=True)
+            done.append(f"removed container {container.name}"
+                        + ("" if owner in known else " (orphan)"))
+    for rid in [run_id] if run_id else [r for r in known if r not in live]:
+        done += _clean_run(host, state_dir / rid, client, sink, everything)
+    return done
+
+
+def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: EventSink,
+               everything: bool) -> list[str]:
+    result = load_result(root)
+    phase = load_phase(root / PHASE_COPY)
+    ctx = run_context(phase, host, result, client, sink, RunOptions(repo=host.top,
+                                                                 phase_file=root / PHASE_COPY))
+    places = [root, *sorted((root / "reruns").glob("*"))]
+    for place in places:
+        for clone in sorted((place / "workspaces").glob("*")):
+            label = "cleaned" if place == root else f"cleaned-rerun-{place.name}"
+            salvage(ctx, clone.name, result.base_sha, root=place, label=label)
+    # A workspace whose work could not be collected stays, with everything it needs.
+    kept = [*(root / "workspaces").glob("*"), *(root / "reruns").glob("*/workspaces/*")]
+    for name in SCRATCH:
+        if not (kept and name in ("workspaces", "gradle", "reruns")):
+            shutil.rmtree(root / name, ignore_errors=True)
+    if everything and not kept:
+        shutil.rmtree(root, ignore_errors=True)
+        return [f"removed run {root.name} entirely"]
+    sink.emit(Notice(f"cleaned run {root.name}"))
+    return [f"cleaned run {root.name}: workspaces removed, refs and records kept"]
