@@ -96,7 +96,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     (root / PHASE_COPY).write_text(options.phase_file.read_text())   # what resume runs
     result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
                        target=phase.target_branch, run_dir=root, outcomes={},
-                       started=time.time(), options=_recorded(options))
+                       started=time.time(), options=_recorded(options), pid=os.getpid())
     sink = Journal(root / "tickets.json", sink)
     ctx = run_context(phase, host, result, client, sink, options)
     sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
@@ -121,10 +121,15 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
     host = open_host_repo(repo)
     root = (state_dir or host.git_dir / "runner") / run_id
     result = load_result(root)
+    if result.state == "running" and process_alive(result.pid):
+        raise InputError(f"run {run_id} is still running (runner pid {result.pid}); stop it "
+                         "first (Ctrl-C or SIGTERM), then resume")
     if result.state == "finished":
         sink.emit(Notice(f"run {run_id} has already finished (exit {result.exit_code}); "
                          "nothing to resume"))
         return result
+    result.pid, result.state = os.getpid(), "running"   # claim it before salvaging
+    _write_state(result)
     phase = load_phase(root / PHASE_COPY)
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
@@ -146,7 +151,6 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
                                    integrated_ref=f"refs/runner/{run_id}/integrated",
                                    target=None if phase.checks else result.target,
                                    history=result.integrated)
-    result.state = "running"
     if options.preflight:
         _preflight(ctx, result)
     return _drive(ctx, result, integrator, options, done=done)
@@ -156,6 +160,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
            done: dict[str, TicketOutcome]) -> RunResult:
     phase, host, sink = ctx.phase, ctx.host, ctx.sink
     result.pid = os.getpid()
+    _write_state(result)        # who drives it now: a second runner must not resume it
 
     def integrate(outcome: TicketOutcome) -> TicketOutcome:
         assert outcome.start and outcome.tip
@@ -313,6 +318,18 @@ def _write_state(result: RunResult) -> None:
     tmp = result.run_dir / f".run.json.{threading.get_ident()}.tmp"
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, result.run_dir / "run.json")
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # alive, someone else's
+        return True
 
 
 def load_result(root: Path) -> RunResult:

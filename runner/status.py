@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -12,26 +11,14 @@ from rich.text import Text
 from runner.errors import InputError
 from runner.events import TicketStatus
 from runner.progress import STATUS_STYLE
-from runner.run import RunResult, load_result
+from runner.run import RunResult, load_result, process_alive
 
 
 def run_state(result: RunResult) -> str:
     """running, finished or interrupted; a run whose runner is gone was interrupted."""
-    if result.state == "running" and not _alive(result.pid):
+    if result.state == "running" and not process_alive(result.pid):
         return "interrupted"
     return result.state
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def runs(state_dir: Path) -> list[RunResult]:

@@ -162,3 +162,17 @@ def test_clean_collects_work_before_deleting(tmp_path: Path, engine: docker.Dock
     assert git(repo, "show", f"{kept}:S1.partial") == "partial"
     after = git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
     assert set(refs_before.splitlines()) <= set(after)      # no ref removed or moved
+
+
+def test_resume_refuses_a_run_that_is_still_running(tmp_path: Path, engine: docker.DockerClient,
+                                                    worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "live", "tickets": [
+        {"id": "S1", "agent": "script", "run": SLOW}]})
+    proc = _start(phase, repo)
+    run_dir = _wait_for(lambda: _run_dir(repo), "the run to start")
+    _wait_for(lambda: _running(engine, run_dir.name) == {"S1"}, "S1 to run")
+    refused = subprocess.run([sys.executable, "-m", "runner", "resume", run_dir.name, "--repo",
+                              str(repo)], capture_output=True, text=True, timeout=60)
+    proc.communicate(timeout=120)
+    assert refused.returncode == 2 and "is still running" in refused.stderr
