@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import tempfile
 import signal
@@ -18,6 +18,7 @@ from runner import __version__
 from runner.errors import RunnerError
 from runner.events import EventSink
 from runner.progress import STATUS_STYLE, LiveSink, PlainSink
+from runner.document import run_document, tier_totals
 from runner.run import RunOptions, RunResult, run_phase
 from runner.text import printable
 
@@ -55,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--repo", type=Path, default=Path.cwd(),
                      help="the host repository (default: the current directory)")
     run.add_argument("--concurrency", type=int, metavar="N", help="workers at once")
+    run.add_argument("--image", help="the worker image (overrides the phase's)")
+    run.add_argument("--network", choices=("none", "bridge"), help="the workers' network")
+    for tier in ("simple", "nuanced", "complex"):
+        run.add_argument(f"--model-{tier}", metavar="MODEL", help=f"the {tier} tier's model")
     run.add_argument("--sequential", action="store_true", help="one worker at a time")
     run.add_argument("--no-preflight", action="store_true",
                      help="skip the isolation self-test before the first ticket")
@@ -138,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON result document on stdout")
+    parser.add_argument("--junit", type=Path, metavar="FILE",
+                        help="write the JUnit report (one test case per ticket) to FILE")
     parser.add_argument("--keep", action="store_true", help="keep worker containers")
     parser.add_argument("--state-dir", type=Path,
                         help="where runs keep state and workspaces (default: .git/runner)")
@@ -148,21 +155,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.concurrency is not None and args.concurrency < 1:
         raise_usage("--concurrency must be 1 or more")
-    phase = load_phase(args.phase)
+    from runner.overrides import apply_overrides
+
+    flags = {"concurrency": args.concurrency, "image": args.image, "network": args.network,
+             "models.simple": args.model_simple, "models.nuanced": args.model_nuanced,
+             "models.complex": args.model_complex}
+    phase = apply_overrides(load_phase(args.phase), args.phase, flags=flags, env=os.environ)
     if args.dry_run:
         from runner.plan import describe_plan
 
-        concurrency = 1 if args.sequential else args.concurrency
+        concurrency = 1 if args.sequential else None
         for line in describe_plan(phase, repo=args.repo.resolve(), concurrency=concurrency,
                                   allow_overlap=args.allow_overlap):
             print(line)
         return 0
     options = RunOptions(repo=args.repo.resolve(), phase_file=args.phase,
-                         concurrency=args.concurrency, sequential=args.sequential,
+                         sequential=args.sequential,
                          keep=args.keep, state_dir=_absolute(args.state_dir),
                          preflight=not args.no_preflight,
                          allow_overlap=args.allow_overlap, land=args.land)
-    return _execute(phase, options, args.json)
+    return _execute(phase, options, args.json, args.junit)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -175,7 +187,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out.print(f"demo repo: {repo}\nphase file: {phase_file}", markup=False, soft_wrap=True)
     options = RunOptions(repo=repo, phase_file=phase_file, keep=args.keep,
                          state_dir=_absolute(args.state_dir))
-    code = _execute(load_phase(phase_file), options, args.json)
+    code = _execute(load_phase(phase_file), options, args.json, args.junit)
     out.print(f"\nsee the result: git -C {repo} log --oneline --graph runner/phase-2\n"
               f"each worker's raw commits: git -C {repo} for-each-ref refs/runner/",
               markup=False, soft_wrap=True)
@@ -189,7 +201,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         return resume_run(args.run_id, repo=args.repo.resolve(),
                           state_dir=_absolute(args.state_dir), sink=sink)
 
-    return _show(resume, args.json)
+    return _show(resume, args.json, args.junit)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -314,14 +326,14 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _execute(phase: object, options: RunOptions, as_json: bool) -> int:
+def _execute(phase: object, options: RunOptions, as_json: bool, junit: Path | None) -> int:
     from runner.phase import Phase
 
     assert isinstance(phase, Phase)
-    return _show(lambda sink: run_phase(phase, options, sink), as_json)
+    return _show(lambda sink: run_phase(phase, options, sink), as_json, junit)
 
 
-def _show(drive: Callable[[EventSink], RunResult], as_json: bool) -> int:
+def _show(drive: Callable[[EventSink], RunResult], as_json: bool, junit: Path | None) -> int:
     """Drive a run with the right sink, then print its summary or its JSON document."""
     console = Console(highlight=False)
     if as_json or not console.is_terminal:
@@ -329,39 +341,15 @@ def _show(drive: Callable[[EventSink], RunResult], as_json: bool) -> int:
     else:
         with LiveSink(console) as live:
             result = drive(live)
+    if junit:
+        from runner.report import as_junit
+
+        junit.write_text(as_junit(result))
     if as_json:
-        print(json.dumps(result_document(result), indent=2))
+        print(run_document(result).model_dump_json(indent=2))
     else:
         _print_summary(console, result)
     return result.exit_code
-
-
-def result_document(result: RunResult) -> dict[str, object]:
-    return {
-        "run_id": result.run_id, "phase": result.phase, "exit_code": result.exit_code,
-        "base": result.base_sha, "target": result.target, "target_sha": result.target_sha,
-        "run_dir": str(result.run_dir), "seconds": round(result.ended - result.started, 3),
-        "checks_passed": result.checks_passed, "checks_reason": result.checks_reason,
-        "preflight": result.preflight, "culprit": result.culprit, "landed": result.landed,
-        "tickets": [{"id": o.ticket, "status": str(o.status), "reason": o.reason,
-                     "commits": o.commits, "ref": f"refs/runner/{result.run_id}/{o.ticket}"
-                     if o.tip else None, "seconds": round(max(0.0, o.ended - o.started), 3),
-                     "tier": o.tier, "model": o.model, "tokens": o.tokens,
-                     "cost_usd": round(o.cost, 6), "fix_loops": o.fix_loops,
-                     "retries": o.retries, "turns": o.turns, "reruns": o.reruns,
-                     "reviews": list(o.reviews)}
-                    for o in result.outcomes.values()],
-        "tiers": {tier: {"tickets": n, "tokens": tokens, "cost_usd": round(cost, 6)}
-                  for tier, (n, tokens, cost) in tier_totals(result).items()},
-    }
-
-
-def tier_totals(result: RunResult) -> dict[str, tuple[int, int, float]]:
-    totals: dict[str, tuple[int, int, float]] = {}
-    for o in result.outcomes.values():
-        n, tokens, cost = totals.get(o.tier, (0, 0, 0.0))
-        totals[o.tier] = (n + 1, tokens + o.tokens, cost + o.cost)
-    return totals
 
 
 def _print_summary(console: Console, result: RunResult) -> None:

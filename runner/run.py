@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import docker
+import yaml
 
 from runner.collect import CollectError, collect, commit_leftovers
 from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileError, RepoError,
@@ -93,7 +94,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     run_id = new_run_id()
     root = (options.state_dir or host.git_dir / "runner") / run_id
     (root / "logs").mkdir(parents=True, mode=0o700)
-    (root / PHASE_COPY).write_text(options.phase_file.read_text())   # what resume runs
+    # What resume runs: the phase as this run took it, overrides applied.
+    (root / PHASE_COPY).write_text(yaml.safe_dump(phase.model_dump(mode="json"), sort_keys=False))
     result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
                        target=phase.target_branch, run_dir=root, outcomes={},
                        started=time.time(), options=_recorded(options), pid=os.getpid())

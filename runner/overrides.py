@@ -1,0 +1,48 @@
+"""Phase settings from the command line and the environment, without editing the phase file.
+
+Precedence: flag > environment variable > phase file > default.
+
+| setting          | flag            | environment variable  |
+|------------------|-----------------|-----------------------|
+| concurrency      | --concurrency N | RUNNER_CONCURRENCY    |
+| image            | --image IMAGE   | RUNNER_IMAGE          |
+| network          | --network NAME  | RUNNER_NETWORK        |
+| models.simple    | --model-simple  | RUNNER_MODEL_SIMPLE   |
+| models.nuanced   | --model-nuanced | RUNNER_MODEL_NUANCED  |
+| models.complex   | --model-complex | RUNNER_MODEL_COMPLEX  |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.errors import PhaseFileError
+from runner.phase import Phase
+
+SETTINGS = {"concurrency": "RUNNER_CONCURRENCY", "image": "RUNNER_IMAGE",
+            "network": "RUNNER_NETWORK", "models.simple": "RUNNER_MODEL_SIMPLE",
+            "models.nuanced": "RUNNER_MODEL_NUANCED", "models.complex": "RUNNER_MODEL_COMPLEX"}
+
+
+def apply_overrides(phase: Phase, path: Path, *, flags: Mapping[str, Any],
+                    env: Mapping[str, str]) -> Phase:
+    """``phase`` with the flags and environment variables that are set applied."""
+    data = phase.model_dump()
+    for setting, variable in SETTINGS.items():
+        value, source = flags.get(setting), f"--{setting.replace('models.', 'model-')}"
+        if value is None and env.get(variable):
+            value, source = env[variable], variable
+        if value is None:
+            continue
+        section, _, key = setting.rpartition(".")
+        (data[section] if section else data)[key] = value
+        try:
+            phase = Phase.model_validate(data)
+        except ValidationError as e:
+            raise PhaseFileError(path, f"{value!r} from {source} is not valid for {setting}: "
+                                 f"{e.errors()[0]['msg']}") from e
+    return phase

@@ -1,0 +1,56 @@
+"""What CI runners see: plain lines, a JSON result that validates, a JUnit file, and
+settings from flags and the environment (flag > env > phase file > default)."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from runner.document import RunDocument
+from tests.helpers import git, make_repo, runner_cli, write_phase
+
+PHASE = {"name": "ci", "tickets": [
+    {"id": "NET", "agent": "script", "run": "ls /sys/class/net | tr '\\n' ' ' > net.txt"},
+    {"id": "FAIL", "agent": "script", "run": "echo '\\033[31mred\\033[0m'; exit 1"}]}
+
+
+def test_plain_output_json_document_and_junit(tmp_path: Path, worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", PHASE)
+    env = {**os.environ, "RUNNER_NETWORK": "bridge"}
+    plain = runner_cli("run", str(phase), "--repo", str(repo), "--network", "none",
+                       "--junit", str(tmp_path / "junit.xml"), env=env)
+    assert plain.returncode == 1
+    assert "\x1b" not in plain.stdout + plain.stderr            # no control sequences
+    assert any(line[:8].count(":") == 2 and " NET integrated" in line
+               for line in plain.stdout.splitlines())          # timestamped, greppable
+    cases = [c.get("name") for c in ET.parse(tmp_path / "junit.xml").iter("testcase")]
+    assert cases == ["NET", "FAIL"]
+    # The flag beat the environment: no network but lo.
+    run_id = next(p.name for p in (repo / ".git/runner").iterdir())
+    assert git(repo, "show", f"refs/runner/{run_id}/NET:net.txt") == "lo"
+    as_json = runner_cli("run", str(phase), "--repo", str(repo), "--json",
+                         "--no-preflight", env=env)
+    document = RunDocument.model_validate_json(as_json.stdout)
+    assert document.exit_code == 1 and [t.status for t in document.tickets] == [
+        "integrated", "failed"]
+    # Without the flag, the environment beat the phase file: bridge has an interface more.
+    net = git(repo, "show", f"{document.tickets[0].ref}:net.txt").split()
+    assert "lo" in net and len(net) > 1
+
+
+def test_overrides_in_the_plan_and_bad_values(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {**PHASE, "concurrency": 2})
+    env = {**os.environ, "RUNNER_IMAGE": "my-worker:7", "RUNNER_CONCURRENCY": "1"}
+    plan = runner_cli("run", str(phase), "--repo", str(repo), "--dry-run", env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert "image my-worker:7" in plan.stdout and "1 at once" in plan.stdout
+    flagged = runner_cli("run", str(phase), "--repo", str(repo), "--dry-run",
+                         "--concurrency", "2", env=env)
+    assert "2 at once" in flagged.stdout
+    bad = runner_cli("run", str(phase), "--repo", str(repo), "--dry-run",
+                     env={**os.environ, "RUNNER_NETWORK": "host"})
+    assert bad.returncode == 2
+    assert "'host' from RUNNER_NETWORK is not valid for network" in bad.stderr
