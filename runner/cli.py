@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner import __version__
-from runner.errors import RunnerError
+from runner.errors import InputError, RunnerError
 from runner.events import EventSink
 from runner.progress import STATUS_STYLE, LiveSink, PlainSink
 from runner.document import run_document, tier_totals
@@ -154,7 +154,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from runner.phase import load_phase
 
     if args.concurrency is not None and args.concurrency < 1:
-        raise_usage("--concurrency must be 1 or more")
+        raise InputError("--concurrency must be 1 or more")
     from runner.overrides import apply_overrides
 
     flags = {"concurrency": args.concurrency, "image": args.image, "network": args.network,
@@ -259,7 +259,6 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from runner.errors import InputError
     from runner.transcript import render
 
     state = _state_dir(args)
@@ -382,9 +381,3 @@ def _print_summary(console: Console, result: RunResult) -> None:
 
 def _absolute(path: Path | None) -> Path | None:
     return path.resolve() if path is not None else None
-
-
-def raise_usage(message: str) -> None:
-    from runner.errors import InputError
-
-    raise InputError(message)

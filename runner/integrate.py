@@ -27,30 +27,23 @@ class Integration:
 
 
 class Integrator:
-    def __init__(self, host: HostRepo, *, clone: Path, base: str, integrated_ref: str,
-                 target: str | None) -> None:
-        self.host, self.clone = host, clone
-        self.integrated_ref, self.target = integrated_ref, target
-        init_linked_clone(clone, host.objects, BRANCH, base)
-        self.head = base
-        self.base = base
-        self.history: list[tuple[str, str]] = []     # (ticket, head after it), in order
-        self._publish()
+    """Integrates onto ``base`` in a runner-owned clone. With ``history`` it reopens an
+    interrupted run's integration at what that run last published."""
 
-    @classmethod
-    def reopen(cls, host: HostRepo, *, clone: Path, base: str, integrated_ref: str,
-               target: str | None, history: list[list[str]]) -> Integrator:
-        """The integrator of an interrupted run, at what it last published."""
-        self = cls.__new__(cls)
-        self.host, self.clone = host, clone
+    def __init__(self, host: HostRepo, *, clone: Path, base: str, integrated_ref: str,
+                 target: str | None, history: list[list[str]] | None = None) -> None:
+        self.host, self.clone, self.base = host, clone, base
         self.integrated_ref, self.target = integrated_ref, target
-        self.base, self.head = base, host.resolve(integrated_ref) or base
-        self.history = [(ticket, head) for ticket, head in history]
+        resumed = history is not None
+        self.head = (host.resolve(integrated_ref) or base) if resumed else base
+        self.history: list[tuple[str, str]] = [(t, h) for t, h in history or []]
         if not (clone / ".git").is_dir():
             init_linked_clone(clone, host.objects, BRANCH, self.head)
-        self._git("cherry-pick", "--abort", check=False)
-        self._git("reset", "--quiet", "--hard", self.head)
-        return self
+        if resumed:
+            self._git("cherry-pick", "--abort", check=False)
+            self._git("reset", "--quiet", "--hard", self.head)
+        else:
+            self._publish()
 
     def integrate(self, *, start: str, tip: str, ticket: str) -> Integration:
         """Cherry-pick start..tip onto the integrated head (the gates ran before)."""

@@ -9,6 +9,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +35,13 @@ class Usage:
     output: int = 0
     cache_write: int = 0
     cache_read: int = 0
+
+    @classmethod
+    def from_api(cls, usage: Any) -> Usage:
+        """From an anthropic response's ``usage``."""
+        return cls(input=usage.input_tokens, output=usage.output_tokens,
+                   cache_write=usage.cache_creation_input_tokens or 0,
+                   cache_read=usage.cache_read_input_tokens or 0)
 
     @property
     def tokens(self) -> int:

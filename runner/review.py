@@ -55,10 +55,7 @@ def review_change(*, ticket: Ticket, diff: str, model: str, deadline: float,
         return Verdict(False, (f"the review could not be made: {api_message(e)}",))
     except anthropic.APIConnectionError as e:
         return Verdict(False, (f"the review could not be made: {e}",))
-    usage = response.usage
-    account(Usage(input=usage.input_tokens, output=usage.output_tokens,
-                  cache_write=usage.cache_creation_input_tokens or 0,
-                  cache_read=usage.cache_read_input_tokens or 0), model)
+    account(Usage.from_api(response.usage), model)
     for block in response.content:
         if block.type == "tool_use" and isinstance(block.input, dict):
             reasons = tuple(str(r) for r in block.input.get("reasons") or ())

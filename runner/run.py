@@ -149,10 +149,10 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
     for ticket in phase.tickets:
         if ticket.id not in done:
             salvage(ctx, ticket.id, result.base_sha, root=root, label="interrupted")
-    integrator = Integrator.reopen(host, clone=root / "integration", base=result.base_sha,
-                                   integrated_ref=f"refs/runner/{run_id}/integrated",
-                                   target=None if phase.checks else result.target,
-                                   history=result.integrated)
+    integrator = Integrator(host, clone=root / "integration", base=result.base_sha,
+                            integrated_ref=f"refs/runner/{run_id}/integrated",
+                            target=None if phase.checks else result.target,
+                            history=result.integrated)
     if options.preflight:
         _preflight(ctx, result)
     return _drive(ctx, result, integrator, options, done=done)

@@ -128,9 +128,7 @@ class _Loop:
                 return self.result(False, f"API unreachable: {e}")
             self.turns += 1
             usage = response.usage
-            ctx.account(Usage(input=usage.input_tokens, output=usage.output_tokens,
-                              cache_write=usage.cache_creation_input_tokens or 0,
-                              cache_read=usage.cache_read_input_tokens or 0))
+            ctx.account(Usage.from_api(usage))
             content = as_params(response.content)
             ctx.transcript.write("response", model=self.model, content=content,
                                  stop_reason=response.stop_reason,
