@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install runner and what it needs on this machine.
 #   ./setup.sh          runner itself (pip install -e .), and debootstrap when it is missing
-#   ./setup.sh --dev    also the test dependencies, and a venv for the non-root-user test
+#   ./setup.sh --dev    also the test dependencies, docker-compose, and a venv for the
+#                       non-root-user test
 # Docker must be running already (.ci/run starts one when it is not). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,6 +21,12 @@ fi
 
 if $dev; then
   python3 -m pip install -q -e '.[dev]'
+  # The compose.yaml test needs a Compose command; Debian's package is v1 (docker-compose).
+  if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+    echo "setup: installing docker-compose (Debian's package) for the compose.yaml test"
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq docker-compose >/dev/null
+  fi
   # The non-root host-user test runs runner as another uid: it needs an interpreter that
   # uid can read (pyenv's lives under /root). Debian's python3 in a venv beside the tree.
   if [ "$(id -u)" = 0 ] && [ -x /usr/bin/python3 ] && [ ! -x .venv-nonroot/bin/runner ]; then

@@ -179,9 +179,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from runner.demo import make_demo
+    from runner.hostview import scratch_parent
     from runner.phase import load_phase
 
-    root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-"))
+    # In a container the demo repo goes in the working directory: the host sees it there.
+    root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-",
+                                             dir=scratch_parent(Path.cwd())))
     repo, phase_file = make_demo(root.resolve(), agent=args.agent)
     out = Console(stderr=args.json, highlight=False)
     out.print(f"demo repo: {repo}\nphase file: {phase_file}", markup=False, soft_wrap=True)

@@ -14,7 +14,8 @@ import docker
 from runner.errors import RunnerError
 from runner.events import EventSink
 from runner.gitops import git, git_out, open_host_repo
-from runner.images import BUILDABLE, IMAGES_DIR, ensure_image, image_present
+from runner.hostview import scratch_parent
+from runner.images import BUILDABLE, WORKER_DOCKERFILE, ensure_image, image_present
 from runner.phase import Phase, Ticket
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.selftest import Check, run_selftest
@@ -48,16 +49,18 @@ def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE) 
     started = time.perf_counter()
     try:
         ensure_image(client, image, sink)
-        checks += selftest_in_scratch_repo(client, sink, image)
+        checks += selftest_in_scratch_repo(client, sink, image, scratch=state_dir)
     except RunnerError as e:
         checks.append(Check("isolation self-test", False, str(e), "fix the error above"))
     return DoctorReport(engine, tuple(checks), time.perf_counter() - started)
 
 
-def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink,
-                             image: str) -> list[Check]:
-    """Run the self-test over a throwaway repo, with default phase settings."""
-    with tempfile.TemporaryDirectory(prefix="runner-doctor-") as tmp:
+def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image: str, *,
+                             scratch: Path) -> list[Check]:
+    """Run the self-test over a throwaway repo, with default phase settings; the repo goes
+    under ``scratch`` when runner runs in a container (the host must see it)."""
+    with tempfile.TemporaryDirectory(prefix="runner-doctor-",
+                                     dir=scratch_parent(scratch)) as tmp:
         root = Path(tmp)
         repo = root / "repo"
         git(root, "init", "--quiet", str(repo))
@@ -74,9 +77,9 @@ def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink,
 def _image_check(client: docker.DockerClient, name: str) -> Check:
     if image_present(client, name):
         return Check(f"image {name}", True, "present")
-    if (IMAGES_DIR / BUILDABLE[name] / "Dockerfile").is_file():
+    if WORKER_DOCKERFILE.is_file():
         return Check(f"image {name}", True, "missing; `runner images build` builds it")
-    return Check(f"image {name}", False, f"missing and no Dockerfile under {IMAGES_DIR}",
+    return Check(f"image {name}", False, f"missing and no {WORKER_DOCKERFILE}",
                  "run runner from its source checkout, or load the image")
 
 

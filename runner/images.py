@@ -20,9 +20,9 @@ from runner.errors import ImageError
 from runner.events import EventSink, Notice
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
-BUILDABLE = {"runner-worker:latest": "worker",      # image tag -> folder under images/
+WORKER_DOCKERFILE = IMAGES_DIR / "worker" / "Dockerfile"
+BUILDABLE = {"runner-worker:latest": "worker",      # image tag -> stage of WORKER_DOCKERFILE
              "runner-worker-jvm:latest": "worker-jvm"}
-PARENTS = {"runner-worker-jvm:latest": "runner-worker:latest"}  # built FROM another of ours
 UPSTREAM_BASE = "debian:bookworm-slim"
 OFFLINE_BASE = "runner-base:bookworm"
 SUITE = "bookworm"
@@ -44,23 +44,20 @@ def ensure_image(client: docker.DockerClient, name: str, sink: EventSink) -> Non
     if name not in BUILDABLE:
         raise ImageError(name, "not present, and runner cannot build it; load it with "
                          "`docker load` or use runner-worker:latest")
-    sink.emit(Notice(f"image {name} is missing: building it from images/{BUILDABLE[name]}"))
+    sink.emit(Notice(f"image {name} is missing: building it (stage {BUILDABLE[name]} of "
+                     f"{WORKER_DOCKERFILE})"))
     build_image(client, name, sink)
 
 
 def build_image(client: docker.DockerClient, name: str, sink: EventSink, *,
                 offline_base: bool = False) -> None:
-    folder = IMAGES_DIR / BUILDABLE[name]
-    if not (folder / "Dockerfile").is_file():
-        raise ImageError(name, f"no Dockerfile at {folder}; run runner from its source "
-                         "checkout (pip install -e .)")
-    if parent := PARENTS.get(name):
-        ensure_image(client, parent, sink)
-        base = parent
-    else:
-        base = base_image(client, sink, offline=offline_base)
+    if not WORKER_DOCKERFILE.is_file():
+        raise ImageError(name, f"no Dockerfile at {WORKER_DOCKERFILE}; run runner from its "
+                         "source checkout (pip install -e .)")
+    base = base_image(client, sink, offline=offline_base)
     try:
-        for chunk in client.api.build(path=str(folder), tag=name, buildargs={"BASE": base},
+        for chunk in client.api.build(path=str(WORKER_DOCKERFILE.parent), tag=name,
+                                      target=BUILDABLE[name], buildargs={"BASE": base},
                                       rm=True, forcerm=True, pull=False, decode=True):
             if "error" in chunk:
                 raise ImageError(name, f"build failed: {chunk['error'].strip()}")

@@ -30,6 +30,7 @@ from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
 from runner.phasegate import land, phase_gate
+from runner.runlock import driving
 from runner.worker import RunContext, TicketOutcome, run_ticket, sandbox_spec
 from runner.workspace import Workspace
 
@@ -66,7 +67,7 @@ class RunResult:
     culprit: str | None = None           # the ticket from which the phase checks fail
     landed: str = ""                     # with --land: what happened to base
     state: str = "running"               # running | interrupted | finished
-    pid: int = 0                         # the runner process driving it
+    pid: int = 0                         # the runner's pid, for people (runlock decides)
     options: dict[str, object] = field(default_factory=dict)
     integrated: list[list[str]] = field(default_factory=list)   # [ticket, head after], in order
 
@@ -94,25 +95,27 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     run_id = new_run_id()
     root = (options.state_dir or host.git_dir / "runner") / run_id
     (root / "logs").mkdir(parents=True, mode=0o700)
-    # What resume runs: the phase as this run took it, overrides applied.
-    (root / PHASE_COPY).write_text(yaml.safe_dump(phase.model_dump(mode="json"), sort_keys=False))
-    result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
-                       target=phase.target_branch, run_dir=root, outcomes={},
-                       started=time.time(), options=_recorded(options), pid=os.getpid())
-    sink = Journal(root / "tickets.json", sink)
-    ctx = run_context(phase, host, result, client, sink, options)
-    sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
-                         base_sha=base_sha, target=result.target, run_dir=str(root),
-                         tickets=tuple(t.id for t in phase.tickets)))
-    _save_previous_target(host, run_id, result.target, sink)
-    _write_state(result)
-    if options.preflight:
-        _preflight(ctx, result)
-    # With phase checks, target moves only once they pass on the integrated result.
-    integrator = Integrator(host, clone=root / "integration", base=base_sha,
-                            integrated_ref=f"refs/runner/{run_id}/integrated",
-                            target=None if phase.checks else result.target)
-    return _drive(ctx, result, integrator, options, done={})
+    with driving(root):   # released when the run ends, or the runner dies
+        # What resume runs: the phase as this run took it, overrides applied.
+        (root / PHASE_COPY).write_text(yaml.safe_dump(phase.model_dump(mode="json"),
+                                                      sort_keys=False))
+        result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
+                           target=phase.target_branch, run_dir=root, outcomes={},
+                           started=time.time(), options=_recorded(options), pid=os.getpid())
+        sink = Journal(root / "tickets.json", sink)
+        ctx = run_context(phase, host, result, client, sink, options)
+        sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
+                             base_sha=base_sha, target=result.target, run_dir=str(root),
+                             tickets=tuple(t.id for t in phase.tickets)))
+        _save_previous_target(host, run_id, result.target, sink)
+        _write_state(result)
+        if options.preflight:
+            _preflight(ctx, result)
+        # With phase checks, target moves only once they pass on the integrated result.
+        integrator = Integrator(host, clone=root / "integration", base=base_sha,
+                                integrated_ref=f"refs/runner/{run_id}/integrated",
+                                target=None if phase.checks else result.target)
+        return _drive(ctx, result, integrator, options, done={})
 
 
 def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSink,
@@ -122,10 +125,14 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
     and run again."""
     host = open_host_repo(repo)
     root = (state_dir or host.git_dir / "runner") / run_id
-    result = load_result(root)
-    if result.state == "running" and process_alive(result.pid):
-        raise InputError(f"run {run_id} is still running (runner pid {result.pid}); stop it "
-                         "first (Ctrl-C or SIGTERM), then resume")
+    load_result(root)                        # a clear error for a run that is not there
+    with driving(root):                      # read it again, now that nobody else drives it
+        return _resume(load_result(root), host, root, sink, client)
+
+
+def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
+            client: docker.DockerClient | None) -> RunResult:
+    run_id = result.run_id
     if result.state == "finished":
         sink.emit(Notice(f"run {run_id} has already finished (exit {result.exit_code}); "
                          "nothing to resume"))
@@ -161,8 +168,6 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
 def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: RunOptions,
            done: dict[str, TicketOutcome]) -> RunResult:
     phase, host, sink = ctx.phase, ctx.host, ctx.sink
-    result.pid = os.getpid()
-    _write_state(result)        # who drives it now: a second runner must not resume it
 
     def integrate(outcome: TicketOutcome) -> TicketOutcome:
         assert outcome.start and outcome.tip
@@ -320,18 +325,6 @@ def _write_state(result: RunResult) -> None:
     tmp = result.run_dir / f".run.json.{threading.get_ident()}.tmp"
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, result.run_dir / "run.json")
-
-
-def process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:      # alive, someone else's
-        return True
 
 
 def load_result(root: Path) -> RunResult:

@@ -11,12 +11,13 @@ from rich.text import Text
 from runner.errors import InputError
 from runner.events import TicketStatus
 from runner.progress import STATUS_STYLE
-from runner.run import RunResult, load_result, process_alive
+from runner.run import RunResult, load_result
+from runner.runlock import is_driven
 
 
 def run_state(result: RunResult) -> str:
     """running, finished or interrupted; a run whose runner is gone was interrupted."""
-    if result.state == "running" and not process_alive(result.pid):
+    if result.state == "running" and not is_driven(result.run_dir):
         return "interrupted"
     return result.state
 

@@ -20,6 +20,7 @@ from docker.models.containers import Container
 from docker.types import Mount as DockerMount
 
 from runner.errors import DockerUnavailable, EnvironmentProblem
+from runner.hostview import explain_mount_error
 from runner.sandbox import TIMEOUT_EXIT, ExecResult, OutputHandler, OutputTail, SandboxSpec
 
 KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
@@ -99,8 +100,8 @@ class DockerSandboxes:
             raise EnvironmentProblem(f"image {spec.image} is missing; run `runner images "
                                      "build`") from e
         except docker.errors.APIError as e:
-            raise EnvironmentProblem(f"cannot create container {spec.name}: "
-                                     f"{e.explanation or e}") from e
+            reason = explain_mount_error(str(e.explanation or e))
+            raise EnvironmentProblem(f"cannot create container {spec.name}: {reason}") from e
 
 
 class DockerSandbox:
