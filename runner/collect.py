@@ -2,8 +2,8 @@
 
 The bundle is made by git *inside* the container and leaves through the exec stream into a
 new runner-owned file, so the lead never runs git in the worker's clone and never opens a
-path the worker could have replaced with a symlink. The host fetches it, hooks off, objects
-checked.
+path the worker could have replaced with a symlink. The host fetches it, hooks off, every
+object checked (through a quarantine repo: see HostRepo.fetch_bundle).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import GitError
 from runner.gitops import SAFE_CONFIG, HostRepo
 from runner.sandbox import Sandbox
 from runner.text import last_line
@@ -57,7 +58,12 @@ def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: P
                                 timeout=timeout, dest=bundle, limit=BUNDLE_LIMIT)
     if not made.ok:
         raise CollectError(f"git bundle failed in the worker: {last_line(made.output)}")
-    host.fetch(bundle, [f"+HEAD:{ref}"])
+    try:
+        host.fetch_bundle(bundle, ref)
+    except GitError as e:
+        problems = [line for line in e.stderr.splitlines() if line.startswith("error:")]
+        raise CollectError(f"the worker's commits were refused ({bundle} is kept): "
+                           f"{(problems or [str(e)])[0]}") from e
     tip = host.resolve(ref)
     assert tip is not None
     return Collected(ref=ref, tip=tip, commits=host.count_commits(start, tip))

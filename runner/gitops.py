@@ -7,6 +7,7 @@ never operated on from the host after its container starts (its .git/config is h
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,30 @@ class HostRepo:
         return branches
 
     def fetch(self, source: Path, refspecs: list[str]) -> None:
-        """Fetch from a runner-owned repo or bundle; objects are checked on the way in."""
+        """Fetch from a runner-owned repo; objects are checked on the way in."""
         git(self.top, "-c", "transfer.fsckObjects=true", "fetch", "--quiet", "--no-tags",
             "--no-write-fetch-head", str(source), *refspecs)
+
+    def fetch_bundle(self, bundle: Path, ref: str) -> None:
+        """Fetch a worker's bundle (its HEAD) into ``ref``, every object checked.
+
+        git does not check a bundle's objects when fetching from the bundle itself (Debian
+        bookworm's 2.39, the runner image's, does not at all), but it does on a fetch between
+        repositories. So the bundle goes first into a runner-owned quarantine repo that
+        borrows the host's objects, and the host fetches from there.
+        """
+        quarantine = bundle.with_name(bundle.name + ".quarantine")
+        shutil.rmtree(quarantine, ignore_errors=True)
+        git(bundle.parent, "init", "--quiet", "--bare", "--template=", str(quarantine),
+            isolated=True)
+        (quarantine / "objects" / "info").mkdir(parents=True, exist_ok=True)
+        (quarantine / "objects" / "info" / "alternates").write_text(f"{self.objects}\n")
+        try:
+            git(bundle.parent, f"--git-dir={quarantine}", "fetch", "--quiet", "--no-tags",
+                "--no-write-fetch-head", str(bundle), "+HEAD:refs/bundle", isolated=True)
+            self.fetch(quarantine, [f"+refs/bundle:{ref}"])
+        finally:
+            shutil.rmtree(quarantine, ignore_errors=True)
 
     def update_ref(self, ref: str, sha: str) -> None:
         git(self.top, "update-ref", ref, sha)

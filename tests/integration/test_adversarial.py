@@ -147,6 +147,9 @@ def test_bystander_and_contained_attackers_finish(attacked) -> None:
         row = next(t for t in attacked["doc"]["tickets"] if t["id"] == ticket)
         assert status[ticket] == "integrated" or row["reason"] == "it changed nothing", row
     assert git(repo, "show", f"{target}:planted.txt") == "planted"
+    # The malformed commit was refused on its way in; the host's fsck above saw none of it.
+    row = next(t for t in attacked["doc"]["tickets"] if t["id"] == "badobjects")
+    assert status["badobjects"] == "failed" and "badEmail" in row["reason"], row
     # The fork bomb was stopped (it killed its own container's processes).
     assert status["forkbomb"] == "failed"
     reason = next(t["reason"] for t in attacked["doc"]["tickets"] if t["id"] == "forkbomb")
