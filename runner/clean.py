@@ -5,6 +5,7 @@ holds yet is collected first."""
 from __future__ import annotations
 
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
 import docker
@@ -14,7 +15,8 @@ from runner.events import EventSink, Notice
 from runner.gitops import HostRepo
 from runner.phase import load_phase
 from runner.run import PHASE_COPY, RunOptions, load_result, run_context, salvage
-from runner.status import run_state, runs
+from runner.runlock import driving, is_driven
+from runner.status import runs
 
 SCRATCH = ("workspaces", "gradle", "reruns", "integration", "checks", "selftest", "bundles")
 
@@ -24,21 +26,35 @@ def clean(*, host: HostRepo, state_dir: Path, client: docker.DockerClient, sink:
     """Clean one run, or every ended run (and orphans); ``everything`` also removes the
     runs' records (logs, transcripts, run.json)."""
     known = {r.run_id: r for r in runs(state_dir)}
-    live = {rid for rid, r in known.items() if run_state(r) == "running"}
     if run_id is not None and run_id not in known:
         raise InputError(f"no run {run_id!r} in {state_dir}; `runner status` lists the runs")
-    if run_id in live:
-        raise InputError(f"run {run_id} is still running; stop it first (Ctrl-C or SIGTERM)")
-    done: list[str] = []
-    for container in client.containers.list(all=True, filters={"label": "runner.run"}):
-        owner = container.labels.get("runner.run", "")
-        if (owner == run_id) or (run_id is None and owner not in live):
-            container.remove(force=True)
-            done.append(f"removed container {container.name}"
-                        + ("" if owner in known else " (orphan)"))
-    for rid in [run_id] if run_id else [r for r in known if r not in live]:
-        done += _clean_run(host, state_dir / rid, client, sink, everything)
+    with ExitStack() as held:
+        # Hold each run while cleaning it: a resume cannot start under us, nor we under it.
+        ended = []
+        for rid in [run_id] if run_id else list(known):
+            try:
+                held.enter_context(driving(state_dir / rid))
+                ended.append(rid)
+            except InputError:
+                if run_id:
+                    raise
+        done: list[str] = []
+        for container in client.containers.list(all=True, filters={"label": "runner.run"}):
+            owner = container.labels.get("runner.run", "")
+            if owner in ended or (run_id is None and owner not in known
+                                  and not _driven_elsewhere(container.labels)):
+                container.remove(force=True)
+                done.append(f"removed container {container.name}"
+                            + ("" if owner in known else " (orphan)"))
+        for rid in ended:
+            done += _clean_run(host, state_dir / rid, client, sink, everything)
     return done
+
+
+def _driven_elsewhere(labels: dict[str, str]) -> bool:
+    """A container of a live run of another repo (or state dir) is no orphan."""
+    run_dir = labels.get("runner.run-dir")
+    return run_dir is not None and is_driven(Path(run_dir))
 
 
 def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: EventSink,

@@ -17,6 +17,7 @@ from rich.text import Text
 from runner import __version__
 from runner.errors import InputError, RunnerError
 from runner.events import EventSink
+from runner.hostview import forbid_inspection, in_container
 from runner.progress import STATUS_STYLE, LiveSink, PlainSink
 from runner.document import run_document, tier_totals
 from runner.run import RunOptions, RunResult, run_phase
@@ -32,6 +33,8 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    if in_container():
+        forbid_inspection()
     err = Console(stderr=True, highlight=False)
     try:
         return int(args.func(args))

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import GitError, RepoError
+from runner.hostview import in_container
 
 # Applied to every call: no hooks, no fsmonitor, no signing prompts, no pager, and no
 # background gc or maintenance repacking the host repo while workers borrow its objects.
@@ -24,6 +26,8 @@ _ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_COMMITTER_NAME": "runner
         "GIT_COMMITTER_EMAIL": "runner@localhost", "GIT_LITERAL_PATHSPECS": "1"}
 # Runner-owned clones check out worker-written files (.gitattributes and all): there, none of
 # the user's global or system config (filters, LFS, merge drivers) may apply.
+# git needs none of runner's secrets; a process that does not hold them cannot leak them.
+_SECRETS = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
 _ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
                  "GIT_LFS_SKIP_SMUDGE": "1"}
 
@@ -33,7 +37,8 @@ def git(cwd: Path, *args: str, check: bool = True,
     """Run git in ``cwd``; raise GitError when ``check`` and it fails. ``isolated`` drops
     the user's global and system config (for runner-owned clones)."""
     argv = ["git", *SAFE_CONFIG, *args]
-    env = {**os.environ, **_ENV, **(_ISOLATED_ENV if isolated else {})}
+    env = {name: value for name, value in os.environ.items() if name not in _SECRETS}
+    env |= _ENV | (_ISOLATED_ENV if isolated else {})
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise GitError(args, proc.returncode, proc.stderr)
@@ -71,25 +76,26 @@ class HostRepo:
         return branches
 
     def fetch(self, source: Path, refspecs: list[str]) -> None:
-        """Fetch from a runner-owned repo; objects are checked on the way in."""
-        git(self.top, "-c", "transfer.fsckObjects=true", "fetch", "--quiet", "--no-tags",
-            "--no-write-fetch-head", str(source), *refspecs)
+        """Fetch from a runner-owned repo; objects are checked on the way in (fetch.* too:
+        a repo's fetch.fsckObjects=false would beat transfer.* given on the command line)."""
+        git(self.top, "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true",
+            "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(source), *refspecs)
 
     def fetch_bundle(self, bundle: Path, ref: str) -> None:
         """Fetch a worker's bundle (its HEAD) into ``ref``, every object checked.
 
-        git does not check a bundle's objects when fetching from the bundle itself (Debian
-        bookworm's 2.39, the runner image's, does not at all), but it does on a fetch between
-        repositories. So the bundle goes first into a runner-owned quarantine repo that
-        borrows the host's objects, and the host fetches from there.
+        Older git (Debian bookworm's 2.39, the runner image's) does not check a bundle's
+        objects when fetching from the bundle itself; every version checks them on a fetch
+        between repositories. So the bundle goes first into a runner-owned quarantine repo
+        that borrows the host's objects, and the host fetches from there.
         """
-        quarantine = bundle.with_name(bundle.name + ".quarantine")
-        shutil.rmtree(quarantine, ignore_errors=True)
-        git(bundle.parent, "init", "--quiet", "--bare", "--template=", str(quarantine),
-            isolated=True)
-        (quarantine / "objects" / "info").mkdir(parents=True, exist_ok=True)
-        (quarantine / "objects" / "info" / "alternates").write_text(f"{self.objects}\n")
+        quarantine = Path(tempfile.mkdtemp(prefix=f"{bundle.name}.", suffix=".quarantine",
+                                           dir=bundle.parent))
         try:
+            git(quarantine, "init", "--quiet", "--bare", "--template=", str(quarantine),
+                isolated=True)
+            (quarantine / "objects" / "info").mkdir(parents=True, exist_ok=True)
+            (quarantine / "objects" / "info" / "alternates").write_text(f"{self.objects}\n")
             git(bundle.parent, f"--git-dir={quarantine}", "fetch", "--quiet", "--no-tags",
                 "--no-write-fetch-head", str(bundle), "+HEAD:refs/bundle", isolated=True)
             self.fetch(quarantine, [f"+refs/bundle:{ref}"])
@@ -143,7 +149,9 @@ def open_host_repo(path: Path) -> HostRepo:
     proc = git(path, "rev-parse", "--path-format=absolute", "--git-common-dir",
                "--is-bare-repository", check=False) if path.is_dir() else None
     if proc is None or proc.returncode != 0:
-        raise RepoError(f"{path} is not inside a git repository; pass --repo DIR or run "
+        hint = (" (runner runs in a container and sees only the directory mounted at its "
+                "own path: run it from the repo's top level)") if in_container() else ""
+        raise RepoError(f"{path} is not inside a git repository{hint}; pass --repo DIR or run "
                         "runner from inside the repository")
     git_dir, bare = proc.stdout.splitlines()[:2]
     top = git_dir if bare == "true" else git_out(path, "rev-parse", "--show-toplevel")

@@ -67,7 +67,6 @@ class RunResult:
     culprit: str | None = None           # the ticket from which the phase checks fail
     landed: str = ""                     # with --land: what happened to base
     state: str = "running"               # running | interrupted | finished
-    pid: int = 0                         # the runner's pid, for people (runlock decides)
     options: dict[str, object] = field(default_factory=dict)
     integrated: list[list[str]] = field(default_factory=list)   # [ticket, head after], in order
 
@@ -101,7 +100,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                                                       sort_keys=False))
         result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
                            target=phase.target_branch, run_dir=root, outcomes={},
-                           started=time.time(), options=_recorded(options), pid=os.getpid())
+                           started=time.time(), options=_recorded(options))
         sink = Journal(root / "tickets.json", sink)
         ctx = run_context(phase, host, result, client, sink, options)
         sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
@@ -137,7 +136,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
         sink.emit(Notice(f"run {run_id} has already finished (exit {result.exit_code}); "
                          "nothing to resume"))
         return result
-    result.pid, result.state = os.getpid(), "running"   # claim it before salvaging
+    result.state = "running"                 # claim it before salvaging
     _write_state(result)
     phase = load_phase(root / PHASE_COPY)
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
@@ -335,7 +334,7 @@ def load_result(root: Path) -> RunResult:
         raise InputError(f"no run at {root}; `runner status` lists the runs") from e
     fields = {f.name for f in dataclasses.fields(RunResult)}
     data = {k: v for k, v in data.items() if k in fields}
-    data["run_dir"] = Path(data["run_dir"])
+    data["run_dir"] = root          # where it is now, even if the repo moved since
     known = {f.name for f in dataclasses.fields(TicketOutcome)}
     data["outcomes"] = {t: TicketOutcome(**{k: v for k, v in o.items() if k in known}
                                          | {"status": TicketStatus(o["status"]),

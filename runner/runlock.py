@@ -3,7 +3,7 @@
 A recorded pid cannot tell: a runner in a container (compose.yaml) has a pid of its own pid
 namespace, which on the host may be any other process. An flock is released by the kernel
 when its holder dies, however it dies, and works between the host and containers that
-share the file (one kernel).
+share the file on one kernel (Linux; not across Docker Desktop's VM boundary, nor NFS).
 """
 
 from __future__ import annotations
@@ -14,22 +14,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
 from runner.errors import InputError
 
 LOCK_FILE = "runner.lock"
 
 
+@retry(retry=retry_if_exception_type(BlockingIOError), stop=stop_after_delay(2),
+       wait=wait_fixed(0.05), reraise=True)
+def _lock_exclusive(fd: int) -> None:
+    # Retried: `runner status` holds a shared lock for an instant while it looks.
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 @contextmanager
 def driving(run_dir: Path) -> Iterator[None]:
     """Hold the run for the duration; InputError when another runner holds it."""
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    # 0644: others may look (a shared lock needs only a read-only descriptor).
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock_exclusive(fd)
     except BlockingIOError:
         os.close(fd)
         raise InputError(f"run {run_dir.name} is still running (another runner holds "
-                         f"{run_dir / LOCK_FILE}); stop it first (Ctrl-C or SIGTERM), "
-                         "then resume") from None
+                         f"{run_dir / LOCK_FILE}); stop it first (Ctrl-C or SIGTERM)") from None
     try:
         yield
     finally:
@@ -42,6 +51,8 @@ def is_driven(run_dir: Path) -> bool:
         fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
+    except PermissionError:   # someone else's run that we may not look into: assume live
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False

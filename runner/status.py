@@ -17,9 +17,9 @@ from runner.runlock import is_driven
 
 def run_state(result: RunResult) -> str:
     """running, finished or interrupted; a run whose runner is gone was interrupted."""
-    if result.state == "running" and not is_driven(result.run_dir):
-        return "interrupted"
-    return result.state
+    if is_driven(result.run_dir):       # whatever the record says: resume is claiming it
+        return "running"
+    return "interrupted" if result.state == "running" else result.state
 
 
 def runs(state_dir: Path) -> list[RunResult]:

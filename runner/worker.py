@@ -95,7 +95,9 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
         env["GRADLE_RO_DEP_CACHE"] = GRADLE_RO_CACHE
     return SandboxSpec(
         name=ctx.container_name(ticket_id), image=phase.image, mounts=tuple(mounts), env=env,
-        labels={"runner.run": ctx.run_id, "runner.ticket": ticket_id},
+        # runner.run-dir: whether the run is live can be told from any repo (runner clean).
+        labels={"runner.run": ctx.run_id, "runner.ticket": ticket_id,
+                "runner.run-dir": str(ctx.root)},
         limits=Limits(cpus=phase.resources.cpus, memory=phase.resources.memory,
                       pids=phase.resources.pids),
         network=phase.network, user=ctx.user)

@@ -4,11 +4,13 @@ settings from flags and the environment (flag > env > phase file > default)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from runner.document import RunDocument
-from tests.helpers import git, make_repo, runner_cli, write_phase
+from tests.helpers import ROOT, git, make_repo, runner_cli, write_phase
 
 PHASE = {"name": "ci", "tickets": [
     {"id": "NET", "agent": "script", "run": "ls /sys/class/net | tr '\\n' ' ' > net.txt"},
@@ -54,3 +56,21 @@ def test_overrides_in_the_plan_and_bad_values(tmp_path: Path) -> None:
                      env={**os.environ, "RUNNER_NETWORK": "host"})
     assert bad.returncode == 2
     assert "'host' from RUNNER_NETWORK is not valid for network" in bad.stderr
+
+
+def test_the_shell_ci_example(tmp_path: Path, worker_image: str) -> None:
+    """examples/shell-ci.sh as a CI job runs it: in the repo, with runner on PATH."""
+    repo = make_repo(tmp_path / "repo")
+    write_phase(repo / "phase.yaml", PHASE)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    job = subprocess.run(["bash", str(ROOT / "examples" / "shell-ci.sh"), "phase.yaml"],
+                         cwd=repo, capture_output=True, text=True, env=env, timeout=600)
+    assert job.returncode == 1, job.stderr           # FAIL fails, and so does the job
+    document = RunDocument.model_validate_json((repo / "runner-result.json").read_text())
+    assert [t.id for t in document.tickets] == ["NET", "FAIL"]
+    cases = ET.parse(repo / "runner-junit.xml").getroot().iter("testcase")
+    assert [c.get("name") for c in cases] == ["NET", "FAIL"]
+    assert document.run_id in (repo / "runner-report.md").read_text()
+    # clean removed the ended run's workspaces, never its refs.
+    assert not (Path(document.run_dir) / "workspaces").exists()
+    assert git(repo, "rev-parse", "--verify", f"{document.tickets[0].ref}")

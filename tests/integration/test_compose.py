@@ -47,20 +47,27 @@ def compose(*args: str, cwd: Path, project: str,
 
 
 @pytest.fixture(scope="module")
-def composed(engine: docker.DockerClient, worker_image: str) -> str:
+def composed(engine: docker.DockerClient, worker_image: str) -> Iterator[str]:
     """`compose build`, as a user on a machine like this one does it: a base image made
-    offline, and wheels made by the host's pip (containers here cannot verify PyPI's TLS)."""
+    offline, and wheels made by the host's pip (containers here cannot verify PyPI's TLS).
+    The wheels go again afterwards: left there, they would decide later builds."""
     base = base_image(engine, EventCollector(), offline=False)
-    wheels = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w",
-                             str(ROOT / "images/runner/wheels"), str(ROOT)],
-                            capture_output=True, text=True, cwd=ROOT)
-    assert wheels.returncode == 0, wheels.stderr
-    built = compose("build", cwd=ROOT, project="runner-test-build",
-                    env={"RUNNER_BASE_IMAGE": base})
+    wheelhouse = ROOT / "images" / "runner" / "wheels"
+    before = set(wheelhouse.glob("*.whl"))
+    try:
+        wheels = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w",
+                                 str(wheelhouse), str(ROOT)],
+                                capture_output=True, text=True, cwd=ROOT)
+        assert wheels.returncode == 0, wheels.stderr
+        built = compose("build", cwd=ROOT, project="runner-test-build",
+                        env={"RUNNER_BASE_IMAGE": base})
+    finally:
+        for wheel in set(wheelhouse.glob("*.whl")) - before:
+            wheel.unlink()
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     for image in (RUNNER_IMAGE, "runner-worker:latest", "runner-worker-jvm:latest"):
         engine.images.get(image)
-    return "runner-test"
+    yield "runner-test"
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import docker
 
+from runner.runlock import driving
 from tests.helpers import git, make_repo, run_json, write_phase
 
 SLOW = ('echo partial > "$RUNNER_TICKET.partial"\ngit add -A\ngit commit -q -m "$RUNNER_TICKET: '
@@ -150,12 +151,20 @@ def test_clean_collects_work_before_deleting(tmp_path: Path, engine: docker.Dock
     proc.wait()
     orphan = engine.containers.create(worker_image, ["sleep", "60"],
                                       labels={"runner.run": "gone-run", "runner.ticket": "x"})
+    # A live run of another repo: its containers are no orphans of this one.
+    elsewhere = tmp_path / "other-repo-run"
+    elsewhere.mkdir()
+    other = engine.containers.create(worker_image, ["sleep", "60"], labels={
+        "runner.run": "other-run", "runner.ticket": "y", "runner.run-dir": str(elsewhere)})
     refs_before = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
-    cleaned = subprocess.run([sys.executable, "-m", "runner", "clean", "--repo", str(repo)],
-                             capture_output=True, text=True, timeout=300)
+    with driving(elsewhere):
+        cleaned = subprocess.run([sys.executable, "-m", "runner", "clean", "--repo", str(repo)],
+                                 capture_output=True, text=True, timeout=300)
     assert cleaned.returncode == 0, cleaned.stderr
     assert f"removed container {orphan.name} (orphan)" in cleaned.stdout
-    assert engine.containers.list(all=True, filters={"label": "runner.run"}) == []
+    left = engine.containers.list(all=True, filters={"label": "runner.run"})
+    other.remove(force=True)
+    assert [c.name for c in left] == [other.name]
     assert not (run_dir / "workspaces").exists() and (run_dir / "run.json").is_file()
     # The partial commit no ref held was collected before the workspace went.
     kept = f"refs/runner/{run_dir.name}/attempts/S1/cleaned"

@@ -79,7 +79,8 @@ def test_container_settings(worker, engine: docker.DockerClient) -> None:
     ctx, _, sandbox, _ = worker
     attrs = engine.containers.get(sandbox.name).attrs
     host = attrs["HostConfig"]
-    assert attrs["Config"]["Labels"] == {"runner.run": ctx.run_id, "runner.ticket": "X"}
+    assert attrs["Config"]["Labels"] == {"runner.run": ctx.run_id, "runner.ticket": "X",
+                                         "runner.run-dir": str(ctx.root)}
     assert host["CapDrop"] == ["ALL"]
     assert host["SecurityOpt"] == ["no-new-privileges:true"]
     assert host["ReadonlyRootfs"] is True

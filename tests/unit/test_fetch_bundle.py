@@ -56,6 +56,7 @@ def _worker_bundle(tmp_path: Path, *, malformed: bool) -> tuple[Path, Path, str]
 
 def test_a_malformed_commit_is_refused(tmp_path: Path, git_version: str) -> None:
     host, bundle, tip = _worker_bundle(tmp_path, malformed=True)
+    git(host, "config", "fetch.fsckObjects", "false")     # the repo's config cannot opt out
     with pytest.raises(GitError) as refused:
         open_host_repo(host).fetch_bundle(bundle, "refs/runner/r/W")
     assert "badEmail" in refused.value.stderr, git_version

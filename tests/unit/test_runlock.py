@@ -3,7 +3,6 @@ pid namespace makes meaningless on the host)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -39,11 +38,11 @@ def test_a_live_holder_drives_the_run_and_its_death_releases_it(tmp_path: Path) 
     assert not is_driven(tmp_path)
 
 
-def test_a_running_record_whose_pid_is_alive_but_holds_no_lock_was_interrupted(
-        tmp_path: Path) -> None:
-    # The pid of a runner that ran in a container can be any live process on the host.
+def test_the_lock_not_the_record_says_whether_a_run_is_running(tmp_path: Path) -> None:
     result = RunResult(run_id="r", phase="p", base_sha="0" * 40, target="t", run_dir=tmp_path,
-                       outcomes={}, started=time.time(), pid=os.getpid())
-    assert run_state(result) == "interrupted"
+                       outcomes={}, started=time.time())
+    assert run_state(result) == "interrupted"          # recorded running, nobody holds it
     with driving(tmp_path):
+        assert run_state(result) == "running"
+        result.state = "interrupted"                   # a resume that has not written yet
         assert run_state(result) == "running"
