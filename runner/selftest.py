@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -98,6 +99,7 @@ def run_selftest(ctx: RunContext, start: str,
                                 start=start)
 
     make = workspace_for or real_workspace
+    shutil.rmtree(root, ignore_errors=True)   # an earlier self-test's (resume runs it again)
     host_marker = root / f".host-only-{secrets.token_hex(4)}"
     host_marker.parent.mkdir(parents=True, exist_ok=True)
     host_marker.touch()
@@ -118,10 +120,13 @@ def run_selftest(ctx: RunContext, start: str,
             together.abort()   # never leave the other probe waiting
             raise
 
-    with ThreadPoolExecutor(max_workers=len(PROBES), thread_name_prefix="probe") as pool:
-        futures = {name: pool.submit(probe, name) for name in PROBES}
-        facts = {name: future.result() for name, future in futures.items()}
-    return SelfTestResult(tuple(_judge(ctx, facts)))
+    try:
+        with ThreadPoolExecutor(max_workers=len(PROBES), thread_name_prefix="probe") as pool:
+            futures = {name: pool.submit(probe, name) for name in PROBES}
+            facts = {name: future.result() for name, future in futures.items()}
+        return SelfTestResult(tuple(_judge(ctx, facts)))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)   # probes' scratch: nothing in it to keep
 
 
 def _other(probe: str) -> str:

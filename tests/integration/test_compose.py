@@ -5,11 +5,14 @@ owner and no container behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +141,39 @@ def test_compose_demo_leaves_its_repo_in_the_working_directory(
     [demo] = [p for p in user_dir.iterdir() if p.name.startswith("runner-demo-")]
     assert git(demo / "repo", "rev-parse", "--verify", "runner/phase-2")
     assert demo.stat().st_uid == OWNER
+
+
+def test_a_cancelled_compose_run_keeps_its_work_and_resumes(
+        composed: str, user_dir: Path, engine: docker.DockerClient) -> None:
+    """What a CI runner does on cancel: SIGTERM to the compose command."""
+    repo = make_repo(user_dir / "repo")
+    write_phase(repo / "phase.yaml", {"name": "cancelled", "tickets": [
+        {"id": "S", "agent": "script", "run": "echo part > part.txt\ngit add -A\n"
+         "git commit -q -m 'S: part'\nsleep 8\necho done > done.txt"}]})
+    job = subprocess.Popen([*compose_command(), "-f", str(ROOT / "compose.yaml"), "-p", composed,
+                            "run", "--rm", "-T", "runner", "run", "phase.yaml"], cwd=repo,
+                           env={**os.environ, "PWD": str(repo)}, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(c.labels.get("runner.ticket") == "S" and c.status == "running"
+                      for c in engine.containers.list(filters={"label": "runner.run"})):
+            assert time.monotonic() < deadline and job.poll() is None, "S never ran"
+            time.sleep(0.3)
+        time.sleep(2)                                  # S has committed its part
+        job.send_signal(signal.SIGTERM)
+        job.communicate(timeout=120)
+    finally:
+        job.kill()
+    [run_dir] = (repo / ".git" / "runner").iterdir()
+    deadline = time.monotonic() + 60                   # the runner container winds down
+    while json.loads((run_dir / "run.json").read_text())["state"] == "running":
+        assert time.monotonic() < deadline, "the run was never marked interrupted"
+        time.sleep(0.5)
+    assert git(repo, "show", f"refs/runner/{run_dir.name}/S:part.txt") == "part"
+
+    resumed = compose("run", "--rm", "-T", "runner", "resume", run_dir.name, cwd=repo,
+                      project=composed)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert git(repo, "show", "runner/cancelled:done.txt") == "done"
+    assert not _containers(engine, f"com.docker.compose.project={composed}")
