@@ -18,7 +18,7 @@ from typing import TextIO
 from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
 from runner.checks import run_checks
 from runner.collect import GIT, CollectError, collect, commit_leftovers
-from runner.errors import RunnerError
+from runner.errors import DockerUnavailable, RunnerError
 from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Ledger, Usage
 from runner.gitops import HostRepo
@@ -151,8 +151,14 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {e}\n")
             work = _also(work, str(e))
-        except Exception as e:  # a bug or a broken engine fails this ticket, not the run
+        except Exception as e:  # a bug fails this ticket, not the run; a lost engine the run
             log.write(traceback.format_exc())
+            if not ctx.provider.answers():
+                ctx.cancelled.set()     # the others stop too; resume redoes what was under way
+                raise DockerUnavailable(
+                    f"the Docker engine stopped answering during run {ctx.run_id} ({ticket.id}: "
+                    f"{e.__class__.__name__}); the workspaces keep what the workers did: start "
+                    f"Docker again, then `runner resume {ctx.run_id}`") from e
             work = _also(work, f"internal error: {e.__class__.__name__}: {e}")
     if ctx.cancelled.is_set() and work.ok:
         work = _also(work, "the run was interrupted")

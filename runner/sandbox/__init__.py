@@ -95,6 +95,11 @@ class SandboxProvider(Protocol):
         """Remove every sandbox of a run at once (a hard stop, cleanup); return how many."""
         ...
 
+    def answers(self) -> bool:
+        """Whether the engine behind the sandboxes still answers (after a failure: was it
+        the ticket, or did the engine go away?)."""
+        ...
+
     def stop_processes(self, run_id: str) -> None:
         """End every process in the run's sandboxes; their files and the sandboxes stay (an
         interrupt: the workers then collect what they committed)."""

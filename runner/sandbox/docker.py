@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 from docker.types import Mount as DockerMount
 
@@ -39,6 +40,23 @@ def docker_client() -> docker.DockerClient:
         raise DockerUnavailable(
             f"Docker does not answer at {where} ({e.__class__.__name__}); start the Docker "
             "engine or set DOCKER_HOST, and check you may use its socket") from e
+
+
+# What docker-py raises when the engine's socket is gone (requests' errors are no
+# DockerException).
+ENGINE_GONE = (docker.errors.DockerException, requests.exceptions.RequestException,
+               ConnectionError)
+
+
+@contextmanager
+def _unless_engine_gone() -> Iterator[None]:
+    """Swallow the errors of an engine that no longer answers (and only those)."""
+    try:
+        yield
+    except docker.errors.APIError:
+        raise                 # the engine answered: with an error
+    except ENGINE_GONE:
+        pass
 
 
 class DockerSandboxes:
@@ -65,21 +83,30 @@ class DockerSandboxes:
                     pass
 
     def stop_processes(self, run_id: str) -> None:
-        for container in self.client.containers.list(filters={"label": f"runner.run={run_id}"}):
-            try:
-                container.restart(timeout=0)
-            except docker.errors.APIError:
-                pass
+        with _unless_engine_gone():       # best effort: an interrupt goes on regardless
+            for container in self.client.containers.list(
+                    filters={"label": f"runner.run={run_id}"}):
+                try:
+                    container.restart(timeout=0)
+                except docker.errors.APIError:
+                    pass
 
     def remove_run(self, run_id: str) -> int:
-        containers = self.client.containers.list(
-            all=True, filters={"label": f"runner.run={run_id}"})
-        for container in containers:
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-        return len(containers)
+        with _unless_engine_gone():
+            containers = self.client.containers.list(
+                all=True, filters={"label": f"runner.run={run_id}"})
+            for container in containers:
+                try:
+                    container.remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+            return len(containers)
+        return 0
+
+    def answers(self) -> bool:
+        with _unless_engine_gone():
+            return bool(self.client.ping())
+        return False
 
     def _create(self, spec: SandboxSpec) -> Container:
         mounts = [DockerMount(target=m.target, source=str(m.source), type="bind",
