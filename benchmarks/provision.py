@@ -4,8 +4,9 @@ against raw baselines measured in the same run.
     python3 benchmarks/provision.py [--files 2000] [--rounds 5]
 
 Provisioning = linked clone + private Gradle home + hardened container ready for its first
-exec. Baselines: a bare `docker create/start/exec/remove` of the same image, and a full
-`git clone --no-hardlinks` (what a copied clone would cost on disk).
+exec. Once per run: the run's object store (what base reaches). Baselines: a bare
+`docker create/start/exec/remove` of the same image, and a full `git clone --no-hardlinks`
+(what a copied clone would cost, in time and on disk).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runner.events import EventCollector  # noqa: E402
 from runner.gitops import open_host_repo  # noqa: E402
+from runner.objectstore import RunObjects  # noqa: E402
 from runner.phase import load_phase  # noqa: E402
 from runner.sandbox.docker import DockerSandboxes, docker_client  # noqa: E402
 from runner.selftest import run_selftest  # noqa: E402
@@ -69,8 +71,13 @@ def main() -> None:
                                      "  - {id: T, agent: script, run: 'true'}\n")
         phase = load_phase(root / "p.yaml")
         run_id = f"bench-{secrets.token_hex(3)}"
+        t0 = time.perf_counter()
+        objects = RunObjects.open(host, path=root / "run" / "objects.git", run_id=run_id,
+                                  base=head)
+        store_seconds = time.perf_counter() - t0
         ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
-                         provider=DockerSandboxes(client), sink=EventCollector())
+                         objects=objects, provider=DockerSandboxes(client),
+                         sink=EventCollector())
 
         raw, ours, clone_only = [], [], []
         for i in range(args.rounds):
@@ -83,8 +90,9 @@ def main() -> None:
             c.remove(force=True)
 
             t0 = time.perf_counter()
-            ws = create_workspace(host, clone=root / f"run/ws{i}", gradle_home=root / f"run/g{i}",
-                                  branch=f"runner/bench/T{i}", start=head)
+            ws = create_workspace(objects, clone=root / f"run/ws{i}",
+                                  gradle_home=root / f"run/g{i}", branch=f"runner/bench/T{i}",
+                                  start=head)
             clone_only.append(time.perf_counter() - t0)
             with ctx.provider.open(sandbox_spec(ctx, f"T{i}", ws)) as sandbox:
                 sandbox.exec(["true"], timeout=60)
@@ -93,15 +101,18 @@ def main() -> None:
         selftest = []
         for i in range(args.rounds):
             probe_ctx = RunContext(run_id=f"{run_id}-s{i}", phase=phase, host=host,
-                                   root=root / f"selftest{i}", provider=ctx.provider,
-                                   sink=ctx.sink)
+                                   root=root / f"selftest{i}", objects=objects,
+                                   provider=ctx.provider, sink=ctx.sink)
             t0 = time.perf_counter()
             assert run_selftest(probe_ctx, head).passed
             selftest.append(time.perf_counter() - t0)
 
         full = root / "full-copy"
+        t0 = time.perf_counter()
         subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(full)], check=True)
+        full_seconds = time.perf_counter() - t0
         repo_size, ws_size, full_size = du(repo), du(root / "run/ws0"), du(full)
+        store_size = du(objects.path)
         ws_git = du(root / "run/ws0/.git")
 
     med = statistics.median
@@ -114,6 +125,9 @@ def main() -> None:
           f"ratio to raw container: {med(selftest) / med(raw):.2f}")
     print(f"extra disk per workspace        : {ws_size / 2**20:7.1f} MiB "
           f"(.git {ws_git / 2**10:.0f} KiB; the rest is the checked-out tree)")
+    print(f"run object store (once per run) : {store_seconds * 1000:7.0f} ms, "
+          f"{store_size / 2**20:.1f} MiB  ratio to a full clone's time: "
+          f"{store_seconds / full_seconds:.2f}")
     print(f"full --no-hardlinks clone       : {full_size / 2**20:7.1f} MiB  "
           f"ratio workspace/full copy: {ws_size / full_size:.2f}; "
           f"workspace/repo: {ws_size / repo_size:.2f}")

@@ -18,7 +18,8 @@ from runner.run import PHASE_COPY, RunOptions, load_result, run_context, salvage
 from runner.runlock import driving, is_driven
 from runner.status import runs
 
-SCRATCH = ("workspaces", "gradle", "reruns", "integration", "checks", "selftest", "bundles")
+SCRATCH = ("workspaces", "gradle", "reruns", "objects.git", "integration", "checks", "selftest",
+           "bundles")
 
 
 def clean(*, host: HostRepo, state_dir: Path, client: docker.DockerClient, sink: EventSink,
@@ -71,7 +72,7 @@ def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: Ev
     # A workspace whose work could not be collected stays, with everything it needs.
     kept = [*(root / "workspaces").glob("*"), *(root / "reruns").glob("*/workspaces/*")]
     for name in SCRATCH:
-        if not (kept and name in ("workspaces", "gradle", "reruns")):
+        if not (kept and name in ("workspaces", "gradle", "reruns", "objects.git")):
             shutil.rmtree(root / name, ignore_errors=True)
     if everything and not kept:
         shutil.rmtree(root, ignore_errors=True)

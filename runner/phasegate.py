@@ -28,7 +28,7 @@ class PhaseGate:
 def run_phase_checks(ctx: RunContext, head: str, name: str = "result") -> CheckResult:
     """The phase's checks in a fresh container over a clone of ``head``."""
     root = ctx.root / "checks" / name
-    workspace = create_workspace(ctx.host, clone=root / "clone", gradle_home=root / "gradle",
+    workspace = create_workspace(ctx.objects, clone=root / "clone", gradle_home=root / "gradle",
                                  branch=ctx.branch(PHASE_CHECKS), start=head)
     deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
     with (ctx.root / "logs" / f"{PHASE_CHECKS}.log").open("a", encoding="utf-8") as log, \

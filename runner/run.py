@@ -25,6 +25,7 @@ from runner.images import ensure_image
 from runner.integrate import Integrator
 from runner.journal import Journal
 from runner.ledger import Ledger, default_prices
+from runner.objectstore import RunObjects
 from runner.phase import Phase, load_phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
@@ -228,7 +229,10 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
     ledger = Ledger(prices={**default_prices(), **phase.prices},
                     budget_usd=phase.budget.usd if phase.budget else None,
                     carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
+    objects = RunObjects.open(host, path=result.run_dir / "objects.git", run_id=result.run_id,
+                              base=result.base_sha)
     return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,
+                      objects=objects,
                       ledger=ledger, provider=DockerSandboxes(client), sink=sink,
                       keep=options.keep)
 

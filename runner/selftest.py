@@ -15,7 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from runner.sandbox import GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, WORKSPACE, Sandbox
+from runner.gitops import git_out
+from runner.sandbox import GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE, Sandbox
 from runner.worker import RunContext, sandbox_spec
 from runner.workspace import Workspace, create_workspace
 
@@ -24,7 +25,7 @@ PROBES = ("_probe1", "_probe2")
 # besides the ones runner gives a worker.
 STANDARD_MOUNTS = ("/", "/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hostname",
                    "/etc/hosts", "/tmp", "/sbin/docker-init", "/usr/sbin/docker-init")
-WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, HOST_OBJECTS, GRADLE_RO_CACHE)
+WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, RUN_OBJECTS, GRADLE_RO_CACHE)
 # Environment a worker is given or that the shell sets; anything else came from somewhere.
 ALLOWED_ENV = {"PATH", "HOME", "HOSTNAME", "PWD", "SHLVL", "_", "OLDPWD", "TERM",
                "GRADLE_USER_HOME", "GRADLE_RO_DEP_CACHE", "RUNNER_RUN", "RUNNER_TICKET",
@@ -56,6 +57,7 @@ fact uid "$(id -u):$(id -g)"
 fact cap_eff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
 fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
 fact objects_writable "$(touch /runner/objects/.probe 2>/dev/null && echo yes || echo no)"
+fact host_object "$(git cat-file -e "$3" 2>/dev/null && echo readable || echo absent)"
 fact rootfs_writable "$(touch /.probe 2>/dev/null && echo yes || echo no)"
 """
 
@@ -94,7 +96,7 @@ def run_selftest(ctx: RunContext, start: str,
     root = ctx.root / "selftest"
 
     def real_workspace(probe: str) -> Workspace:
-        return create_workspace(ctx.host, clone=root / "workspaces" / probe,
+        return create_workspace(ctx.objects, clone=root / "workspaces" / probe,
                                 gradle_home=root / "gradle" / probe, branch=ctx.branch(probe),
                                 start=start)
 
@@ -102,7 +104,9 @@ def run_selftest(ctx: RunContext, start: str,
     shutil.rmtree(root, ignore_errors=True)   # an earlier self-test's (resume runs it again)
     host_marker = root / f".host-only-{secrets.token_hex(4)}"
     host_marker.parent.mkdir(parents=True, exist_ok=True)
-    host_marker.touch()
+    host_marker.write_text(f"only the host repo has this object: {secrets.token_hex(16)}\n")
+    # An object in the host repo that base does not reach: workers must not read it.
+    host_object = git_out(ctx.host.top, "hash-object", "-w", "--", str(host_marker))
     # Both probes run at once, as workers do: each leaves its markers, waits for the other,
     # looks, and waits again so neither container goes before the other has looked.
     together = threading.Barrier(len(PROBES), timeout=120)
@@ -113,7 +117,8 @@ def run_selftest(ctx: RunContext, start: str,
                 sandbox.exec(["touch", f"{WORKSPACE}/.probe-{name}",
                               f"{GRADLE_HOME}/.probe-{name}"], timeout=60)
                 together.wait()
-                facts = _facts(sandbox, f".probe-{_other(name)}", str(host_marker))
+                facts = _facts(sandbox, f".probe-{_other(name)}", str(host_marker),
+                               host_object)
                 together.wait()
                 return facts
         except BaseException:
@@ -133,8 +138,10 @@ def _other(probe: str) -> str:
     return PROBES[1] if probe == PROBES[0] else PROBES[0]
 
 
-def _facts(sandbox: Sandbox, other_marker: str, host_marker: str) -> dict[str, str]:
-    result = sandbox.exec(["bash", "-c", FACTS, "probe", other_marker, host_marker], timeout=60)
+def _facts(sandbox: Sandbox, other_marker: str, host_marker: str,
+           host_object: str) -> dict[str, str]:
+    result = sandbox.exec(["bash", "-c", FACTS, "probe", other_marker, host_marker, host_object],
+                          timeout=60)
     return dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
 
 
@@ -214,8 +221,11 @@ _RULES: list[tuple[str, Rule, str]] = [
      "start workers with cap_drop ALL"),
     ("no new privileges", _fact_is("no_new_privs", "1", "NoNewPrivs"),
      "start workers with security_opt no-new-privileges"),
-    ("host objects read-only", _fact_is("objects_writable", "no", "writing host objects"),
-     "mount the host's objects read-only"),
+    ("run objects read-only", _fact_is("objects_writable", "no", "writing the run's objects"),
+     "mount the run's object store read-only"),
+    ("other host objects unreadable", _fact_is("host_object", "absent", "an object only the "
+                                               "host repo has"),
+     "workers' clones must borrow the run's object store, never the host repo's"),
     ("root filesystem read-only", _fact_is("rootfs_writable", "no", "writing /"),
      "start workers with a read-only root filesystem"),
 ]

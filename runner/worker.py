@@ -23,10 +23,11 @@ from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, 
 from runner.ledger import Ledger, Usage
 from runner.gitops import HostRepo
 from runner.phase import Phase, Ticket
-from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, HOST_OBJECTS, WORKSPACE,
+from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE,
                             Limits, Mount, Sandbox, SandboxProvider, SandboxSpec)
 from runner.review import review_change
 from runner.transcript import Transcript
+from runner.objectstore import RunObjects
 from runner.workspace import Workspace, create_workspace
 
 
@@ -41,6 +42,7 @@ class RunContext:
     root: Path                   # the run's directory, runner-owned (never mounted)
     provider: SandboxProvider
     sink: EventSink
+    objects: RunObjects          # what its workers may read (mounted at RUN_OBJECTS)
     ledger: Ledger = field(default_factory=lambda: Ledger(prices={}))
     cancelled: threading.Event = field(default_factory=threading.Event)
     keep: bool = False
@@ -81,10 +83,10 @@ class TicketOutcome:
 
 
 def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
-    """The container a worker gets: its clone, its Gradle home, the host objects read-only."""
+    """The container a worker gets: its clone, its Gradle home, the run's objects read-only."""
     phase = ctx.phase
     mounts = [Mount(workspace.clone, WORKSPACE), Mount(workspace.gradle_home, GRADLE_HOME),
-              Mount(ctx.host.objects, HOST_OBJECTS, read_only=True)]
+              Mount(ctx.objects.objects, RUN_OBJECTS, read_only=True)]
     env = {"RUNNER_RUN": ctx.run_id, "RUNNER_TICKET": ticket_id, "HOME": "/tmp",
            "GRADLE_USER_HOME": GRADLE_HOME,
            "GIT_AUTHOR_NAME": f"runner {ticket_id}", "GIT_COMMITTER_NAME": f"runner {ticket_id}",
@@ -136,7 +138,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             if attempt:
                 log.write(f"=== rerun {attempt}, from {start[:12]} ===\n")
             workspace = create_workspace(
-                ctx.host, clone=root / "workspaces" / ticket.id,
+                ctx.objects, clone=root / "workspaces" / ticket.id,
                 gradle_home=root / "gradle" / ticket.id, branch=ctx.branch(ticket.id),
                 start=start)
             spec = sandbox_spec(ctx, ticket.id, workspace)

@@ -1,9 +1,10 @@
 """A worker's workspace on the host: its own clone and its own Gradle home.
 
-The clone borrows the host's objects through git alternates: nothing is copied and nothing
-is hard-linked, so no inode is shared with the host repo. Inside the container the host's
-object store is mounted read-only at HOST_OBJECTS and the alternates file points there,
-so a worker can read the history it starts from but cannot change a byte of it.
+The clone borrows the run's object store (runner.objectstore: base's history and the run's
+integrated work, nothing else of the host repo) through git alternates: no object is copied
+into the clone and nothing is hard-linked. Inside the container the store is mounted
+read-only at RUN_OBJECTS and the alternates file points there, so a worker can read the
+history it starts from but cannot change a byte of it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.gitops import HostRepo, init_linked_clone, set_alternates
-from runner.sandbox import HOST_OBJECTS
+from runner.gitops import init_linked_clone, set_alternates
+from runner.objectstore import RunObjects
+from runner.sandbox import RUN_OBJECTS
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,13 @@ class Workspace:
     start: str           # the commit the worker starts from
 
 
-def create_workspace(host: HostRepo, *, clone: Path, gradle_home: Path, branch: str,
+def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, branch: str,
                      start: str) -> Workspace:
     """Clone ``start`` onto ``branch`` at ``clone``; make an empty private Gradle home."""
+    objects.ensure(start)
     clone.parent.mkdir(parents=True, exist_ok=True)
     gradle_home.mkdir(parents=True, exist_ok=False)
-    init_linked_clone(clone, host.objects, branch, start)
+    init_linked_clone(clone, objects.objects, branch, start)
     # From here on the clone belongs to the worker: only the container's view must work.
-    set_alternates(clone, HOST_OBJECTS)
+    set_alternates(clone, RUN_OBJECTS)
     return Workspace(clone=clone, gradle_home=gradle_home, branch=branch, start=start)

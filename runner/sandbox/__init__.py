@@ -16,7 +16,7 @@ from typing import Protocol
 WORKSPACE = "/workspace"
 GRADLE_HOME = "/gradle-home"
 GRADLE_RO_CACHE = "/gradle-ro-cache"
-HOST_OBJECTS = "/runner/objects"  # the host repo's object store, read-only (clone alternates)
+RUN_OBJECTS = "/runner/objects"  # the run's object store, read-only (clone alternates)
 TIMEOUT_EXIT = 124                # what `timeout` returns when it stopped the command
 # Scripts and checks run like CI steps: stop at the first failing command, also in pipelines.
 STRICT_BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")

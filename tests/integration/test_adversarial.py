@@ -24,6 +24,7 @@ from tests.helpers import git, make_repo, write_phase
 
 ATTACKS = Path(__file__).parent / "attacks"
 SECRET = "sk-ant-adversarial-0123456789"
+SIDE_SECRET = "side-branch-secret-9f8e7d"
 PIDS, MEMORY = 96, "256m"
 PRELUDE = """
 attempt() { echo "ATTEMPT $1: $2"; }
@@ -66,13 +67,19 @@ def attacked(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Ite
     repo = make_repo(root / "repo", {"README.md": "victim\n", "src/a.txt": "a\n"})
     git(repo, "branch", "keep-me")
     git(repo, "tag", "v1")
+    git(repo, "checkout", "-q", "-b", "side")       # what base does not reach
+    (repo / "secret.txt").write_text(f"{SIDE_SECRET}\n")
+    git(repo, "add", "secret.txt")
+    git(repo, "commit", "-q", "-m", "side")
+    side_blob = git(repo, "rev-parse", "side:secret.txt")
+    git(repo, "checkout", "-q", "main")
     payload, state = root / "payload", root / "state"
     payload.mkdir()
     refs_before = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
     listener = Listener()
     values = {"@PAYLOAD@": str(payload), "@HOST_REPO@": str(repo), "@STATE_DIR@": str(state),
               "@PORT@": str(listener.port), "@SECRET@": SECRET, "@PIDS@": str(PIDS),
-              "@MEMORY@": MEMORY}
+              "@MEMORY@": MEMORY, "@SIDE_BLOB@": side_blob, "@SIDE_SECRET@": SIDE_SECRET}
     tickets = []
     for script in sorted(ATTACKS.glob("*.sh")):
         text = PRELUDE + script.read_text()
@@ -143,7 +150,8 @@ def test_bystander_and_contained_attackers_finish(attacked) -> None:
     assert git(repo, "show", f"{target}:bystander.txt") == "done"
     # Attackers whose scripts end normally are collected and integrated like anyone else:
     # their planted config and links never ran on the host.
-    for ticket in ("outside", "hostpath", "socket", "network", "secret", "gitconfig"):
+    for ticket in ("outside", "hostpath", "socket", "network", "secret", "gitconfig",
+                   "sidebranch"):
         row = next(t for t in attacked["doc"]["tickets"] if t["id"] == ticket)
         assert status[ticket] == "integrated" or row["reason"] == "it changed nothing", row
     assert git(repo, "show", f"{target}:planted.txt") == "planted"

@@ -11,6 +11,7 @@ import pytest
 
 from runner.events import EventCollector
 from runner.gitops import open_host_repo
+from runner.objectstore import RunObjects
 from runner.phase import load_phase
 from runner.sandbox.docker import DockerSandboxes
 from runner.worker import RunContext, sandbox_spec
@@ -45,11 +46,14 @@ def worker(tmp_path: Path, engine: docker.DockerClient, worker_image: str,
     phase = load_phase(write_phase(tmp_path / "p.yaml", {
         "name": "probe", "resources": {"cpus": 0.5, "memory": "256m", "pids": 64},
         "tickets": [{"id": "X", "agent": "script", "run": "true"}]}))
-    ctx = RunContext(run_id=f"test-{secrets.token_hex(3)}", phase=phase, host=host,
-                     root=tmp_path / "run", provider=DockerSandboxes(engine),
-                     sink=EventCollector())
-    workspace = create_workspace(host, clone=tmp_path / "run/ws", gradle_home=tmp_path / "run/g",
-                                 branch="runner/probe/X", start=git(repo, "rev-parse", "HEAD"))
+    run_id, head = f"test-{secrets.token_hex(3)}", git(repo, "rev-parse", "HEAD")
+    objects = RunObjects.open(host, path=tmp_path / "run" / "objects.git", run_id=run_id,
+                              base=head)
+    ctx = RunContext(run_id=run_id, phase=phase, host=host, root=tmp_path / "run",
+                     objects=objects, provider=DockerSandboxes(engine), sink=EventCollector())
+    workspace = create_workspace(objects, clone=tmp_path / "run/ws",
+                                 gradle_home=tmp_path / "run/g", branch="runner/probe/X",
+                                 start=head)
     with ctx.provider.open(sandbox_spec(ctx, "X", workspace)) as sandbox:
         yield ctx, workspace, sandbox, repo
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -11,6 +12,7 @@ import pytest
 
 from runner.events import EventCollector
 from runner.gitops import open_host_repo
+from runner.objectstore import RunObjects
 from runner.phase import load_phase
 from runner.sandbox.docker import DockerSandboxes
 from runner.selftest import run_selftest
@@ -34,10 +36,13 @@ def probe_ctx(tmp_path: Path, engine: docker.DockerClient, worker_image: str):
     repo = make_repo(tmp_path / "repo")
     phase = load_phase(write_phase(tmp_path / "p.yaml", {
         "name": "sabotage", "tickets": [{"id": "X", "agent": "script", "run": "true"}]}))
-    ctx = RunContext(run_id=f"test-{secrets.token_hex(3)}", phase=phase,
-                     host=open_host_repo(repo), root=tmp_path / "run",
-                     provider=DockerSandboxes(engine), sink=EventCollector())
-    return ctx, git(repo, "rev-parse", "HEAD")
+    host, run_id, head = open_host_repo(repo), f"test-{secrets.token_hex(3)}", git(
+        repo, "rev-parse", "HEAD")
+    objects = RunObjects.open(host, path=tmp_path / "run" / "objects.git", run_id=run_id,
+                              base=head)
+    ctx = RunContext(run_id=run_id, phase=phase, host=host, root=tmp_path / "run",
+                     objects=objects, provider=DockerSandboxes(engine), sink=EventCollector())
+    return ctx, head
 
 
 def _failed(result) -> set[str]:
@@ -53,7 +58,7 @@ def test_real_probes_pass(probe_ctx) -> None:
 
 def test_shared_clone_is_caught(probe_ctx, tmp_path: Path) -> None:
     ctx, head = probe_ctx
-    shared = create_workspace(ctx.host, clone=tmp_path / "one", gradle_home=tmp_path / "g1",
+    shared = create_workspace(ctx.objects, clone=tmp_path / "one", gradle_home=tmp_path / "g1",
                               branch=ctx.branch("_probe1"), start=head)
     result = run_selftest(ctx, head, workspace_for=lambda probe: shared)
     assert {"other worker's files invisible", "Gradle home private"} <= _failed(result)
@@ -66,7 +71,7 @@ def test_shared_gradle_home_is_caught(probe_ctx, tmp_path: Path) -> None:
     home = tmp_path / "shared-gradle"
 
     def shared_home(probe: str) -> Workspace:
-        workspace = create_workspace(ctx.host, clone=tmp_path / probe, start=head,
+        workspace = create_workspace(ctx.objects, clone=tmp_path / probe, start=head,
                                      gradle_home=tmp_path / f"g-{probe}",
                                      branch=ctx.branch(probe))
         home.mkdir(exist_ok=True)
@@ -75,6 +80,14 @@ def test_shared_gradle_home_is_caught(probe_ctx, tmp_path: Path) -> None:
 
     result = run_selftest(ctx, head, workspace_for=shared_home)
     assert _failed(result) == {"Gradle home private"}
+
+
+def test_borrowing_the_host_repos_objects_is_caught(probe_ctx) -> None:
+    """The old scheme: clones borrowing the host's own store see every object in it."""
+    ctx, head = probe_ctx
+    whole_host = RunObjects(ctx.host, path=ctx.host.git_dir, run_id=ctx.run_id)
+    result = run_selftest(replace(ctx, objects=whole_host), head)
+    assert _failed(result) == {"other host objects unreadable"}
 
 
 LEAKY = "runner-test-leaky:latest"
@@ -97,7 +110,8 @@ def test_preflight_stops_a_run_before_any_ticket(tmp_path: Path, leaky_image: st
     assert proc.returncode == 3
     last = proc.stderr.strip().splitlines()[-1]
     assert "isolation self-test failed, no ticket started: no DOCKER_HOST" in last
-    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/runner/").split() == []
+    refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/runner/").split()
+    assert [ref.rsplit("/", 1)[1] for ref in refs] == ["base"]      # no ticket's ref
     # Skipping the preflight is the user's explicit choice.
     proc, doc = run_json("run", str(phase), "--repo", str(repo), "--no-preflight")
     assert proc.returncode == 0 and doc["preflight"] == "skipped"
@@ -109,4 +123,4 @@ def test_preflight_runs_by_default(tmp_path: Path, worker_image: str) -> None:
         {"id": "A", "agent": "script", "run": "echo a > a"}]})
     proc, doc = run_json("run", str(phase), "--repo", str(repo))
     assert proc.returncode == 0
-    assert doc["preflight"].startswith("passed (17 checks")
+    assert doc["preflight"].startswith("passed (18 checks")
