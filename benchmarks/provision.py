@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runner.events import EventCollector  # noqa: E402
 from runner.gitops import open_host_repo  # noqa: E402
-from runner.objectstore import RunObjects  # noqa: E402
+from runner.objectstore import STORE, RunObjects  # noqa: E402
 from runner.phase import load_phase  # noqa: E402
 from runner.sandbox.docker import DockerSandboxes, docker_client  # noqa: E402
 from runner.selftest import run_selftest  # noqa: E402
@@ -72,8 +72,8 @@ def main() -> None:
         phase = load_phase(root / "p.yaml")
         run_id = f"bench-{secrets.token_hex(3)}"
         t0 = time.perf_counter()
-        objects = RunObjects.open(host, path=root / "run" / "objects.git", run_id=run_id,
-                                  base=head)
+        objects = RunObjects(host, path=root / "run" / STORE, run_id=run_id, base=head)
+        objects.ensure(head)
         store_seconds = time.perf_counter() - t0
         ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
                          objects=objects, provider=DockerSandboxes(client),

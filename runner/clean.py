@@ -13,13 +13,13 @@ import docker
 from runner.errors import InputError
 from runner.events import EventSink, Notice
 from runner.gitops import HostRepo
+from runner.objectstore import STORE
 from runner.phase import load_phase
 from runner.run import PHASE_COPY, RunOptions, load_result, run_context, salvage
 from runner.runlock import driving, is_driven
 from runner.status import runs
 
-SCRATCH = ("workspaces", "gradle", "reruns", "objects.git", "integration", "checks", "selftest",
-           "bundles")
+SCRATCH = ("workspaces", "gradle", "reruns", STORE, "integration", "checks", "selftest", "bundles")
 
 
 def clean(*, host: HostRepo, state_dir: Path, client: docker.DockerClient, sink: EventSink,
@@ -72,7 +72,7 @@ def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: Ev
     # A workspace whose work could not be collected stays, with everything it needs.
     kept = [*(root / "workspaces").glob("*"), *(root / "reruns").glob("*/workspaces/*")]
     for name in SCRATCH:
-        if not (kept and name in ("workspaces", "gradle", "reruns", "objects.git")):
+        if not (kept and name in ("workspaces", "gradle", "reruns", STORE)):
             shutil.rmtree(root / name, ignore_errors=True)
     if everything and not kept:
         shutil.rmtree(root, ignore_errors=True)

@@ -45,8 +45,9 @@ def commit_leftovers(sandbox: Sandbox, message: str, timeout: float = 300) -> No
 
 
 def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: Path,
-            timeout: float = 300) -> Collected:
-    """Fetch the worker's commits since ``start`` into ``ref`` in the host repo."""
+            readable: Path, timeout: float = 300) -> Collected:
+    """Fetch the worker's commits since ``start`` into ``ref`` in the host repo; they may
+    name only objects they bring or the worker could read (``readable``)."""
     head = sandbox.exec([*GIT, "rev-parse", "--verify", "HEAD"], timeout=timeout)
     if not head.ok:
         raise CollectError(f"cannot read the worker's HEAD: {last_line(head.output)}")
@@ -59,7 +60,7 @@ def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: P
     if not made.ok:
         raise CollectError(f"git bundle failed in the worker: {last_line(made.output)}")
     try:
-        host.fetch_bundle(bundle, ref)
+        host.fetch_bundle(bundle, ref, readable=readable)
     except GitError as e:
         problems = [line for line in e.stderr.splitlines() if line.startswith("error:")]
         raise CollectError(f"the worker's commits were refused ({bundle} is kept): "

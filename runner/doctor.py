@@ -16,7 +16,7 @@ from runner.events import EventSink
 from runner.gitops import git, git_out, open_host_repo
 from runner.hostview import scratch_parent
 from runner.images import BUILDABLE, WORKER_DOCKERFILE, ensure_image, image_present
-from runner.objectstore import RunObjects
+from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, Ticket
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.selftest import Check, run_selftest
@@ -71,8 +71,7 @@ def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image
                       tickets=[Ticket(id="probe", agent="script", run="true")])
         host, run_id = open_host_repo(repo), f"doctor-{secrets.token_hex(3)}"
         head = git_out(repo, "rev-parse", "HEAD")
-        objects = RunObjects.open(host, path=root / "run" / "objects.git", run_id=run_id,
-                                  base=head)
+        objects = RunObjects(host, path=root / "run" / STORE, run_id=run_id, base=head)
         ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
                          objects=objects, provider=DockerSandboxes(client), sink=sink)
         return list(run_selftest(ctx, head).checks)

@@ -81,13 +81,15 @@ class HostRepo:
         git(self.top, "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true",
             "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(source), *refspecs)
 
-    def fetch_bundle(self, bundle: Path, ref: str) -> None:
+    def fetch_bundle(self, bundle: Path, ref: str, *, readable: Path) -> None:
         """Fetch a worker's bundle (its HEAD) into ``ref``, every object checked.
 
         Older git (Debian bookworm's 2.39, the runner image's) does not check a bundle's
         objects when fetching from the bundle itself; every version checks them on a fetch
-        between repositories. So the bundle goes first into a runner-owned quarantine repo
-        that borrows the host's objects, and the host fetches from there.
+        between repositories. So the bundle goes first into a runner-owned quarantine repo,
+        and the host fetches from there. The quarantine borrows ``readable``, the objects the
+        worker could read: a commit naming any other object is refused as incomplete rather
+        than completed from the host's objects (a worker guessing a secret blob's id).
         """
         quarantine = Path(tempfile.mkdtemp(prefix=f"{bundle.name}.", suffix=".quarantine",
                                            dir=bundle.parent))
@@ -95,7 +97,7 @@ class HostRepo:
             git(quarantine, "init", "--quiet", "--bare", "--template=", str(quarantine),
                 isolated=True)
             (quarantine / "objects" / "info").mkdir(parents=True, exist_ok=True)
-            (quarantine / "objects" / "info" / "alternates").write_text(f"{self.objects}\n")
+            (quarantine / "objects" / "info" / "alternates").write_text(f"{readable}\n")
             git(bundle.parent, f"--git-dir={quarantine}", "fetch", "--quiet", "--no-tags",
                 "--no-write-fetch-head", str(bundle), "+HEAD:refs/bundle", isolated=True)
             self.fetch(quarantine, [f"+refs/bundle:{ref}"])

@@ -3,8 +3,10 @@
 Workers' clones borrow objects through git alternates from a store mounted read-only at
 RUN_OBJECTS. Borrowing the host repo's own store would show every worker all of it: other
 branches, stashes, unreachable objects. So each run has a store of its own, a bare repo in
-its run dir filled by fetches from the host repo: base's history when the run starts, the
-integrated head whenever a ticket starts from it. One copy per run, shared by its workers.
+its run dir filled by fetches from the host repo: base's history when the first workspace is
+made, the integrated head whenever a ticket starts from it. One copy per run, shared by its
+workers. A worker's bundle is checked against this store too (HostRepo.fetch_bundle), so a
+commit naming an object the worker could not read is refused, not completed from the host.
 """
 
 from __future__ import annotations
@@ -16,43 +18,45 @@ from pathlib import Path
 from runner.errors import RepoError
 from runner.gitops import HostRepo, git
 
+STORE = "objects.git"       # in the run dir
+
 
 class RunObjects:
-    def __init__(self, host: HostRepo, *, path: Path, run_id: str) -> None:
-        self.host, self.path = host, path
-        self.refs = (f"refs/runner/{run_id}/base", f"refs/runner/{run_id}/integrated")
+    def __init__(self, host: HostRepo, *, path: Path, run_id: str, base: str) -> None:
+        self.host, self.path, self.base = host, path, base
+        self.base_ref = f"refs/runner/{run_id}/base"
+        self.integrated_ref = f"refs/runner/{run_id}/integrated"
         self._lock = threading.Lock()       # workers start (and fetch) concurrently
 
     @property
     def objects(self) -> Path:
         return self.path / "objects"
 
-    @classmethod
-    def open(cls, host: HostRepo, *, path: Path, run_id: str, base: str) -> RunObjects:
-        """The run's store at ``path``, made and filled with ``base`` when new."""
-        store = cls(host, path=path, run_id=run_id)
-        if not (path / "objects").is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            git(path.parent, "init", "--quiet", "--bare", "--template=", str(path),
-                isolated=True)
-        host.update_ref(store.refs[0], base)     # also keeps base from the host's gc
-        store.ensure(base)
-        return store
-
     def ensure(self, commit: str) -> None:
-        """Make ``commit`` readable here: it is base, or the integrated head or before it."""
+        """Make ``commit`` readable here (made on first use): it must be base, or the
+        integrated head or before it."""
         with self._lock:
-            if self._has(commit):
+            if self.objects.is_dir() and self._has(commit):
                 return
-            present = [ref for ref in self.refs if self.host.resolve(ref)]
-            self._git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                      str(self.host.git_dir), *(f"+{ref}:{ref}" for ref in present))
+            if not self.objects.is_dir():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                git(self.path.parent, "init", "--quiet", "--bare", "--template=",
+                    str(self.path), isolated=True)
+            # Named refs only: a fetch with none would take the host's HEAD, whatever it is.
+            self.host.update_ref(self.base_ref, self.base)   # also keeps base from gc
+            refs = [self.base_ref] + ([self.integrated_ref]
+                                      if self.host.resolve(self.integrated_ref) else [])
+            # Not isolated: upload-pack runs in the host repo, which the user's own
+            # safe.directory may be what lets git open (a repo owned by another uid).
+            git(self.path, f"--git-dir={self.path}", "fetch", "--quiet", "--no-tags",
+                "--no-write-fetch-head", "--update-shallow", str(self.host.git_dir),
+                *(f"+{ref}:{ref}" for ref in refs))
             if not self._has(commit):
                 raise RepoError(f"{commit[:12]} is neither base nor integrated work of this "
                                 "run; a worker may start only from those")
 
     def _has(self, commit: str) -> bool:
-        return self._git("cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
+        return self._git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
 
-    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return git(self.path, f"--git-dir={self.path}", *args, check=check, isolated=True)
+    def _git(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return git(self.path, f"--git-dir={self.path}", *args, check=False, isolated=True)

@@ -25,7 +25,7 @@ from runner.images import ensure_image
 from runner.integrate import Integrator
 from runner.journal import Journal
 from runner.ledger import Ledger, default_prices
-from runner.objectstore import RunObjects
+from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
@@ -229,8 +229,8 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
     ledger = Ledger(prices={**default_prices(), **phase.prices},
                     budget_usd=phase.budget.usd if phase.budget else None,
                     carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
-    objects = RunObjects.open(host, path=result.run_dir / "objects.git", run_id=result.run_id,
-                              base=result.base_sha)
+    objects = RunObjects(host, path=result.run_dir / STORE, run_id=result.run_id,
+                         base=result.base_sha)
     return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,
                       objects=objects,
                       ledger=ledger, provider=DockerSandboxes(client), sink=sink,
@@ -358,10 +358,12 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
                               start=base_sha)
         ref = f"refs/runner/{ctx.run_id}/attempts/{ticket_id}/{label}"
         try:
+            ctx.objects.ensure(base_sha)      # the store its clone borrows from, mounted
             with ctx.provider.open(sandbox_spec(ctx, ticket_id, workspace)) as sandbox:
                 commit_leftovers(sandbox, f"{ticket_id}: work left in its workspace ({label})")
                 got = collect(sandbox, ctx.host, start=base_sha, ref=ref,
-                              bundle=ctx.root / "bundles" / f"{ticket_id}.{label}.bundle")
+                              bundle=ctx.root / "bundles" / f"{ticket_id}.{label}.bundle",
+                              readable=ctx.objects.objects)
         except (CollectError, RunnerError) as e:
             ctx.sink.emit(Notice(f"{ticket_id}: could not collect the work in {clone} ({e}); "
                                  "the workspace stays", level="warning"))

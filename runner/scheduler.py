@@ -186,8 +186,10 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
                 while wait(running, timeout=10).not_done:
                     stop()
                 for future in running:
-                    if future.exception() is None:
-                        final(future.result())
+                    if future.exception() is None:   # collected, never integrated: redo
+                        outcome = future.result()
+                        final(replace(outcome, interrupted=True)
+                              if outcome.status == TicketStatus.COLLECTING else outcome)
             except BaseException:
                 hard_stop()
                 while wait(running, timeout=1).not_done:

@@ -106,7 +106,8 @@ def run_selftest(ctx: RunContext, start: str,
     host_marker.parent.mkdir(parents=True, exist_ok=True)
     host_marker.write_text(f"only the host repo has this object: {secrets.token_hex(16)}\n")
     # An object in the host repo that base does not reach: workers must not read it.
-    host_object = git_out(ctx.host.top, "hash-object", "-w", "--", str(host_marker))
+    host_object = git_out(ctx.host.top, "hash-object", "-w", "--no-filters", "--",
+                          str(host_marker))
     # Both probes run at once, as workers do: each leaves its markers, waits for the other,
     # looks, and waits again so neither container goes before the other has looked.
     together = threading.Barrier(len(PROBES), timeout=120)

@@ -108,12 +108,14 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
 def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) -> TicketOutcome:
     """Run ``ticket`` from commit ``start``; its commits end up in its ref, whatever happens.
     A rerun (``attempt`` > 0) works in fresh directories; the ref of the run before it is
-    kept at refs/runner/<run>/attempts/<ticket>/<n>."""
+    kept at refs/runner/<run>/attempts/<ticket>/<n> (…/before-resume when a resumed run runs
+    the ticket again)."""
     started = time.time()
     root = ctx.root if attempt == 0 else ctx.root / "reruns" / str(attempt)
     ref = ctx.ticket_ref(ticket.id)
-    if attempt and (previous := ctx.host.resolve(ref)):
-        ctx.host.update_ref(f"refs/runner/{ctx.run_id}/attempts/{ticket.id}/{attempt}", previous)
+    if previous := ctx.host.resolve(ref):
+        label = str(attempt) if attempt else "before-resume"
+        ctx.host.update_ref(f"refs/runner/{ctx.run_id}/attempts/{ticket.id}/{label}", previous)
     deadline = time.monotonic() + ticket.timeout
     log_path = ctx.root / "logs" / f"{ticket.id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,18 +151,15 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
                 restarted[0] = sandbox.restarts
                 ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.COLLECTING))
                 collected = collect(sandbox, ctx.host, start=start, ref=ref,
-                                    bundle=root / "bundles" / f"{ticket.id}.bundle")
+                                    bundle=root / "bundles" / f"{ticket.id}.bundle",
+                                    readable=ctx.objects.objects)
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {e}\n")
+            _stop_if_engine_gone(ctx, ticket, e)
             work = _also(work, str(e))
         except Exception as e:  # a bug fails this ticket, not the run; a lost engine the run
             log.write(traceback.format_exc())
-            if not ctx.provider.answers():
-                ctx.cancelled.set()     # the others stop too; resume redoes what was under way
-                raise DockerUnavailable(
-                    f"the Docker engine stopped answering during run {ctx.run_id} ({ticket.id}: "
-                    f"{e.__class__.__name__}); the workspaces keep what the workers did: start "
-                    f"Docker again, then `runner resume {ctx.run_id}`") from e
+            _stop_if_engine_gone(ctx, ticket, e)
             work = _also(work, f"internal error: {e.__class__.__name__}: {e}")
     if ctx.cancelled.is_set() and work.ok:
         work = _also(work, "the run was interrupted")
@@ -169,6 +168,17 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
     if not collected or not collected.commits:
         return outcome(TicketStatus.FAILED, "it changed nothing")
     return outcome(TicketStatus.COLLECTING)
+
+
+def _stop_if_engine_gone(ctx: RunContext, ticket: Ticket, error: Exception) -> None:
+    """A failure because the engine went away is the run's, not the ticket's: stop the run
+    (resume redoes what was under way) instead of failing tickets one by one."""
+    if not ctx.provider.answers():
+        ctx.cancelled.set()
+        raise DockerUnavailable(
+            f"the Docker engine stopped answering during run {ctx.run_id} ({ticket.id}: "
+            f"{error}); the workspaces keep what the workers did: start Docker again, then "
+            f"`runner resume {ctx.run_id}`") from error
 
 
 def _also(result: AgentResult, problem: str) -> AgentResult:

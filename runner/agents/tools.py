@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.errors import EnvironmentProblem
 from runner.sandbox import Sandbox
 
 OUTPUT_BUDGET = 16_000       # characters of a tool's output the model sees
@@ -65,6 +66,8 @@ def run_tool(sandbox: Sandbox, name: str, args: dict[str, Any], timeout: float) 
         return ToolOutput(f"missing argument {e}", is_error=True)
     except ToolError as e:
         return ToolOutput(str(e), is_error=True)
+    except EnvironmentProblem:
+        raise                   # no engine, no container: nothing the model could do about it
     except Exception as e:
         return ToolOutput(f"{name} failed: {type(e).__name__}: {e}", is_error=True)
 

@@ -42,21 +42,24 @@ def docker_client() -> docker.DockerClient:
             "engine or set DOCKER_HOST, and check you may use its socket") from e
 
 
-# What docker-py raises when the engine's socket is gone (requests' errors are no
-# DockerException).
-ENGINE_GONE = (docker.errors.DockerException, requests.exceptions.RequestException,
-               ConnectionError)
+# What docker-py raises when its calls fail: an APIError when the engine answered with an
+# error; requests' errors (no DockerException) when it does not answer at all.
+DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException,
+                 ConnectionError)
 
 
 @contextmanager
-def _unless_engine_gone() -> Iterator[None]:
-    """Swallow the errors of an engine that no longer answers (and only those)."""
+def _engine_must_answer() -> Iterator[None]:
+    """An engine that stops answering mid-call is DockerUnavailable (a RunnerError), which
+    the lead handles, not a stray requests error; the engine's own errors stay what they
+    are."""
     try:
         yield
     except docker.errors.APIError:
-        raise                 # the engine answered: with an error
-    except ENGINE_GONE:
-        pass
+        raise
+    except DOCKER_ERRORS as e:
+        raise DockerUnavailable(f"the Docker engine stopped answering ({e.__class__.__name__})"
+                                ) from e
 
 
 class DockerSandboxes:
@@ -67,10 +70,12 @@ class DockerSandboxes:
 
     @contextmanager
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
-        container = self._create(spec)
+        with _engine_must_answer():
+            container = self._create(spec)
         try:
             try:
-                container.start()
+                with _engine_must_answer():
+                    container.start()
             except docker.errors.APIError as e:
                 raise EnvironmentProblem(f"cannot start container {spec.name}: "
                                          f"{e.explanation or e}") from e
@@ -79,34 +84,38 @@ class DockerSandboxes:
             if not keep:
                 try:
                     container.remove(force=True)
-                except docker.errors.NotFound:
+                except DOCKER_ERRORS:   # gone already, or no engine to ask: `clean` finds it
                     pass
 
     def stop_processes(self, run_id: str) -> None:
-        with _unless_engine_gone():       # best effort: an interrupt goes on regardless
-            for container in self.client.containers.list(
-                    filters={"label": f"runner.run={run_id}"}):
-                try:
-                    container.restart(timeout=0)
-                except docker.errors.APIError:
-                    pass
+        # Best effort, container by container: an interrupt goes on regardless.
+        for container in self._run_containers(run_id, all=False):
+            try:
+                container.restart(timeout=0)
+            except DOCKER_ERRORS:
+                pass
 
     def remove_run(self, run_id: str) -> int:
-        with _unless_engine_gone():
-            containers = self.client.containers.list(
-                all=True, filters={"label": f"runner.run={run_id}"})
-            for container in containers:
-                try:
-                    container.remove(force=True)
-                except docker.errors.NotFound:
-                    pass
-            return len(containers)
-        return 0
+        containers = self._run_containers(run_id, all=True)
+        for container in containers:
+            try:
+                container.remove(force=True)
+            except DOCKER_ERRORS:
+                pass
+        return len(containers)
 
     def answers(self) -> bool:
-        with _unless_engine_gone():
+        try:
             return bool(self.client.ping())
-        return False
+        except DOCKER_ERRORS:
+            return False
+
+    def _run_containers(self, run_id: str, *, all: bool) -> list[Container]:
+        try:   # sparse: no inspect of each, which fails for one removed meanwhile
+            return self.client.containers.list(all=all, sparse=True,
+                                               filters={"label": f"runner.run={run_id}"})
+        except DOCKER_ERRORS:
+            return []
 
     def _create(self, spec: SandboxSpec) -> Container:
         mounts = [DockerMount(target=m.target, source=str(m.source), type="bind",
@@ -172,6 +181,10 @@ class DockerSandbox:
         return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out)
 
     def reset(self) -> None:
+        with _engine_must_answer():
+            self._reset()
+
+    def _reset(self) -> None:
         self._note_if_stopped()
         self._stop_counted = False
         try:
@@ -182,6 +195,12 @@ class DockerSandbox:
 
     def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
              take: Callable[[int, bytes], None]) -> tuple[int, bool]:
+        with _engine_must_answer():
+            return self._run_under_timeout(argv, timeout, env, take)
+
+    def _run_under_timeout(self, argv: Sequence[str], timeout: float,
+                           env: Mapping[str, str] | None,
+                           take: Callable[[int, bytes], None]) -> tuple[int, bool]:
         """Run ``argv`` under `timeout`, feeding (stream, bytes) to ``take``; return the exit
         code and whether it was stopped for taking too long. A stopped container is data
         about the worker (it may have killed its own init), not an error of runner's: it is
@@ -194,14 +213,7 @@ class DockerSandbox:
         timer.daemon = True
         timer.start()
         try:
-            exec_id = self.api.exec_create(self.container.id, wrapped, workdir=self.spec.workdir,
-                                           environment=dict(env or {}))["Id"]
-            for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
-                if out:
-                    take(1, out)
-                if err:
-                    take(2, err)
-            code = self.api.exec_inspect(exec_id).get("ExitCode")
+            code = self._stream(wrapped, env, take)
         except docker.errors.APIError:
             if not (killed.is_set() or self._stopped()):
                 raise
@@ -209,11 +221,24 @@ class DockerSandbox:
         finally:
             timer.cancel()
         code = STOPPED_EXIT if code is None else int(code)
-        if code == STOPPED_EXIT and not killed.is_set():
-            self._note_if_stopped(settle=2.0)
+        if code == STOPPED_EXIT:
+            # The engine may report the stop a moment later; wait for it, so that the next
+            # command starts the container again instead of meeting it half-stopped.
+            self._note_if_stopped(settle=10.0 if killed.is_set() else 2.0)
         # 137 is also what an out-of-memory kill looks like: only a late one is a timeout.
         late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
         return code, killed.is_set() or code == TIMEOUT_EXIT or late
+
+    def _stream(self, wrapped: list[str], env: Mapping[str, str] | None,
+                take: Callable[[int, bytes], None]) -> int | None:
+        exec_id = self.api.exec_create(self.container.id, wrapped, workdir=self.spec.workdir,
+                                       environment=dict(env or {}))["Id"]
+        for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
+            if out:
+                take(1, out)
+            if err:
+                take(2, err)
+        return self.api.exec_inspect(exec_id).get("ExitCode")
 
     def _stopped(self) -> bool:
         try:
@@ -245,7 +270,8 @@ class DockerSandbox:
 
     def _kill(self, killed: threading.Event) -> None:
         killed.set()
+        self._stop_counted = True     # our own stop, not one from outside (no retry for it)
         try:
             self.container.kill()
-        except docker.errors.APIError:
+        except DOCKER_ERRORS:
             pass

@@ -99,6 +99,7 @@ def attacked(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Ite
     listener.close()
     doc = json.loads(proc.stdout)
     yield {"repo": repo, "payload": payload, "doc": doc, "proc": proc, "refs": refs_before,
+           "side_blob": side_blob,
            "listener": listener, "state": state}
 
 
@@ -150,11 +151,17 @@ def test_bystander_and_contained_attackers_finish(attacked) -> None:
     assert git(repo, "show", f"{target}:bystander.txt") == "done"
     # Attackers whose scripts end normally are collected and integrated like anyone else:
     # their planted config and links never ran on the host.
-    for ticket in ("outside", "hostpath", "socket", "network", "secret", "gitconfig",
-                   "sidebranch"):
+    for ticket in ("outside", "hostpath", "socket", "network", "secret", "gitconfig"):
         row = next(t for t in attacked["doc"]["tickets"] if t["id"] == ticket)
         assert status[ticket] == "integrated" or row["reason"] == "it changed nothing", row
     assert git(repo, "show", f"{target}:planted.txt") == "planted"
+    # The commit naming another branch's blob was refused, not completed from the host's
+    # objects: the blob is in neither the run's store nor the result.
+    row = next(t for t in attacked["doc"]["tickets"] if t["id"] == "sidebranch")
+    assert status["sidebranch"] == "failed" and "refused" in row["reason"], row
+    store = Path(attacked["doc"]["run_dir"]) / "objects.git"
+    assert subprocess.run(["git", "--git-dir", str(store), "cat-file", "-e",
+                           attacked["side_blob"]]).returncode != 0
     # The malformed commit was refused on its way in; the host's fsck above saw none of it.
     row = next(t for t in attacked["doc"]["tickets"] if t["id"] == "badobjects")
     assert status["badobjects"] == "failed" and "badEmail" in row["reason"], row

@@ -11,8 +11,9 @@ import pytest
 
 from runner.events import EventCollector
 from runner.gitops import open_host_repo
-from runner.objectstore import RunObjects
+from runner.objectstore import STORE, RunObjects
 from runner.phase import load_phase
+from runner.sandbox import docker as docker_sandbox
 from runner.sandbox.docker import DockerSandboxes
 from runner.worker import RunContext, sandbox_spec
 from runner.workspace import create_workspace
@@ -47,8 +48,7 @@ def worker(tmp_path: Path, engine: docker.DockerClient, worker_image: str,
         "name": "probe", "resources": {"cpus": 0.5, "memory": "256m", "pids": 64},
         "tickets": [{"id": "X", "agent": "script", "run": "true"}]}))
     run_id, head = f"test-{secrets.token_hex(3)}", git(repo, "rev-parse", "HEAD")
-    objects = RunObjects.open(host, path=tmp_path / "run" / "objects.git", run_id=run_id,
-                              base=head)
+    objects = RunObjects(host, path=tmp_path / "run" / STORE, run_id=run_id, base=head)
     ctx = RunContext(run_id=run_id, phase=phase, host=host, root=tmp_path / "run",
                      objects=objects, provider=DockerSandboxes(engine), sink=EventCollector())
     workspace = create_workspace(objects, clone=tmp_path / "run/ws",
@@ -110,6 +110,23 @@ def test_exec_timeout_is_enforced(worker) -> None:
     _, _, sandbox, _ = worker
     result = sandbox.exec(["sleep", "30"], timeout=1)
     assert result.timed_out and not result.ok
+
+
+def test_the_host_watchdog_ends_what_timeout_cannot(worker,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that stops `timeout` itself (SIGSTOP to its parent) keeps running past its
+    time: only the host's watchdog, killing the container, ends the command. (Its grace and
+    slack, 40 s in runs, are shortened here; the path is the same.)"""
+    monkeypatch.setattr(docker_sandbox, "KILL_GRACE", 1)
+    monkeypatch.setattr(docker_sandbox, "WATCHDOG_SLACK", 1)
+    _, _, sandbox, _ = worker
+    result = sandbox.exec(["bash", "-c", "echo started; kill -STOP $PPID; sleep 600"],
+                          timeout=1)
+    assert result.timed_out and result.exit_code == docker_sandbox.STOPPED_EXIT
+    assert "started" in result.output
+    after = sandbox.exec(["bash", "-c", "pgrep -f 'sleep 60[0]' || echo none"], timeout=30)
+    assert after.output.strip() == "none", after  # the container was killed and started again
+    assert sandbox.restarts == 0                  # our own kill: no "stopped from outside" retry
 
 
 def test_output_streams_line_by_line(worker) -> None:

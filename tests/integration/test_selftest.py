@@ -12,7 +12,7 @@ import pytest
 
 from runner.events import EventCollector
 from runner.gitops import open_host_repo
-from runner.objectstore import RunObjects
+from runner.objectstore import STORE, RunObjects
 from runner.phase import load_phase
 from runner.sandbox.docker import DockerSandboxes
 from runner.selftest import run_selftest
@@ -38,8 +38,7 @@ def probe_ctx(tmp_path: Path, engine: docker.DockerClient, worker_image: str):
         "name": "sabotage", "tickets": [{"id": "X", "agent": "script", "run": "true"}]}))
     host, run_id, head = open_host_repo(repo), f"test-{secrets.token_hex(3)}", git(
         repo, "rev-parse", "HEAD")
-    objects = RunObjects.open(host, path=tmp_path / "run" / "objects.git", run_id=run_id,
-                              base=head)
+    objects = RunObjects(host, path=tmp_path / "run" / STORE, run_id=run_id, base=head)
     ctx = RunContext(run_id=run_id, phase=phase, host=host, root=tmp_path / "run",
                      objects=objects, provider=DockerSandboxes(engine), sink=EventCollector())
     return ctx, head
@@ -85,7 +84,7 @@ def test_shared_gradle_home_is_caught(probe_ctx, tmp_path: Path) -> None:
 def test_borrowing_the_host_repos_objects_is_caught(probe_ctx) -> None:
     """The old scheme: clones borrowing the host's own store see every object in it."""
     ctx, head = probe_ctx
-    whole_host = RunObjects(ctx.host, path=ctx.host.git_dir, run_id=ctx.run_id)
+    whole_host = RunObjects(ctx.host, path=ctx.host.git_dir, run_id=ctx.run_id, base=head)
     result = run_selftest(replace(ctx, objects=whole_host), head)
     assert _failed(result) == {"other host objects unreadable"}
 

@@ -58,7 +58,7 @@ def test_a_malformed_commit_is_refused(tmp_path: Path, git_version: str) -> None
     host, bundle, tip = _worker_bundle(tmp_path, malformed=True)
     git(host, "config", "fetch.fsckObjects", "false")     # the repo's config cannot opt out
     with pytest.raises(GitError) as refused:
-        open_host_repo(host).fetch_bundle(bundle, "refs/runner/r/W")
+        open_host_repo(host).fetch_bundle(bundle, "refs/runner/r/W", readable=host / ".git/objects")
     assert "badEmail" in refused.value.stderr, git_version
     probe = subprocess.run(["git", "cat-file", "-e", tip], cwd=host)
     assert probe.returncode != 0, f"{git_version}: the bad object reached the host"
@@ -68,6 +68,6 @@ def test_a_malformed_commit_is_refused(tmp_path: Path, git_version: str) -> None
 
 def test_a_good_bundle_arrives(tmp_path: Path, git_version: str) -> None:
     host, bundle, tip = _worker_bundle(tmp_path, malformed=False)
-    open_host_repo(host).fetch_bundle(bundle, "refs/runner/r/W")
+    open_host_repo(host).fetch_bundle(bundle, "refs/runner/r/W", readable=host / ".git/objects")
     assert git(host, "rev-parse", "refs/runner/r/W") == tip
     assert git(host, "show", "refs/runner/r/W:new.txt") == "new"
