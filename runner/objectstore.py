@@ -3,10 +3,11 @@
 Workers' clones borrow objects through git alternates from a store mounted read-only at
 RUN_OBJECTS. Borrowing the host repo's own store would show every worker all of it: other
 branches, stashes, unreachable objects. So each run has a store of its own, a bare repo in
-its run dir filled by fetches from the host repo: base's history when the first workspace is
-made, the integrated head whenever a ticket starts from it. One copy per run, shared by its
-workers. A worker's bundle is checked against this store too (HostRepo.fetch_bundle), so a
-commit naming an object the worker could not read is refused, not completed from the host.
+its run dir filled from the host repo (pushed there): base's history when the first
+workspace is made, the integrated head whenever a ticket starts from it. One copy per run,
+shared by its workers. A worker's bundle is checked against this store too
+(HostRepo.fetch_bundle), so a commit naming an object the worker could not read is refused,
+not completed from the host's objects.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class RunObjects:
         self.host, self.path, self.base = host, path, base
         self.base_ref = f"refs/runner/{run_id}/base"
         self.integrated_ref = f"refs/runner/{run_id}/integrated"
-        self._lock = threading.Lock()       # workers start (and fetch) concurrently
+        self._lock = threading.Lock()       # workers start (and fill it) concurrently
 
     @property
     def objects(self) -> Path:
@@ -42,14 +43,18 @@ class RunObjects:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 git(self.path.parent, "init", "--quiet", "--bare", "--template=",
                     str(self.path), isolated=True)
-            # Named refs only: a fetch with none would take the host's HEAD, whatever it is.
+                # receive-pack runs here with the user's global config: no hooks of theirs;
+                # a shallow host repo may push.
+                self._git("config", "core.hooksPath", "/dev/null")
+                self._git("config", "receive.shallowUpdate", "true")
+            # Named refs only: never whatever else the host repo holds.
             self.host.update_ref(self.base_ref, self.base)   # also keeps base from gc
             refs = [self.base_ref] + ([self.integrated_ref]
                                       if self.host.resolve(self.integrated_ref) else [])
-            # Not isolated: upload-pack runs in the host repo, which the user's own
-            # safe.directory may be what lets git open (a repo owned by another uid).
-            git(self.path, f"--git-dir={self.path}", "fetch", "--quiet", "--no-tags",
-                "--no-write-fetch-head", "--update-shallow", str(self.host.git_dir),
+            # Pushed by the host repo, as every other git call there runs (the user's
+            # safe.directory applies; a fetch from it would check its .git path instead).
+            git(self.host.top, "push", "--quiet", "--no-verify", "--no-follow-tags",
+                "--no-recurse-submodules", str(self.path),
                 *(f"+{ref}:{ref}" for ref in refs))
             if not self._has(commit):
                 raise RepoError(f"{commit[:12]} is neither base nor integrated work of this "

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +62,20 @@ def test_non_root_host_user(nonroot_repo: Path) -> None:
         assert (path.lstat().st_uid, path.lstat().st_gid) == (UID, GID), path
     refs = repo / ".git" / "refs" / "runner"
     assert all(p.stat().st_uid == UID for p in refs.rglob("*"))
+
+
+def test_a_repo_of_another_user_trusted_by_safe_directory(nonroot_repo: Path) -> None:
+    """As in CI containers: root runs runner on a checkout owned by another uid, which the
+    user's own git config trusts (safe.directory). Every git call of runner's, the run's
+    object store filled from that repo included, honours it."""
+    root, repo = nonroot_repo, nonroot_repo / "repo"
+    home = root / "root-home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(f"[safe]\n\tdirectory = {repo}\n")
+    env = {**os.environ, "HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(root / "phase.yaml"),
+                           "--repo", str(repo), "--json"], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert git(repo, "show", f"{doc['target']}:made/deep/file") == "x"
