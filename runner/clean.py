@@ -9,13 +9,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from runner.errors import InputError
 from runner.events import EventSink, Notice
 from runner.gitops import HostRepo
 from runner.objectstore import STORE
 from runner.phase import load_phase
-from runner.run import PHASE_COPY, RunOptions, load_result, run_context, salvage
+from runner.run import PHASE_COPY, RunOptions, load_result, run_context, salvage_workspaces
 from runner.runlock import driving, is_driven
 from runner.status import runs
 
@@ -40,11 +41,16 @@ def clean(*, host: HostRepo, state_dir: Path, client: docker.DockerClient, sink:
                 if run_id:
                     raise
         done: list[str] = []
-        for container in client.containers.list(all=True, filters={"label": "runner.run"}):
+        # ignore_removed: another live run's workers go while we look.
+        for container in client.containers.list(all=True, ignore_removed=True,
+                                                filters={"label": "runner.run"}):
             owner = container.labels.get("runner.run", "")
             if owner in ended or (run_id is None and owner not in known
                                   and not _driven_elsewhere(container.labels)):
-                container.remove(force=True)
+                try:
+                    container.remove(force=True)
+                except docker.errors.NotFound:
+                    continue
                 done.append(f"removed container {container.name}"
                             + ("" if owner in known else " (orphan)"))
         for rid in ended:
@@ -64,11 +70,7 @@ def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: Ev
     phase = load_phase(root / PHASE_COPY)
     ctx = run_context(phase, host, result, client, sink, RunOptions(repo=host.top,
                                                                  phase_file=root / PHASE_COPY))
-    places = [root, *sorted((root / "reruns").glob("*"))]
-    for place in places:
-        for clone in sorted((place / "workspaces").glob("*")):
-            label = "cleaned" if place == root else f"cleaned-rerun-{place.name}"
-            salvage(ctx, clone.name, result.base_sha, root=place, label=label)
+    salvage_workspaces(ctx, result.base_sha, "cleaned")
     # A workspace whose work could not be collected stays, with everything it needs.
     kept = [*(root / "workspaces").glob("*"), *(root / "reruns").glob("*/workspaces/*")]
     for name in SCRATCH:

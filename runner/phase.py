@@ -20,7 +20,7 @@ from runner.ledger import Price
 # Letters, digits, . _ - ; and nothing git refuses in a ref component (leading ., .., .lock).
 NAME_PATTERN = r"^(?!\.)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._-]+$"
 # Ticket ids that would collide with a run's own refs under refs/runner/<run-id>/.
-RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target", "attempts"})
+RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target", "attempts", "base"})
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Tier = Literal["simple", "nuanced", "complex"]
 AgentKind = Literal["anthropic", "script", "command"]

@@ -3,7 +3,9 @@ which they fail), then, with --land, base fast-forwarded to target."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 from runner.agents import CheckResult
@@ -28,6 +30,14 @@ class PhaseGate:
 def run_phase_checks(ctx: RunContext, head: str, name: str = "result") -> CheckResult:
     """The phase's checks in a fresh container over a clone of ``head``."""
     root = ctx.root / "checks" / name
+    shutil.rmtree(root, ignore_errors=True)    # an interrupted earlier check's (resume)
+    try:
+        return _checks_in(ctx, head, name, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)    # nothing in it to keep
+
+
+def _checks_in(ctx: RunContext, head: str, name: str, root: Path) -> CheckResult:
     workspace = create_workspace(ctx.objects, clone=root / "clone", gradle_home=root / "gradle",
                                  branch=ctx.branch(PHASE_CHECKS), start=head)
     deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT

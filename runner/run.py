@@ -153,9 +153,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     sink.emit(Notice(f"resuming run {run_id}: {len(done)} tickets finished, "
                      f"{len(phase.tickets) - len(done)} to run"))
     ctx.provider.remove_run(run_id)          # the old run's containers, if any survived
-    for ticket in phase.tickets:
-        if ticket.id not in done:
-            salvage(ctx, ticket.id, result.base_sha, root=root, label="interrupted")
+    salvage_workspaces(ctx, result.base_sha, "interrupted", skip=set(done))
     integrator = Integrator(host, clone=root / "integration", base=result.base_sha,
                             integrated_ref=f"refs/runner/{run_id}/integrated",
                             target=None if phase.checks else result.target,
@@ -345,6 +343,17 @@ def load_result(root: Path) -> RunResult:
                                             "reviews": tuple(o.get("reviews", ()))})
                         for t, o in data["outcomes"].items()}
     return RunResult(**data)
+
+
+def salvage_workspaces(ctx: RunContext, base_sha: str, label: str, *,
+                       skip: set[str] = frozenset()) -> None:
+    """Salvage every workspace of the run, its reruns' too (but those of ``skip``), so that
+    nothing in them is lost and a ticket run again finds its directories free."""
+    for place in [ctx.root, *sorted((ctx.root / "reruns").glob("*"))]:
+        for clone in sorted((place / "workspaces").glob("*")):
+            if clone.name not in skip:
+                salvage(ctx, clone.name, base_sha, root=place,
+                        label=label if place == ctx.root else f"{label}-rerun-{place.name}")
 
 
 def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,

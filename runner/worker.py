@@ -229,6 +229,8 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
                   if ctx.cancelled.is_set() else agent_for(ticket).run(agent_ctx))
     except CollectError as e:      # the agent's own commit failed
         result = AgentResult(ok=False, reason=str(e))
+    except DockerUnavailable:
+        raise                      # the run's trouble, not the agent's (run_ticket stops it)
     except Exception as e:         # a bug in an agent must not cost the ticket its work
         log.write(traceback.format_exc())
         result = AgentResult(ok=False, reason=f"agent error: {type(e).__name__}: {e}")

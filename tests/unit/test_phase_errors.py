@@ -58,6 +58,8 @@ CASES = {
                     ["tickets[0].id", "reserved"]),
     "id colliding with a run ref": ("name: p\ntickets:\n  - {id: candidate, agent: script, "
                                     "run: x}\n", ["tickets[0].id", "reserved"]),
+    "id colliding with the run's base ref": ("name: p\ntickets:\n  - {id: base, agent: "
+                                             "script, run: x}\n", ["tickets[0].id", "reserved"]),
     "id git refuses": ("name: p\ntickets:\n  - {id: x.lock, agent: script, run: x}\n",
                        ["tickets[0].id", "'.lock'"]),
     "dot-dot id": ("name: p\ntickets:\n  - {id: '..', agent: script, run: x}\n",
