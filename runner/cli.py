@@ -261,7 +261,7 @@ def _table_console() -> Console:
 def _state_dir(args: argparse.Namespace) -> Path:
     from runner.gitops import open_host_repo
 
-    return _absolute(args.state_dir) or open_host_repo(args.repo.resolve()).git_dir / "runner"
+    return _absolute(args.state_dir) or open_host_repo(args.repo.resolve()).state_dir
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
@@ -312,7 +312,7 @@ def _default_state_dir() -> Path:
     from runner.gitops import open_host_repo
 
     try:
-        return open_host_repo(Path.cwd()).git_dir / "runner"
+        return open_host_repo(Path.cwd()).state_dir
     except RepoError:
         return Path.cwd()
 

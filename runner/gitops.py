@@ -24,10 +24,10 @@ SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
                 "-c", "core.pager=cat", "-c", "advice.detachedHead=false")
 _ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_COMMITTER_NAME": "runner",
         "GIT_COMMITTER_EMAIL": "runner@localhost", "GIT_LITERAL_PATHSPECS": "1"}
-# Runner-owned clones check out worker-written files (.gitattributes and all): there, none of
-# the user's global or system config (filters, LFS, merge drivers) may apply.
 # git needs none of runner's secrets; a process that does not hold them cannot leak them.
 _SECRETS = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
+# Runner-owned clones check out worker-written files (.gitattributes and all): there, none of
+# the user's global or system config (filters, LFS, merge drivers) may apply.
 _ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
                  "GIT_LFS_SKIP_SMUDGE": "1"}
 
@@ -59,6 +59,11 @@ class HostRepo:
     @property
     def objects(self) -> Path:
         return self.git_dir / "objects"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where runner keeps its runs by default."""
+        return self.git_dir / "runner"
 
     def resolve(self, ref: str) -> str | None:
         proc = git(self.top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
@@ -94,10 +99,7 @@ class HostRepo:
         quarantine = Path(tempfile.mkdtemp(prefix=f"{bundle.name}.", suffix=".quarantine",
                                            dir=bundle.parent))
         try:
-            git(quarantine, "init", "--quiet", "--bare", "--template=", str(quarantine),
-                isolated=True)
-            (quarantine / "objects" / "info").mkdir(parents=True, exist_ok=True)
-            (quarantine / "objects" / "info" / "alternates").write_text(f"{readable}\n")
+            init_bare(quarantine, borrowing=readable)
             git(bundle.parent, f"--git-dir={quarantine}", "fetch", "--quiet", "--no-tags",
                 "--no-write-fetch-head", str(bundle), "+HEAD:refs/bundle", isolated=True)
             self.fetch(quarantine, [f"+refs/bundle:{ref}"])
@@ -158,6 +160,16 @@ def open_host_repo(path: Path) -> HostRepo:
     git_dir, bare = proc.stdout.splitlines()[:2]
     top = git_dir if bare == "true" else git_out(path, "rev-parse", "--show-toplevel")
     return HostRepo(top=Path(top), git_dir=Path(git_dir))
+
+
+def init_bare(path: Path, *, borrowing: Path | None = None) -> None:
+    """A runner-owned bare repo at ``path``, none of the user's config or templates, that
+    borrows the objects at ``borrowing`` (alternates) when given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(path.parent, "init", "--quiet", "--bare", "--template=", str(path), isolated=True)
+    if borrowing is not None:
+        (path / "objects" / "info").mkdir(parents=True, exist_ok=True)
+        (path / "objects" / "info" / "alternates").write_text(f"{borrowing}\n")
 
 
 def init_linked_clone(dest: Path, objects: Path, branch: str, commit: str) -> None:

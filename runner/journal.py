@@ -11,6 +11,14 @@ from pathlib import Path
 from runner.events import Event, EventSink, TicketChanged
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` whole: a reader (or a crash) never sees half a file. The temporary
+    name is per thread, so concurrent writers never share one."""
+    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class Journal:
     """An EventSink in front of another: records ticket states, then passes events on."""
 
@@ -24,7 +32,5 @@ class Journal:
             with self._lock:
                 self.states[event.ticket] = {"status": str(event.status),
                                              "detail": event.detail, "at": event.at}
-                tmp = self.path.with_name(f".{self.path.name}.tmp")
-                tmp.write_text(json.dumps(self.states, indent=1))
-                os.replace(tmp, self.path)
+                write_atomic(self.path, json.dumps(self.states, indent=1))
         self.inner.emit(event)

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from runner.errors import RepoError
-from runner.gitops import HostRepo, git
+from runner.gitops import HostRepo, git, init_bare
 
 STORE = "objects.git"       # in the run dir
 
@@ -40,9 +40,7 @@ class RunObjects:
             if self.objects.is_dir() and self._has(commit):
                 return
             if not self.objects.is_dir():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                git(self.path.parent, "init", "--quiet", "--bare", "--template=",
-                    str(self.path), isolated=True)
+                init_bare(self.path)
                 # receive-pack runs here with the user's global config: no hooks of theirs;
                 # a shallow host repo may push.
                 self._git("config", "core.hooksPath", "/dev/null")

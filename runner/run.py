@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import shutil
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
 from runner.images import ensure_image
 from runner.integrate import Integrator
-from runner.journal import Journal
+from runner.journal import Journal, write_atomic
 from runner.ledger import Ledger, default_prices
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
@@ -93,7 +92,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     ensure_image(client, phase.image, sink)
 
     run_id = new_run_id()
-    root = (options.state_dir or host.git_dir / "runner") / run_id
+    root = (options.state_dir or host.state_dir) / run_id
     (root / "logs").mkdir(parents=True, mode=0o700)
     with driving(root):   # released when the run ends, or the runner dies
         # What resume runs: the phase as this run took it, overrides applied.
@@ -124,7 +123,7 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
     way is collected from its workspace (into refs/runner/<run>/attempts/<t>/interrupted)
     and run again."""
     host = open_host_repo(repo)
-    root = (state_dir or host.git_dir / "runner") / run_id
+    root = (state_dir or host.state_dir) / run_id
     load_result(root)                        # a clear error for a run that is not there
     with driving(root):                      # read it again, now that nobody else drives it
         return _resume(load_result(root), host, root, sink, client)
@@ -323,9 +322,7 @@ def _write_state(result: RunResult) -> None:
     """Atomically record the run (run.json), after every ticket's outcome: a crash never
     leaves half a file, and resume knows what finished."""
     data = asdict(result) | {"run_dir": str(result.run_dir), "exit_code": result.exit_code}
-    tmp = result.run_dir / f".run.json.{threading.get_ident()}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, result.run_dir / "run.json")
+    write_atomic(result.run_dir / "run.json", json.dumps(data, indent=2, default=str))
 
 
 def load_result(root: Path) -> RunResult:
