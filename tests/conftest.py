@@ -1,6 +1,19 @@
-"""Shared fixtures: the real Docker engine, the worker image, and the no-leftovers rule."""
+"""Shared fixtures: the real Docker engine, the worker image, and the no-leftovers rule.
+
+Everything the suite makes lives under one scratch root of its own (TMPDIR points there, for
+the tests and every runner they start), so every container a run of this suite starts carries
+a ``runner.run-dir`` label under that root. The leftover check and its cleanup look at those
+containers only: another runner's runs on the same engine — another suite, a user's phase —
+are none of this suite's business.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -11,6 +24,21 @@ from runner.sandbox.docker import docker_client
 
 WORKER_IMAGE = "runner-worker:latest"
 JVM_IMAGE = "runner-worker-jvm:latest"
+
+# Before pytest picks its basetemp: tempfile caches the directory it found first.
+SUITE_ROOT = Path(tempfile.mkdtemp(prefix="runner-suite-"))
+SUITE_ROOT.chmod(0o755)          # the non-root user tests reach their dirs under it
+os.environ["TMPDIR"] = str(SUITE_ROOT)
+tempfile.tempdir = None
+
+
+def suite_containers(client: docker.DockerClient) -> list[docker.models.containers.Container]:
+    """The containers of runs this suite started (their run dirs are under SUITE_ROOT)."""
+    root = f"{SUITE_ROOT}/"
+    # sparse: no inspect of each (one removed meanwhile would fail it); labels are in attrs.
+    return [c for c in client.containers.list(all=True, sparse=True,
+                                              filters={"label": "runner.run"})
+            if (c.attrs.get("Labels") or {}).get("runner.run-dir", "").startswith(root)]
 
 
 @pytest.fixture(scope="session")
@@ -31,18 +59,20 @@ def jvm_image(engine: docker.DockerClient) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_runner_containers_left():
-    """Every container runner starts carries runner.run; none may outlive the suite."""
+def no_runner_containers_left() -> Iterator[None]:
+    """Every container runner starts carries runner.run; none of this suite's may outlive
+    it."""
+    yield
     try:
         client = docker.from_env()
-        before = {c.id for c in client.containers.list(all=True, filters={"label": "runner.run"})}
+        left = suite_containers(client)
     except docker.errors.DockerException:
-        yield
-        return
-    yield
-    left = [c for c in client.containers.list(all=True, filters={"label": "runner.run"})
-            if c.id not in before]
-    names = [c.name for c in left]
+        left = []
+    names = [c.attrs["Names"][0].lstrip("/") for c in left]
     for container in left:
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    shutil.rmtree(SUITE_ROOT, ignore_errors=True)
     assert not names, f"containers left behind by the suite: {names}"

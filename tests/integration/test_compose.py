@@ -22,6 +22,7 @@ import pytest
 from runner.document import RunDocument
 from runner.events import EventCollector
 from runner.images import base_image
+from tests.conftest import suite_containers
 from tests.helpers import ROOT, git, make_repo, write_phase
 
 RUNNER_IMAGE = "runner:latest"
@@ -93,7 +94,7 @@ def test_compose_run_drives_the_host_engine_and_leaves_the_users_files(
     repo = make_repo(user_dir / "repo", {"README.md": "hello\n"})
     write_phase(repo / "phase.yaml", PHASE)
     subprocess.run(["chown", "-R", f"{OWNER}:{OWNER}", str(repo)], check=True)
-    before = set(_containers(engine, "runner.run"))
+    before = {c.id for c in suite_containers(engine)}
 
     ran = compose("run", "--rm", "-T", "runner", "run", "phase.yaml", "--json",
                   cwd=repo, project=composed)
@@ -110,7 +111,7 @@ def test_compose_run_drives_the_host_engine_and_leaves_the_users_files(
             p.lstat().st_gid != OWNER]
     assert not made, made[:5]
     assert (repo / ".git" / "runner" / doc.run_id / "workspaces").is_dir()
-    assert set(_containers(engine, "runner.run")) == before
+    assert {c.id for c in suite_containers(engine)} == before
     assert not _containers(engine, f"com.docker.compose.project={composed}")
 
 
@@ -121,7 +122,8 @@ def test_a_repo_mounted_at_another_path_is_refused_with_what_to_do(
     container = engine.containers.run(
         RUNNER_IMAGE, ["run", "phase.yaml"], detach=True, working_dir="/repo",
         volumes={str(repo): {"bind": "/repo"}, "/var/run/docker.sock":
-                 {"bind": "/var/run/docker.sock"}}, labels={"runner.run": "compose-test"})
+                 {"bind": "/var/run/docker.sock"}}, labels={"runner.run": "compose-test",
+                                                          "runner.run-dir": str(repo)})
     try:
         code = container.wait(timeout=300)["StatusCode"]
         logs = container.logs().decode()
@@ -156,8 +158,8 @@ def test_a_cancelled_compose_run_keeps_its_work_and_resumes(
                            stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not any(c.labels.get("runner.ticket") == "S" and c.status == "running"
-                      for c in engine.containers.list(filters={"label": "runner.run"})):
+        while not any(c.attrs["Labels"].get("runner.ticket") == "S" and c.status == "running"
+                      for c in suite_containers(engine)):
             assert time.monotonic() < deadline and job.poll() is None, "S never ran"
             time.sleep(0.3)
         time.sleep(2)                                  # S has committed its part

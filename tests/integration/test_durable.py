@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 
 from runner.runlock import driving
+from tests.conftest import suite_containers
 from tests.helpers import git, make_repo, run_json, write_phase
 
 SLOW = ('echo partial > "$RUNNER_TICKET.partial"\ngit add -A\ngit commit -q -m "$RUNNER_TICKET: '
@@ -149,8 +150,9 @@ def test_clean_collects_work_before_deleting(tmp_path: Path, engine: docker.Dock
     time.sleep(1.5)
     proc.send_signal(signal.SIGKILL)          # its container and workspace stay behind
     proc.wait()
-    orphan = engine.containers.create(worker_image, ["sleep", "60"],
-                                      labels={"runner.run": "gone-run", "runner.ticket": "x"})
+    orphan = engine.containers.create(worker_image, ["sleep", "60"], labels={
+        "runner.run": "gone-run", "runner.ticket": "x",
+        "runner.run-dir": str(tmp_path / "gone-run")})
     # A live run of another repo: its containers are no orphans of this one.
     elsewhere = tmp_path / "other-repo-run"
     elsewhere.mkdir()
@@ -162,9 +164,9 @@ def test_clean_collects_work_before_deleting(tmp_path: Path, engine: docker.Dock
                                  capture_output=True, text=True, timeout=300)
     assert cleaned.returncode == 0, cleaned.stderr
     assert f"removed container {orphan.name} (orphan)" in cleaned.stdout
-    left = engine.containers.list(all=True, filters={"label": "runner.run"})
+    left = suite_containers(engine)
     other.remove(force=True)
-    assert [c.name for c in left] == [other.name]
+    assert [c.id for c in left] == [other.id]
     assert not (run_dir / "workspaces").exists() and (run_dir / "run.json").is_file()
     # The partial commit no ref held was collected before the workspace went.
     kept = f"refs/runner/{run_dir.name}/attempts/S1/cleaned"

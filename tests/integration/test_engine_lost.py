@@ -19,6 +19,7 @@ from pathlib import Path
 
 import docker
 
+from tests.conftest import suite_containers
 from tests.helpers import git, make_repo, runner_cli, write_phase
 
 ENGINE = "/var/run/docker.sock"
@@ -83,8 +84,8 @@ def test_engine_gone_mid_run_exits_3_and_resume_finishes(
     try:
         deadline = time.monotonic() + 90
         while not git(repo, "for-each-ref", "refs/runner/*/F") or not any(
-                c.labels.get("runner.ticket") == "S" for c in engine.containers.list(
-                    filters={"label": "runner.run"})):
+                c.attrs["Labels"].get("runner.ticket") == "S" and c.status == "running"
+                for c in suite_containers(engine)):
             assert time.monotonic() < deadline and proc.poll() is None, "S never started"
             time.sleep(0.2)
         time.sleep(1.5)                              # S has committed its part
