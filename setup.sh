@@ -27,6 +27,12 @@ if $dev; then
     as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq docker-compose >/dev/null
   fi
+  # The JUnit tests validate runner's reports with xmllint (Debian's libxml2-utils).
+  if ! command -v xmllint >/dev/null 2>&1; then
+    echo "setup: installing libxml2-utils (xmllint) for the JUnit report tests"
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq libxml2-utils >/dev/null
+  fi
   # The non-root host-user test runs runner as another uid: it needs an interpreter that
   # uid can read (pyenv's lives under /root). Debian's python3 in a venv beside the tree.
   if [ "$(id -u)" = 0 ] && [ -x /usr/bin/python3 ] && [ ! -x .venv-nonroot/bin/runner ]; then

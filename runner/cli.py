@@ -11,16 +11,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from runner import __version__
 from runner.errors import InputError, RunnerError
-from runner.events import EventSink
+from runner.events import Event, EventSink, FanOut, RunStarted
 from runner.hostview import forbid_inspection, in_container
-from runner.progress import STATUS_STYLE, LiveSink, PlainSink
-from runner.document import run_document, tier_totals
+from runner.progress import LiveSink, PlainSink
+from runner.document import run_document
 from runner.run import RunOptions, RunResult, run_phase
+from runner.tables import Cell, Grid, show
 from runner.text import printable
 
 EXIT_INTERRUPTED = 130
@@ -41,10 +40,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunnerError as e:
         err.print(f"runner: error: {e}", markup=False, style="red", soft_wrap=True)
         return e.exit_code
-    except KeyboardInterrupt:
-        err.print("runner: interrupted; what the workers committed is kept in refs, and "
-                  "`runner resume RUN_ID` finishes the run")
+    except KeyboardInterrupt as e:
+        run_id = getattr(e, "run_id", None)
+        err.print("runner: interrupted; " + (
+            f"what the workers committed is kept in refs, and `runner resume {run_id}` "
+            "finishes the run" if run_id else "no run had started"), markup=False)
         return EXIT_INTERRUPTED
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """An interrupt that knows which run it stopped, so the last line can say how to go
+    on with it."""
+
+    def __init__(self, run_id: str | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class _RunIdTap:
+    """A sink that remembers the id of the run it sees start."""
+
+    run_id: str | None = None
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -214,7 +234,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from runner.status import list_runs, run_table
 
     state = _state_dir(args)
-    _table_console().print(run_table(state / args.run_id) if args.run_id else list_runs(state))
+    show(Console(highlight=False), run_table(state / args.run_id) if args.run_id
+         else list_runs(state))
     return 0
 
 
@@ -249,13 +270,8 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from runner.stats import stats_table
 
-    _table_console().print(stats_table(_state_dir(args)))
+    show(Console(highlight=False), stats_table(_state_dir(args)))
     return 0
-
-
-def _table_console() -> Console:
-    """Tables for a terminal fit it; piped, they keep whole lines (greppable)."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -293,14 +309,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     report = run_doctor(PlainSink(sys.stderr, show_output=False), image=args.image,
                         state_dir=_default_state_dir())
-    table = Table(title=f"runner doctor — Docker engine {report.engine}")
-    for name in ("check", "result", "detail / what to do"):
-        table.add_column(name)
+    grid = Grid(f"runner doctor — Docker engine {report.engine}",
+                ("check", "result", "detail / what to do"))
     for check in report.checks:
-        result = "[green]pass[/]" if check.passed else "[red]FAIL[/]"
-        detail = check.detail + (f" — {check.fix}" if check.fix else "")
-        table.add_row(check.name, result, Text(printable(detail)))
-    console.print(table)
+        grid.add(check.name, Cell("pass", "green") if check.passed else Cell("FAIL", "red"),
+                 check.detail + (f" — {check.fix}" if check.fix else ""))
+    show(console, grid)
     failed = sum(not c.passed for c in report.checks)
     console.print(f"{len(report.checks) - failed} passed, {failed} failed "
                   f"(self-test {report.selftest_seconds:.1f}s)", markup=False)
@@ -339,50 +353,34 @@ def _execute(phase: object, options: RunOptions, as_json: bool, junit: Path | No
 
 
 def _show(drive: Callable[[EventSink], RunResult], as_json: bool, junit: Path | None) -> int:
-    """Drive a run with the right sink, then print its summary or its JSON document."""
+    """Drive a run with the right sink, then print its summary or its JSON document, and
+    write its JUnit report."""
     console = Console(highlight=False)
-    if as_json or not console.is_terminal:
-        result = drive(PlainSink(sys.stderr if as_json else sys.stdout))
-    else:
-        with LiveSink(console) as live:
-            result = drive(live)
+    tap = _RunIdTap()
+    try:
+        if as_json or not console.is_terminal:
+            result = drive(FanOut(tap, PlainSink(sys.stderr if as_json else sys.stdout)))
+        else:
+            with LiveSink(console) as live:
+                result = drive(FanOut(tap, live))
+    except KeyboardInterrupt as e:
+        raise RunInterrupted(tap.run_id) from e
     if junit:
         from runner.report import as_junit
 
         junit.write_text(as_junit(result))
     if as_json:
         print(run_document(result).model_dump_json(indent=2))
-    else:
-        _print_summary(console, result)
+    elif result.outcomes:
+        from runner.summary import closing_lines, tickets_grid
+
+        show(console, tickets_grid(result, f"run {result.run_id} — phase {result.phase}"))
+        for line in closing_lines(result):
+            console.print(line, markup=False, soft_wrap=True)
+    if result.refused:
+        Console(stderr=True, highlight=False).print(
+            f"runner: error: {result.refused}", markup=False, style="red", soft_wrap=True)
     return result.exit_code
-
-
-def _print_summary(console: Console, result: RunResult) -> None:
-    table = Table(title=f"run {result.run_id} — phase {result.phase}")
-    for name in ("ticket", "tier", "model", "result", "commits", "tokens", "cost", "fix loops",
-                 "reruns", "time", "why"):
-        table.add_column(name)
-    for o in result.outcomes.values():
-        secs = f"{o.ended - o.started:.1f}s" if o.started else "-"
-        table.add_row(o.ticket, o.tier, o.model or "-",
-                      Text(str(o.status), STATUS_STYLE.get(o.status, "")), str(o.commits),
-                      f"{o.tokens:,}", f"${o.cost:.4f}", str(o.fix_loops), str(o.reruns), secs,
-                      Text(printable(o.reason)))
-    console.print(table)
-    spent = [f"{tier} {tokens:,} tokens ${cost:.4f}"
-             for tier, (_, tokens, cost) in tier_totals(result).items() if tokens]
-    if spent:
-        console.print("per tier: " + "; ".join(spent), markup=False)
-    where = f"{result.target} at {result.target_sha[:12]}" if result.target_sha else "none"
-    if result.checks_passed is not None:
-        console.print("phase checks: " + ("passed" if result.checks_passed else
-                                          f"FAILED: {printable(result.checks_reason)}"),
-                      markup=False)
-    if result.landed:
-        console.print(result.landed, markup=False)
-    console.print(f"target: {where}   raw commits: refs/runner/{result.run_id}/<ticket>   "
-                  f"logs: {result.run_dir / 'logs'}   ({result.ended - result.started:.1f}s)",
-                  markup=False, soft_wrap=True)
 
 
 def _absolute(path: Path | None) -> Path | None:

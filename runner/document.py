@@ -5,7 +5,20 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from runner.refs import ticket_ref
 from runner.run import RunResult
+
+
+class AttemptDocument(BaseModel):
+    number: int                   # 0 the first run, n the n-th rerun
+    start: str | None             # the commit it started from
+    result: str                   # integrated | conflicted | failed | changed nothing | stopped
+    reason: str
+    tip: str | None
+    ref: str | None               # where its commits are kept
+    conflicts_with: list[str]
+    files: list[str]
+    seconds: float
 
 
 class TicketDocument(BaseModel):
@@ -13,8 +26,13 @@ class TicketDocument(BaseModel):
     status: str
     reason: str
     commits: int
-    ref: str | None
-    seconds: float
+    ref: str | None               # refs/runner/<run>/<id> when it holds commits
+    start: str | None             # the commit its last attempt started from
+    conflict: bool                # it conflicted with integrated work (in any attempt)
+    conflicts_with: list[str]
+    conflict_files: list[str]
+    attempts: list[AttemptDocument]
+    seconds: float                # all its attempts' time
     tier: str
     model: str
     tokens: int
@@ -69,8 +87,14 @@ def run_document(result: RunResult) -> RunDocument:
         culprit=result.culprit, landed=result.landed,
         tickets=[TicketDocument(
             id=o.ticket, status=str(o.status), reason=o.reason, commits=o.commits,
-            ref=f"refs/runner/{result.run_id}/{o.ticket}" if o.tip else None,
-            seconds=round(max(0.0, o.ended - o.started), 3), tier=o.tier, model=o.model,
+            ref=ticket_ref(result.run_id, o.ticket) if o.committed else None,
+            start=o.start, conflict=o.conflict, conflicts_with=list(o.conflicts_with),
+            conflict_files=list(o.conflict_files),
+            attempts=[AttemptDocument(
+                number=a.number, start=a.start, result=a.result, reason=a.reason, tip=a.tip,
+                ref=a.ref, conflicts_with=list(a.conflicts_with), files=list(a.files),
+                seconds=round(a.seconds, 3)) for a in o.attempts],
+            seconds=round(o.seconds, 3), tier=o.tier, model=o.model,
             tokens=o.tokens, cost_usd=round(o.cost, 6), fix_loops=o.fix_loops,
             retries=o.retries, turns=o.turns, reruns=o.reruns, reviews=list(o.reviews))
             for o in result.outcomes.values()],

@@ -62,6 +62,22 @@ class Integrator:
         self._publish()
         return Integration(ok=True, head=self.head)
 
+    def touched(self, files: tuple[str, ...], *, since: str) -> list[str]:
+        """The tickets integrated after ``since`` (a commit a ticket started from) that
+        changed any of ``files``: whom a conflict in them was with."""
+        wanted, tickets = set(files), []
+        heads = [head for _, head in self.history]
+        after = heads.index(since) + 1 if since in heads else 0
+        previous = heads[after - 1] if after else self.base
+        for ticket, head in self.history[after:]:
+            # -z names, intersected here: no argv that grows with the worker's file list.
+            names = self._git("diff", "--no-renames", "--name-only", "-z", previous,
+                              head).stdout.split("\0")
+            if wanted.intersection(names):
+                tickets.append(ticket)
+            previous = head
+        return tickets
+
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return git(self.clone, *args, check=check, isolated=True)
 

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from runner.errors import RepoError
+from runner.refs import base_ref, integrated_ref
 from runner.gitops import HostRepo, git, init_bare
 
 STORE = "objects.git"       # in the run dir
@@ -25,8 +26,8 @@ STORE = "objects.git"       # in the run dir
 class RunObjects:
     def __init__(self, host: HostRepo, *, path: Path, run_id: str, base: str) -> None:
         self.host, self.path, self.base = host, path, base
-        self.base_ref = f"refs/runner/{run_id}/base"
-        self.integrated_ref = f"refs/runner/{run_id}/integrated"
+        self.base_ref = base_ref(run_id)
+        self.integrated_ref = integrated_ref(run_id)
         self._lock = threading.Lock()       # workers start (and fill it) concurrently
 
     @property

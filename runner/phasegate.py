@@ -13,6 +13,7 @@ from runner.checks import run_checks
 from runner.events import EventSink, Notice
 from runner.gitops import HostRepo, git
 from runner.integrate import Integrator
+from runner.refs import candidate_ref
 from runner.worker import RunContext, output_handler, sandbox_spec
 from runner.workspace import create_workspace
 
@@ -59,7 +60,7 @@ def phase_gate(ctx: RunContext, integrator: Integrator) -> PhaseGate:
         integrator.publish_target(ctx.phase.target_branch)
         ctx.sink.emit(Notice("phase checks passed; target updated"))
         return PhaseGate(ok=True)
-    candidate = f"refs/runner/{ctx.run_id}/candidate"
+    candidate = candidate_ref(ctx.run_id)
     ctx.host.update_ref(candidate, integrator.head)
     culprit = find_culprit(ctx, integrator)
     blame = (f"they fail from ticket {culprit} on" if culprit
@@ -84,8 +85,9 @@ def find_culprit(ctx: RunContext, integrator: Integrator) -> str | None:
 
 
 def land(host: HostRepo, base_ref: str, base_sha: str, target: str, sink: EventSink) -> str:
-    """Fast-forward the base branch to target, if it has not moved; say what happened."""
-    branch = _branch_of(host, base_ref)
+    """Fast-forward the base branch to target, if it has not moved; say what happened
+    ("landed: …" or "not landed: …")."""
+    branch = branch_of(host, base_ref)
     target_sha = host.resolve(f"refs/heads/{target}")
     if branch is None or target_sha is None:
         return _said(sink, f"not landed: base {base_ref!r} is not a branch")
@@ -104,7 +106,8 @@ def land(host: HostRepo, base_ref: str, base_sha: str, target: str, sink: EventS
     return _said(sink, f"landed: {branch} fast-forwarded to {target} ({target_sha[:12]})")
 
 
-def _branch_of(host: HostRepo, ref: str) -> str | None:
+def branch_of(host: HostRepo, ref: str) -> str | None:
+    """The branch ``ref`` names (HEAD: the one checked out), or None for a tag or commit."""
     if ref == "HEAD":
         proc = git(host.top, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None

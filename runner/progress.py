@@ -60,11 +60,20 @@ def describe(event: Event, *, show_output: bool = True) -> str | None:
 @dataclass
 class _Row:
     status: TicketStatus = TicketStatus.QUEUED
-    since: float | None = None
-    ended: float | None = None
+    since: float | None = None     # when its current attempt started
+    spent: float = 0.0             # its earlier attempts' time (reruns)
     last: str = ""
     tokens: int = 0
     cost: float = 0.0
+
+    def elapsed(self, now: float) -> float:
+        return self.spent + (max(0.0, now - self.since) if self.since else 0.0)
+
+    def stop(self, at: float) -> None:
+        """An attempt ended: its time counts, waiting for a rerun does not."""
+        if self.since is not None:
+            self.spent += max(0.0, at - self.since)
+            self.since = None
 
 
 @dataclass
@@ -77,8 +86,9 @@ class LiveSink:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __enter__(self) -> LiveSink:
+        # transient: the live table goes when the run ends; the summary takes its place.
         self._live = Live(get_renderable=self._table, console=self.console,
-                          refresh_per_second=4, transient=False)
+                          refresh_per_second=4, transient=True)
         self._live.__enter__()
         return self
 
@@ -97,11 +107,12 @@ class LiveSink:
                                        style="yellow" if event.level == "warning" else None)
                 case TicketChanged():
                     row = self.rows.setdefault(event.ticket, _Row())
-                    row.status = event.status
                     if event.status == TicketStatus.PROVISIONING:
                         row.since = event.at
-                    if event.status.finished:
-                        row.ended = event.at
+                    elif event.status.finished or (event.status == TicketStatus.QUEUED
+                                                   and row.status != TicketStatus.QUEUED):
+                        row.stop(event.at)
+                    row.status = event.status
                     if event.detail:
                         row.last = printable(event.detail)
                 case TicketOutput():
@@ -112,13 +123,15 @@ class LiveSink:
 
     def _table(self) -> Table:
         table = Table(expand=True)
-        for name in ("ticket", "state", "elapsed", "tokens", "cost", "last output"):
-            table.add_column(name, no_wrap=True, overflow="ellipsis",
-                             ratio=3 if name == "last output" else None)
         with self._lock:
+            spending = any(row.tokens for row in self.rows.values())   # else: no LLM
+            names = ["ticket", "state", "elapsed", *(["tokens", "cost"] if spending else []),
+                     "last output"]
+            for name in names:
+                table.add_column(name, no_wrap=True, overflow="ellipsis",
+                                 ratio=3 if name == "last output" else None)
             for ticket, row in self.rows.items():
-                elapsed = ((row.ended or time.time()) - row.since) if row.since else 0.0
+                spent = [f"{row.tokens:,}", f"${row.cost:.4f}"] if spending else []
                 table.add_row(ticket, Text(str(row.status), STATUS_STYLE.get(row.status, "")),
-                              f"{elapsed:5.1f}s", f"{row.tokens:,}", f"${row.cost:.4f}",
-                              Text(row.last))
+                              f"{row.elapsed(time.time()):5.1f}s", *spent, Text(row.last))
         return table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -10,16 +11,10 @@ from pathlib import Path
 
 from runner.events import TicketStatus
 from runner.phase import Phase
+from runner.phasegate import PHASE_CHECKS
 from runner.run import RunResult
+from runner.text import one_line, tail, xml_text
 from runner.worker import TicketOutcome
-
-COLOURS = {TicketStatus.INTEGRATED: "#2e7d32", TicketStatus.FAILED: "#c62828",
-           TicketStatus.SKIPPED: "#9e9e9e"}
-
-
-def duration(o: TicketOutcome) -> float:
-    return max(0.0, o.ended - o.started) if o.started else 0.0
-
 
 def critical_path(result: RunResult, phase: Phase) -> float:
     """The longest chain of ticket times through depends_on."""
@@ -28,7 +23,7 @@ def critical_path(result: RunResult, phase: Phase) -> float:
     def longest(ticket: str) -> float:
         if ticket not in memo:
             deps = phase.ticket(ticket).depends_on
-            memo[ticket] = duration(result.outcomes[ticket]) + max(
+            memo[ticket] = result.outcomes[ticket].seconds + max(
                 (longest(d) for d in deps if d in result.outcomes), default=0.0)
         return memo[ticket]
 
@@ -37,7 +32,7 @@ def critical_path(result: RunResult, phase: Phase) -> float:
 
 def throughput(result: RunResult, phase: Phase) -> dict[str, float]:
     wall = max(0.0, result.ended - result.started)
-    total = sum(duration(o) for o in result.outcomes.values())
+    total = sum(o.seconds for o in result.outcomes.values())
     path = critical_path(result, phase)
     return {"wall_seconds": round(wall, 2), "ticket_seconds": round(total, 2),
             "critical_path_seconds": round(path, 2),
@@ -82,31 +77,91 @@ def as_json(result: RunResult, phase: Phase) -> str:
         "tickets": [{"id": o.ticket, "status": str(o.status), "reason": o.reason,
                      "tier": o.tier, "model": o.model, "fix_loops": o.fix_loops,
                      "reruns": o.reruns, "tokens": o.tokens, "cost_usd": round(o.cost, 6),
-                     "seconds": round(duration(o), 2), "reviews": list(o.reviews)}
+                     "seconds": round(o.seconds, 2), "reviews": list(o.reviews)}
                     for o in result.outcomes.values()]}, indent=2)
 
 
+SELFTEST_CASE, CHECKS_CASE, RUN_CASE = "isolation self-test", "phase checks", "run"
+
+
 def as_junit(result: RunResult) -> str:
-    """One test case per ticket, so CI dashboards show tickets."""
-    outcomes = list(result.outcomes.values())
-    suite = ET.Element("testsuite", name=result.phase, tests=str(len(outcomes)),
-                       failures=str(sum(o.status == TicketStatus.FAILED for o in outcomes)),
-                       skipped=str(sum(o.status == TicketStatus.SKIPPED for o in outcomes)),
+    """One test case per ticket, one for the isolation self-test and one for the phase
+    checks, each with its output, so that a CI dashboard shows red exactly when runner's
+    exit code is not 0."""
+    cases = [_selftest_case(result), *(_ticket_case(result, o) for o in result.outcomes.values())]
+    if result.checks_passed is not None:
+        cases.append(_checks_case(result))
+    if result.state not in ("finished", "refused"):
+        cases.append(_case(RUN_CASE, 0.0, failure=f"the run was {result.state} before it "
+                           f"finished; `runner resume {result.run_id}` finishes it"))
+    failed = any(c.find("failure") is not None for c in cases)
+    if not failed and result.exit_code != 0:
+        # Tickets skipped with no failure behind them (the budget ran out): the phase did
+        # not do what it was given, so they are failures, not skips.
+        for case in cases:
+            if (skip := case.find("skipped")) is not None:
+                case.remove(skip)
+                ET.SubElement(case, "failure", message=skip.get("message", ""),
+                              type="skipped").text = skip.get("message", "")
+    suite = ET.Element("testsuite", name=xml_text(result.phase), tests=str(len(cases)),
+                       failures=str(sum(c.find("failure") is not None for c in cases)),
+                       errors="0",
+                       skipped=str(sum(c.find("skipped") is not None for c in cases)),
                        time=f"{max(0.0, result.ended - result.started):.2f}")
-    for o in outcomes:
-        case = ET.SubElement(suite, "testcase", name=o.ticket, classname=result.phase,
-                             time=f"{duration(o):.2f}")
-        if o.status == TicketStatus.FAILED:
-            ET.SubElement(case, "failure", message=o.reason).text = o.reason
-        elif o.status == TicketStatus.SKIPPED:
-            ET.SubElement(case, "skipped", message=o.reason)
+    for case in cases:
+        case.set("classname", xml_text(result.phase))
+        suite.append(case)
     root = ET.Element("testsuites", name=f"runner {result.run_id}")
     root.append(suite)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
+def _case(name: str, seconds: float, *, failure: str | None = None, skipped: str | None = None,
+          output: str = "") -> ET.Element:
+    case = ET.Element("testcase", name=xml_text(name), time=f"{seconds:.2f}")
+    if failure is not None:
+        ET.SubElement(case, "failure", message=xml_text(one_line(failure))).text = \
+            xml_text(failure)
+    elif skipped is not None:
+        ET.SubElement(case, "skipped", message=xml_text(one_line(skipped)))
+    if output:
+        ET.SubElement(case, "system-out").text = xml_text(output)
+    return case
+
+
+def _selftest_case(result: RunResult) -> ET.Element:
+    if result.preflight == "skipped":
+        return _case(SELFTEST_CASE, 0.0, skipped="skipped (--no-preflight)")
+    if result.preflight.startswith("passed"):
+        return _case(SELFTEST_CASE, 0.0, output=result.preflight)
+    return _case(SELFTEST_CASE, 0.0, failure=result.refused or result.preflight)
+
+
+def _ticket_case(result: RunResult, o: TicketOutcome) -> ET.Element:
+    output = tail(result.run_dir / "logs" / f"{o.ticket}.log")
+    if o.status == TicketStatus.FAILED:
+        return _case(o.ticket, o.seconds, failure=o.reason, output=output)
+    if o.status == TicketStatus.SKIPPED:
+        return _case(o.ticket, o.seconds, skipped=o.reason, output=output)
+    if o.status != TicketStatus.INTEGRATED:      # an interrupted run's: not done
+        return _case(o.ticket, o.seconds, failure=f"not finished: {o.status}", output=output)
+    return _case(o.ticket, o.seconds, output=output)
+
+
+def _checks_case(result: RunResult) -> ET.Element:
+    output = tail(result.run_dir / "logs" / f"{PHASE_CHECKS}.log")
+    if result.checks_passed:
+        return _case(CHECKS_CASE, 0.0, output=output)
+    return _case(CHECKS_CASE, 0.0, failure=result.checks_reason, output=output)
+
+
+# One colour per attempt's result (or, for a ticket that never ran, its status).
+COLOURS = {"integrated": "#2e7d32", "conflicted": "#ef6c00", "stopped": "#9e9e9e",
+           "failed": "#c62828", "changed nothing": "#c62828", "skipped": "#9e9e9e"}
+
+
 def timeline_svg(result: RunResult) -> str:
-    """A Gantt chart of the workers: one bar per ticket."""
+    """A Gantt chart of the workers: one row per ticket, one bar per attempt."""
     outcomes = list(result.outcomes.values())
     wall = max(1e-6, max([result.ended] + [o.ended for o in outcomes]) - result.started)
     left, width, row = 110, 640, 26
@@ -116,41 +171,56 @@ def timeline_svg(result: RunResult) -> str:
     for i, o in enumerate(outcomes):
         y = 8 + i * row
         ET.SubElement(svg, "text", x="4", y=str(y + 15), attrib={"font-size": "12",
-                      "font-family": "monospace"}).text = o.ticket
-        x = left + width * max(0.0, o.started - result.started) / wall if o.started else left
-        w = max(2.0, width * duration(o) / wall)
-        bar = ET.SubElement(svg, "rect", x=f"{x:.1f}", y=str(y), width=f"{w:.1f}",
-                            height=str(row - 8), fill=COLOURS.get(o.status, "#1565c0"),
-                            attrib={"class": "ticket", "data-ticket": o.ticket})
-        ET.SubElement(bar, "title").text = f"{o.ticket}: {o.status}, {duration(o):.1f}s"
+                      "font-family": "monospace"}).text = xml_text(o.ticket)
+        segments = [(a.started, a.seconds, a.result, f"attempt {a.number + 1}: {a.result}")
+                    for a in o.attempts] or [(o.started, o.seconds, str(o.status), str(o.status))]
+        for started, seconds, what, label in segments:
+            x = left + width * max(0.0, started - result.started) / wall if started else left
+            colour = COLOURS.get(what, "#1565c0")
+            bar = ET.SubElement(svg, "rect", x=f"{x:.1f}", y=str(y),
+                                width=f"{max(2.0, width * seconds / wall):.1f}",
+                                height=str(row - 8), fill=colour,
+                                attrib={"class": "ticket", "data-ticket": xml_text(o.ticket)})
+            ET.SubElement(bar, "title").text = xml_text(f"{o.ticket} {label}, {seconds:.1f}s")
     ET.SubElement(svg, "text", x=str(left), y=str(row * (len(outcomes) + 1)),
                   attrib={"font-size": "11"}).text = f"0 s … {wall:.1f} s"
     return ET.tostring(svg, encoding="unicode")
+
+
+def md(text: str) -> str:
+    """Text a worker chose, as markdown shows it literally on one line: no HTML, no
+    emphasis, links, table cells or headings of its own."""
+    text = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", text)
 
 
 def as_markdown(result: RunResult, phase: Phase, svg_name: str) -> str:
     outcomes = list(result.outcomes.values())
     integrated = sum(o.status == TicketStatus.INTEGRATED for o in outcomes)
     flow = throughput(result, phase)
+    target = (f"`{result.target}` at `{result.target_sha[:12]}`" if result.target_sha
+              else f"`{result.target}` not moved")
+    checks = ("none" if result.checks_passed is None else "passed" if result.checks_passed
+              else f"failed — {md(result.checks_reason)}")
     lines = [
         f"# Phase {result.phase} — run {result.run_id}", "",
         f"**Result:** {'passed' if result.exit_code == 0 else 'FAILED'} — {integrated} of "
         f"{len(outcomes)} tickets integrated; run {result.state}.  ",
-        f"**Base:** `{result.base_sha[:12]}` → **target** `{result.target}` at "
-        f"`{(result.target_sha or 'not moved')[:12]}`  ",
-        f"**Isolation self-test:** {result.preflight}  ",
-        "**Phase checks:** " + ("none" if result.checks_passed is None else "passed"
-                                if result.checks_passed else f"failed — {result.checks_reason}"),
-        "", "## Tickets", "",
-        "| ticket | tier | model | result | fix loops | reruns | tokens | cost | duration |",
+        f"**Base:** `{result.base_sha[:12]}` → **target** {target}  ",
+        f"**Isolation self-test:** {md(result.refused or result.preflight)}  ",
+        f"**Phase checks:** {checks}", "", "## Tickets", "",
+        "| ticket | tier | model | result | fix loops | reruns | tokens | cost | time |",
         "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {o.ticket} | {o.tier} | {o.model or '-'} | {o.status} | {o.fix_loops} | "
-              f"{o.reruns} | {o.tokens:,} | ${o.cost:.4f} | {duration(o):.1f}s |"
-              for o in outcomes]
+    for o in outcomes:
+        status = f"{o.status}, culprit of the phase checks" if result.culprit == o.ticket \
+            else str(o.status)
+        lines.append(f"| {o.ticket} | {o.tier} | {md(o.model) or '-'} | {status} | "
+                     f"{o.fix_loops} | {o.reruns} | {o.tokens:,} | ${o.cost:.4f} | "
+                     f"{o.seconds:.1f}s |")
     lines += ["", "## Model performance per tier", "",
               "| tier | models | tickets | integrated | fix loops | tokens | cost |",
               "|---|---|---|---|---|---|---|"]
-    lines += [f"| {tier} | {', '.join(sorted(row.models)) or '-'} | {row.tickets} | "
+    lines += [f"| {tier} | {md(', '.join(sorted(row.models))) or '-'} | {row.tickets} | "
               f"{row.integrated} | {row.fix_loops} | {row.tokens:,} | ${row.cost_usd:.4f} |"
               for tier, row in per_tier(result).items()]
     lines += ["", "## Throughput", "",
@@ -158,14 +228,27 @@ def as_markdown(result: RunResult, phase: Phase, svg_name: str) -> str:
               f"{flow['ticket_seconds']:.1f}s (speedup {flow['speedup']:.2f}×).",
               f"- Critical path: {flow['critical_path_seconds']:.1f}s (parallel efficiency "
               f"{flow['parallel_efficiency']:.2f}: critical path / wall time).",
-              "", "## Timeline", "", f"![timeline of the workers]({svg_name})", "",
-              "## What failed and why", ""]
+              "", "## Timeline", "", f"![timeline of the workers]({svg_name})", ""]
+    rerun = [o for o in outcomes if len(o.attempts) > 1]
+    if rerun:
+        lines += ["## Attempts", ""]
+        for o in rerun:
+            lines.append(f"- **{o.ticket}**:")
+            lines += [f"  {a.number + 1}. {a.result} after {a.seconds:.1f}s, from "
+                      f"`{(a.start or '?')[:12]}`" + (f": {md(a.reason)}" if a.reason else "")
+                      + (f" (kept at `{a.ref}`)" if a.ref else "") for a in o.attempts]
+        lines.append("")
+    lines += ["## What failed and why", ""]
     failed = [o for o in outcomes if o.status != TicketStatus.INTEGRATED]
-    lines += [f"- **{o.ticket}** ({o.status}): {o.reason}" for o in failed] or ["- nothing"]
+    lines += [f"- **{o.ticket}** ({o.status}): {md(o.reason)}" for o in failed] or ["- nothing"]
+    if result.culprit:
+        lines.append(f"- the phase checks fail from **{result.culprit}** on (it is integrated "
+                     "in the candidate, not on the target)")
     reviewed = [o for o in outcomes if o.reviews]
     if reviewed:
         lines += ["", "## Review verdicts", ""]
-        lines += [f"- **{o.ticket}**: " + " → ".join(o.reviews) for o in reviewed]
+        lines += [f"- **{o.ticket}**: " + " → ".join(md(r) for r in o.reviews)
+                  for o in reviewed]
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import docker
@@ -29,9 +29,11 @@ from runner.phase import Phase, load_phase
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
-from runner.phasegate import land, phase_gate
+from runner.phasegate import branch_of, land, phase_gate
+from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_refs
 from runner.runlock import driving
-from runner.worker import RunContext, TicketOutcome, run_ticket, sandbox_spec
+from runner.worker import (Attempt, RunContext, TicketOutcome, conflict_reason, run_ticket,
+                           sandbox_spec)
 from runner.workspace import Workspace
 
 PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
@@ -66,14 +68,18 @@ class RunResult:
     preflight: str = "skipped"           # the isolation self-test's outcome
     culprit: str | None = None           # the ticket from which the phase checks fail
     landed: str = ""                     # with --land: what happened to base
-    state: str = "running"               # running | interrupted | finished
+    state: str = "running"               # running | interrupted | finished | refused
+    refused: str = ""                    # why the self-test refused it (no ticket started)
     options: dict[str, object] = field(default_factory=dict)
     integrated: list[list[str]] = field(default_factory=list)   # [ticket, head after], in order
 
     @property
     def exit_code(self) -> int:
+        if self.state == "refused":
+            return SelfTestFailed.exit_code
         ok = all(o.status in SUCCEEDED for o in self.outcomes.values())
-        return 0 if ok and self.checks_passed is not False else 1
+        landing = not self.landed.startswith("not landed")   # --land was asked for
+        return 0 if ok and self.checks_passed is not False and landing else 1
 
 
 def new_run_id() -> str:
@@ -108,11 +114,16 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                              tickets=tuple(t.id for t in phase.tickets)))
         _save_previous_target(host, run_id, result.target, sink)
         _write_state(result)
-        if options.preflight:
-            _preflight(ctx, result)
+        if options.preflight and (refused := _preflight(ctx, result)):
+            # Recorded as refused, not left "running": there is nothing to resume.
+            result.state, result.refused, result.ended = "refused", refused, time.time()
+            _write_state(result)
+            sink.emit(Notice(refused, level="warning"))
+            sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
+            return result
         # With phase checks, target moves only once they pass on the integrated result.
         integrator = Integrator(host, clone=root / "integration", base=base_sha,
-                                integrated_ref=f"refs/runner/{run_id}/integrated",
+                                integrated_ref=integrated_ref(run_id),
                                 target=None if phase.checks else result.target)
         return _drive(ctx, result, integrator, options, done={})
 
@@ -136,6 +147,10 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
         sink.emit(Notice(f"run {run_id} has already finished (exit {result.exit_code}); "
                          "nothing to resume"))
         return result
+    if result.state == "refused":
+        raise SelfTestFailed(f"run {run_id} was refused before any ticket started, so there "
+                             f"is nothing to resume ({result.refused}); fix that, then start "
+                             "a new run with `runner run`")
     result.state = "running"                 # claim it before salvaging
     _write_state(result)
     phase = load_phase(root / PHASE_COPY)
@@ -154,11 +169,13 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     ctx.provider.remove_run(run_id)          # the old run's containers, if any survived
     salvage_workspaces(ctx, result.base_sha, "interrupted", skip=set(done))
     integrator = Integrator(host, clone=root / "integration", base=result.base_sha,
-                            integrated_ref=f"refs/runner/{run_id}/integrated",
+                            integrated_ref=integrated_ref(run_id),
                             target=None if phase.checks else result.target,
                             history=result.integrated)
-    if options.preflight:
-        _preflight(ctx, result)
+    if options.preflight and (refused := _preflight(ctx, result)):
+        result.state = "interrupted"         # its finished tickets stay; resume again later
+        _write_state(result)
+        raise SelfTestFailed(refused)
     return _drive(ctx, result, integrator, options, done=done)
 
 
@@ -169,19 +186,26 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
     def integrate(outcome: TicketOutcome) -> TicketOutcome:
         assert outcome.start and outcome.tip
         sink.emit(TicketChanged(outcome.ticket, TicketStatus.INTEGRATING))
-        conflict = False
+        conflicts: tuple[str, ...] = ()
+        with_whom: list[str] = []
         try:
             reason = gate_ticket(host, phase, phase.ticket(outcome.ticket),
                                  base=result.base_sha, start=outcome.start, tip=outcome.tip)
             if reason is None:
                 merged = integrator.integrate(start=outcome.start, tip=outcome.tip,
                                               ticket=outcome.ticket)
-                reason, conflict = merged.reason, not merged.ok
+                reason, conflicts = merged.reason, merged.conflicts
+                if not merged.ok:
+                    with_whom = integrator.touched(conflicts, since=outcome.start)
+                    if conflicts:
+                        reason = conflict_reason(tuple(with_whom), conflicts)
+                    return replace(finished(outcome, TicketStatus.FAILED, reason, conflict=True),
+                                   conflicts_with=tuple(with_whom), conflict_files=conflicts)
         except GitError as e:   # this ticket fails; the run and its ref go on
             reason = f"integration failed: {e}"
-        status = TicketStatus.FAILED if reason else TicketStatus.INTEGRATED
-        sink.emit(TicketChanged(outcome.ticket, status, reason))
-        return finished(outcome, status, reason, conflict=conflict)
+        # The scheduler tells the outcome: it knows whether a rerun follows.
+        return finished(outcome, TicketStatus.FAILED if reason else TicketStatus.INTEGRATED,
+                        reason)
 
     def record(outcome: TicketOutcome) -> None:
         result.outcomes[outcome.ticket] = outcome
@@ -194,8 +218,11 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
         outcomes = schedule(
             phase, concurrency=concurrency, done=done, on_result=record,
             run_one=lambda t, start, n: run_ticket(ctx, t, start, n), integrate=integrate,
+            # Sequential: each ticket sees the work of those before it, as the seed's
+            # fallback did, so none of them conflicts.
             start_point=lambda t, attempt: integrator.head
-            if t.depends_on or attempt else result.base_sha,
+            if t.depends_on or attempt or options.sequential else result.base_sha,
+            rerun_conflicts=not options.sequential,
             allow_overlap=options.allow_overlap, sink=sink, stop=lambda: _stop(ctx),
             hard_stop=lambda: ctx.provider.remove_run(ctx.run_id),
             blocked=lambda: "the phase budget is spent" if ctx.ledger.budget_reached() else None)
@@ -243,6 +270,10 @@ def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: Event
         raise RepoError(f"target {target!r} is the branch checked out in {host.top} (or one "
                         "of its worktrees); runner never moves it under you: choose another "
                         "`target:` or check out another branch")
+    if options.land and branch_of(host, phase.base) is None:
+        raise RepoError(f"--land fast-forwards base to target, but base {phase.base!r} is not "
+                        "a branch (a tag or a commit cannot move): set `base:` to a branch, "
+                        "or run without --land")
     cache = phase.gradle.shared_cache
     if cache is not None and not cache.is_dir():
         raise PhaseFileError(options.phase_file, f"{cache} is not a directory",
@@ -288,8 +319,8 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
                          "ledger and the budget; add it under `prices:`", level="warning"))
 
 
-def _preflight(ctx: RunContext, result: RunResult) -> None:
-    """The isolation self-test, exactly as workers start; stop before any ticket if it fails."""
+def _preflight(ctx: RunContext, result: RunResult) -> str | None:
+    """The isolation self-test, exactly as workers start: why no ticket may start, or None."""
     started = time.perf_counter()
     try:
         selftest = run_selftest(ctx, result.base_sha)
@@ -303,19 +334,20 @@ def _preflight(ctx: RunContext, result: RunResult) -> None:
         result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)
         _write_state(result)
         first = selftest.failed[0]
-        raise SelfTestFailed(f"isolation self-test failed, no ticket started: {first.name}: "
-                             f"{first.detail}; {first.fix} (`runner doctor` shows every check)")
+        return (f"isolation self-test failed, no ticket started: {first.name}: "
+                f"{first.detail}; {first.fix} (`runner doctor` shows every check)")
     result.preflight = f"passed ({len(selftest.checks)} checks, {seconds:.1f}s)"
     ctx.sink.emit(Notice(f"isolation self-test {result.preflight}"))
+    return None
 
 
 def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:
     """A run resets ``target`` to base; keep what it pointed at, so nothing is lost."""
     previous = host.resolve(f"refs/heads/{target}")
     if previous:
-        host.update_ref(f"refs/runner/{run_id}/previous-target", previous)
+        host.update_ref(previous_target_ref(run_id), previous)
         sink.emit(Notice(f"target {target} was at {previous[:12]}; kept as "
-                         f"refs/runner/{run_id}/previous-target", level="warning"))
+                         f"{previous_target_ref(run_id)}", level="warning"))
 
 
 def _write_state(result: RunResult) -> None:
@@ -337,9 +369,21 @@ def load_result(root: Path) -> RunResult:
     known = {f.name for f in dataclasses.fields(TicketOutcome)}
     data["outcomes"] = {t: TicketOutcome(**{k: v for k, v in o.items() if k in known}
                                          | {"status": TicketStatus(o["status"]),
-                                            "reviews": tuple(o.get("reviews", ()))})
+                                            "reviews": tuple(o.get("reviews", ())),
+                                            "conflicts_with": tuple(o.get("conflicts_with", ())),
+                                            "conflict_files": tuple(o.get("conflict_files", ())),
+                                            "attempts": tuple(_attempt(a) for a in
+                                                              o.get("attempts", ()))})
                         for t, o in data["outcomes"].items()}
     return RunResult(**data)
+
+
+def _attempt(data: dict[str, object]) -> Attempt:
+    known = {f.name for f in dataclasses.fields(Attempt)}
+    fields = {k: v for k, v in data.items() if k in known}
+    for name in ("conflicts_with", "files"):
+        fields[name] = tuple(fields.get(name) or ())   # type: ignore[arg-type]
+    return Attempt(**fields)   # type: ignore[arg-type]
 
 
 def salvage_workspaces(ctx: RunContext, base_sha: str, label: str, *,
@@ -362,7 +406,7 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
     if (clone / ".git").is_dir():
         workspace = Workspace(clone=clone, gradle_home=home, branch=ctx.branch(ticket_id),
                               start=base_sha)
-        ref = f"refs/runner/{ctx.run_id}/attempts/{ticket_id}/{label}"
+        ref = attempt_ref(ctx.run_id, ticket_id, label)
         try:
             ctx.objects.ensure(base_sha)      # the store its clone borrows from, mounted
             with ctx.provider.open(sandbox_spec(ctx, ticket_id, workspace)) as sandbox:
@@ -374,7 +418,7 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
             ctx.sink.emit(Notice(f"{ticket_id}: could not collect the work in {clone} ({e}); "
                                  "the workspace stays", level="warning"))
             return
-        if got.tip and ctx.host.held_elsewhere(got.tip, ref, f"refs/runner/{ctx.run_id}/"):
+        if got.tip and ctx.host.held_elsewhere(got.tip, ref, run_refs(ctx.run_id)):
             ctx.host.delete_ref(ref)
         elif got.tip:
             ctx.sink.emit(Notice(f"{ticket_id}: work found in its workspace is kept at {ref}"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from runner.events import EventSink, TicketChanged, TicketStatus
 from runner.phase import Phase, Ticket
-from runner.worker import TicketOutcome
+from runner.worker import TicketOutcome, conflict_reason, with_attempts
 
 SUCCEEDED = (TicketStatus.INTEGRATED,)
 
@@ -91,6 +91,7 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
              blocked: Callable[[], str | None] = lambda: None,
              done: Mapping[str, TicketOutcome] | None = None,
              on_result: Callable[[TicketOutcome], None] = lambda o: None,
+             rerun_conflicts: bool = True,
              ) -> dict[str, TicketOutcome]:
     """Run every ticket not already ``done``; return each one's final outcome, in phase
     order, reporting each to ``on_result`` as it becomes final.
@@ -98,23 +99,27 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
     When ``blocked`` gives a reason (the phase budget is spent), no new ticket starts: the
     ones still waiting are skipped with that reason. On an interrupt, ``stop`` ends what the
     workers run (they then collect their work and return); a second interrupt while they do
-    calls ``hard_stop``. Either way the interrupt goes on up.
+    calls ``hard_stop``. Either way the interrupt goes on up. Without ``rerun_conflicts``
+    (a sequential run, where every ticket starts from the integrated head) a conflict fails
+    its ticket at once.
     """
     results: dict[str, TicketOutcome] = dict(done or {})
     pending = [t for t in phase.tickets if t.id not in results]
     reruns: list[tuple[Ticket, int]] = []          # conflicted tickets, with their attempt
     running: dict[Future[TicketOutcome], tuple[Ticket, int]] = {}
+    earlier: dict[str, list[TicketOutcome]] = {}   # a rerun ticket's earlier attempts
 
     def succeeded(ticket_id: str) -> bool:
         return ticket_id in results and results[ticket_id].status in SUCCEEDED
 
     def final(outcome: TicketOutcome) -> None:
+        """A ticket's outcome is final: recorded, then told (here only, once)."""
         results[outcome.ticket] = outcome
         on_result(outcome)
+        sink.emit(TicketChanged(outcome.ticket, outcome.status, outcome.reason))
 
     def skip(ticket: Ticket, reason: str) -> None:
         final(TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason))
-        sink.emit(TicketChanged(ticket.id, TicketStatus.SKIPPED, reason))
 
     def skip_blocked() -> None:
         stopped = blocked()
@@ -155,15 +160,18 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
     def settle(ticket: Ticket, attempt: int, outcome: TicketOutcome) -> None:
         if outcome.status == TicketStatus.COLLECTING:
             outcome = integrate(outcome)
-        why = ("conflicted" if outcome.conflict and attempt < phase.reruns_for(ticket) else
+        conflicted = conflict_reason(outcome.conflicts_with, outcome.conflict_files)
+        reruns_left = attempt < (phase.reruns_for(ticket) if rerun_conflicts else 0)
+        why = (conflicted if outcome.conflict and reruns_left else
                "its container was stopped" if outcome.infra and attempt < ticket.retries
                else None)
         if why:
             sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED,
                                     f"{why}; rerun {attempt + 1} queued"))
+            earlier.setdefault(ticket.id, []).append(outcome)
             reruns.append((ticket, attempt + 1))
             return
-        final(replace(outcome, reruns=attempt))
+        final(with_attempts(earlier.pop(ticket.id, []), replace(outcome, reruns=attempt)))
 
     for ticket in pending:
         sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED))
@@ -197,6 +205,7 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
                 raise
             raise
     return {t.id: results[t.id] for t in phase.tickets}
+
 
 
 def finished(outcome: TicketOutcome, status: TicketStatus, reason: str = "",

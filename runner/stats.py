@@ -6,25 +6,23 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from rich.table import Table
-
 from runner.events import TicketStatus
 from runner.status import runs
+from runner.tables import Grid
 
 
-def stats_table(state_dir: Path) -> Table:
+def stats_table(state_dir: Path) -> Grid:
     groups: dict[tuple[str, str], list] = defaultdict(list)
     for result in runs(state_dir):
         for outcome in result.outcomes.values():
             if outcome.status != TicketStatus.SKIPPED:
                 groups[(outcome.tier or "-", outcome.model or "-")].append(outcome)
-    table = Table(title=f"tickets of all runs in {state_dir}")
-    for name in ("tier", "model", "tickets", "success", "fix-loop rate", "mean tokens",
-                 "mean cost"):
-        table.add_column(name)
+    table = Grid(f"tickets of all runs in {state_dir}",
+                 ("tier", "model", "tickets", "success", "fix-loop rate", "mean tokens",
+                  "mean cost"))
     for (tier, model), outcomes in sorted(groups.items()):
         n = len(outcomes)
-        table.add_row(tier, model, str(n),
+        table.add(tier, model, str(n),
                       f"{sum(o.status == TicketStatus.INTEGRATED for o in outcomes) / n:.0%}",
                       f"{sum(o.fix_loops > 0 for o in outcomes) / n:.0%}",
                       f"{sum(o.tokens for o in outcomes) / n:,.0f}",

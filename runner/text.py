@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 # Terminal escape sequences (CSI, OSC) and other control characters but tab.
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"            # CSI: colours, cursor moves
@@ -10,9 +11,41 @@ _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"            # CSI: colours, curs
                       r"|[\x00-\x08\x0b-\x1f\x7f]")
 
 
+# Characters XML 1.0 has no place for even escaped (printable() takes the control ones).
+_NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")
+
+
 def printable(text: str) -> str:
     """Worker output made safe to show on a terminal: no escapes, no control characters."""
     return _CONTROL.sub("", text)
+
+
+def xml_text(text: str) -> str:
+    """``text`` as XML may hold it (ElementTree escapes markup, not these)."""
+    return _NOT_XML.sub("", printable(text))
+
+
+def tail(path: Path, limit: int = 32_000) -> str:
+    """The last ``limit`` bytes of a log file, from a line start, said to be cut when
+    they are; empty when there is no file."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - limit))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    if size <= limit:
+        return data.decode("utf-8", "replace")
+    data = data[data.find(b"\n") + 1:]
+    return f"[… the first {size - len(data):,} bytes are cut …]\n" + data.decode("utf-8",
+                                                                             "replace")
+
+
+def one_line(text: str) -> str:
+    """``text`` made printable and kept on one line: a line of a plain log or of a table in a
+    CI log cannot be split into lines that look like runner's own."""
+    return printable(text).replace("\r\n", " ⏎ ").replace("\n", " ⏎ ").replace("\t", " ")
 
 
 def last_line(text: str) -> str:

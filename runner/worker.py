@@ -28,8 +28,12 @@ from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE
 from runner.review import review_change
 from runner.transcript import Transcript
 from runner.objectstore import RunObjects
+from runner.refs import attempt_ref, kept_beside, ticket_ref
 from runner.workspace import Workspace, create_workspace
 
+
+
+NOTHING_CHANGED = "it changed nothing"
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class RunContext:
     user: str = f"{os.getuid()}:{os.getgid()}"   # workers run as the host user
 
     def ticket_ref(self, ticket_id: str) -> str:
-        return f"refs/runner/{self.run_id}/{ticket_id}"
+        return ticket_ref(self.run_id, ticket_id)
 
     def branch(self, ticket_id: str) -> str:
         return f"runner/{self.run_id}/{ticket_id}"
@@ -59,12 +63,34 @@ class RunContext:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One run of a ticket: the first (0), or a rerun after a conflict or a stop from
+    outside. A ticket's outcome keeps all of them, so its story is never lost."""
+
+    number: int
+    start: str | None
+    started: float
+    ended: float
+    result: str                   # integrated | conflicted | failed | changed nothing | stopped
+    reason: str = ""
+    tip: str | None = None
+    ref: str | None = None        # where its commits are kept
+    conflicts_with: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()   # the files it conflicted in
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.ended - self.started) if self.started else 0.0
+
+
+@dataclass(frozen=True)
 class TicketOutcome:
     ticket: str
     status: TicketStatus
     reason: str = ""
     start: str | None = None
     tip: str | None = None
+    ref: str | None = None        # where this attempt's commits are kept (None: it made none)
     commits: int = 0
     started: float = 0.0
     ended: float = 0.0
@@ -75,11 +101,84 @@ class TicketOutcome:
     fix_loops: int = 0
     retries: int = 0
     turns: int = 0
-    conflict: bool = False        # integration conflicted (a rerun may settle it)
+    conflict: bool = False        # integration conflicted (in any attempt)
+    conflicts_with: tuple[str, ...] = ()   # the integrated tickets it conflicted with
+    conflict_files: tuple[str, ...] = ()   # and in which files
     reruns: int = 0
     reviews: tuple[str, ...] = ()  # the review gate's verdicts, in order
     infra: bool = False           # its container was stopped from outside (docker kill)
     interrupted: bool = False     # the run was interrupted while it worked (resume redoes it)
+    attempts: tuple[Attempt, ...] = ()     # every run of it, in order (when it ran at all)
+
+    @property
+    def seconds(self) -> float:
+        """The ticket's time: all its attempts', not the waits between them."""
+        if self.attempts:
+            return sum(a.seconds for a in self.attempts)
+        return max(0.0, self.ended - self.started) if self.started else 0.0
+
+    @property
+    def committed(self) -> bool:
+        """Whether its ref holds commits: some attempt of it committed something."""
+        return bool(self.tip) or any(a.tip for a in self.attempts)
+
+
+def attempt_of(outcome: TicketOutcome, number: int) -> Attempt:
+    if outcome.status == TicketStatus.INTEGRATED:
+        result = "integrated"
+    elif outcome.conflict:
+        result = "conflicted"
+    elif outcome.infra:
+        result = "stopped"
+    elif outcome.reason == NOTHING_CHANGED:
+        result = "changed nothing"
+    else:
+        result = "failed"
+    return Attempt(number=number, start=outcome.start, started=outcome.started,
+                   ended=outcome.ended, result=result, reason=outcome.reason, tip=outcome.tip,
+                   ref=outcome.ref, conflicts_with=outcome.conflicts_with,
+                   files=outcome.conflict_files)
+
+
+def with_attempts(earlier: list[TicketOutcome], last: TicketOutcome) -> TicketOutcome:
+    """The final outcome of a ticket that ran ``len(earlier) + 1`` times: every attempt
+    recorded, where each one's commits are kept, time summed, and a reason that tells the
+    whole story when it took more than one run."""
+    attempts = [attempt_of(o, n) for n, o in enumerate([*earlier, last])]
+    for n, attempt in enumerate(attempts[:-1]):
+        if attempt.ref:          # rerun n+1 moved its commits aside when it started
+            attempts[n] = replace(attempt, ref=kept_beside(attempt.ref, str(n + 1)))
+    first = earlier[0] if earlier else last
+    reason = last.reason if not earlier else _story(last, attempts)
+    return replace(last, reason=reason, attempts=tuple(attempts), started=first.started,
+                   conflict=any(a.result == "conflicted" for a in attempts),
+                   conflicts_with=tuple(dict.fromkeys(t for a in attempts
+                                                      for t in a.conflicts_with)),
+                   conflict_files=tuple(dict.fromkeys(f for a in attempts for f in a.files)))
+
+
+def _story(last: TicketOutcome, attempts: list[Attempt]) -> str:
+    said = []
+    for attempt in attempts[:-1]:
+        said.append(conflict_reason(attempt.conflicts_with, attempt.files)
+                    if attempt.result == "conflicted" else
+                    "its container was stopped from outside" if attempt.result == "stopped"
+                    else attempt.reason)
+    final = attempts[-1]
+    start = f" from {final.start[:12]}" if final.start else ""
+    said.append(f"rerun {final.number}{start}: "
+                + ("integrated" if final.result == "integrated" else final.reason))
+    kept = [a for a in attempts[:-1] if a.ref]
+    if final.result != "integrated" and kept:
+        said[-1] += (f", so {last.ticket}'s change is not on the target (attempt "
+                     f"{kept[-1].number + 1} kept at {kept[-1].ref})")
+    return "; ".join(said)
+
+
+def conflict_reason(tickets: tuple[str, ...], files: tuple[str, ...]) -> str:
+    shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+    whom = f"with {', '.join(tickets)} " if tickets else "with the integrated work "
+    return f"conflicted {whom}in {shown}" if files else f"conflicted {whom}".rstrip()
 
 
 def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
@@ -115,18 +214,18 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
     ref = ctx.ticket_ref(ticket.id)
     if previous := ctx.host.resolve(ref):
         label = str(attempt) if attempt else "before-resume"
-        ctx.host.update_ref(f"refs/runner/{ctx.run_id}/attempts/{ticket.id}/{label}", previous)
+        ctx.host.update_ref(attempt_ref(ctx.run_id, ticket.id, label), previous)
     deadline = time.monotonic() + ticket.timeout
     log_path = ctx.root / "logs" / f"{ticket.id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
     def outcome(status: TicketStatus, reason: str = "") -> TicketOutcome:
-        if status != TicketStatus.COLLECTING:   # COLLECTING: the lead integrates it next
-            ctx.sink.emit(TicketChanged(ticket.id, status, reason))
+        # Not told here: the scheduler tells a ticket's outcome once it is final.
         totals = ctx.ledger.ticket(ticket.id)
         return TicketOutcome(
             ticket.id, status, reason, start=start, started=started, ended=time.time(),
             tip=collected.tip if collected else None,
+            ref=collected.ref if collected else None,
             commits=collected.commits if collected else 0, tier=ticket.tier,
             model=ctx.phase.model_for(ticket) if ticket.agent == "anthropic" else "",
             tokens=totals.usage.tokens, cost=totals.cost, fix_loops=work.fix_loops,
@@ -166,7 +265,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
     if not work.ok:
         return outcome(TicketStatus.FAILED, work.reason)
     if not collected or not collected.commits:
-        return outcome(TicketStatus.FAILED, "it changed nothing")
+        return outcome(TicketStatus.FAILED, NOTHING_CHANGED)
     return outcome(TicketStatus.COLLECTING)
 
 

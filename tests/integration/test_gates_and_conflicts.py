@@ -51,7 +51,8 @@ def test_statuses_and_reasons(gated) -> None:
     assert {t: v["status"] for t, v in tickets.items()} == {
         "P1": "integrated", "P2": "failed", "S": "failed", "K": "failed", "OK": "integrated",
         "REWRITE": "failed", "PROTECT": "failed", "HUGE": "failed"}
-    assert "conflicts with the integrated work in shared.txt" in tickets["P2"]["reason"]
+    assert tickets["P2"]["reason"] == "conflicted with P1 in shared.txt"
+    assert tickets["P2"]["conflict"] and tickets["P2"]["conflicts_with"] == ["P1"]
     assert re.fullmatch(r"changed files outside its paths: src/x\.txt \(commits [0-9a-f]+\)",
                         tickets["S"]["reason"]), tickets["S"]["reason"]
     assert tickets["K"]["reason"] == "check `test -f nonexistent` exited with 1"

@@ -36,4 +36,5 @@ def test_ctrl_c_removes_the_runs_containers(tmp_path: Path, engine: docker.Docke
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
+    assert f"`runner resume {run_id}` finishes the run" in err.strip().splitlines()[-1]
     assert engine.containers.list(all=True, filters={"label": f"runner.run={run_id}"}) == []

@@ -56,7 +56,7 @@ def test_json_and_junit_reports_parse(finished_run) -> None:
     junit = ET.fromstring(runner_cli("report", doc["run_id"], "--repo", str(repo),
                                      "--format", "junit").stdout)
     cases = {c.get("name"): c for c in junit.iter("testcase")}
-    assert list(cases) == ["OK", "BAD", "AFTER"]
+    assert list(cases) == ["isolation self-test", "OK", "BAD", "AFTER"]
     assert cases["OK"].find("failure") is None
     assert cases["BAD"].find("failure").get("message") == "run exited with 3"
     assert cases["AFTER"].find("skipped") is not None
