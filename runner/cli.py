@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_id = getattr(e, "run_id", None)
         err.print("runner: interrupted; " + (
             f"what the workers committed is kept in refs, and `runner resume {run_id}` "
-            "finishes the run" if run_id else "no run had started"), markup=False)
+            "finishes the run" if run_id else "no run had started"), markup=False,
+            soft_wrap=True)
         return EXIT_INTERRUPTED
 
 

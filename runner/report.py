@@ -191,7 +191,8 @@ def md(text: str) -> str:
     """Text a worker chose, as markdown shows it literally on one line: no HTML, no
     emphasis, links, table cells or headings of its own."""
     text = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", text)
+    # Never at a line's start here: what opens a list or a heading there needs no escape.
+    return re.sub(r"([\\`*_\[\]|~#])", r"\\\1", text)
 
 
 def as_markdown(result: RunResult, phase: Phase, svg_name: str) -> str:

@@ -28,7 +28,7 @@ def test_plain_output_json_document_and_junit(tmp_path: Path, worker_image: str)
     assert any(line[:8].count(":") == 2 and " NET integrated" in line
                for line in plain.stdout.splitlines())          # timestamped, greppable
     cases = [c.get("name") for c in ET.parse(tmp_path / "junit.xml").iter("testcase")]
-    assert cases == ["NET", "FAIL"]
+    assert cases == ["isolation self-test", "NET", "FAIL"]
     # The flag beat the environment: no network but lo.
     run_id = next(p.name for p in (repo / ".git/runner").iterdir())
     assert git(repo, "show", f"refs/runner/{run_id}/NET:net.txt") == "lo"
@@ -69,7 +69,7 @@ def test_the_shell_ci_example(tmp_path: Path, worker_image: str) -> None:
     document = RunDocument.model_validate_json((repo / "runner-result.json").read_text())
     assert [t.id for t in document.tickets] == ["NET", "FAIL"]
     cases = ET.parse(repo / "runner-junit.xml").getroot().iter("testcase")
-    assert [c.get("name") for c in cases] == ["NET", "FAIL"]
+    assert [c.get("name") for c in cases] == ["isolation self-test", "NET", "FAIL"]
     assert document.run_id in (repo / "runner-report.md").read_text()
     # clean removed the ended run's workspaces, never its refs.
     assert not (Path(document.run_dir) / "workspaces").exists()
