@@ -6,37 +6,11 @@ stays for inspection.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from functools import lru_cache
 
 from runner.gitops import HostRepo
+from runner.globs import matches
 from runner.phase import Phase, Ticket
-
-
-@lru_cache(maxsize=256)
-def _glob(pattern: str) -> re.Pattern[str]:
-    """A path glob: ``*`` and ``?`` stay inside one directory, ``**`` crosses directories;
-    a pattern without wildcards (``docs``, ``docs/``) also covers everything below it."""
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    if any(c in pattern for c in "*?"):
-        return re.compile(out)
-    return re.compile(out.rstrip("/") + "(?:/.*)?")
-
-
-def matches(path: str, patterns: Iterable[str]) -> bool:
-    return any(_glob(p.removeprefix("./")).fullmatch(path) for p in patterns)
 
 
 def outside_paths(changed: Iterable[str], paths: list[str]) -> list[str]:

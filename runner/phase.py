@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
-                      field_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
+                      ValidationError, field_validator)
 
 from runner.errors import PhaseFileError
+from runner.globs import check_glob
 from runner.ledger import Price
 
 # Letters, digits, . _ - ; and nothing git refuses in a ref component (leading ., .., .lock).
@@ -24,6 +25,8 @@ RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target", "attempt
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Tier = Literal["simple", "nuanced", "complex"]
 AgentKind = Literal["anthropic", "script", "command"]
+# Checked per item, so an error names the list index (tickets[0].paths[1]).
+Glob = Annotated[str, AfterValidator(check_glob)]
 
 # Default model per tier, taken from the anthropic SDK version pinned in pyproject.toml.
 DEFAULT_MODELS = {"simple": "claude-haiku-5-5", "nuanced": "claude-sonnet-5-5",
@@ -81,7 +84,7 @@ class Ticket(_Strict):
     agent: AgentKind = "anthropic"
     prompt: str | None = None
     run: str | None = None
-    paths: list[str] = []
+    paths: list[Glob] = []
     depends_on: list[Name] = []
     checks: list[str] = []
     max_fix_loops: int = Field(default=2, ge=0)
@@ -128,7 +131,7 @@ class Phase(_Strict):
     review: Review | None = None
     # Files no ticket may change: what would let a worker reach past its sandbox later (CI,
     # dev containers, compose files, build wrappers). A phase may narrow or widen the list.
-    protected: list[str] = list(DEFAULT_PROTECTED)
+    protected: list[Glob] = list(DEFAULT_PROTECTED)
     max_file_size: str = "10m"                        # no changed file may be larger
     max_reruns: int = Field(default=1, ge=0)          # reruns of a conflicting ticket
     prices: dict[str, Price] = {}                     # USD per million tokens, per model

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from runner.gitops import git_out
 from runner.sandbox import GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE, Sandbox
+from runner.secretenv import GivenEnv, refused_env
 from runner.worker import RunContext, sandbox_spec
 from runner.workspace import Workspace, create_workspace
 
@@ -26,12 +27,7 @@ PROBES = ("_probe1", "_probe2")
 STANDARD_MOUNTS = ("/", "/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hostname",
                    "/etc/hosts", "/tmp", "/sbin/docker-init", "/usr/sbin/docker-init")
 WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, RUN_OBJECTS, GRADLE_RO_CACHE)
-# Environment a worker is given or that the shell sets; anything else came from somewhere.
-ALLOWED_ENV = {"PATH", "HOME", "HOSTNAME", "PWD", "SHLVL", "_", "OLDPWD", "TERM",
-               "GRADLE_USER_HOME", "GRADLE_RO_DEP_CACHE", "RUNNER_RUN", "RUNNER_TICKET",
-               "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-               "GIT_COMMITTER_EMAIL"}
-SECRET_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+ENV_FACT = "env."   # one fact per variable: env.NAME=sha256 of its value
 
 # Runs in the probe with: $1 = the other probe's marker name, $2 = a host-only marker path.
 FACTS = r"""
@@ -52,7 +48,10 @@ fact sockets "$sockets"
 fact docker_host "${DOCKER_HOST:-}"
 fact net "$(ls /sys/class/net | tr '\n' ' ')"
 fact mounts "$(awk '{print $5}' /proc/self/mountinfo | tr '\n' ' ')"
-fact env "$(env | cut -d= -f1 | tr '\n' ' ')"
+# Each variable's name and the sha256 of its value: the host judges, and no value leaves.
+env -0 | while IFS= read -r -d '' var; do
+  fact "env.${var%%=*}" "$(printf '%s' "${var#*=}" | sha256sum | cut -d' ' -f1)"
+done
 fact uid "$(id -u):$(id -g)"
 fact cap_eff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
 fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
@@ -68,6 +67,15 @@ class Check:
     passed: bool
     detail: str = ""     # what is wrong (empty when it passed)
     fix: str = ""        # what to do about it
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What one probe reported from inside, beside what runner gave it."""
+
+    name: str
+    seen: dict[str, str]
+    given: GivenEnv
 
 
 @dataclass(frozen=True)
@@ -112,16 +120,19 @@ def run_selftest(ctx: RunContext, start: str,
     # looks, and waits again so neither container goes before the other has looked.
     together = threading.Barrier(len(PROBES), timeout=120)
 
-    def probe(name: str) -> dict[str, str]:
+    def probe(name: str) -> Probed:
         try:
-            with ctx.provider.open(sandbox_spec(ctx, name, make(name))) as sandbox:
+            spec = sandbox_spec(ctx, name, make(name))
+            with ctx.provider.open(spec) as sandbox:
                 sandbox.exec(["touch", f"{WORKSPACE}/.probe-{name}",
                               f"{GRADLE_HOME}/.probe-{name}"], timeout=60)
                 together.wait()
                 facts = _facts(sandbox, f".probe-{_other(name)}", str(host_marker),
                                host_object)
                 together.wait()
-                return facts
+            given = GivenEnv(spec=spec.env, image=spec.image,
+                             image_env=ctx.provider.image_env(spec.image))
+            return Probed(name, facts, given)
         except BaseException:
             together.abort()   # never leave the other probe waiting
             raise
@@ -129,8 +140,8 @@ def run_selftest(ctx: RunContext, start: str,
     try:
         with ThreadPoolExecutor(max_workers=len(PROBES), thread_name_prefix="probe") as pool:
             futures = {name: pool.submit(probe, name) for name in PROBES}
-            facts = {name: future.result() for name, future in futures.items()}
-        return SelfTestResult(tuple(_judge(ctx, facts)))
+            probed = [future.result() for future in futures.values()]
+        return SelfTestResult(tuple(_judge(ctx, probed)))
     finally:
         shutil.rmtree(root, ignore_errors=True)   # probes' scratch: nothing in it to keep
 
@@ -146,43 +157,44 @@ def _facts(sandbox: Sandbox, other_marker: str, host_marker: str,
     return dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
 
 
-def _judge(ctx: RunContext, facts: dict[str, dict[str, str]]) -> list[Check]:
+def _judge(ctx: RunContext, probed: list[Probed]) -> list[Check]:
     checks = []
     for name, test, fix in _RULES:
-        problems = [f"{probe}: {why}" for probe, seen in facts.items()
-                    if (why := test(ctx, probe, seen))]
+        problems = [f"{probe.name}: {why}" for probe in probed if (why := test(ctx, probe))]
         checks.append(Check(name, not problems, "; ".join(problems), fix if problems else ""))
     return checks
 
 
-Rule = Callable[[RunContext, str, dict[str, str]], str | None]
+Rule = Callable[[RunContext, Probed], str | None]
 
 
 def _expect(key: str, want: Callable[[RunContext, str], str], what: str) -> Rule:
-    def rule(ctx: RunContext, probe: str, seen: dict[str, str]) -> str | None:
-        got, expected = seen.get(key, "<missing>"), want(ctx, probe)
+    def rule(ctx: RunContext, probe: Probed) -> str | None:
+        got, expected = probe.seen.get(key, "<missing>"), want(ctx, probe.name)
         return None if got == expected else f"{what} is {got!r}, expected {expected!r}"
     return rule
 
 
-def _mounts(ctx: RunContext, probe: str, seen: dict[str, str]) -> str | None:
+def _mounts(ctx: RunContext, probe: Probed) -> str | None:
     allowed = STANDARD_MOUNTS + WORKER_MOUNTS
-    extra = [m for m in seen.get("mounts", "").split()
+    extra = [m for m in probe.seen.get("mounts", "").split()
              if not (m in allowed or m.startswith(("/proc/", "/dev/", "/sys/")))]
     return f"unexpected mounts {', '.join(extra)}" if extra else None
 
 
-def _secrets(ctx: RunContext, probe: str, seen: dict[str, str]) -> str | None:
-    names = set(seen.get("env", "").split())
-    leaked = sorted(n for n in names - ALLOWED_ENV
-                    if n in os.environ or any(h in n.upper() for h in SECRET_HINTS))
-    return f"environment has {', '.join(leaked)}" if leaked else None
+def _secrets(ctx: RunContext, probe: Probed) -> str | None:
+    env = {key.removeprefix(ENV_FACT): value for key, value in probe.seen.items()
+           if key.startswith(ENV_FACT)}
+    if not env:
+        return "the probe reported no environment"
+    refused = refused_env(env, probe.given, os.environ)
+    return f"environment has {', '.join(refused)}" if refused else None
 
 
-def _network(ctx: RunContext, probe: str, seen: dict[str, str]) -> str | None:
+def _network(ctx: RunContext, probe: Probed) -> str | None:
     if ctx.phase.network != "none":
         return None
-    interfaces = seen.get("net", "").split()
+    interfaces = probe.seen.get("net", "").split()
     return None if interfaces == ["lo"] else f"network interfaces {interfaces}"
 
 
@@ -214,8 +226,11 @@ _RULES: list[tuple[str, Rule, str]] = [
     ("no network (network: none)", _network,
      "run workers with network none, or set network: bridge in the phase on purpose"),
     ("only its own mounts", _mounts, "remove the extra mounts from the worker container"),
-    ("no host secrets in env", _secrets, "workers get no host environment; remove the "
-     "variables from the worker spec"),
+    ("no host secrets in env", _secrets,
+     "remove each where it comes from: rebuild the image without it (an image's ENV "
+     "reaches every worker), or take it out of the worker spec; one from neither leaked "
+     "from the host's environment (a command ticket that needs a host variable names it "
+     "in `env:`)"),
     ("runs as the host user", _expect("uid", lambda ctx, probe: ctx.user, "uid:gid"),
      "workers must run as the uid:gid of the user running runner"),
     ("all capabilities dropped", _fact_is("cap_eff", "0000000000000000", "CapEff"),

@@ -95,6 +95,11 @@ class SandboxProvider(Protocol):
         """Remove every sandbox of a run at once (a hard stop, cleanup); return how many."""
         ...
 
+    def image_env(self, image: str) -> Mapping[str, str]:
+        """The variables ``image`` sets in every sandbox made from it (the self-test tells
+        them from what leaked in)."""
+        ...
+
     def answers(self) -> bool:
         """Whether the engine behind the sandboxes still answers (after a failure: was it
         the ticket, or did the engine go away?)."""

@@ -104,6 +104,15 @@ class DockerSandboxes:
                 pass
         return len(containers)
 
+    def image_env(self, image: str) -> dict[str, str]:
+        try:
+            with _engine_must_answer():
+                config = self.client.images.get(image).attrs.get("Config") or {}
+        except docker.errors.ImageNotFound as e:
+            raise EnvironmentProblem(f"image {image} is missing; run `runner images "
+                                     "build`") from e
+        return dict(entry.split("=", 1) for entry in config.get("Env") or [] if "=" in entry)
+
     def answers(self) -> bool:
         try:
             return bool(self.client.ping())

@@ -89,16 +89,75 @@ def test_borrowing_the_host_repos_objects_is_caught(probe_ctx) -> None:
     assert _failed(result) == {"other host objects unreadable"}
 
 
-LEAKY = "runner-test-leaky:latest"
+@pytest.fixture
+def image_with(engine: docker.DockerClient, worker_image: str):
+    """Build small images FROM the worker image with the given Dockerfile lines; each has a
+    tag of its own (other suites share the engine) and is removed after the test."""
+    built: list[str] = []
+
+    def build(*lines: str) -> str:
+        tag = f"runner-test-env-{secrets.token_hex(4)}:latest"
+        dockerfile = "\n".join([f"FROM {worker_image}", *lines]) + "\n"
+        engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,
+                            labels={"runner.test": "selftest-env"})
+        built.append(tag)
+        return tag
+
+    yield build
+    for tag in built:
+        engine.images.remove(tag, force=True)
 
 
 @pytest.fixture
-def leaky_image(engine: docker.DockerClient, worker_image: str):
+def leaky_image(image_with) -> str:
     """An image that bakes a Docker endpoint and a token into every container's env."""
-    dockerfile = f"FROM {worker_image}\nENV DOCKER_HOST=tcp://127.0.0.1:2375 DEPLOY_TOKEN=t0k3n\n"
-    engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=LEAKY, rm=True)
-    yield LEAKY
-    engine.images.remove(LEAKY, force=True)
+    return image_with("ENV DOCKER_HOST=tcp://127.0.0.1:2375 DEPLOY_TOKEN=t0k3n")
+
+
+def _secrets_check(ctx: RunContext, head: str, image: str):
+    result = run_selftest(replace(ctx, phase=ctx.phase.model_copy(update={"image": image})),
+                          head)
+    return result, next(c for c in result.checks if c.name == "no host secrets in env")
+
+
+def test_ordinary_image_settings_pass_though_the_host_has_them(
+        probe_ctx, image_with, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The names are in runner's own environment too, with the same values: the old rule
+    (any name the host has) refused such images."""
+    ctx, head = probe_ctx
+    image = image_with("ENV LANG=C.UTF-8", "ENV PYTHONDONTWRITEBYTECODE=1",
+                       "ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64",
+                       "ENV GPG_KEY=7169605F62C751356D054A26A821E680E5FA6305")
+    for name in ("LANG", "PYTHONDONTWRITEBYTECODE", "JAVA_HOME", "GPG_KEY"):
+        monkeypatch.setenv(name, ctx.provider.image_env(image)[name])
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-host-secret-not-in-the-image")
+    result, check = _secrets_check(ctx, head, image)
+    assert result.passed, result.failed
+    assert check.passed and not check.detail
+
+
+def test_a_secret_baked_into_an_image_is_refused(probe_ctx, image_with) -> None:
+    ctx, head = probe_ctx
+    image = image_with("ENV LANG=C.UTF-8", "ENV ANTHROPIC_API_KEY=sk-ant-baked-in-0123456789")
+    result, check = _secrets_check(ctx, head, image)
+    assert _failed(result) == {"no host secrets in env"}
+    assert f"ANTHROPIC_API_KEY (from the image {image}) looks like a secret" in check.detail
+    assert "LANG" not in check.detail and "sk-ant" not in check.detail   # never the value
+    assert "rebuild the image without it" in check.fix
+
+
+def test_a_host_secret_under_another_name_is_refused(
+        probe_ctx, image_with, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Judged by value too: the image holds what the host has as a secret."""
+    ctx, head = probe_ctx
+    value = f"ghp_{secrets.token_hex(12)}"
+    monkeypatch.setenv("GITHUB_TOKEN", value)
+    image = image_with(f"ENV HELPER_URL={value}")
+    result, check = _secrets_check(ctx, head, image)
+    assert _failed(result) == {"no host secrets in env"}
+    assert (f"HELPER_URL (from the image {image}) has the value of the host's GITHUB_TOKEN"
+            in check.detail)
+    assert value not in check.detail
 
 
 def test_preflight_stops_a_run_before_any_ticket(tmp_path: Path, leaky_image: str) -> None:

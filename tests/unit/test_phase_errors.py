@@ -64,6 +64,18 @@ CASES = {
                        ["tickets[0].id", "'.lock'"]),
     "dot-dot id": ("name: p\ntickets:\n  - {id: '..', agent: script, run: x}\n",
                    ["tickets[0].id", "'..'"]),
+    "unclosed class in paths": ("name: p\ntickets:\n  - {id: T1, agent: script, run: x, "
+                                "paths: ['src/**', 'src/[abc']}\n",
+                                ["tickets[0].paths[1] (ticket T1)", "'src/[abc'", "'[[]'"]),
+    "absolute path in paths": ("name: p\ntickets:\n  - {id: T1, agent: script, run: x, "
+                               "paths: ['/etc/**']}\n",
+                               ["tickets[0].paths[0] (ticket T1)", "absolute", "'etc/**'"]),
+    "dot-dot in paths": ("name: p\ntickets:\n  - {id: T1, agent: script, run: x, "
+                         "paths: ['../x']}\n", ["tickets[0].paths[0] (ticket T1)", "'..'"]),
+    "empty pattern in paths": ("name: p\ntickets:\n  - {id: T1, agent: script, run: x, "
+                               "paths: ['']}\n", ["tickets[0].paths[0]", "empty pattern"]),
+    "bad protected pattern": ("name: p\nprotected: ['.github/**', '/gradlew']\ntickets:\n"
+                              + GOOD_TICKET, ["protected[1]:", "absolute"]),
 }
 
 
@@ -80,6 +92,19 @@ def test_bad_phase_file_is_one_clear_line(case: str, tmp_path: Path) -> None:
     assert str(phase) in lines[0]
     for fragment in expected:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+def test_dry_run_refuses_a_bad_path(tmp_path: Path) -> None:
+    """Found when the file is read, not when the ticket's gate runs."""
+    phase = tmp_path / "phase.yaml"
+    phase.write_text("name: p\ntickets:\n  - {id: T1, agent: script, run: x, "
+                     "paths: ['src/**', 'src/[abc', '/etc/**', '../x']}\n")
+    proc = runner_cli("run", str(phase), "--dry-run", "--repo", str(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert f"{phase}: tickets[0].paths[1] (ticket T1): 'src/[abc'" in line
+    assert "(and 2 more problems)" in line
 
 
 def test_missing_phase_file(tmp_path: Path) -> None:
