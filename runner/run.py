@@ -114,7 +114,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         # With phase checks, target moves only once they pass on the integrated result.
         integrator = Integrator(host, clone=root / "integration", base=base_sha,
                                 integrated_ref=f"refs/runner/{run_id}/integrated",
-                                target=None if phase.checks else result.target)
+                                target=None if phase.checks else result.target,
+                                run_id=run_id, committer=ctx.authorship.committer)
         return _drive(ctx, result, integrator, options, done={})
 
 
@@ -157,7 +158,8 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     integrator = Integrator(host, clone=root / "integration", base=result.base_sha,
                             integrated_ref=f"refs/runner/{run_id}/integrated",
                             target=None if phase.checks else result.target,
-                            history=result.integrated)
+                            history=result.integrated, run_id=run_id,
+                            committer=ctx.authorship.committer)
     if options.preflight:
         _preflight(ctx, result)
     return _drive(ctx, result, integrator, options, done=done)
