@@ -104,3 +104,21 @@ def test_redundant_commits_integrate_and_conflicts_fail_as_before(tmp_path: Path
     assert blue.head == head == integrator.head
     assert git(tmp_path / "clone", "status", "--porcelain") == ""
     assert git(repo, "rev-parse", "refs/runner/r2/integrated") == head
+
+
+def test_a_message_that_is_not_utf8_integrates(tmp_path: Path, git_version: str) -> None:
+    """git's --format reads a message that is not UTF-8 as Latin-1; nothing fails on it."""
+    repo = make_repo(tmp_path / "repo")
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "-A")
+    subprocess.run(["git", "commit", "--quiet", "-F", "-"], cwd=repo, check=True,
+                   input=b"W: caf\xe9 (latin-1, no encoding header)\n")
+    integrator = Integrator(open_host_repo(repo), clone=tmp_path / "clone", base=base,
+                            integrated_ref="refs/runner/r3/integrated", target=None,
+                            run_id="r3", committer=HOST_USER)
+    assert integrator.integrate(start=base, tip=git(repo, "rev-parse", "HEAD"), ticket="W").ok
+    raw = subprocess.run(["git", "cat-file", "commit", "refs/runner/r3/integrated"], cwd=repo,
+                         capture_output=True, check=True).stdout
+    assert raw.endswith("\n\nW: café (latin-1, no encoding header)\n\n".encode()
+                        + b"Runner-Run: r3\nRunner-Ticket: W\n")
