@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.authorship import RUN_TRAILER, TICKET_TRAILER, without_runner_trailers
 from runner.errors import GitError
 from runner.gitops import SAFE_CONFIG, HostRepo
 from runner.sandbox import Sandbox
@@ -19,9 +20,11 @@ from runner.text import last_line
 
 GIT = ("git", *SAFE_CONFIG)
 BUNDLE_LIMIT = 1 << 30
+# The worker's git (bookworm's 2.39) has `commit --trailer` (2.32 and later).
 COMMIT_LEFTOVERS = (
     f"{shlex.join(GIT)} add -A && if {shlex.join(GIT)} diff --cached --quiet; then exit 0; fi"
     f' && {shlex.join(GIT)} commit -q --no-verify -m "$RUNNER_COMMIT_MESSAGE"'
+    f' --trailer "{RUN_TRAILER}: $RUNNER_RUN" --trailer "{TICKET_TRAILER}: $RUNNER_TICKET"'
 )
 
 
@@ -36,10 +39,13 @@ class Collected:
     commits: int
 
 
-def commit_leftovers(sandbox: Sandbox, message: str, timeout: float = 300) -> None:
-    """Commit what the worker left uncommitted, as ``message``."""
+def commit_leftovers(sandbox: Sandbox, message: str, *, run_id: str, ticket: str,
+                     timeout: float = 300) -> None:
+    """Commit what the worker left uncommitted, as ``message`` with the run's trailers (any
+    the message claims itself, an agent's say, are dropped)."""
     result = sandbox.exec(["bash", "-c", COMMIT_LEFTOVERS], timeout=timeout,
-                          env={"RUNNER_COMMIT_MESSAGE": message})
+                          env={"RUNNER_COMMIT_MESSAGE": without_runner_trailers(message),
+                               "RUNNER_RUN": run_id, "RUNNER_TICKET": ticket})
     if not result.ok:
         raise CollectError(f"could not commit the worker's changes: {last_line(result.output)}")
 

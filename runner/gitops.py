@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +33,19 @@ _ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
                  "GIT_LFS_SKIP_SMUDGE": "1"}
 
 
-def git(cwd: Path, *args: str, check: bool = True,
-        isolated: bool = False) -> subprocess.CompletedProcess[str]:
+def git(cwd: Path, *args: str, check: bool = True, isolated: bool = False,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run git in ``cwd``; raise GitError when ``check`` and it fails. ``isolated`` drops
-    the user's global and system config (for runner-owned clones)."""
+    the user's global and system config (for runner-owned clones); ``env`` adds to git's
+    environment (an identity), ``input`` is its stdin."""
     argv = ["git", *SAFE_CONFIG, *args]
-    env = {name: value for name, value in os.environ.items() if name not in _SECRETS}
-    env |= _ENV | (_ISOLATED_ENV if isolated else {})
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
+    full = {name: value for name, value in os.environ.items() if name not in _SECRETS}
+    full |= _ENV | (_ISOLATED_ENV if isolated else {}) | dict(env or {})
+    # Messages and names are bytes a worker chose: keep any that are not UTF-8 as they are
+    # (surrogateescape round-trips them) instead of failing to decode them.
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=full, input=input,
+                          encoding="utf-8", errors="surrogateescape")
     if check and proc.returncode != 0:
         raise GitError(args, proc.returncode, proc.stderr)
     return proc
@@ -105,6 +111,12 @@ class HostRepo:
             self.fetch(quarantine, [f"+refs/bundle:{ref}"])
         finally:
             shutil.rmtree(quarantine, ignore_errors=True)
+
+    def config(self, key: str) -> str | None:
+        """A value of the repo's git config as git sees it there (the user's global config
+        too), or None when unset or empty."""
+        proc = git(self.top, "config", "--get", key, check=False)
+        return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
     def update_ref(self, ref: str, sha: str) -> None:
         git(self.top, "update-ref", ref, sha)

@@ -1,9 +1,11 @@
 """Integrate collected tickets, one at a time, in a runner-owned clone.
 
 Each ticket's commits (its start..tip) are cherry-picked onto the integrated head as soon as
-the ticket finishes, so dependency order comes for free. The integrated head is published to
-the host as ``refs/runner/<run>/integrated`` (dependents start from it) and, when asked, to
-the target branch.
+the ticket finishes, so dependency order comes for free. Each picked commit keeps its author
+and message, is committed by the host user and carries the run's trailers (see
+authorship.py). The integrated head is published to the host as
+``refs/runner/<run>/integrated`` (dependents start from it) and, when asked, to the target
+branch.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.authorship import Identity, trailer_args, without_runner_trailers
+from runner.errors import GitError
 from runner.text import last_line
 from runner.gitops import HostRepo, git, init_linked_clone
 
@@ -31,9 +35,11 @@ class Integrator:
     interrupted run's integration at what that run last published."""
 
     def __init__(self, host: HostRepo, *, clone: Path, base: str, integrated_ref: str,
-                 target: str | None, history: list[list[str]] | None = None) -> None:
+                 target: str | None, run_id: str, committer: Identity,
+                 history: list[list[str]] | None = None) -> None:
         self.host, self.clone, self.base = host, clone, base
         self.integrated_ref, self.target = integrated_ref, target
+        self.run_id, self.committer = run_id, committer
         resumed = history is not None
         self.head = (host.resolve(integrated_ref) or base) if resumed else base
         self.history: list[tuple[str, str]] = [(t, h) for t, h in history or []]
@@ -46,17 +52,17 @@ class Integrator:
             self._publish()
 
     def integrate(self, *, start: str, tip: str, ticket: str) -> Integration:
-        """Cherry-pick start..tip onto the integrated head (the gates ran before)."""
-        picked = self._git("cherry-pick", "--allow-empty", "--keep-redundant-commits",
-                           f"{start}..{tip}", check=False)
-        if picked.returncode != 0:
-            unmerged = self._git("diff", "-z", "--name-only", "--diff-filter=U").stdout
-            conflicts = tuple(name for name in unmerged.split("\0") if name)
-            self._git("cherry-pick", "--abort", check=False)
-            self._git("reset", "--quiet", "--hard", self.head)
-            reason = ("conflicts with the integrated work in " + ", ".join(conflicts)
-                      if conflicts else "cherry-pick failed: " + last_line(picked.stderr))
-            return Integration(ok=False, head=self.head, reason=reason, conflicts=conflicts)
+        """Cherry-pick start..tip onto the integrated head (the gates ran before), one
+        commit at a time; empty and redundant commits are kept, as the worker made them."""
+        try:
+            for commit in self._git("rev-list", "--reverse", f"{start}..{tip}").stdout.split():
+                picked = self._git("cherry-pick", "--no-commit", commit, check=False)
+                if picked.returncode != 0:
+                    return self._failed(picked)
+                self._commit_as(commit, ticket)
+        except GitError:
+            self._git("reset", "--quiet", "--hard", self.head)   # the next ticket's start
+            raise
         self.head = self._git("rev-parse", "HEAD").stdout.strip()
         self.history.append((ticket, self.head))
         self._publish()
@@ -78,8 +84,32 @@ class Integrator:
             previous = head
         return tickets
 
-    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return git(self.clone, *args, check=check, isolated=True)
+    def _failed(self, picked: subprocess.CompletedProcess[str]) -> Integration:
+        """Undo the ticket's picks; say what conflicted."""
+        unmerged = self._git("diff", "-z", "--name-only", "--diff-filter=U").stdout
+        conflicts = tuple(name for name in unmerged.split("\0") if name)
+        self._git("cherry-pick", "--abort", check=False)
+        self._git("reset", "--quiet", "--hard", self.head)
+        reason = ("conflicts with the integrated work in " + ", ".join(conflicts)
+                  if conflicts else "cherry-pick failed: " + last_line(picked.stderr))
+        return Integration(ok=False, head=self.head, reason=reason, conflicts=conflicts)
+
+    def _commit_as(self, commit: str, ticket: str) -> None:
+        """Commit the picked change with ``commit``'s author, date and message (without
+        the trailers it claims), the run's trailers, and the host user as committer."""
+        shown = self._git("show", "-s", "--date=raw", "--format=%an%x00%ae%x00%ad%x00%B",
+                          commit).stdout
+        name, email, date, message = shown.split("\0", 3)
+        author = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                  "GIT_AUTHOR_DATE": f"@{date}"}
+        self._git("commit", "--quiet", "--no-verify", "--allow-empty", "--allow-empty-message",
+                  "--cleanup=whitespace", "--file=-", *trailer_args(self.run_id, ticket),
+                  env=author | self.committer.env("COMMITTER"),
+                  input=without_runner_trailers(message))
+
+    def _git(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return git(self.clone, *args, check=check, isolated=True, env=env, input=input)
 
     def publish_target(self, target: str) -> None:
         self.host.fetch(self.clone, [f"+refs/heads/{BRANCH}:refs/heads/{target}"])

@@ -105,6 +105,28 @@ class Ticket(_Strict):
         return f"{self.id}: {self.display_title}"
 
 
+# What git would mangle or refuse in an identity: the delimiters of its email and any
+# control character (a newline would end the author line of the commit object).
+_IDENT_BAD = re.compile(r"[<>\x00-\x1f\x7f]")
+
+
+class Author(_Strict):
+    """Who the commits of a run are by (the host repo's user commits them)."""
+
+    name: str
+    email: str
+
+    @field_validator("name", "email")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if _IDENT_BAD.search(value):
+            raise ValueError(f"{value!r} may not contain '<', '>', a newline or another "
+                             "control character")
+        return value.strip()
+
+
 class Budget(_Strict):
     usd: float = Field(gt=0)
 
@@ -129,6 +151,7 @@ class Phase(_Strict):
     checks: list[str] = []
     budget: Budget | None = None
     review: Review | None = None
+    author: Author | None = None                      # default: the ticket, host's email
     # Files no ticket may change: what would let a worker reach past its sandbox later (CI,
     # dev containers, compose files, build wrappers). A phase may narrow or widen the list.
     protected: list[Glob] = list(DEFAULT_PROTECTED)

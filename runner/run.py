@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 import yaml
 
+from runner.authorship import read_authorship
 from runner.collect import CollectError, collect, commit_leftovers
 from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileError, RepoError,
                            RunnerError, SelfTestFailed)
@@ -124,7 +125,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         # With phase checks, target moves only once they pass on the integrated result.
         integrator = Integrator(host, clone=root / "integration", base=base_sha,
                                 integrated_ref=integrated_ref(run_id),
-                                target=None if phase.checks else result.target)
+                                target=None if phase.checks else result.target,
+                                run_id=run_id, committer=ctx.authorship.committer)
         return _drive(ctx, result, integrator, options, done={})
 
 
@@ -171,7 +173,8 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     integrator = Integrator(host, clone=root / "integration", base=result.base_sha,
                             integrated_ref=integrated_ref(run_id),
                             target=None if phase.checks else result.target,
-                            history=result.integrated)
+                            history=result.integrated, run_id=run_id,
+                            committer=ctx.authorship.committer)
     if options.preflight and (refused := _preflight(ctx, result)):
         result.state = "interrupted"         # its finished tickets stay; resume again later
         _write_state(result)
@@ -258,7 +261,7 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
     return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,
                       objects=objects,
                       ledger=ledger, provider=DockerSandboxes(client), sink=sink,
-                      keep=options.keep)
+                      keep=options.keep, authorship=read_authorship(host, phase))
 
 
 def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink) -> None:
@@ -410,7 +413,8 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
         try:
             ctx.objects.ensure(base_sha)      # the store its clone borrows from, mounted
             with ctx.provider.open(sandbox_spec(ctx, ticket_id, workspace)) as sandbox:
-                commit_leftovers(sandbox, f"{ticket_id}: work left in its workspace ({label})")
+                commit_leftovers(sandbox, f"{ticket_id}: work left in its workspace ({label})",
+                                 run_id=ctx.run_id, ticket=ticket_id)
                 got = collect(sandbox, ctx.host, start=base_sha, ref=ref,
                               bundle=ctx.root / "bundles" / f"{ticket_id}.{label}.bundle",
                               readable=ctx.objects.objects)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
+from runner.authorship import Authorship
 from runner.checks import run_checks
 from runner.collect import GIT, CollectError, collect, commit_leftovers
 from runner.errors import DockerUnavailable, RunnerError
@@ -51,6 +52,7 @@ class RunContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     keep: bool = False
     user: str = f"{os.getuid()}:{os.getgid()}"   # workers run as the host user
+    authorship: Authorship = Authorship()        # who its commits are by
 
     def ticket_ref(self, ticket_id: str) -> str:
         return ticket_ref(self.run_id, ticket_id)
@@ -187,10 +189,7 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
     mounts = [Mount(workspace.clone, WORKSPACE), Mount(workspace.gradle_home, GRADLE_HOME),
               Mount(ctx.objects.objects, RUN_OBJECTS, read_only=True)]
     env = {"RUNNER_RUN": ctx.run_id, "RUNNER_TICKET": ticket_id, "HOME": "/tmp",
-           "GRADLE_USER_HOME": GRADLE_HOME,
-           "GIT_AUTHOR_NAME": f"runner {ticket_id}", "GIT_COMMITTER_NAME": f"runner {ticket_id}",
-           "GIT_AUTHOR_EMAIL": f"{ticket_id}@runner.local",
-           "GIT_COMMITTER_EMAIL": f"{ticket_id}@runner.local"}
+           "GRADLE_USER_HOME": GRADLE_HOME, **ctx.authorship.env(ticket_id)}
     if phase.gradle.shared_cache:
         mounts.append(Mount(phase.gradle.shared_cache, GRADLE_RO_CACHE, read_only=True))
         env["GRADLE_RO_DEP_CACHE"] = GRADLE_RO_CACHE
@@ -322,7 +321,8 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
         deadline=deadline, ledger=ctx.ledger, account=account, check=check,
         cancelled=ctx.cancelled,
         transcript=transcript,
-        commit=lambda message: commit_leftovers(sandbox, message))
+        commit=lambda message: commit_leftovers(sandbox, message, run_id=ctx.run_id,
+                                                ticket=ticket.id))
     try:
         result = (AgentResult(ok=False, reason="the run was interrupted")
                   if ctx.cancelled.is_set() else agent_for(ticket).run(agent_ctx))
@@ -344,7 +344,8 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
     # Partial work is kept either way: commit what the worker left (before the checks, so
     # nothing the checks write is committed).
     try:
-        commit_leftovers(sandbox, ticket.default_commit_message)
+        commit_leftovers(sandbox, ticket.default_commit_message, run_id=ctx.run_id,
+                         ticket=ticket.id)
     except CollectError as e:
         return _also(result, str(e))
     if not result.ok:

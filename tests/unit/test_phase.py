@@ -20,6 +20,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (ticket.tier, ticket.max_fix_loops, ticket.timeout) == ("nuanced", 2, 1800)
     assert ticket.display_title == "T0"
     assert phase.models.simple == DEFAULT_MODELS["simple"]
+    assert phase.author is None
 
 
 def test_full_schema_loads(tmp_path: Path) -> None:
@@ -35,6 +36,7 @@ resources: {cpus: 1.5, memory: 512m, pids: 256}
 models: {simple: a, nuanced: b, complex: c}
 gradle: {shared_cache: /tmp}
 checks: ["./gradlew test"]
+author: {name: "Phase Two Bot", email: bot@example.invalid}
 tickets:
   - id: R08
     title: Deprecation additions
@@ -51,6 +53,8 @@ tickets:
     assert phase.effective_concurrency == 3
     assert phase.ticket("R09").depends_on == ["R08"]
     assert str(phase.gradle.shared_cache) == "/tmp"
+    assert phase.author is not None
+    assert (phase.author.name, phase.author.email) == ("Phase Two Bot", "bot@example.invalid")
 
 
 def test_find_cycle() -> None:

@@ -62,6 +62,18 @@ CASES = {
                                              "script, run: x}\n", ["tickets[0].id", "reserved"]),
     "id git refuses": ("name: p\ntickets:\n  - {id: x.lock, agent: script, run: x}\n",
                        ["tickets[0].id", "'.lock'"]),
+    "author without email": ("name: p\nauthor: {name: Bot}\ntickets:\n" + GOOD_TICKET,
+                             ["author.email", "required"]),
+    "author with an unknown key": ("name: p\nauthor: {name: B, email: b@x, url: u}\n"
+                                   "tickets:\n" + GOOD_TICKET, ["author.url", "unknown key"]),
+    "author email in brackets": ("name: p\nauthor: {name: B, email: '<b@x>'}\ntickets:\n"
+                                 + GOOD_TICKET, ["author.email", "may not contain '<'"]),
+    "author name with a newline": ('name: p\nauthor: {name: "B\\nC", email: b@x}\n'
+                                   "tickets:\n" + GOOD_TICKET, ["author.name", "newline"]),
+    "empty author name": ("name: p\nauthor: {name: ' ', email: b@x}\ntickets:\n"
+                          + GOOD_TICKET, ["author.name", "must not be empty"]),
+    "author name not a string": ("name: p\nauthor: {name: 12, email: b@x}\ntickets:\n"
+                                 + GOOD_TICKET, ["author.name", "string"]),
     "dot-dot id": ("name: p\ntickets:\n  - {id: '..', agent: script, run: x}\n",
                    ["tickets[0].id", "'..'"]),
     "unclosed class in paths": ("name: p\ntickets:\n  - {id: T1, agent: script, run: x, "
