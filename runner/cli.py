@@ -9,6 +9,7 @@ import tempfile
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -16,12 +17,14 @@ from rich.text import Text
 
 from runner import __version__
 from runner.errors import InputError, RunnerError
-from runner.events import EventSink
 from runner.hostview import forbid_inspection, in_container
-from runner.progress import STATUS_STYLE, LiveSink, PlainSink
-from runner.document import run_document, tier_totals
-from runner.run import RunOptions, RunResult, run_phase
 from runner.text import printable
+
+# Each command imports what it needs when it runs: `--version`, `--help` and `status` must
+# not pay for the run machinery, docker-py or the anthropic SDK (most of a second).
+if TYPE_CHECKING:
+    from runner.events import EventSink
+    from runner.run import RunOptions, RunResult
 
 EXIT_INTERRUPTED = 130
 
@@ -159,6 +162,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError("--concurrency must be 1 or more")
     from runner.overrides import apply_overrides
+    from runner.run import RunOptions
 
     flags = {"concurrency": args.concurrency, "image": args.image, "network": args.network,
              "models.simple": args.model_simple, "models.nuanced": args.model_nuanced,
@@ -184,6 +188,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from runner.demo import make_demo
     from runner.hostview import scratch_parent
     from runner.phase import load_phase
+    from runner.run import RunOptions
 
     # In a container the demo repo goes in the working directory: the host sees it there.
     root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-",
@@ -237,6 +242,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_clean(args: argparse.Namespace) -> int:
     from runner.clean import clean
     from runner.gitops import open_host_repo
+    from runner.progress import PlainSink
     from runner.sandbox.docker import docker_client
 
     for line in clean(host=open_host_repo(args.repo.resolve()), state_dir=_state_dir(args),
@@ -289,6 +295,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from runner.doctor import run_doctor
+    from runner.progress import PlainSink
 
     console = Console(highlight=False)
     report = run_doctor(PlainSink(sys.stderr, show_output=False), image=args.image,
@@ -320,6 +327,7 @@ def _default_state_dir() -> Path:
 def _cmd_images_build(args: argparse.Namespace) -> int:
     from runner.images import BUILDABLE, build_image, image_present
     from runner.sandbox.docker import docker_client
+    from runner.progress import PlainSink
 
     client = docker_client()
     sink = PlainSink(sys.stdout, show_output=False)
@@ -333,6 +341,7 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
 
 def _execute(phase: object, options: RunOptions, as_json: bool, junit: Path | None) -> int:
     from runner.phase import Phase
+    from runner.run import run_phase
 
     assert isinstance(phase, Phase)
     return _show(lambda sink: run_phase(phase, options, sink), as_json, junit)
@@ -340,6 +349,9 @@ def _execute(phase: object, options: RunOptions, as_json: bool, junit: Path | No
 
 def _show(drive: Callable[[EventSink], RunResult], as_json: bool, junit: Path | None) -> int:
     """Drive a run with the right sink, then print its summary or its JSON document."""
+    from runner.document import run_document
+    from runner.progress import LiveSink, PlainSink
+
     console = Console(highlight=False)
     if as_json or not console.is_terminal:
         result = drive(PlainSink(sys.stderr if as_json else sys.stdout))
@@ -358,6 +370,9 @@ def _show(drive: Callable[[EventSink], RunResult], as_json: bool, junit: Path | 
 
 
 def _print_summary(console: Console, result: RunResult) -> None:
+    from runner.document import tier_totals
+    from runner.progress import STATUS_STYLE
+
     table = Table(title=f"run {result.run_id} — phase {result.phase}")
     for name in ("ticket", "tier", "model", "result", "commits", "tokens", "cost", "fix loops",
                  "reruns", "time", "why"):

@@ -12,12 +12,13 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING
 
 from runner.errors import ImageError
 from runner.events import EventSink, Notice
+
+if TYPE_CHECKING:   # docker-py is imported by the functions that talk to the engine
+    import docker
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 WORKER_DOCKERFILE = IMAGES_DIR / "worker" / "Dockerfile"
@@ -30,6 +31,8 @@ APT_SOURCES = Path("/etc/apt")
 
 
 def image_present(client: docker.DockerClient, name: str) -> bool:
+    import docker.errors
+
     try:
         client.images.get(name)
         return True
@@ -54,6 +57,8 @@ def build_image(client: docker.DockerClient, name: str, sink: EventSink, *,
     if not WORKER_DOCKERFILE.is_file():
         raise ImageError(name, f"no Dockerfile at {WORKER_DOCKERFILE}; run runner from its "
                          "source checkout (pip install -e .)")
+    import docker.errors
+
     base = base_image(client, sink, offline=offline_base)
     try:
         for chunk in client.api.build(path=str(WORKER_DOCKERFILE.parent), tag=name,
@@ -71,6 +76,8 @@ def build_image(client: docker.DockerClient, name: str, sink: EventSink, *,
 
 def base_image(client: docker.DockerClient, sink: EventSink, *, offline: bool) -> str:
     """The Debian base to build from: upstream when present or pullable, else our own."""
+    import docker.errors
+
     if not offline:
         if image_present(client, UPSTREAM_BASE):
             return UPSTREAM_BASE

@@ -10,8 +10,8 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
 import yaml
 
 from runner.collect import CollectError, collect, commit_leftovers
@@ -26,13 +26,15 @@ from runner.journal import Journal, write_atomic
 from runner.ledger import Ledger, default_prices
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
-from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
 from runner.phasegate import land, phase_gate
 from runner.runlock import driving
 from runner.worker import RunContext, TicketOutcome, run_ticket, sandbox_spec
 from runner.workspace import Workspace
+
+if TYPE_CHECKING:   # docker-py is imported where a run talks to the engine, not for status
+    import docker
 
 PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
 
@@ -88,6 +90,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         raise RepoError(f"base {phase.base!r} is not a commit in {host.top}; set `base:` to a "
                         "branch, tag or commit that exists")
     _check_inputs(phase, options, host, sink)
+    from runner.sandbox.docker import docker_client
+
     client = client or docker_client()
     ensure_image(client, phase.image, sink)
 
@@ -141,6 +145,8 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     phase = load_phase(root / PHASE_COPY)
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
+    from runner.sandbox.docker import docker_client
+
     client = client or docker_client()
     ensure_image(client, phase.image, sink)
     sink = Journal(root / "tickets.json", sink)
@@ -223,6 +229,8 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
 def run_context(phase: Phase, host: HostRepo, result: RunResult,
                 client: docker.DockerClient, sink: EventSink,
                 options: RunOptions) -> RunContext:
+    from runner.sandbox.docker import DockerSandboxes
+
     ledger = Ledger(prices={**default_prices(), **phase.prices},
                     budget_usd=phase.budget.usd if phase.budget else None,
                     carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
