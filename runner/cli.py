@@ -167,7 +167,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     flags = {"concurrency": args.concurrency, "image": args.image, "network": args.network,
              "models.simple": args.model_simple, "models.nuanced": args.model_nuanced,
              "models.complex": args.model_complex}
-    phase = apply_overrides(load_phase(args.phase), args.phase, flags=flags, env=os.environ)
+    phase = apply_overrides(load_phase(args.phase), flags=flags, env=os.environ)
     if args.dry_run:
         from runner.plan import describe_plan
 
