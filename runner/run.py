@@ -274,12 +274,10 @@ def _stop(ctx: RunContext) -> None:
 
 def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
     """What LLM and CLI agents need from the host, checked before anything starts."""
-    needs_key = phase.review is not None or any(t.agent == "anthropic" for t in phase.tickets)
-    if needs_key and not os.environ.get("ANTHROPIC_API_KEY"):
-        raise EnvironmentProblem("anthropic tickets and the review gate need ANTHROPIC_API_KEY "
-                                 "in runner's "
-                                 "environment (and ANTHROPIC_BASE_URL for another compatible "
-                                 "endpoint); it stays in runner, never in a container")
+    if not os.environ.get("ANTHROPIC_API_KEY") and (needs := _needs_key(phase)):
+        raise EnvironmentProblem(f"{needs} ANTHROPIC_API_KEY in runner's environment (and "
+                                 "ANTHROPIC_BASE_URL for another compatible endpoint); it "
+                                 "stays in runner, never in a container")
     for ticket in phase.tickets:
         missing = [name for name in ticket.env if name not in os.environ]
         if missing:
@@ -294,6 +292,22 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
     if unpriced:
         sink.emit(Notice(f"no price for {', '.join(unpriced)}: its calls count as $0 in the "
                          "ledger and the budget; add it under `prices:`", level="warning"))
+
+
+def _needs_key(phase: Phase, shown: int = 5) -> str:
+    """Who needs the API key, as the subject of a sentence: the anthropic tickets by id (the
+    first few) and the review gate; "" when nothing does."""
+    ids = [t.id for t in phase.tickets if t.agent == "anthropic"]
+    who: list[str] = []
+    if ids:
+        more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+        who.append(f"{'ticket' if len(ids) == 1 else 'tickets'} {', '.join(ids[:shown])}{more} "
+                   "(agent: anthropic)")
+    if phase.review is not None:
+        who.append("the review gate (review:)")
+    if not who:
+        return ""
+    return " and ".join(who) + (" need" if len(ids) > 1 or len(who) > 1 else " needs")
 
 
 def _preflight(ctx: RunContext, result: RunResult) -> None:
