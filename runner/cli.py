@@ -325,17 +325,18 @@ def _default_state_dir() -> Path:
 
 
 def _cmd_images_build(args: argparse.Namespace) -> int:
-    from runner.images import BUILDABLE, build_image, image_present
-    from runner.sandbox.docker import docker_client
+    from runner.images import BUILDABLE, build_image, build_reason
     from runner.progress import PlainSink
+    from runner.sandbox.docker import docker_client
 
     client = docker_client()
-    sink = PlainSink(sys.stdout, show_output=False)
-    for name in BUILDABLE:
-        if image_present(client, name) and not args.force:
-            print(f"{name}: present (--force rebuilds it)")
+    sink = PlainSink(sys.stdout)    # plain lines, each build line prefixed with its image
+    for name in BUILDABLE:          # in order: a parent before the images built on it
+        why = build_reason(client, name, force=args.force, offline_base=args.offline_base)
+        if why is None:
+            print(f"{name}: present and up to date (--force rebuilds it)")
             continue
-        build_image(client, name, sink, offline_base=args.offline_base)
+        build_image(client, name, sink, why=why, offline_base=args.offline_base)
     return 0
 
 
