@@ -9,18 +9,22 @@ import tempfile
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from runner import __version__
 from runner.errors import InputError, RunnerError
-from runner.events import Event, EventSink, FanOut, RunStarted
+from runner.events import Event, FanOut, RunStarted
 from runner.hostview import forbid_inspection, in_container
-from runner.progress import LiveSink, PlainSink
-from runner.document import run_document
-from runner.run import RunOptions, RunResult, run_phase
 from runner.tables import Cell, Grid, show
 from runner.text import printable
+
+# Each command imports what it needs when it runs: `--version`, `--help` and `status` must
+# not pay for the run machinery, docker-py or the anthropic SDK (most of a second).
+if TYPE_CHECKING:
+    from runner.events import EventSink
+    from runner.run import RunOptions, RunResult
 
 EXIT_INTERRUPTED = 130
 
@@ -180,11 +184,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError("--concurrency must be 1 or more")
     from runner.overrides import apply_overrides
+    from runner.run import RunOptions
 
     flags = {"concurrency": args.concurrency, "image": args.image, "network": args.network,
              "models.simple": args.model_simple, "models.nuanced": args.model_nuanced,
              "models.complex": args.model_complex}
-    phase = apply_overrides(load_phase(args.phase), args.phase, flags=flags, env=os.environ)
+    phase = apply_overrides(load_phase(args.phase), flags=flags, env=os.environ)
     if args.dry_run:
         from runner.plan import describe_plan
 
@@ -205,6 +210,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from runner.demo import make_demo
     from runner.hostview import scratch_parent
     from runner.phase import load_phase
+    from runner.run import RunOptions
 
     # In a container the demo repo goes in the working directory: the host sees it there.
     root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-",
@@ -259,6 +265,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_clean(args: argparse.Namespace) -> int:
     from runner.clean import clean
     from runner.gitops import open_host_repo
+    from runner.progress import PlainSink
     from runner.sandbox.docker import docker_client
 
     for line in clean(host=open_host_repo(args.repo.resolve()), state_dir=_state_dir(args),
@@ -306,6 +313,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from runner.doctor import run_doctor
+    from runner.progress import PlainSink
 
     console = Console(highlight=False)
     report = run_doctor(PlainSink(sys.stderr, show_output=False), image=args.image,
@@ -333,21 +341,24 @@ def _default_state_dir() -> Path:
 
 
 def _cmd_images_build(args: argparse.Namespace) -> int:
-    from runner.images import BUILDABLE, build_image, image_present
+    from runner.images import BUILDABLE, build_image, build_reason
+    from runner.progress import PlainSink
     from runner.sandbox.docker import docker_client
 
     client = docker_client()
-    sink = PlainSink(sys.stdout, show_output=False)
-    for name in BUILDABLE:
-        if image_present(client, name) and not args.force:
-            print(f"{name}: present (--force rebuilds it)")
+    sink = PlainSink(sys.stdout)    # plain lines, each build line prefixed with its image
+    for name in BUILDABLE:          # in order: a parent before the images built on it
+        why = build_reason(client, name, force=args.force, offline_base=args.offline_base)
+        if why is None:
+            print(f"{name}: present and up to date (--force rebuilds it)")
             continue
-        build_image(client, name, sink, offline_base=args.offline_base)
+        build_image(client, name, sink, why=why, offline_base=args.offline_base)
     return 0
 
 
 def _execute(phase: object, options: RunOptions, as_json: bool, junit: Path | None) -> int:
     from runner.phase import Phase
+    from runner.run import run_phase
 
     assert isinstance(phase, Phase)
     return _show(lambda sink: run_phase(phase, options, sink), as_json, junit)
@@ -356,6 +367,9 @@ def _execute(phase: object, options: RunOptions, as_json: bool, junit: Path | No
 def _show(drive: Callable[[EventSink], RunResult], as_json: bool, junit: Path | None) -> int:
     """Drive a run with the right sink, then print its summary or its JSON document, and
     write its JUnit report."""
+    from runner.document import run_document
+    from runner.progress import LiveSink, PlainSink
+
     console = Console(highlight=False)
     tap = _RunIdTap()
     try:

@@ -3,6 +3,7 @@
     RunnerError                 exit_code 1; str(e) is one line that says what to do
     ├── InputError              exit 2: the user's input is wrong
     │   ├── PhaseFileError      the phase file (field path, ticket id)
+    │   ├── OverrideError       a flag or RUNNER_* variable over the phase (names only it)
     │   └── RepoError           the host repo or a ref in it
     └── EnvironmentProblem      exit 3: the machine is not ready
         ├── DockerUnavailable   no Docker engine answers
@@ -37,6 +38,15 @@ class PhaseFileError(InputError):
         if ticket:
             where = f"{where} (ticket {ticket})" if where else f"ticket {ticket}"
         super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+
+
+class OverrideError(InputError):
+    """A bad value from a flag or an environment variable: the phase file is not at fault,
+    so the message names the flag or variable, not the file."""
+
+    def __init__(self, source: str, setting: str, value: object, message: str) -> None:
+        self.source, self.setting, self.value = source, setting, value
+        super().__init__(f"{source}: {value!r} is not valid for {setting}: {message}")
 
 
 class RepoError(InputError):

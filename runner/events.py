@@ -64,6 +64,15 @@ class TicketOutput(Event):
 
 
 @dataclass(frozen=True)
+class ImageOutput(Event):
+    """A line an image build prints (docker build's steps and RUN output, debootstrap's
+    progress), as it comes: a build takes minutes and must not look stuck."""
+
+    image: str
+    line: str
+
+
+@dataclass(frozen=True)
 class TicketUsage(Event):
     """Tokens and cost of a ticket so far (after each API call)."""
 

@@ -11,18 +11,22 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections import deque
 from pathlib import Path
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING
 
 from runner.errors import ImageError
-from runner.events import EventSink, Notice
+from runner.events import EventSink, ImageOutput, Notice
+from runner.text import last_line, printable
+
+if TYPE_CHECKING:   # docker-py is imported by the functions that talk to the engine
+    import docker
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 WORKER_DOCKERFILE = IMAGES_DIR / "worker" / "Dockerfile"
 BUILDABLE = {"runner-worker:latest": "worker",      # image tag -> stage of WORKER_DOCKERFILE
              "runner-worker-jvm:latest": "worker-jvm"}
+STAGE_PARENT = {"worker-jvm": "runner-worker:latest"}   # `FROM worker AS worker-jvm`
 UPSTREAM_BASE = "debian:bookworm-slim"
 OFFLINE_BASE = "runner-base:bookworm"
 SUITE = "bookworm"
@@ -30,6 +34,8 @@ APT_SOURCES = Path("/etc/apt")
 
 
 def image_present(client: docker.DockerClient, name: str) -> bool:
+    import docker.errors
+
     try:
         client.images.get(name)
         return True
@@ -44,33 +50,104 @@ def ensure_image(client: docker.DockerClient, name: str, sink: EventSink) -> Non
     if name not in BUILDABLE:
         raise ImageError(name, "not present, and runner cannot build it; load it with "
                          "`docker load` or use runner-worker:latest")
-    sink.emit(Notice(f"image {name} is missing: building it (stage {BUILDABLE[name]} of "
-                     f"{WORKER_DOCKERFILE})"))
-    build_image(client, name, sink)
+    build_image(client, name, sink, why="it is missing")
 
 
-def build_image(client: docker.DockerClient, name: str, sink: EventSink, *,
+def build_reason(client: docker.DockerClient, name: str, *, force: bool,
+                 offline_base: bool = False) -> str | None:
+    """Why `runner images build` builds ``name``; None when it is there and up to date."""
+    if not image_present(client, name):
+        return "it is missing"
+    if force:
+        return "--force asks for it"
+    parent = STAGE_PARENT.get(BUILDABLE[name]) or _base_choice(client, offline_base)
+    if image_present(client, parent) and not descends_from(client, name, parent):
+        return f"its parent {parent} changed since it was built"
+    return None
+
+
+def descends_from(client: docker.DockerClient, image: str, parent: str) -> bool:
+    """Whether ``image`` was built on ``parent`` as it is now: its layers start with
+    parent's (a rebuilt parent has other layers)."""
+    mine, theirs = (client.images.get(n).attrs["RootFS"].get("Layers") or []
+                    for n in (image, parent))
+    return mine[:len(theirs)] == theirs
+
+
+def build_image(client: docker.DockerClient, name: str, sink: EventSink, *, why: str,
                 offline_base: bool = False) -> None:
+    """Build one of ours, saying first which and ``why``; its output streams to ``sink``."""
     if not WORKER_DOCKERFILE.is_file():
         raise ImageError(name, f"no Dockerfile at {WORKER_DOCKERFILE}; run runner from its "
                          "source checkout (pip install -e .)")
+    sink.emit(Notice(f"building image {name} (stage {BUILDABLE[name]} of {WORKER_DOCKERFILE}) "
+                     f"because {why}"))
     base = base_image(client, sink, offline=offline_base)
+    stream_build(client, name, context=WORKER_DOCKERFILE.parent, target=BUILDABLE[name],
+                 buildargs={"BASE": base}, sink=sink)
+    sink.emit(Notice(f"built image {name} (from {base})"))
+
+
+# docker build's own bookkeeping between steps: noise in a log.
+_BUILD_NOISE = re.compile(r"^\s*(---> |Removing intermediate container |Successfully built )")
+
+
+def stream_build(client: docker.DockerClient, name: str, *, context: Path, target: str | None,
+                 buildargs: dict[str, str], sink: EventSink) -> None:
+    """`docker build` of ``context`` tagged ``name``: every line it prints (steps, RUN
+    output) goes to ``sink`` as ImageOutput as it comes, control characters removed."""
+    import docker.errors
+
+    lines = _Lines(skip=_BUILD_NOISE)
     try:
-        for chunk in client.api.build(path=str(WORKER_DOCKERFILE.parent), tag=name,
-                                      target=BUILDABLE[name], buildargs={"BASE": base},
-                                      rm=True, forcerm=True, pull=False, decode=True):
+        for chunk in client.api.build(path=str(context), tag=name, target=target,
+                                      buildargs=buildargs, rm=True, forcerm=True, pull=False,
+                                      decode=True):
+            text = chunk.get("stream", "")
+            if chunk.get("status") and not chunk.get("progressDetail"):
+                # Pulling a FROM image: each layer's steps, not each progress tick.
+                text = " ".join(filter(None, [chunk.get("id"), chunk["status"]])) + "\n"
+            for line in lines.feed(text):
+                sink.emit(ImageOutput(name, line))
             if "error" in chunk:
-                raise ImageError(name, f"build failed: {chunk['error'].strip()}")
-            line = chunk.get("stream", "").strip()
-            if line.startswith("Step "):
-                sink.emit(Notice(f"{name}: {line}"))
+                for line in lines.flush():
+                    sink.emit(ImageOutput(name, line))
+                raise ImageError(name, f"build failed: {printable(last_line(chunk['error']))}")
     except docker.errors.APIError as e:
         raise ImageError(name, f"build failed: {e.explanation or e}") from e
-    sink.emit(Notice(f"built image {name} (from {base})"))
+    for line in lines.flush():
+        sink.emit(ImageOutput(name, line))
+
+
+class _Lines:
+    """Whole lines out of output that arrives in pieces; a carriage return (progress redrawn
+    in place) ends a line too. Lines come out printable, blank and ``skip`` ones dropped."""
+
+    def __init__(self, skip: re.Pattern[str] | None = None) -> None:
+        self.skip, self._rest = skip, ""
+
+    def feed(self, text: str) -> list[str]:
+        *done, self._rest = re.split(r"\r\n|\r|\n", self._rest + text)
+        return [line for part in done if (line := self._shown(part))]
+
+    def flush(self) -> list[str]:
+        rest, self._rest = self._rest, ""
+        return [line] if (line := self._shown(rest)) else []
+
+    def _shown(self, part: str) -> str:
+        line = printable(part).rstrip()
+        return "" if not line.strip() or (self.skip and self.skip.match(line)) else line
+
+
+def _base_choice(client: docker.DockerClient, offline: bool) -> str:
+    """The base a build would start from now, without pulling or making one."""
+    return UPSTREAM_BASE if not offline and image_present(client, UPSTREAM_BASE) else OFFLINE_BASE
 
 
 def base_image(client: docker.DockerClient, sink: EventSink, *, offline: bool) -> str:
     """The Debian base to build from: upstream when present or pullable, else our own."""
+    import docker.errors
+
     if not offline:
         if image_present(client, UPSTREAM_BASE):
             return UPSTREAM_BASE
@@ -93,22 +170,48 @@ def make_offline_base(client: docker.DockerClient, sink: EventSink) -> None:
         raise ImageError(OFFLINE_BASE, "making the base with debootstrap needs root; run "
                          "`sudo runner images build --offline-base` once")
     mirror = apt_mirror()
-    sink.emit(Notice(f"debootstrap {SUITE} from {mirror} (about a minute)"))
+    sink.emit(Notice(f"making base image {OFFLINE_BASE} because it is missing: debootstrap "
+                     f"{SUITE} from {mirror} (about a minute)"))
     with tempfile.TemporaryDirectory(prefix="runner-base-") as tmp:
         root, tarball = Path(tmp) / "root", Path(tmp) / "root.tar"
-        _run(["debootstrap", "--variant=minbase", SUITE, str(root), mirror], "debootstrap")
-        _run(["tar", "-C", str(root), "-cf", str(tarball), "."], "tar")
+        run_streamed(["debootstrap", "--variant=minbase", SUITE, str(root), mirror],
+                     image=OFFLINE_BASE, sink=sink)
+        run_streamed(["tar", "-C", str(root), "-cf", str(tarball), "."],
+                     image=OFFLINE_BASE, sink=sink)
         repo, tag = OFFLINE_BASE.split(":")
         client.api.import_image_from_file(str(tarball), repository=repo, tag=tag,
                                           changes=['CMD ["/bin/bash"]'])
     sink.emit(Notice(f"made base image {OFFLINE_BASE}"))
 
 
-def _run(argv: list[str], what: str) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True)
+def run_streamed(argv: list[str], *, image: str, sink: EventSink) -> None:
+    """Run one step of making ``image`` on the host, each line it prints (stdout and stderr)
+    sent to ``sink`` as it comes; a failure is an ImageError with its last lines."""
+    tail: deque[str] = deque(maxlen=3)
+    lines = _Lines()
+
+    def show(found: list[str]) -> None:
+        for line in found:
+            tail.append(line)
+            sink.emit(ImageOutput(image, line))
+
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace")
+    except OSError as e:
+        raise ImageError(image, f"{argv[0]} could not start: {e}") from e
+    with proc:
+        assert proc.stdout is not None
+        try:
+            for piece in proc.stdout:     # a line at a time, as it is written
+                show(lines.feed(piece))
+            show(lines.flush())
+        except BaseException:    # interrupted: do not leave it running behind us
+            proc.kill()
+            raise
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ImageError(OFFLINE_BASE, f"{what} failed: {' | '.join(tail)}")
+        raise ImageError(image, f"{argv[0]} failed (exit {proc.returncode}): "
+                         + (" | ".join(tail) or "no output"))
 
 
 def apt_mirror(apt_dir: Path = APT_SOURCES) -> str:

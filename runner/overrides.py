@@ -15,12 +15,11 @@ Precedence: flag > environment variable > phase file > default.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from runner.errors import PhaseFileError
+from runner.errors import OverrideError
 from runner.phase import Phase
 
 SETTINGS = {"concurrency": "RUNNER_CONCURRENCY", "image": "RUNNER_IMAGE",
@@ -28,9 +27,10 @@ SETTINGS = {"concurrency": "RUNNER_CONCURRENCY", "image": "RUNNER_IMAGE",
             "models.nuanced": "RUNNER_MODEL_NUANCED", "models.complex": "RUNNER_MODEL_COMPLEX"}
 
 
-def apply_overrides(phase: Phase, path: Path, *, flags: Mapping[str, Any],
+def apply_overrides(phase: Phase, *, flags: Mapping[str, Any],
                     env: Mapping[str, str]) -> Phase:
-    """``phase`` with the flags and environment variables that are set applied."""
+    """``phase`` with the flags and environment variables that are set applied; a bad value
+    is an OverrideError naming its flag or variable."""
     data = phase.model_dump()
     for setting, variable in SETTINGS.items():
         value, source = flags.get(setting), f"--{setting.replace('models.', 'model-')}"
@@ -43,6 +43,5 @@ def apply_overrides(phase: Phase, path: Path, *, flags: Mapping[str, Any],
         try:
             phase = Phase.model_validate(data)
         except ValidationError as e:
-            raise PhaseFileError(path, f"{value!r} from {source} is not valid for {setting}: "
-                                 f"{e.errors()[0]['msg']}") from e
+            raise OverrideError(source, setting, value, e.errors()[0]["msg"]) from e
     return phase

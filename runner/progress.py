@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.text import printable
-from runner.events import (Event, Notice, RunFinished, RunStarted, TicketChanged, TicketOutput,
-                           TicketStatus, TicketUsage)
+from runner.events import (Event, ImageOutput, Notice, RunFinished, RunStarted, TicketChanged,
+                           TicketOutput, TicketStatus, TicketUsage)
 
 STATUS_STYLE = {TicketStatus.INTEGRATED: "green",
                 TicketStatus.FAILED: "red", TicketStatus.SKIPPED: "yellow",
@@ -52,6 +52,8 @@ def describe(event: Event, *, show_output: bool = True) -> str | None:
             return f"{event.ticket} {event.status}{detail}"
         case TicketOutput() if show_output:
             return f"{event.ticket} | {printable(event.line)}"
+        case ImageOutput():     # always: a build is minutes long, and shown to say so
+            return f"{event.image} | {printable(event.line)}"
         case RunFinished():
             return f"run {event.run_id} finished (exit {event.exit_code})"
     return None
@@ -117,6 +119,9 @@ class LiveSink:
                         row.last = printable(event.detail)
                 case TicketOutput():
                     self.rows.setdefault(event.ticket, _Row()).last = printable(event.line)
+                case ImageOutput():
+                    self.console.print(describe(event), markup=False, soft_wrap=True,
+                                       style="dim")
                 case TicketUsage():
                     row = self.rows.setdefault(event.ticket, _Row())
                     row.tokens, row.cost = event.tokens, event.cost

@@ -10,8 +10,8 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
 import yaml
 
 from runner.authorship import read_authorship
@@ -27,7 +27,6 @@ from runner.journal import Journal, write_atomic
 from runner.ledger import Ledger, default_prices
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
-from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
 from runner.phasegate import branch_of, land, phase_gate
@@ -36,6 +35,9 @@ from runner.runlock import driving
 from runner.worker import (Attempt, RunContext, TicketOutcome, conflict_reason, run_ticket,
                            sandbox_spec)
 from runner.workspace import Workspace
+
+if TYPE_CHECKING:   # docker-py is imported where a run talks to the engine, not for status
+    import docker
 
 PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
 
@@ -95,6 +97,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         raise RepoError(f"base {phase.base!r} is not a commit in {host.top}; set `base:` to a "
                         "branch, tag or commit that exists")
     _check_inputs(phase, options, host, sink)
+    from runner.sandbox.docker import docker_client
+
     client = client or docker_client()
     ensure_image(client, phase.image, sink)
 
@@ -158,6 +162,8 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     phase = load_phase(root / PHASE_COPY)
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
+    from runner.sandbox.docker import docker_client
+
     client = client or docker_client()
     ensure_image(client, phase.image, sink)
     sink = Journal(root / "tickets.json", sink)
@@ -253,6 +259,8 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
 def run_context(phase: Phase, host: HostRepo, result: RunResult,
                 client: docker.DockerClient, sink: EventSink,
                 options: RunOptions) -> RunContext:
+    from runner.sandbox.docker import DockerSandboxes
+
     ledger = Ledger(prices={**default_prices(), **phase.prices},
                     budget_usd=phase.budget.usd if phase.budget else None,
                     carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
@@ -300,12 +308,10 @@ def _stop(ctx: RunContext) -> None:
 
 def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
     """What LLM and CLI agents need from the host, checked before anything starts."""
-    needs_key = phase.review is not None or any(t.agent == "anthropic" for t in phase.tickets)
-    if needs_key and not os.environ.get("ANTHROPIC_API_KEY"):
-        raise EnvironmentProblem("anthropic tickets and the review gate need ANTHROPIC_API_KEY "
-                                 "in runner's "
-                                 "environment (and ANTHROPIC_BASE_URL for another compatible "
-                                 "endpoint); it stays in runner, never in a container")
+    if not os.environ.get("ANTHROPIC_API_KEY") and (needs := _needs_key(phase)):
+        raise EnvironmentProblem(f"{needs} ANTHROPIC_API_KEY in runner's environment (and "
+                                 "ANTHROPIC_BASE_URL for another compatible endpoint); it "
+                                 "stays in runner, never in a container")
     for ticket in phase.tickets:
         missing = [name for name in ticket.env if name not in os.environ]
         if missing:
@@ -320,6 +326,22 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
     if unpriced:
         sink.emit(Notice(f"no price for {', '.join(unpriced)}: its calls count as $0 in the "
                          "ledger and the budget; add it under `prices:`", level="warning"))
+
+
+def _needs_key(phase: Phase, shown: int = 5) -> str:
+    """Who needs the API key, as the subject of a sentence: the anthropic tickets by id (the
+    first few) and the review gate; "" when nothing does."""
+    ids = [t.id for t in phase.tickets if t.agent == "anthropic"]
+    who: list[str] = []
+    if ids:
+        more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+        who.append(f"{'ticket' if len(ids) == 1 else 'tickets'} {', '.join(ids[:shown])}{more} "
+                   "(agent: anthropic)")
+    if phase.review is not None:
+        who.append("the review gate (review:)")
+    if not who:
+        return ""
+    return " and ".join(who) + (" need" if len(ids) > 1 or len(who) > 1 else " needs")
 
 
 def _preflight(ctx: RunContext, result: RunResult) -> str | None:

@@ -60,7 +60,7 @@ def blockers(ticket: Ticket, *, finished: set[str], running: list[Ticket],
 @dataclass(frozen=True)
 class Planned:
     ticket: str
-    waits_for: tuple[str, ...]    # why it is not in an earlier wave
+    waits_for: tuple[str, ...]    # every reason it is not in the wave before its own
 
 
 def plan_waves(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[list[Planned]]:
@@ -70,15 +70,16 @@ def plan_waves(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[l
     while pending:
         wave: list[Ticket] = []
         for ticket in list(pending):
-            why = blockers(ticket, finished=finished, running=wave,
-                           allow_overlap=allow_overlap)
-            if len(wave) >= concurrency:
-                why = why or ["a free worker (concurrency)"]
-            if why:
-                waiting.setdefault(ticket.id, tuple(why))
-                continue
-            wave.append(ticket)
-            pending.remove(ticket)
+            if len(wave) < concurrency and not blockers(ticket, finished=finished, running=wave,
+                                                        allow_overlap=allow_overlap):
+                wave.append(ticket)
+                pending.remove(ticket)
+        # Why the rest could not join, judged against the whole wave (a ticket looked at early
+        # may overlap one that joined after it); overwritten each wave, so a ticket shows what
+        # held it back in the wave just before its own, not what stopped it long ago.
+        for ticket in pending:
+            why = blockers(ticket, finished=finished, running=wave, allow_overlap=allow_overlap)
+            waiting[ticket.id] = tuple(why or ["a free worker (concurrency)"])
         waves.append([Planned(t.id, waiting.get(t.id, ())) for t in wave])
         finished |= {t.id for t in wave}
     return waves

@@ -26,7 +26,6 @@ from runner.gitops import HostRepo
 from runner.phase import Phase, Ticket
 from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE,
                             Limits, Mount, Sandbox, SandboxProvider, SandboxSpec)
-from runner.review import review_change
 from runner.transcript import Transcript
 from runner.objectstore import RunObjects
 from runner.refs import attempt_ref, kept_beside, ticket_ref
@@ -303,6 +302,8 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
                              deadline=deadline)
         if not checked.ok or ctx.phase.review_model is None:
             return checked
+        from runner.review import review_change   # the anthropic SDK, only for a review
+
         diff = sandbox.exec([*GIT, "diff", f"{start}..HEAD"], timeout=120).output
         verdict = review_change(ticket=ticket, diff=diff, model=ctx.phase.review_model,
                                 deadline=deadline, cancelled=ctx.cancelled, account=account)

@@ -54,9 +54,13 @@ class Agent(Protocol):
 
 
 def agent_for(ticket: Ticket) -> Agent:
-    from runner.agents.anthropic import AnthropicAgent
+    # Imported here, and only the kind asked for: the anthropic SDK takes most of a second
+    # to import, and script phases never need it.
+    if ticket.agent == "anthropic":
+        from runner.agents.anthropic import AnthropicAgent
+
+        return AnthropicAgent()
     from runner.agents.script import CommandAgent, ScriptAgent
 
-    agents: dict[str, type[Agent]] = {"script": ScriptAgent, "command": CommandAgent,
-                                      "anthropic": AnthropicAgent}
+    agents: dict[str, type[Agent]] = {"script": ScriptAgent, "command": CommandAgent}
     return agents[ticket.agent]()

@@ -55,7 +55,7 @@ def test_overrides_in_the_plan_and_bad_values(tmp_path: Path) -> None:
     bad = runner_cli("run", str(phase), "--repo", str(repo), "--dry-run",
                      env={**os.environ, "RUNNER_NETWORK": "host"})
     assert bad.returncode == 2
-    assert "'host' from RUNNER_NETWORK is not valid for network" in bad.stderr
+    assert "runner: error: RUNNER_NETWORK: 'host' is not valid for network" in bad.stderr
 
 
 def test_the_shell_ci_example(tmp_path: Path, worker_image: str) -> None:

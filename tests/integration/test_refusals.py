@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import git, make_repo, runner_cli, write_phase
 
@@ -54,3 +57,31 @@ def test_unknown_image_is_an_environment_error(tmp_path: Path) -> None:
     proc = runner_cli("run", str(phase), "--repo", str(repo))
     assert proc.returncode == 3
     assert "image runner-test-absent:1: not present" in _one_line(proc)
+
+
+LLM = {"id": "L1", "prompt": "do it"}   # agent: anthropic is the default
+
+
+@pytest.mark.parametrize(("tickets", "review", "says"), [
+    ([LLM], False, "ticket L1 (agent: anthropic) needs ANTHROPIC_API_KEY"),
+    ([LLM, PHASE["tickets"][0], {**LLM, "id": "L2"}], False,
+     "tickets L1, L2 (agent: anthropic) need ANTHROPIC_API_KEY"),
+    (PHASE["tickets"], True, "the review gate (review:) needs ANTHROPIC_API_KEY"),
+    ([LLM, *PHASE["tickets"]], True,
+     "ticket L1 (agent: anthropic) and the review gate (review:) need ANTHROPIC_API_KEY"),
+    ([{**LLM, "id": f"L{i}"} for i in range(7)], False,
+     "tickets L0, L1, L2, L3, L4 and 2 more (agent: anthropic) need ANTHROPIC_API_KEY"),
+])
+def test_a_missing_api_key_names_who_needs_it(tmp_path: Path, tickets: list, review: bool,
+                                             says: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "p", "tickets": tickets,
+                                              **({"review": {"tier": "simple"}} if review
+                                                 else {})})
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    proc = runner_cli("run", str(phase), "--repo", str(repo), env=env)
+    assert proc.returncode == 3
+    line = _one_line(proc)
+    # The whole subject: the script ticket A, which needs no key, is not in it.
+    assert line.startswith(f"runner: error: {says} in runner's environment"), line
+    assert git(repo, "for-each-ref", "refs/runner/") == ""

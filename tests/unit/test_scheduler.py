@@ -77,6 +77,48 @@ def test_plan_waves_dependencies_overlap_and_concurrency(tmp_path: Path) -> None
     assert [p.ticket for p in together[0]] == ["A", "B", "C", "E", "F"]
 
 
+def _waits(phase, concurrency: int = 4) -> tuple[list[list[str]], dict]:
+    waves = plan_waves(phase, concurrency=concurrency, allow_overlap=False)
+    return ([[p.ticket for p in wave] for wave in waves],
+            {p.ticket: p.waits_for for wave in waves for p in wave})
+
+
+def test_plan_waves_names_every_overlap_of_the_wave_before(tmp_path: Path) -> None:
+    # Three tickets overlapping one another go one by one, each waiting for the one before it.
+    chain = _phase(tmp_path, "".join(f"  - {{id: {t}, agent: script, run: x, paths: [src]}}\n"
+                                     for t in "ABC"))
+    order, waits = _waits(chain)
+    assert order == [["A"], ["B"], ["C"]]
+    assert waits == {"A": (), "B": ("A (overlap)",), "C": ("B (overlap)",)}
+    # C overlaps A and B, which do not overlap each other; B joined the wave after C was
+    # looked at, and is named all the same.
+    both = _phase(tmp_path, "".join(
+        f"  - {{id: {t}, agent: script, run: x, paths: [{p}]}}\n"
+        for t, p in [("A", "src/a"), ("C", "src"), ("B", "src/b")]))
+    order, waits = _waits(both)
+    assert order == [["A", "B"], ["C"]]
+    assert waits["C"] == ("A (overlap)", "B (overlap)")
+
+
+def test_plan_waves_a_dependency_chain_plus_overlap(tmp_path: Path) -> None:
+    # A <- B <- D is a chain; C overlaps B and D, which do not overlap each other.
+    phase = _phase(tmp_path, "".join(
+        f"  - {{id: {t}, agent: script, run: x, paths: [{p}], depends_on: {deps}}}\n"
+        for t, p, deps in [("A", "a", []), ("B", "lib/b", ["A"]), ("C", "lib", []),
+                           ("D", "lib/d", ["B"]), ("E", "e", [])]))
+    order, waits = _waits(phase)
+    assert order == [["A", "C", "E"], ["B"], ["D"]]
+    # B waited for its dependency and for C, which joined the wave after B was looked at.
+    assert waits["B"] == ("A (dependency)", "C (overlap)")
+    # In wave 1 D waited for B and for C; C was done by wave 2, where only B held it back.
+    assert waits["D"] == ("B (dependency)",)
+    # One at a time, a full wave is the reason only when nothing else holds a ticket back.
+    order, waits = _waits(phase, concurrency=1)
+    assert order == [["A"], ["B"], ["C"], ["D"], ["E"]]
+    assert waits == {"A": (), "B": ("A (dependency)",), "C": ("B (overlap)",),
+                     "D": ("C (overlap)",), "E": ("a free worker (concurrency)",)}
+
+
 def test_conflicts_are_rerun_one_at_a_time_from_the_new_head(tmp_path: Path) -> None:
     phase = _phase(tmp_path, "".join(f"  - {{id: {t}, agent: script, run: x}}\n" for t in "ABC"))
     head, starts, lock, live, peak_reruns = ["base"], [], threading.Lock(), [0], [0]
