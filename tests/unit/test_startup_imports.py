@@ -47,7 +47,8 @@ def test_version_and_help_import_nothing_of_the_run(tmp_path: Path, flag: str) -
     modules = _loaded(flag, cwd=tmp_path)
     assert not {"anthropic", "docker", "pydantic", "yaml"} & _top(modules)
     ours = {m for m in modules if m.startswith("runner.")}
-    assert ours <= {"runner.cli", "runner.errors", "runner.hostview", "runner.text"}, ours
+    assert ours <= {"runner.cli", "runner.errors", "runner.events", "runner.hostview",
+                    "runner.tables", "runner.text"}, ours
 
 
 def test_status_of_a_fresh_repo_needs_neither_the_sdk_nor_docker(tmp_path: Path) -> None:
