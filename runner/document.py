@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from runner.events import TicketStatus
 from runner.refs import ticket_ref
 from runner.run import RunResult
 
@@ -45,7 +46,10 @@ class TicketDocument(BaseModel):
 
 
 class TierDocument(BaseModel):
+    models: list[str]
     tickets: int
+    integrated: int
+    fix_loops: int
     tokens: int
     cost_usd: float
 
@@ -69,12 +73,20 @@ class RunDocument(BaseModel):
     tiers: dict[str, TierDocument]
 
 
-def tier_totals(result: RunResult) -> dict[str, tuple[int, int, float]]:
-    totals: dict[str, tuple[int, int, float]] = {}
+def per_tier(result: RunResult) -> dict[str, TierDocument]:
+    """Model performance per tier ("-": tickets that never ran, so have no tier)."""
+    rows: dict[str, TierDocument] = {}
     for o in result.outcomes.values():
-        n, tokens, cost = totals.get(o.tier, (0, 0, 0.0))
-        totals[o.tier] = (n + 1, tokens + o.tokens, cost + o.cost)
-    return totals
+        row = rows.setdefault(o.tier or "-", TierDocument(models=[], tickets=0, integrated=0,
+                                                          fix_loops=0, tokens=0, cost_usd=0))
+        if o.model and o.model not in row.models:
+            row.models = sorted([*row.models, o.model])
+        row.tickets += 1
+        row.integrated += o.status == TicketStatus.INTEGRATED
+        row.fix_loops += o.fix_loops
+        row.tokens += o.tokens
+        row.cost_usd = round(row.cost_usd + o.cost, 6)
+    return rows
 
 
 def run_document(result: RunResult) -> RunDocument:
@@ -98,5 +110,4 @@ def run_document(result: RunResult) -> RunDocument:
             tokens=o.tokens, cost_usd=round(o.cost, 6), fix_loops=o.fix_loops,
             retries=o.retries, turns=o.turns, reruns=o.reruns, reviews=list(o.reviews))
             for o in result.outcomes.values()],
-        tiers={tier: TierDocument(tickets=n, tokens=tokens, cost_usd=round(cost, 6))
-               for tier, (n, tokens, cost) in tier_totals(result).items()})
+        tiers=per_tier(result))

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from runner.text import printable
+from runner.text import one_line
 from runner.events import (Event, ImageOutput, Notice, RunFinished, RunStarted, TicketChanged,
                            TicketOutput, TicketStatus, TicketUsage)
 
@@ -41,6 +41,12 @@ class PlainSink:
 
 
 def describe(event: Event, *, show_output: bool = True) -> str | None:
+    """The event as one line of a log: whatever a worker put in it cannot make two."""
+    line = _describe(event, show_output=show_output)
+    return None if line is None else one_line(line)
+
+
+def _describe(event: Event, *, show_output: bool) -> str | None:
     match event:
         case RunStarted():
             return (f"run {event.run_id}: phase {event.phase}, base {event.base_ref} = "
@@ -48,12 +54,12 @@ def describe(event: Event, *, show_output: bool = True) -> str | None:
         case Notice():
             return f"{'warning: ' if event.level == 'warning' else ''}{event.message}"
         case TicketChanged():
-            detail = f": {printable(event.detail)}" if event.detail else ""
+            detail = f": {event.detail}" if event.detail else ""
             return f"{event.ticket} {event.status}{detail}"
         case TicketOutput() if show_output:
-            return f"{event.ticket} | {printable(event.line)}"
+            return f"{event.ticket} | {event.line}"
         case ImageOutput():     # always: a build is minutes long, and shown to say so
-            return f"{event.image} | {printable(event.line)}"
+            return f"{event.image} | {event.line}"
         case RunFinished():
             return f"run {event.run_id} finished (exit {event.exit_code})"
     return None
@@ -116,9 +122,9 @@ class LiveSink:
                         row.stop(event.at)
                     row.status = event.status
                     if event.detail:
-                        row.last = printable(event.detail)
+                        row.last = one_line(event.detail)
                 case TicketOutput():
-                    self.rows.setdefault(event.ticket, _Row()).last = printable(event.line)
+                    self.rows.setdefault(event.ticket, _Row()).last = one_line(event.line)
                 case ImageOutput():
                     self.console.print(describe(event), markup=False, soft_wrap=True,
                                        style="dim")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections import defaultdict
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from runner.document import per_tier, run_document
 from runner.events import TicketStatus
 from runner.phase import Phase
 from runner.phasegate import PHASE_CHECKS
@@ -40,45 +39,10 @@ def throughput(result: RunResult, phase: Phase) -> dict[str, float]:
             "parallel_efficiency": round(path / wall, 2) if wall else 0.0}
 
 
-@dataclass
-class TierRow:
-    models: set[str] = field(default_factory=set)
-    tickets: int = 0
-    integrated: int = 0
-    fix_loops: int = 0
-    tokens: int = 0
-    cost_usd: float = 0.0
-
-    def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "models": sorted(self.models), "cost_usd": round(self.cost_usd, 6)}
-
-
-def per_tier(result: RunResult) -> dict[str, TierRow]:
-    rows: dict[str, TierRow] = defaultdict(TierRow)
-    for o in result.outcomes.values():
-        row = rows[o.tier or "-"]
-        row.models |= {o.model} if o.model else set()
-        row.tickets += 1
-        row.integrated += o.status == TicketStatus.INTEGRATED
-        row.fix_loops += o.fix_loops
-        row.tokens += o.tokens
-        row.cost_usd += o.cost
-    return dict(rows)
-
-
 def as_json(result: RunResult, phase: Phase) -> str:
-    return json.dumps({
-        "run_id": result.run_id, "phase": result.phase, "state": result.state,
-        "exit_code": result.exit_code, "base": result.base_sha, "target": result.target,
-        "target_sha": result.target_sha, "preflight": result.preflight,
-        "checks_passed": result.checks_passed, "checks_reason": result.checks_reason,
-        "culprit": result.culprit, "throughput": throughput(result, phase),
-        "tiers": {tier: row.as_dict() for tier, row in per_tier(result).items()},
-        "tickets": [{"id": o.ticket, "status": str(o.status), "reason": o.reason,
-                     "tier": o.tier, "model": o.model, "fix_loops": o.fix_loops,
-                     "reruns": o.reruns, "tokens": o.tokens, "cost_usd": round(o.cost, 6),
-                     "seconds": round(o.seconds, 2), "reviews": list(o.reviews)}
-                    for o in result.outcomes.values()]}, indent=2)
+    """The run's document (as `--json` prints it), with its throughput."""
+    return json.dumps(run_document(result).model_dump(mode="json")
+                      | {"throughput": throughput(result, phase)}, indent=2)
 
 
 SELFTEST_CASE, CHECKS_CASE, RUN_CASE = "isolation self-test", "phase checks", "run"

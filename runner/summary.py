@@ -3,7 +3,7 @@ RUN`, one row per ticket, from the same record."""
 
 from __future__ import annotations
 
-from runner.document import tier_totals
+from runner.document import per_tier
 from runner.progress import STATUS_STYLE
 from runner.run import RunResult
 from runner.tables import Cell, Grid
@@ -32,8 +32,8 @@ def tickets_grid(result: RunResult, title: str) -> Grid:
 def closing_lines(result: RunResult) -> list[str]:
     """What follows the table: spend per tier, the phase checks, landing, where things are."""
     lines = []
-    spent = [f"{tier} {tokens:,} tokens ${cost:.4f}"
-             for tier, (_, tokens, cost) in tier_totals(result).items() if tokens]
+    spent = [f"{tier} {row.tokens:,} tokens ${row.cost_usd:.4f}"
+             for tier, row in per_tier(result).items() if row.tokens]
     if spent:
         lines.append("per tier: " + "; ".join(spent))
     if result.checks_passed is not None:

@@ -5,19 +5,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# Terminal escape sequences (CSI, OSC) and other control characters but tab.
+# Terminal escape sequences (CSI, OSC) and other control characters but tab and newline:
+# C0, DEL, C1 (\x9b is a CSI of its own on some terminals), and the bidirectional overrides
+# that make a line read otherwise than its bytes.
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"            # CSI: colours, cursor moves
                       r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, links
-                      r"|[\x00-\x08\x0b-\x1f\x7f]")
+                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Bytes git or a log gave us that are not UTF-8 (kept as surrogates): shown as U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-# Characters XML 1.0 has no place for even escaped (printable() takes the control ones).
-_NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")
+# Characters XML 1.0 has no place for even escaped (printable() takes the others).
+_NOT_XML = re.compile("[\ufffe\uffff]")
 
 
 def printable(text: str) -> str:
-    """Worker output made safe to show on a terminal: no escapes, no control characters."""
-    return _CONTROL.sub("", text)
+    """Worker output made safe to show on a terminal: no escapes, no control characters,
+    nothing a stream cannot encode."""
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
 
 
 def xml_text(text: str) -> str:
