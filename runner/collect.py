@@ -50,14 +50,24 @@ def commit_leftovers(sandbox: Sandbox, message: str, *, run_id: str, ticket: str
         raise CollectError(f"could not commit the worker's changes: {last_line(result.output)}")
 
 
-def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: Path,
-            readable: Path, timeout: float = 300) -> Collected:
-    """Fetch the worker's commits since ``start`` into ``ref`` in the host repo; they may
-    name only objects they bring or the worker could read (``readable``)."""
+def head_of(sandbox: Sandbox, timeout: float = 300) -> str:
+    """The commit the worker's clone has checked out."""
     head = sandbox.exec([*GIT, "rev-parse", "--verify", "HEAD"], timeout=timeout)
     if not head.ok:
         raise CollectError(f"cannot read the worker's HEAD: {last_line(head.output)}")
-    if head.output.strip() == start:
+    return head.output.strip()
+
+
+def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: Path,
+            readable: Path, expect: str | None = None, timeout: float = 300) -> Collected:
+    """Fetch the worker's commits since ``start`` into ``ref`` in the host repo; they may
+    name only objects they bring or the worker could read (``readable``). With ``expect``
+    (the commit the ticket's checks judged) nothing else is collected."""
+    head = head_of(sandbox, timeout)
+    if expect is not None and head != expect:
+        raise CollectError(f"its HEAD moved to {head[:12]} after its checks judged "
+                           f"{expect[:12]}; only the judged commit may be collected")
+    if head == start:
         return Collected(ref=None, tip=None, commits=0)
     bundle.parent.mkdir(parents=True, exist_ok=True)
     bundle.unlink(missing_ok=True)
@@ -73,4 +83,7 @@ def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: P
                            f"{(problems or [str(e)])[0]}") from e
     tip = host.resolve(ref)
     assert tip is not None
+    if tip != head:
+        raise CollectError(f"the bundle held {tip[:12]}, not {head[:12]}, the worker's HEAD "
+                           f"({bundle} is kept)")
     return Collected(ref=ref, tip=tip, commits=host.count_commits(start, tip))

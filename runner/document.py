@@ -3,14 +3,34 @@ can validate what they read."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
+
+from pydantic import BaseModel, field_validator
 
 from runner.events import TicketStatus
 from runner.refs import ticket_ref
+from runner.text import valid_unicode
 from runner.run import RunResult
 
 
-class AttemptDocument(BaseModel):
+def _unicode(value: Any) -> Any:
+    """Strings as JSON can carry them: bytes a worker chose that are not UTF-8 (file names
+    git gave us as surrogates) become U+FFFD; the exact bytes stay in git."""
+    if isinstance(value, str):
+        return valid_unicode(value)
+    if isinstance(value, list | tuple):
+        return [_unicode(v) for v in value]
+    return value
+
+
+class _Document(BaseModel):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        return _unicode(value)
+
+
+class AttemptDocument(_Document):
     number: int                   # 0 the first run, n the n-th rerun
     start: str | None             # the commit it started from
     result: str                   # integrated | conflicted | failed | changed nothing | stopped
@@ -22,7 +42,7 @@ class AttemptDocument(BaseModel):
     seconds: float
 
 
-class TicketDocument(BaseModel):
+class TicketDocument(_Document):
     id: str
     status: str
     reason: str
@@ -45,7 +65,7 @@ class TicketDocument(BaseModel):
     reviews: list[str]
 
 
-class TierDocument(BaseModel):
+class TierDocument(_Document):
     models: list[str]
     tickets: int
     integrated: int
@@ -54,7 +74,7 @@ class TierDocument(BaseModel):
     cost_usd: float
 
 
-class RunDocument(BaseModel):
+class RunDocument(_Document):
     run_id: str
     phase: str
     state: str

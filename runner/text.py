@@ -19,10 +19,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_XML = re.compile("[\ufffe\uffff]")
 
 
+def valid_unicode(text: str) -> str:
+    """``text`` with what no UTF-8 stream can carry (bytes that were not UTF-8, kept as
+    surrogates) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def printable(text: str) -> str:
     """Worker output made safe to show on a terminal: no escapes, no control characters,
     nothing a stream cannot encode."""
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
+    return valid_unicode(_CONTROL.sub("", text))
 
 
 def xml_text(text: str) -> str:

@@ -18,7 +18,7 @@ from typing import TextIO
 from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
 from runner.authorship import Authorship
 from runner.checks import run_checks
-from runner.collect import GIT, CollectError, collect, commit_leftovers
+from runner.collect import GIT, CollectError, collect, commit_leftovers, head_of
 from runner.errors import DockerUnavailable, RunnerError
 from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Ledger, Usage
@@ -244,12 +244,16 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             if attempt:   # a name of its own: the first run's container may be kept (--keep)
                 spec = replace(spec, name=f"{spec.name}-rerun{attempt}-{secrets.token_hex(2)}")
             with ctx.provider.open(spec, keep=ctx.keep) as sandbox:
-                work = _work(ctx, ticket, sandbox, log, deadline, start, reviews)
+                judged: list[str] = []
+                work = _work(ctx, ticket, sandbox, log, deadline, start, reviews, judged)
+                if work.ok and ticket.checks:
+                    sandbox.reset()    # what the checks left running (a build daemon) stops
                 restarted[0] = sandbox.restarts
                 ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.COLLECTING))
                 collected = collect(sandbox, ctx.host, start=start, ref=ref,
                                     bundle=root / "bundles" / f"{ticket.id}.bundle",
-                                    readable=ctx.objects.objects)
+                                    readable=ctx.objects.objects,
+                                    expect=judged[-1] if work.ok and judged else None)
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {e}\n")
             _stop_if_engine_gone(ctx, ticket, e)
@@ -285,9 +289,10 @@ def _also(result: AgentResult, problem: str) -> AgentResult:
 
 
 def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadline: float,
-          start: str, reviews: list[str]) -> AgentResult:
+          start: str, reviews: list[str], judged: list[str]) -> AgentResult:
     """The agent's turn, then what it left is committed, then the ticket's checks and the
-    review gate (unless the agent ran them itself, in its fix loops)."""
+    review gate (unless the agent ran them itself, in its fix loops). Each commit the checks
+    judge is appended to ``judged``."""
     on_output = output_handler(ctx, ticket.id, log)
     transcript = Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl")
 
@@ -298,13 +303,20 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
         ctx.sink.emit(TicketUsage(ticket.id, totals.usage.tokens, totals.cost))
 
     def check() -> CheckResult:
+        # What is judged is one commit, and only the worker's files: nothing it started may
+        # run on (a background committer), and all it left is committed first. That commit
+        # is the one collected.
+        sandbox.reset()
+        commit_leftovers(sandbox, ticket.default_commit_message, run_id=ctx.run_id,
+                         ticket=ticket.id)
+        judged.append(head_of(sandbox))
         checked = run_checks(sandbox, ticket.checks, log=log, on_output=on_output,
                              deadline=deadline)
         if not checked.ok or ctx.phase.review_model is None:
             return checked
         from runner.review import review_change   # the anthropic SDK, only for a review
 
-        diff = sandbox.exec([*GIT, "diff", f"{start}..HEAD"], timeout=120).output
+        diff = sandbox.exec([*GIT, "diff", f"{start}..{judged[-1]}"], timeout=120).output
         verdict = review_change(ticket=ticket, diff=diff, model=ctx.phase.review_model,
                                 deadline=deadline, cancelled=ctx.cancelled, account=account)
         reviews.append(str(verdict))
@@ -334,25 +346,22 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
     except Exception as e:         # a bug in an agent must not cost the ticket its work
         log.write(traceback.format_exc())
         result = AgentResult(ok=False, reason=f"agent error: {type(e).__name__}: {e}")
-    if not result.ok:
-        # What a failed worker left running (a fork bomb, a hung daemon) must not stop
-        # its work from being collected.
-        sandbox.reset()
     if result.checked:
         # The agent committed at finish and then ran the checks: what is left now is
         # theirs (build output), not the ticket's work.
         return result
-    # Partial work is kept either way: commit what the worker left (before the checks, so
-    # nothing the checks write is committed).
     try:
+        if result.ok:
+            checked = check()
+            return result if checked.ok else _also(result, checked.reason)
+        # What a failed worker left running (a fork bomb, a hung daemon) must not stop its
+        # work from being collected; its partial work is kept.
+        sandbox.reset()
         commit_leftovers(sandbox, ticket.default_commit_message, run_id=ctx.run_id,
                          ticket=ticket.id)
     except CollectError as e:
         return _also(result, str(e))
-    if not result.ok:
-        return result
-    checked = check()
-    return result if checked.ok else _also(result, checked.reason)
+    return result
 
 
 def output_handler(ctx: RunContext, ticket_id: str, log: TextIO) -> Callable[[str], None]:
