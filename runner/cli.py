@@ -18,7 +18,7 @@ from runner.errors import InputError, RunnerError
 from runner.events import Event, FanOut, RunStarted
 from runner.hostview import forbid_inspection, in_container
 from runner.tables import Cell, Grid, show
-from runner.text import printable
+from runner.text import one_line, printable
 
 # Each command imports what it needs when it runs: `--version`, `--help` and `status` must
 # not pay for the run machinery, docker-py or the anthropic SDK (most of a second).
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except RunnerError as e:
-        err.print(f"runner: error: {e}", markup=False, style="red", soft_wrap=True)
+        err.print(f"runner: error: {one_line(str(e))}", markup=False, style="red", soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt as e:
         run_id = getattr(e, "run_id", None)

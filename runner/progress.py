@@ -133,7 +133,9 @@ class LiveSink:
                     row.tokens, row.cost = event.tokens, event.cost
 
     def _table(self) -> Table:
-        table = Table(expand=True)
+        # Short of the full width: the "^C" a terminal echoes after the table's last line
+        # must not wrap it, or every later redraw (and the clearing at the end) is a line off.
+        table = Table(expand=True, width=max(40, self.console.width - 3))
         with self._lock:
             spending = any(row.tokens for row in self.rows.values())   # else: no LLM
             names = ["ticket", "state", "elapsed", *(["tokens", "cost"] if spending else []),
