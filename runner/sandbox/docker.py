@@ -27,6 +27,10 @@ from runner.sandbox import TIMEOUT_EXIT, ExecResult, OutputHandler, OutputTail, 
 KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
 STOPPED_EXIT = 137     # SIGKILL: the watchdog, the OOM killer, or a worker killing its init
 WATCHDOG_SLACK = 30    # seconds after that before the host kills the whole container
+# The uid:gid of the process that keeps a container up (`sleep infinity` under its init):
+# nobody, never the worker's, so a worker can neither signal it nor stop the container, and
+# a reset can kill all of the worker's processes at once without restarting it.
+KEEPER = "65534:65534"
 
 
 def docker_client() -> docker.DockerClient:
@@ -133,7 +137,8 @@ class DockerSandboxes:
             # create (not run): run would silently try to pull a missing image.
             return self.client.containers.create(
                 spec.image, command=["sleep", "infinity"], name=spec.name,
-                labels=dict(spec.labels), environment=dict(spec.env), user=spec.user,
+                # The container's own process is KEEPER's; every command runs as the worker.
+                labels=dict(spec.labels), environment=dict(spec.env), user=KEEPER,
                 working_dir=spec.workdir, mounts=mounts, network_mode=spec.network,
                 init=True, read_only=True,
                 tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1g"},
@@ -196,11 +201,29 @@ class DockerSandbox:
     def _reset(self) -> None:
         self._note_if_stopped()
         self._stop_counted = False
+        if self._kill_worker_processes():
+            return
         try:
             self.container.restart(timeout=0)
         except docker.errors.APIError as e:
             raise EnvironmentProblem(f"cannot restart container {self.name}: "
                                      f"{e.explanation or e}") from e
+
+    def _kill_worker_processes(self) -> bool:
+        """SIGKILL every process of the worker's uid with one kill(-1): the kernel signals
+        them all at once, so no fork slips through. The container's own process belongs to
+        KEEPER and stays, so the container and its /tmp live on. False when that cannot run
+        (a fork bomb holding every pid, a stopped container): then it is restarted."""
+        if self.spec.user.split(":")[0] == KEEPER.split(":")[0] or self._stopped():
+            return False
+        try:
+            exec_id = self.api.exec_create(self.container.id, ["kill", "-KILL", "-1"],
+                                           user=self.spec.user)["Id"]
+            self.api.exec_start(exec_id)
+            code = self.api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.APIError:
+            return False
+        return code in (0, 1)      # 1: there was nothing left to kill
 
     def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
              take: Callable[[int, bytes], None]) -> tuple[int, bool]:
@@ -241,7 +264,7 @@ class DockerSandbox:
     def _stream(self, wrapped: list[str], env: Mapping[str, str] | None,
                 take: Callable[[int, bytes], None]) -> int | None:
         exec_id = self.api.exec_create(self.container.id, wrapped, workdir=self.spec.workdir,
-                                       environment=dict(env or {}))["Id"]
+                                       environment=dict(env or {}), user=self.spec.user)["Id"]
         for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
             if out:
                 take(1, out)

@@ -136,3 +136,22 @@ def test_output_streams_line_by_line(worker) -> None:
                           on_output=lines.append)
     assert result.ok
     assert sorted(lines) == ["one", "three", "two"]
+
+
+def test_a_reset_ends_every_worker_process_and_keeps_the_container(worker) -> None:
+    """What a worker leaves running — detached with setsid, double-forked — is killed at
+    once; the container, its /tmp and the keeper the worker cannot signal stay."""
+    _, _, sandbox, _ = worker
+    # A worker killing everything it may (its own command too) leaves the container up.
+    sandbox.exec(["bash", "-c", "kill -KILL 1; kill -KILL -1"], timeout=30)
+    started = sandbox.exec(["bash", "-c", "echo kept > /tmp/note; "
+                            "setsid sleep 301 </dev/null >/dev/null 2>&1 & "
+                            "( ( sleep 302 </dev/null >/dev/null 2>&1 & ) & )"], timeout=30)
+    assert started.ok, started
+    alive = sandbox.exec(["bash", "-c", "pgrep -f 'sleep 30[12]' | wc -l"], timeout=30)
+    assert alive.output.strip() == "2", alive
+    sandbox.reset()
+    after = sandbox.exec(["bash", "-c", "pgrep -f 'sleep 30[12]' | wc -l; cat /tmp/note"],
+                         timeout=30)
+    assert after.output.split() == ["0", "kept"], after
+    assert sandbox.restarts == 0
