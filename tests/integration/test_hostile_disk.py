@@ -1,0 +1,115 @@
+"""Workers that fill the disk, run through `runner run` beside an honest bystander.
+
+With `resources.disk: 64m`, one worker writes 200 MB into its Gradle home, one into
+/workspace, one through its ticket's check: each is stopped by the disk watchdog with a reason
+naming the budget and what it wrote; what it committed before is still collected, its junk is
+not copied into the host repo, and what it left on disk stays near the budget. The bystander
+integrates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from runner.sandbox.diskwatch import disk_usage
+from tests.helpers import git, make_repo, write_phase
+
+BUDGET = 64 << 20
+# 200 MB in 10 MB chunks, a short pause between them (a build's writes, not one burst);
+# the last line is never reached by a stopped worker.
+HOG = ("for i in $(seq 1 20); do head -c 10m /dev/zero > {dir}/junk-$i; sleep 0.2; done; "
+       "echo \"NOT-STOPPED-$((6 * 7))\"")
+COMMIT_FIRST = "echo kept > kept-$RUNNER_TICKET.txt && git add -A && git commit -qm 'kept work'"
+
+
+@pytest.fixture(scope="module")
+def hogged(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("hostile-disk")
+    repo = make_repo(root / "repo", {"README.md": "disk\n"})
+    state = root / "state"
+    tickets = [
+        {"id": "gradlehog", "agent": "script",
+         "run": f"{COMMIT_FIRST}\n{HOG.format(dir='$GRADLE_USER_HOME')}"},
+        {"id": "workspacehog", "agent": "script",
+         "run": f"{COMMIT_FIRST}\nmkdir -p out\n{HOG.format(dir='out')}"},
+        {"id": "checkhog", "agent": "script", "run": "echo kept > kept-checkhog.txt",
+         "checks": [f"mkdir -p build && {HOG.format(dir='build')}"]},
+        {"id": "bystander", "agent": "script",
+         "run": "echo honest > bystander.txt\nsleep 3\necho done >> bystander.txt"},
+    ]
+    phase = write_phase(root / "phase.yaml", {
+        "name": "hostile-disk", "concurrency": 4,
+        "resources": {"cpus": 1, "memory": "256m", "disk": "64m"}, "tickets": tickets})
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(phase), "--repo",
+                           str(repo), "--state-dir", str(state), "--json"],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    assert proc.stdout.strip(), proc.stderr
+    doc = json.loads(proc.stdout)
+    yield {"repo": repo, "doc": doc, "proc": proc,
+           "tickets": {t["id"]: t for t in doc["tickets"]}}
+
+
+def _written(reason: str) -> float:
+    found = re.search(r"over its disk budget: ([\d.]+) MiB written, budget 64 MiB "
+                      r"\(resources\.disk\)", reason)
+    assert found, reason
+    return float(found.group(1)) * (1 << 20)
+
+
+@pytest.mark.parametrize("ticket", ["gradlehog", "workspacehog"])
+def test_a_worker_over_its_budget_is_stopped_with_the_reason(hogged, ticket: str) -> None:
+    outcome = hogged["tickets"][ticket]
+    assert outcome["status"] == "failed"
+    assert _written(outcome["reason"]) > BUDGET
+    assert outcome["reason"].endswith("what it left uncommitted is not collected")
+    log = (Path(hogged["doc"]["run_dir"]) / "logs" / f"{ticket}.log").read_text()
+    assert "NOT-STOPPED-42" not in log
+    assert outcome["retries"] == 0 and len(outcome["attempts"]) == 1   # not a stop from outside
+
+
+def test_what_it_committed_is_collected_and_its_junk_is_not(hogged) -> None:
+    repo, doc = hogged["repo"], hogged["doc"]
+    for ticket in ("gradlehog", "workspacehog", "checkhog"):
+        ref = f"refs/runner/{doc['run_id']}/{ticket}"
+        files = git(repo, "ls-tree", "-r", "--name-only", ref).splitlines()
+        assert sorted(files) == ["README.md", f"kept-{ticket}.txt"], (ticket, files)
+
+
+def test_a_check_over_the_budget_is_stopped_too(hogged) -> None:
+    reason = hogged["tickets"]["checkhog"]["reason"]
+    assert reason.startswith("check `mkdir -p build && ")
+    assert "` was stopped: over its disk budget" in reason
+    assert _written(reason) > BUDGET
+
+
+def test_the_disk_is_not_eaten_past_roughly_the_budget(hogged) -> None:
+    run_dir = Path(hogged["doc"]["run_dir"])
+    for ticket in ("gradlehog", "workspacehog", "checkhog"):
+        left = disk_usage([run_dir / "workspaces" / ticket, run_dir / "gradle" / ticket])
+        assert left.complete
+        # The stop comes within a measurement or two: a few 10 MB chunks past the budget,
+        # never the 200 MB the worker set out to write.
+        assert left.bytes < 2 * BUDGET, (ticket, left.bytes)
+        reason = hogged["tickets"][ticket]["reason"]
+        assert _written(reason) <= left.bytes
+
+
+def test_the_bystander_integrates_and_nothing_is_left_running(hogged,
+                                                              engine: docker.DockerClient
+                                                              ) -> None:
+    doc, repo = hogged["doc"], hogged["repo"]
+    assert hogged["tickets"]["bystander"]["status"] == "integrated"
+    assert git(repo, "show", f"{doc['target']}:bystander.txt") == "honest\ndone"
+    assert doc["exit_code"] == 1 and hogged["proc"].returncode == 1
+    assert doc["preflight"].startswith("passed"), doc["preflight"]   # the probes ran under the watch
+    left = engine.containers.list(all=True, filters={"label": f"runner.run={doc['run_id']}"})
+    assert left == []
