@@ -20,7 +20,15 @@ from pathlib import Path
 import docker
 import pytest
 
+from runner.events import EventCollector
+from runner.gitops import open_host_repo
+from runner.objectstore import STORE, RunObjects
+from runner.phase import load_phase
+from runner.sandbox import GRADLE_HOME
 from runner.sandbox.diskwatch import disk_usage
+from runner.sandbox.docker import DockerSandboxes
+from runner.worker import RunContext, sandbox_spec
+from runner.workspace import create_workspace
 from tests.helpers import git, make_repo, write_phase
 
 BUDGET = 64 << 20
@@ -113,3 +121,31 @@ def test_the_bystander_integrates_and_nothing_is_left_running(hogged,
     assert doc["preflight"].startswith("passed"), doc["preflight"]   # the probes ran under the watch
     left = engine.containers.list(all=True, filters={"label": f"runner.run={doc['run_id']}"})
     assert left == []
+
+
+def test_the_sandbox_stops_and_then_runs_commands_again(tmp_path: Path,
+                                                       engine: docker.DockerClient,
+                                                       worker_image: str) -> None:
+    """Behind the Sandbox protocol: the command running when the budget is passed returns
+    with the reason, the sandbox says why it stopped, it is no stop from outside, and the
+    next command (collection) runs in the container started again."""
+    repo = make_repo(tmp_path / "repo")
+    host, head = open_host_repo(repo), git(repo, "rev-parse", "HEAD")
+    phase = load_phase(write_phase(tmp_path / "p.yaml", {
+        "name": "disk", "resources": {"memory": "256m", "disk": "64m"},
+        "tickets": [{"id": "X", "agent": "script", "run": "true"}]}))
+    objects = RunObjects(host, path=tmp_path / "run" / STORE, run_id="test-disk", base=head)
+    ctx = RunContext(run_id="test-disk", phase=phase, host=host, root=tmp_path / "run",
+                     objects=objects, provider=DockerSandboxes(engine), sink=EventCollector())
+    workspace = create_workspace(objects, clone=tmp_path / "run/ws",
+                                 gradle_home=tmp_path / "run/g", branch="runner/disk/X",
+                                 start=head)
+    with ctx.provider.open(sandbox_spec(ctx, "X", workspace)) as sandbox:
+        assert sandbox.exec(["true"], timeout=30).ok and sandbox.stopped_for == ""
+        hog = sandbox.exec(["bash", "-c", f"head -c 100m /dev/zero > {GRADLE_HOME}/x; "
+                            "sleep 120"], timeout=300)
+        assert hog.exit_code == 137 and not hog.timed_out and not hog.ok
+        assert BUDGET < _written(hog.stopped) <= 100 << 20   # it may be caught mid-write
+        assert sandbox.stopped_for == hog.stopped and sandbox.restarts == 0
+        after = sandbox.exec(["git", "rev-parse", "HEAD"], timeout=30)
+        assert after.ok and after.stopped == "" and after.output.strip() == head
