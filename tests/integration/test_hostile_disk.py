@@ -29,6 +29,7 @@ from runner.sandbox.diskwatch import disk_usage
 from runner.sandbox.docker import DockerSandboxes
 from runner.worker import RunContext, sandbox_spec
 from runner.workspace import create_workspace
+from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
 from tests.helpers import git, make_repo, write_phase
 
 BUDGET = 64 << 20
@@ -37,6 +38,10 @@ BUDGET = 64 << 20
 HOG = ("for i in $(seq 1 20); do head -c 10m /dev/zero > {dir}/junk-$i; sleep 0.2; done; "
        "echo \"NOT-STOPPED-$((6 * 7))\"")
 COMMIT_FIRST = "echo kept > kept-$RUNNER_TICKET.txt && git add -A && git commit -qm 'kept work'"
+# An LLM worker whose one bash call goes over the budget: it gets no second turn.
+LLM = {"llmhog": [Reply([tool("bash", command=f"{COMMIT_FIRST} && head -c 100m /dev/zero > "
+                                                f"$GRADLE_USER_HOME/junk && sleep 120")]),
+                  Reply([tool("finish", summary="never", commit_message="never asked")])]}
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +56,22 @@ def hogged(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Itera
          "run": f"{COMMIT_FIRST}\nmkdir -p out\n{HOG.format(dir='out')}"},
         {"id": "checkhog", "agent": "script", "run": "echo kept > kept-checkhog.txt",
          "checks": [f"mkdir -p build && {HOG.format(dir='build')}"]},
+        {"id": "llmhog", "prompt": "Fill the disk."},
         {"id": "bystander", "agent": "script",
          "run": "echo honest > bystander.txt\nsleep 3\necho done >> bystander.txt"},
     ]
     phase = write_phase(root / "phase.yaml", {
-        "name": "hostile-disk", "concurrency": 4,
+        "name": "hostile-disk", "concurrency": 5,
         "resources": {"cpus": 1, "memory": "256m", "disk": "64m"}, "tickets": tickets})
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(phase), "--repo",
-                           str(repo), "--state-dir", str(state), "--json"],
-                          capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    with FakeMessagesAPI(LLM) as fake:
+        env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-disk-0000", "ANTHROPIC_BASE_URL":
+               fake.url}
+        proc = subprocess.run([sys.executable, "-m", "runner", "run", str(phase), "--repo",
+                               str(repo), "--state-dir", str(state), "--json"],
+                              capture_output=True, text=True, env=env, timeout=600)
     assert proc.stdout.strip(), proc.stderr
     doc = json.loads(proc.stdout)
-    yield {"repo": repo, "doc": doc, "proc": proc,
+    yield {"repo": repo, "doc": doc, "proc": proc, "fake": fake,
            "tickets": {t["id"]: t for t in doc["tickets"]}}
 
 
@@ -73,7 +82,7 @@ def _written(reason: str) -> float:
     return float(found.group(1)) * (1 << 20)
 
 
-@pytest.mark.parametrize("ticket", ["gradlehog", "workspacehog"])
+@pytest.mark.parametrize("ticket", ["gradlehog", "workspacehog", "llmhog"])
 def test_a_worker_over_its_budget_is_stopped_with_the_reason(hogged, ticket: str) -> None:
     outcome = hogged["tickets"][ticket]
     assert outcome["status"] == "failed"
@@ -86,10 +95,15 @@ def test_a_worker_over_its_budget_is_stopped_with_the_reason(hogged, ticket: str
 
 def test_what_it_committed_is_collected_and_its_junk_is_not(hogged) -> None:
     repo, doc = hogged["repo"], hogged["doc"]
-    for ticket in ("gradlehog", "workspacehog", "checkhog"):
+    for ticket in ("gradlehog", "workspacehog", "checkhog", "llmhog"):
         ref = f"refs/runner/{doc['run_id']}/{ticket}"
         files = git(repo, "ls-tree", "-r", "--name-only", ref).splitlines()
         assert sorted(files) == ["README.md", f"kept-{ticket}.txt"], (ticket, files)
+
+
+def test_an_llm_worker_gets_no_turn_after_the_stop(hogged) -> None:
+    [asked] = hogged["fake"].requests_for("llmhog")
+    assert asked.body["messages"][-1]["role"] == "user"
 
 
 def test_a_check_over_the_budget_is_stopped_too(hogged) -> None:
@@ -101,7 +115,7 @@ def test_a_check_over_the_budget_is_stopped_too(hogged) -> None:
 
 def test_the_disk_is_not_eaten_past_roughly_the_budget(hogged) -> None:
     run_dir = Path(hogged["doc"]["run_dir"])
-    for ticket in ("gradlehog", "workspacehog", "checkhog"):
+    for ticket in ("gradlehog", "workspacehog", "checkhog", "llmhog"):
         left = disk_usage([run_dir / "workspaces" / ticket, run_dir / "gradle" / ticket])
         assert left.complete
         # The stop comes within a measurement or two: a few 10 MB chunks past the budget,
