@@ -91,11 +91,12 @@ def disk_usage(roots: Iterable[Path], *, deadline: float | None = None) -> DiskU
 
 
 def size_text(size: float) -> str:
-    """1.1 GiB, 70.2 MiB, 512 KiB: how budgets and what went over them are said."""
+    """1.04 GiB, 70.2 MiB, 512 KiB: three figures at most, so 4% over 1 GiB shows."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= scale:
             value = size / scale
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+            text = f"{value:.{2 if value < 10 else 1 if value < 100 else 0}f}"
+            return f"{text.rstrip('0').rstrip('.') if '.' in text else text} {unit}"
     return f"{int(size)} B"
 
 

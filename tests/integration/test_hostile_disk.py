@@ -76,7 +76,7 @@ def hogged(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Itera
 
 
 def _written(reason: str) -> float:
-    found = re.search(r"over its disk budget: ([\d.]+) MiB written, budget 64 MiB "
+    found = re.search(r"over its disk budget: (\d+(?:\.\d+)?) MiB written, budget 64 MiB "
                       r"\(resources\.disk\)", reason)
     assert found, reason
     return float(found.group(1)) * (1 << 20)
@@ -118,9 +118,9 @@ def test_the_disk_is_not_eaten_past_roughly_the_budget(hogged) -> None:
     for ticket in ("gradlehog", "workspacehog", "checkhog", "llmhog"):
         left = disk_usage([run_dir / "workspaces" / ticket, run_dir / "gradle" / ticket])
         assert left.complete
-        # The stop comes within a measurement or two: a few 10 MB chunks past the budget,
-        # never the 200 MB the worker set out to write.
-        assert left.bytes < 2 * BUDGET, (ticket, left.bytes)
+        # The stop comes within a measurement or two: a few 10 MB chunks past the budget
+        # (16-36 MiB here), never the 200 MB the worker set out to write.
+        assert left.bytes < BUDGET + (96 << 20), (ticket, left.bytes)
         reason = hogged["tickets"][ticket]["reason"]
         assert _written(reason) <= left.bytes
 

@@ -94,8 +94,9 @@ def test_a_directory_it_cannot_read_makes_the_measure_incomplete(tmp_path: Path)
 
 
 def test_sizes_are_said_in_binary_units() -> None:
-    assert [size_text(n) for n in (64 * MiB, int(1.1 * (1 << 30)), 1536, 12)] == [
-        "64 MiB", "1.1 GiB", "1.5 KiB", "12 B"]
+    assert [size_text(n) for n in (64 * MiB, int(1.04 * (1 << 30)), int(80.04 * MiB),
+                                   int(123.4 * MiB), 1536, 12)] == [
+        "64 MiB", "1.04 GiB", "80 MiB", "123 MiB", "1.5 KiB", "12 B"]
 
 
 def test_the_watch_counts_growth_and_stops_once_per_overrun(tmp_path: Path) -> None:
@@ -111,8 +112,7 @@ def test_the_watch_counts_growth_and_stops_once_per_overrun(tmp_path: Path) -> N
     _write(home / "caches" / "b", 2 * MiB)
     watch.check()
     assert len(stopped) == 1
-    assert stopped[0].startswith("over its disk budget: 5.0 MiB written, budget 4 MiB "
-                                 "(resources.disk)")
+    assert stopped[0] == "over its disk budget: 5 MiB written, budget 4 MiB (resources.disk)"
     watch.check()                              # collection afterwards: no growth, no stop
     assert len(stopped) == 1
     _write(ws / "more", 2 * MiB)               # growing again past the new ceiling
