@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.text import one_line
+
 INTERVAL = 1.0          # seconds between measurements (more when one takes long)
 PASS_LIMIT = 30.0       # seconds one measurement may take: a tree beyond it stops the worker
 SHARE = 0.2             # of a core one watchdog may spend measuring, at most
@@ -117,7 +119,6 @@ class DiskWatch:
         self.interval, self.pass_limit = interval, pass_limit
         self.ceiling = budget
         self.baseline = disk_usage(self.roots).bytes   # what it starts with is not its own
-        self.peak = 0                                  # the most it grew by, seen
         self._unmeasurable = False                     # said once: then growth only
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True, name="diskwatch")
@@ -135,7 +136,6 @@ class DiskWatch:
         began = time.monotonic()
         usage = disk_usage(self.roots, deadline=began + self.pass_limit)
         grown = usage.bytes - self.baseline
-        self.peak = max(self.peak, grown)
         if grown > self.ceiling:
             written = size_text(grown) if usage.complete else f"at least {size_text(grown)}"
             self.ceiling = grown + max(1, self.budget // 4)
@@ -150,13 +150,19 @@ class DiskWatch:
         return time.monotonic() - began
 
     def _named(self, path: str) -> str:
+        """The path as the worker names it, on one line and short: the worker chose it."""
         for root, name in self.roots.items():
             if path == str(root) or path.startswith(f"{root}/"):
-                return name + path[len(str(root)):]
-        return path
+                path = name + path[len(str(root)):]
+                break
+        path = one_line(path)
+        return path if len(path) <= 120 else f"{path[:60]}…{path[-59:]}"
 
     def _watch(self) -> None:
         wait = self.interval
         while not self._closed.wait(wait):
-            took = self.check()
+            try:
+                took = self.check()
+            except Exception:        # a watchdog that died would stop enforcing: go on
+                took = self.interval
             wait = max(self.interval, took / SHARE - took)

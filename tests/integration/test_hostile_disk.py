@@ -132,7 +132,8 @@ def test_the_bystander_integrates_and_nothing_is_left_running(hogged,
     assert hogged["tickets"]["bystander"]["status"] == "integrated"
     assert git(repo, "show", f"{doc['target']}:bystander.txt") == "honest\ndone"
     assert doc["exit_code"] == 1 and hogged["proc"].returncode == 1
-    assert doc["preflight"].startswith("passed"), doc["preflight"]   # the probes ran under the watch
+    # The self-test's probes ran under the same watch, undisturbed.
+    assert doc["preflight"].startswith("passed"), doc["preflight"]
     left = engine.containers.list(all=True, filters={"label": f"runner.run={doc['run_id']}"})
     assert left == []
 

@@ -49,4 +49,5 @@ def test_the_cli_refuses_it_with_exit_2_and_one_line(tmp_path: Path) -> None:
     proc = runner_cli("run", str(phase), "--repo", str(tmp_path))
     assert proc.returncode == 2, proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert line.startswith(f"runner: error: {phase}: resources.disk: '0m' is below the smallest disk budget")
+    assert line.startswith(f"runner: error: {phase}: resources.disk: '0m' is below the "
+                           "smallest disk budget")
