@@ -18,7 +18,7 @@ from typing import TextIO
 from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
 from runner.authorship import Authorship
 from runner.checks import run_checks
-from runner.collect import GIT, CollectError, collect, commit_leftovers
+from runner.collect import GIT, CollectError, collect, commit_leftovers, discard_leftovers
 from runner.errors import DockerUnavailable, RunnerError
 from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Ledger, Usage
@@ -251,6 +251,8 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
                                     bundle=root / "bundles" / f"{ticket.id}.bundle",
                                     readable=ctx.objects.objects)
                 work = _unless_stopped(work, sandbox)   # also a stop during collection
+                if sandbox.stopped_for and not ctx.keep:
+                    discard_leftovers(sandbox)   # its commits are in its ref now
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {e}\n")
             _stop_if_engine_gone(ctx, ticket, e)
@@ -359,7 +361,8 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
     if sandbox.stopped_for:
         # What it left uncommitted is what went over the budget: committing it would copy
         # it into the host repo too. What it committed is still collected.
-        return _unless_stopped(result, sandbox, "; what it left uncommitted is not collected")
+        left = "kept in its workspace (--keep)" if ctx.keep else "discarded"
+        return _unless_stopped(result, sandbox, f"; what it left uncommitted is {left}")
     # Partial work is kept either way: commit what the worker left (before the checks, so
     # nothing the checks write is committed).
     try:

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
 from tests.helpers import git, make_repo, write_phase
 
 BUDGET = 64 << 20
+HOGS = ("gradlehog", "workspacehog", "checkhog", "llmhog")
 # 200 MB in 10 MB chunks, a short pause between them (a build's writes, not one burst);
 # the last line is never reached by a stopped worker.
 HOG = ("for i in $(seq 1 20); do head -c 10m /dev/zero > {dir}/junk-$i; sleep 0.2; done; "
@@ -42,6 +44,33 @@ COMMIT_FIRST = "echo kept > kept-$RUNNER_TICKET.txt && git add -A && git commit 
 LLM = {"llmhog": [Reply([tool("bash", command=f"{COMMIT_FIRST} && head -c 100m /dev/zero > "
                                                 f"$GRADLE_USER_HOME/junk && sleep 120")]),
                   Reply([tool("finish", summary="never", commit_message="never asked")])]}
+
+
+class Sampler:
+    """Measures each ticket's workspace and Gradle home with du (not runner's own measure)
+    while the run goes, keeping the most each held."""
+
+    def __init__(self, state: Path, tickets: list[str]) -> None:
+        self.state, self.tickets = state, tickets
+        self.most = dict.fromkeys(tickets, 0)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.2):
+            for ticket in self.tickets:
+                dirs = [str(d) for d in [*self.state.glob(f"*/workspaces/{ticket}"),
+                                         *self.state.glob(f"*/gradle/{ticket}")]]
+                if dirs:
+                    du = subprocess.run(["du", "-s", "-c", "-B1", *dirs],
+                                        capture_output=True, text=True)
+                    total = du.stdout.strip().splitlines()[-1:] or ["0"]
+                    self.most[ticket] = max(self.most[ticket], int(total[0].split()[0]))
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +92,17 @@ def hogged(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Itera
     phase = write_phase(root / "phase.yaml", {
         "name": "hostile-disk", "concurrency": 5,
         "resources": {"cpus": 1, "memory": "256m", "disk": "64m"}, "tickets": tickets})
+    sampler = Sampler(state, [t["id"] for t in tickets])
     with FakeMessagesAPI(LLM) as fake:
         env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-disk-0000", "ANTHROPIC_BASE_URL":
                fake.url}
         proc = subprocess.run([sys.executable, "-m", "runner", "run", str(phase), "--repo",
                                str(repo), "--state-dir", str(state), "--json"],
                               capture_output=True, text=True, env=env, timeout=600)
+    sampler.close()
     assert proc.stdout.strip(), proc.stderr
     doc = json.loads(proc.stdout)
-    yield {"repo": repo, "doc": doc, "proc": proc, "fake": fake,
+    yield {"repo": repo, "doc": doc, "proc": proc, "fake": fake, "most": sampler.most,
            "tickets": {t["id"]: t for t in doc["tickets"]}}
 
 
@@ -87,7 +118,7 @@ def test_a_worker_over_its_budget_is_stopped_with_the_reason(hogged, ticket: str
     outcome = hogged["tickets"][ticket]
     assert outcome["status"] == "failed"
     assert _written(outcome["reason"]) > BUDGET
-    assert outcome["reason"].endswith("what it left uncommitted is not collected")
+    assert outcome["reason"].endswith("; what it left uncommitted is discarded")
     log = (Path(hogged["doc"]["run_dir"]) / "logs" / f"{ticket}.log").read_text()
     assert "NOT-STOPPED-42" not in log
     assert outcome["retries"] == 0 and len(outcome["attempts"]) == 1   # not a stop from outside
@@ -95,7 +126,7 @@ def test_a_worker_over_its_budget_is_stopped_with_the_reason(hogged, ticket: str
 
 def test_what_it_committed_is_collected_and_its_junk_is_not(hogged) -> None:
     repo, doc = hogged["repo"], hogged["doc"]
-    for ticket in ("gradlehog", "workspacehog", "checkhog", "llmhog"):
+    for ticket in HOGS:
         ref = f"refs/runner/{doc['run_id']}/{ticket}"
         files = git(repo, "ls-tree", "-r", "--name-only", ref).splitlines()
         assert sorted(files) == ["README.md", f"kept-{ticket}.txt"], (ticket, files)
@@ -115,14 +146,16 @@ def test_a_check_over_the_budget_is_stopped_too(hogged) -> None:
 
 def test_the_disk_is_not_eaten_past_roughly_the_budget(hogged) -> None:
     run_dir = Path(hogged["doc"]["run_dir"])
-    for ticket in ("gradlehog", "workspacehog", "checkhog", "llmhog"):
-        left = disk_usage([run_dir / "workspaces" / ticket, run_dir / "gradle" / ticket])
-        assert left.complete
+    for ticket in HOGS:
+        most = hogged["most"][ticket]
         # The stop comes within a measurement or two: a few 10 MB chunks past the budget
         # (16-36 MiB here), never the 200 MB the worker set out to write.
-        assert left.bytes < BUDGET + (96 << 20), (ticket, left.bytes)
-        reason = hogged["tickets"][ticket]["reason"]
-        assert _written(reason) <= left.bytes
+        assert BUDGET // 2 < most < BUDGET + (96 << 20), (ticket, most)
+        assert _written(hogged["tickets"][ticket]["reason"]) < BUDGET + (96 << 20)
+        # Its commits collected, what it wrote beyond them left the host's disk.
+        left = disk_usage([run_dir / "workspaces" / ticket, run_dir / "gradle" / ticket])
+        assert left.complete and left.bytes < 1 << 20, (ticket, left.bytes)
+    assert hogged["most"]["bystander"] < 1 << 20
 
 
 def test_the_bystander_integrates_and_nothing_is_left_running(hogged,
