@@ -17,7 +17,8 @@ def run_checks(sandbox: Sandbox, checks: list[str], *, log: TextIO,
         log.write(f"$ [check] {check}\n")
         ran = sandbox.exec([*STRICT_BASH, check], on_output=on_output,
                            timeout=max(1.0, deadline - time.monotonic()))
-        why = "timed out" if ran.timed_out else f"exited with {ran.exit_code}"
+        why = (f"was stopped: {ran.stopped}" if ran.stopped else "timed out" if ran.timed_out
+               else f"exited with {ran.exit_code}")
         log.write(f"[check] {'passed' if ran.ok else why}: {check}\n")
         if not ran.ok:
             return CheckResult(ok=False, reason=f"check `{check}` {why}", output=ran.output)

@@ -15,7 +15,7 @@ from pathlib import Path
 from runner.authorship import RUN_TRAILER, TICKET_TRAILER, without_runner_trailers
 from runner.errors import GitError
 from runner.gitops import SAFE_CONFIG, HostRepo
-from runner.sandbox import Sandbox
+from runner.sandbox import GRADLE_HOME, Sandbox
 from runner.text import last_line
 
 GIT = ("git", *SAFE_CONFIG)
@@ -26,6 +26,11 @@ COMMIT_LEFTOVERS = (
     f' && {shlex.join(GIT)} commit -q --no-verify -m "$RUNNER_COMMIT_MESSAGE"'
     f' --trailer "{RUN_TRAILER}: $RUNNER_RUN" --trailer "{TICKET_TRAILER}: $RUNNER_TICKET"'
 )
+
+# What a worker left beyond its commits, in its clone and its Gradle home (best effort: a
+# directory it made unwritable stays; `runner clean` removes the rest).
+DISCARD_LEFTOVERS = (f"{shlex.join(GIT)} reset -q --hard; {shlex.join(GIT)} clean -ffdxq; "
+                     f"find {GRADLE_HOME} -mindepth 1 -delete 2>/dev/null; true")
 
 
 class CollectError(Exception):
@@ -48,6 +53,12 @@ def commit_leftovers(sandbox: Sandbox, message: str, *, run_id: str, ticket: str
                                "RUNNER_RUN": run_id, "RUNNER_TICKET": ticket})
     if not result.ok:
         raise CollectError(f"could not commit the worker's changes: {last_line(result.output)}")
+
+
+def discard_leftovers(sandbox: Sandbox, timeout: float = 300) -> None:
+    """Remove what the worker left uncommitted and its Gradle home: after a disk stop, what
+    went over the budget leaves the host's disk, and no later salvage commits it."""
+    sandbox.exec(["bash", "-c", DISCARD_LEFTOVERS], timeout=timeout)
 
 
 def head_of(sandbox: Sandbox, timeout: float = 300) -> str:

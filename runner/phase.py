@@ -37,6 +37,7 @@ DEFAULT_PROTECTED = (".github/**", ".gitlab-ci.yml", ".devcontainer/**", "compos
                      "compose.yml", "docker-compose*.yml", "docker-compose*.yaml",
                      "gradle/wrapper/**", "gradlew", "gradlew.bat", ".ci/**")
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+MIN_DISK, MAX_DISK = 64 << 20, 1 << 50      # resources.disk: 64 MiB to 1 PiB
 
 
 def checked_size(value: str) -> str:
@@ -60,11 +61,33 @@ class Resources(_Strict):
     cpus: float = Field(default=1.0, gt=0)
     memory: str = "2g"
     pids: int = Field(default=512, ge=16)
+    # What a worker's workspace and Gradle home may grow by while it runs (sandbox/diskwatch).
+    disk: str = "10g"
 
     @field_validator("memory")
     @classmethod
     def _size(cls, value: str) -> str:
         return checked_size(value)
+
+    @field_validator("disk")
+    @classmethod
+    def _disk(cls, value: str) -> str:
+        checked_size(value)
+        try:
+            size = size_in_bytes(value)
+        except OverflowError:        # float('9' * 400) is inf
+            size = MAX_DISK + 1
+        if size < MIN_DISK:
+            raise ValueError(f"{value!r} is below the smallest disk budget, 64m (a clone and "
+                             "a Gradle daemon need more)")
+        if size > MAX_DISK:
+            shown = value if len(value) <= 16 else f"{value[:12]}…{value[-1]}"
+            raise ValueError(f"{shown!r} is larger than any disk; write it like 10g")
+        return value
+
+    @property
+    def disk_bytes(self) -> int:
+        return size_in_bytes(self.disk)
 
 
 class Models(_Strict):

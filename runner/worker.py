@@ -18,7 +18,8 @@ from typing import TextIO
 from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
 from runner.authorship import Authorship
 from runner.checks import run_checks
-from runner.collect import GIT, CollectError, collect, commit_leftovers, head_of
+from runner.collect import (GIT, CollectError, collect, commit_leftovers, discard_leftovers,
+                            head_of)
 from runner.errors import DockerUnavailable, RunnerError
 from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Ledger, Usage
@@ -198,7 +199,7 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
         labels={"runner.run": ctx.run_id, "runner.ticket": ticket_id,
                 "runner.run-dir": str(ctx.root)},
         limits=Limits(cpus=phase.resources.cpus, memory=phase.resources.memory,
-                      pids=phase.resources.pids),
+                      pids=phase.resources.pids, disk=phase.resources.disk_bytes),
         network=phase.network, user=ctx.user)
 
 
@@ -254,6 +255,9 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
                                     bundle=root / "bundles" / f"{ticket.id}.bundle",
                                     readable=ctx.objects.objects,
                                     expect=judged[-1] if work.ok and judged else None)
+                work = _unless_stopped(work, sandbox)   # also a stop during collection
+                if sandbox.stopped_for and not ctx.keep:
+                    discard_leftovers(sandbox)   # its commits are in its ref now
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {e}\n")
             _stop_if_engine_gone(ctx, ticket, e)
@@ -286,6 +290,19 @@ def _also(result: AgentResult, problem: str) -> AgentResult:
     """A failure on top of ``result``: the first reason stays first."""
     return replace(result, ok=False,
                    reason=problem if result.ok else f"{result.reason}; {problem}")
+
+
+def _unless_stopped(result: AgentResult, sandbox: Sandbox, more: str = "") -> AgentResult:
+    """A sandbox that stopped its worker over a limit (disk) fails the ticket, that reason
+    first: it is why the command that stopped failed."""
+    why = sandbox.stopped_for
+    if not why:
+        return result
+    if result.ok:
+        reason = why
+    else:       # the agent's reason says it already (a script's, a check's) or follows
+        reason = result.reason if why in result.reason else f"{why}; {result.reason}"
+    return replace(result, ok=False, reason=reason + more)
 
 
 def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadline: float,
@@ -349,7 +366,12 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
     if result.checked:
         # The agent committed at finish and then ran the checks: what is left now is
         # theirs (build output), not the ticket's work.
-        return result
+        return _unless_stopped(result, sandbox)
+    if sandbox.stopped_for:
+        # What it left uncommitted is what went over the budget: committing it would copy
+        # it into the host repo too. What it committed is still collected.
+        left = "kept in its workspace (--keep)" if ctx.keep else "discarded"
+        return _unless_stopped(result, sandbox, f"; what it left uncommitted is {left}")
     try:
         if result.ok:
             checked = check()

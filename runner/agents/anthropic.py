@@ -161,6 +161,8 @@ class _Loop:
         ctx = self.ctx
         if ctx.cancelled.is_set():
             return "the run was interrupted"
+        if ctx.sandbox.stopped_for:     # over its disk budget: its processes are gone
+            return ctx.sandbox.stopped_for
         if self.turns >= ctx.ticket.max_turns:
             return f"reached max_turns ({ctx.ticket.max_turns}) without finishing"
         if ctx.ledger.budget_reached():

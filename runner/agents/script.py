@@ -25,6 +25,8 @@ def run_shell(ctx: AgentContext, env: dict[str, str]) -> AgentResult:
     assert ctx.ticket.run is not None  # the phase loader refuses shell tickets without it
     result = ctx.sandbox.exec([*STRICT_BASH, ctx.ticket.run], timeout=ctx.remaining(),
                               on_output=ctx.on_output, env=env)
+    if result.stopped:
+        return AgentResult(ok=False, reason=result.stopped)
     if result.timed_out:
         return AgentResult(ok=False, reason=f"timed out after {ctx.ticket.timeout:g}s")
     if result.exit_code != 0:

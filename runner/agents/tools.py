@@ -93,7 +93,8 @@ def _run_tool(sandbox: Sandbox, name: str, args: dict[str, Any], timeout: float)
     if name == "bash":
         limit = min(_seconds(args.get("timeout"), BASH_TIMEOUT), timeout)
         result = sandbox.exec(["bash", "-c", _text(args, "command")], timeout=limit)
-        status = " (timed out)" if result.timed_out else ""
+        status = (f" (stopped: {result.stopped})" if result.stopped
+                  else " (timed out)" if result.timed_out else "")
         return ToolOutput(f"exit {result.exit_code}{status}\n{cut(result.output)}",
                           is_error=not result.ok)
     if name == "read_file":

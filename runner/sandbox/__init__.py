@@ -34,6 +34,7 @@ class Limits:
     cpus: float
     memory: str
     pids: int
+    disk: int | None = None    # bytes the writable mounts may grow by (None: not watched)
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,11 @@ class ExecResult:
     exit_code: int
     output: str = ""            # the tail of stdout+stderr
     timed_out: bool = False
+    stopped: str = ""           # why the sandbox stopped it itself (over its disk budget)
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        return self.exit_code == 0 and not self.timed_out and not self.stopped
 
 
 OutputHandler = Callable[[str], None]
@@ -68,6 +70,9 @@ OutputHandler = Callable[[str], None]
 class Sandbox(Protocol):
     name: str
     restarts: int       # times it was found stopped (killed from outside) and started again
+    # Why the sandbox stopped its worker itself, over a limit it enforces while open (disk);
+    # "" if it did not. Its files stay, and commands run again after it (collection).
+    stopped_for: str
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,

@@ -23,6 +23,7 @@ from docker.types import Mount as DockerMount
 from runner.errors import DockerUnavailable, EnvironmentProblem
 from runner.hostview import explain_mount_error
 from runner.sandbox import TIMEOUT_EXIT, ExecResult, OutputHandler, OutputTail, SandboxSpec
+from runner.sandbox.diskwatch import DiskWatch
 
 KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
 STOPPED_EXIT = 137     # SIGKILL: the watchdog, the OOM killer, or a worker killing its init
@@ -83,7 +84,9 @@ class DockerSandboxes:
             except docker.errors.APIError as e:
                 raise EnvironmentProblem(f"cannot start container {spec.name}: "
                                          f"{e.explanation or e}") from e
-            yield DockerSandbox(container, self.client, spec)
+            sandbox = DockerSandbox(container, self.client, spec)
+            with _disk_watch(sandbox):
+                yield sandbox
         finally:
             if not keep:
                 try:
@@ -154,13 +157,29 @@ class DockerSandboxes:
             raise EnvironmentProblem(f"cannot create container {spec.name}: {reason}") from e
 
 
+@contextmanager
+def _disk_watch(sandbox: DockerSandbox) -> Iterator[None]:
+    """Watch the writable mounts (workspace, Gradle home) against the disk budget while the
+    sandbox is open: during the worker's commands, its checks and collection alike."""
+    spec = sandbox.spec
+    roots = {m.source: m.target for m in spec.mounts if not m.read_only}
+    if spec.limits.disk is None or not roots:
+        yield
+        return
+    with DiskWatch(roots, budget=spec.limits.disk, stop=sandbox.stop_for):
+        yield
+
+
 class DockerSandbox:
     def __init__(self, container: Container, client: docker.DockerClient,
                  spec: SandboxSpec) -> None:
         self.container, self.api, self.spec = container, client.api, spec
         self.name = spec.name
         self.restarts = 0
+        self.stopped_for = ""
         self._stop_counted = False
+        self._stops = 0            # stops of the sandbox's own (disk), so far
+        self._last_stop = ""
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
@@ -170,8 +189,9 @@ class DockerSandbox:
         def take(stream: int, chunk: bytes) -> None:
             tail.feed(chunk.decode("utf-8", "replace"), stream)
 
-        code, timed_out = self._run(argv, timeout, env, take)
-        return ExecResult(exit_code=code, output=tail.close(), timed_out=timed_out)
+        code, timed_out, stopped = self._run(argv, timeout, env, take)
+        return ExecResult(exit_code=code, output=tail.close(), timed_out=timed_out,
+                          stopped=stopped)
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
                      limit: int) -> ExecResult:
@@ -188,11 +208,12 @@ class DockerSandbox:
                     written += len(chunk)
                     out.write(chunk)
 
-            code, timed_out = self._run(argv, timeout, None, take)
+            code, timed_out, stopped = self._run(argv, timeout, None, take)
         if written > limit:
-            return ExecResult(exit_code=code or 1, timed_out=timed_out,
+            return ExecResult(exit_code=code or 1, timed_out=timed_out, stopped=stopped,
                               output=f"output larger than {limit // 2**20} MiB")
-        return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out)
+        return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out,
+                          stopped=stopped)
 
     def reset(self) -> None:
         with _engine_must_answer():
@@ -226,9 +247,14 @@ class DockerSandbox:
         return code in (0, 1)      # 1: there was nothing left to kill
 
     def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
-             take: Callable[[int, bytes], None]) -> tuple[int, bool]:
+             take: Callable[[int, bytes], None]) -> tuple[int, bool, str]:
+        """Exit code, whether it timed out, and why the sandbox stopped it ("" if not)."""
+        stops = self._stops
         with _engine_must_answer():
-            return self._run_under_timeout(argv, timeout, env, take)
+            code, timed_out = self._run_under_timeout(argv, timeout, env, take)
+        if self._stops > stops and code == STOPPED_EXIT:
+            return code, False, self._last_stop
+        return code, timed_out, ""
 
     def _run_under_timeout(self, argv: Sequence[str], timeout: float,
                            env: Mapping[str, str] | None,
@@ -299,6 +325,15 @@ class DockerSandbox:
             except docker.errors.APIError as e:
                 raise EnvironmentProblem(f"cannot restart container {self.name}: "
                                          f"{e.explanation or e}") from e
+
+    def stop_for(self, reason: str) -> None:
+        """Stop the worker over a limit (the disk watchdog calls this from its thread): kill
+        the container, as the timeout watchdog does; the command running returns with the
+        reason, and the next one starts the container again (collection)."""
+        self.stopped_for = self.stopped_for or reason
+        self._last_stop = reason
+        self._stops += 1
+        self._kill(threading.Event())
 
     def _kill(self, killed: threading.Event) -> None:
         killed.set()

@@ -1,0 +1,168 @@
+"""The disk budget: a watchdog that measures what a sandbox's writable mounts grew by.
+
+Not a quota: the workspaces live under the host repo's git dir, on whatever filesystem that
+is (ext4 here, mounted without project quotas), and the engine's ``--storage-opt size``
+covers only a container's own layer, never its bind mounts. So a thread per open sandbox
+measures the writable mounts every second or so and stops the sandbox when they grew past
+the budget. What it counts is what eats the disk: allocated blocks (``st_blocks * 512``, so a
+sparse file counts what it holds), each inode once (hard links), no symlink followed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.text import one_line
+
+INTERVAL = 1.0          # seconds between measurements (more when one takes long)
+PASS_LIMIT = 30.0       # seconds one measurement may take: a tree beyond it stops the worker
+SHARE = 0.2             # of a core one watchdog may spend measuring, at most
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    bytes: int              # allocated bytes of every inode under the roots, each once
+    files: int              # entries seen
+    complete: bool = True   # False: the time limit came, or a directory could not be read
+    unreadable: str = ""    # the first directory that could not be listed
+
+
+def disk_usage(roots: Iterable[Path], *, deadline: float | None = None) -> DiskUsage:
+    """Measure ``roots`` without following symlinks, iteratively (any depth), until
+    ``deadline`` (time.monotonic()) at most. A file or directory removed meanwhile counts as
+    gone; a directory that cannot be read makes the result incomplete."""
+    seen: set[tuple[int, int]] = set()
+    total = files = 0
+    pending: list[str] = []
+    unreadable = ""
+
+    def count(st: os.stat_result) -> None:
+        nonlocal total
+        if st.st_nlink > 1:          # hard links: the blocks are on disk once
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                return
+            seen.add(key)
+        total += st.st_blocks * 512
+
+    for root in roots:
+        try:
+            st = os.lstat(root)
+        except FileNotFoundError:
+            continue
+        count(st)
+        if stat.S_ISDIR(st.st_mode):
+            pending.append(str(root))
+    while pending:              # a stack, not recursion: a worker may nest directories deep
+        if deadline is not None and time.monotonic() > deadline:
+            return DiskUsage(total, files, complete=False)
+        path = pending.pop()
+        try:
+            # O_NOFOLLOW: a directory swapped for a symlink since it was listed is not entered.
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            continue                 # removed, or replaced, since it was listed
+        except OSError:              # unreadable, a symlink now, or too deep for a path
+            unreadable = unreadable or path
+            continue
+        try:
+            with os.scandir(fd) as entries:     # entry.stat() is fstatat on fd
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue     # removed since it was listed
+                    files += 1
+                    count(st)
+                    if stat.S_ISDIR(st.st_mode):
+                        pending.append(os.path.join(path, entry.name))
+                    if deadline is not None and not files % 4096 \
+                            and time.monotonic() > deadline:
+                        return DiskUsage(total, files, complete=False)
+        except OSError:
+            unreadable = unreadable or path
+        finally:
+            os.close(fd)
+    return DiskUsage(total, files, complete=not unreadable, unreadable=unreadable)
+
+
+def size_text(size: float) -> str:
+    """1.04 GiB, 70.2 MiB, 512 KiB: three figures at most, so 4% over 1 GiB shows."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            value = size / scale
+            text = f"{value:.{2 if value < 10 else 1 if value < 100 else 0}f}"
+            return f"{text.rstrip('0').rstrip('.') if '.' in text else text} {unit}"
+    return f"{int(size)} B"
+
+
+class DiskWatch:
+    """A thread that measures ``roots`` (host directory -> the name a worker knows it by)
+    while a sandbox is open, and calls ``stop`` with the reason when they grew by more than
+    ``budget`` bytes since the watch began.
+
+    After a stop the worker's processes are gone; what runs next is runner's own (collecting
+    what it committed), so the ceiling moves to what was measured then plus a quarter of the
+    budget: collection may go on, the worker may not grow again unnoticed.
+    """
+
+    def __init__(self, roots: Mapping[Path, str], *, budget: int,
+                 stop: Callable[[str], None], interval: float = INTERVAL,
+                 pass_limit: float = PASS_LIMIT) -> None:
+        self.roots, self.budget, self.stop = dict(roots), budget, stop
+        self.interval, self.pass_limit = interval, pass_limit
+        self.ceiling = budget
+        self.baseline = disk_usage(self.roots).bytes   # what it starts with is not its own
+        self._unmeasurable = False                     # said once: then growth only
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="diskwatch")
+
+    def __enter__(self) -> DiskWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        self._thread.join(timeout=self.interval + 1)   # a long pass ends on its own: daemon
+
+    def check(self) -> float:
+        """One measurement (and a stop when over); return how long it took."""
+        began = time.monotonic()
+        usage = disk_usage(self.roots, deadline=began + self.pass_limit)
+        grown = usage.bytes - self.baseline
+        if grown > self.ceiling:
+            written = size_text(grown) if usage.complete else f"at least {size_text(grown)}"
+            self.ceiling = grown + max(1, self.budget // 4)
+            self.stop(f"over its disk budget: {written} written, budget "
+                      f"{size_text(self.budget)} (resources.disk)")
+        elif not usage.complete and not self._unmeasurable:
+            self._unmeasurable = True
+            self.stop("its disk use cannot be measured: " + (
+                f"runner may not read {self._named(usage.unreadable)}" if usage.unreadable
+                else f"more files than runner can count in {self.pass_limit:g}s "
+                     f"({usage.files} so far)"))
+        return time.monotonic() - began
+
+    def _named(self, path: str) -> str:
+        """The path as the worker names it, on one line and short: the worker chose it."""
+        for root, name in self.roots.items():
+            if path == str(root) or path.startswith(f"{root}/"):
+                path = name + path[len(str(root)):]
+                break
+        path = one_line(path)
+        return path if len(path) <= 120 else f"{path[:60]}…{path[-59:]}"
+
+    def _watch(self) -> None:
+        wait = self.interval
+        while not self._closed.wait(wait):
+            try:
+                took = self.check()
+            except Exception:        # a watchdog that died would stop enforcing: go on
+                took = self.interval
+            wait = max(self.interval, took / SHARE - took)
