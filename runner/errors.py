@@ -37,7 +37,15 @@ class PhaseFileError(InputError):
         where = field or ""
         if ticket:
             where = f"{where} (ticket {ticket})" if where else f"ticket {ticket}"
-        super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+        text = f"{path}: {where}: {message}" if where else f"{path}: {message}"
+        super().__init__(shown(text))
+
+
+def shown(text: str) -> str:
+    """``text`` on one line whatever a user's file put in it: keys and ids become part of
+    the message, and a newline (or U+2028) in one would start a line of its own."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 class OverrideError(InputError):

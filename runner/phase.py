@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
                       ValidationError, field_validator)
 
+from runner import safeyaml
 from runner.errors import PhaseFileError
 from runner.globs import check_glob
 from runner.ledger import Price
@@ -208,19 +208,7 @@ def _is_branch_name(name: str) -> bool:
 
 def load_phase(path: Path) -> Phase:
     """Read and validate a phase file; raise PhaseFileError naming the field at fault."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise PhaseFileError(path, "no such file; give the path of a phase YAML file") from e
-    except OSError as e:
-        raise PhaseFileError(path, f"cannot read it: {e.strerror}") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise PhaseFileError(path, f"not valid YAML{where}: {problem}") from e
+    data = safeyaml.parse(path, safeyaml.read_text(path))
     if not isinstance(data, dict):
         raise PhaseFileError(path, "the phase file must be a YAML mapping with name and tickets")
     try:
@@ -311,23 +299,23 @@ def _check_tickets(path: Path, phase: Phase) -> None:
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    """Return one dependency cycle as [a, b, ..., a], or None."""
+    """Return one dependency cycle as [a, b, ..., a], or None. Depth first with a stack of
+    its own: a chain of a thousand tickets would overflow Python's."""
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for dep in graph.get(node, []):
-            if state.get(dep) == 1:
+    for root in graph:
+        if root in state:
+            continue
+        path, todo = [root], [iter(graph.get(root, []))]
+        state[root] = 1
+        while todo:
+            dep = next(todo[-1], None)
+            if dep is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(dep) == 1:
                 return path[path.index(dep):] + [dep]
-            if dep not in state and (found := visit(dep)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if node not in state and (found := visit(node)):
-            return found
+            elif dep not in state:
+                state[dep] = 1
+                path.append(dep)
+                todo.append(iter(graph.get(dep, [])))
     return None
