@@ -34,11 +34,16 @@ class PhaseFileError(InputError):
     def __init__(self, path: Path, message: str, *, field: str | None = None,
                  ticket: str | None = None) -> None:
         self.path, self.field, self.ticket = path, field, ticket
-        where = field or ""
+        where = _cut(field or "")
+        ticket = _cut(ticket) if ticket else ticket
         if ticket:
             where = f"{where} (ticket {ticket})" if where else f"ticket {ticket}"
         text = f"{path}: {where}: {message}" if where else f"{path}: {message}"
         super().__init__(shown(text))
+
+
+def _cut(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def shown(text: str) -> str:

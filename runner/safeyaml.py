@@ -114,6 +114,9 @@ def _check_shape(path: Path, text: str) -> None:
         if isinstance(event, yaml.CollectionEndEvent):
             anchor, count = open_sizes.pop()
         elif isinstance(event, yaml.ScalarEvent):
+            if "\0" in event.value:   # git, Docker and the OS cut an argument or path there
+                raise PhaseFileError(path, f"a NUL character at line "
+                                     f"{event.start_mark.line + 1}; no value may hold one")
             anchor, count = event.anchor, 1
         elif isinstance(event, yaml.AliasEvent):
             anchor, count = None, sizes.get(event.anchor, 1)
