@@ -59,7 +59,8 @@ class OverrideError(InputError):
 
     def __init__(self, source: str, setting: str, value: object, message: str) -> None:
         self.source, self.setting, self.value = source, setting, value
-        super().__init__(f"{source}: {value!r} is not valid for {setting}: {message}")
+        super().__init__(shown(f"{source}: {_cut(repr(value))} is not valid for {setting}: "
+                               f"{message}"))
 
 
 class RepoError(InputError):

@@ -16,14 +16,14 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstr
 from runner import safeyaml
 from runner.errors import PhaseFileError
 from runner.globs import check_glob
+from runner.ids import MAX_LENGTH, NAME_PATTERN
+from runner.imageref import check_image
 from runner.ledger import Price
 
-# Letters, digits, . _ - ; and nothing git refuses in a ref component (leading ., .., .lock).
-NAME_PATTERN = r"^(?!\.)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._-]+$"
 # Ticket ids that would collide with a run's own refs under refs/runner/<run-id>/.
 RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target", "attempts", "base"})
-# 100: a ticket id names files (logs/<id>.log) and containers; a file name ends at 255.
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)]
+# A ticket id names files (logs/<id>.log) and containers; a file name ends at 255 bytes.
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_LENGTH)]
 Tier = Literal["simple", "nuanced", "complex"]
 AgentKind = Literal["anthropic", "script", "command"]
 # Checked per item, so an error names the list index (tickets[0].paths[1]).
@@ -197,6 +197,11 @@ class Phase(_Strict):
     max_reruns: int = Field(default=1, ge=0, le=100)  # reruns of a conflicting ticket
     prices: dict[str, Price] = {}                     # USD per million tokens, per model
     tickets: list[Ticket] = Field(min_length=1, max_length=MAX_TICKETS)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        return check_image(value)
 
     @field_validator("max_file_size")
     @classmethod
