@@ -208,7 +208,8 @@ def test_a_long_dependency_chain_does_not_recurse() -> None:
 
 @pytest.mark.parametrize("ref", ["runner-worker:latest", "debian:bookworm-slim", "ubuntu",
                                  "localhost:5000/team/img:1.2", "a__b/c---d.e_f",
-                                 "[::1]:5000/x", "x@sha256:" + "a" * 64, "sha256:" + "0" * 64,
+                                 "a" * 237, "a/" + "b" * 243, "x@sha256:" + "a" * 64,
+                                 "sha256:" + "0" * 64,
                                  "Registry.Example.com/x:T_1"])
 def test_image_references_docker_takes(ref: str) -> None:
     assert check_image(ref) == ref
@@ -219,7 +220,8 @@ def test_image_references_docker_takes(ref: str) -> None:
     ("a b", "is not an image reference"), ("x:", "is not"), ("", "is not"), ("-a", "is not"),
     ("a/", "is not"), ("a..b", "is not"), ("a:b:c", "is not"), ("x:" + "t" * 129, "is not"),
     ("x@sha256:abc", "is not"), ("x@md5:" + "a" * 32, "a digest is sha256: and 64"),
-    ("x@sha256:" + "a" * 63 + "g", "is not"), ("a" * 256, "an image name is at most 255"),
+    ("x@sha256:" + "a" * 63 + "g", "is not"), ("a" * 238, "an image name is at most 255"),
+    ("a/" + "b" * 244, "at most 255"), ("[::1]:5000/x", "is not"),
     ("a" * 100_000, "is longer than any image reference can be"),
 ])
 def test_image_references_docker_refuses(ref: str, says: str) -> None:
