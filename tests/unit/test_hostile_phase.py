@@ -248,3 +248,23 @@ def test_ids_from_the_command_line_are_checked(ids: tuple[str, ...], says: str) 
         checked_run_id(ids[0])
         checked_ticket_id(ids[1])
     assert str(caught.value).startswith(says) and caught.value.exit_code == 2
+
+
+def test_the_critical_path_of_a_long_chain_does_not_recurse(tmp_path: Path) -> None:
+    from runner.events import TicketStatus
+    from runner.report import critical_path
+    from runner.run import RunResult
+    from runner.worker import TicketOutcome
+
+    count = 1000     # MAX_TICKETS, each depending on the one after it
+    path = tmp_path / "phase.yaml"
+    path.write_text("name: p\ntickets:\n" + "".join(
+        f"  - {{id: T{i}, agent: script, run: x"
+        + (f", depends_on: [T{i + 1}]}}\n" if i + 1 < count else "}\n") for i in range(count)))
+    phase = load_phase(path)
+    outcomes = {f"T{i}": TicketOutcome(ticket=f"T{i}", status=TicketStatus.INTEGRATED,
+                                       started=1.0, ended=3.0) for i in range(count)}
+    outcomes["T5"] = TicketOutcome(ticket="T5", status=TicketStatus.FAILED)   # took no time
+    result = RunResult(run_id="r", phase="p", base_sha="0" * 40, target="t", run_dir=tmp_path,
+                       outcomes=outcomes, started=0.0)
+    assert critical_path(result, phase) == 2.0 * (count - 1)
