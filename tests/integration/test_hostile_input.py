@@ -31,3 +31,12 @@ def test_an_engine_refusal_of_an_image_is_one_line(engine: docker.DockerClient,
     with pytest.raises(EnvironmentProblem) as caught:
         DockerSandboxes(engine).image_env(ref)
     assert len(str(caught.value).splitlines()) == 1
+
+
+def test_a_dry_run_stops_at_an_image_the_engine_refuses(engine: docker.DockerClient) -> None:
+    """Not "unknown": a run would stop there, so the plan does too (exit 3, one line)."""
+    from runner.plan import _image_state
+
+    assert _image_state("runner-worker:latest") == "present"
+    with pytest.raises(ImageError, match="^image Runner Worker: the Docker engine refuses"):
+        _image_state("Runner Worker")
