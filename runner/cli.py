@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         forbid_inspection()
     err = Console(stderr=True, highlight=False)
     try:
+        _check_ids(args)
         return int(args.func(args))
     except RunnerError as e:
         err.print(f"runner: error: {one_line(str(e))}", markup=False, style="red", soft_wrap=True)
@@ -51,6 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "finishes the run" if run_id else "no run had started"), markup=False,
             soft_wrap=True)
         return EXIT_INTERRUPTED
+
+
+def _check_ids(args: argparse.Namespace) -> None:
+    """RUN_ID and TICKET of whichever command, checked before a path is made of them."""
+    from runner.ids import checked_run_id, checked_ticket_id
+
+    if getattr(args, "run_id", None) is not None:
+        checked_run_id(args.run_id)
+    if getattr(args, "ticket", None) is not None:
+        checked_ticket_id(args.ticket)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -315,6 +326,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from runner.doctor import run_doctor
     from runner.progress import PlainSink
 
+    from runner.imageref import check_image
+
+    try:
+        check_image(args.image)
+    except ValueError as e:
+        raise InputError(f"--image: {e}") from e
     console = Console(highlight=False)
     report = run_doctor(PlainSink(sys.stderr, show_output=False), image=args.image,
                         state_dir=_default_state_dir())

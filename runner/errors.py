@@ -34,10 +34,23 @@ class PhaseFileError(InputError):
     def __init__(self, path: Path, message: str, *, field: str | None = None,
                  ticket: str | None = None) -> None:
         self.path, self.field, self.ticket = path, field, ticket
-        where = field or ""
+        where = _cut(field or "")
+        ticket = _cut(ticket) if ticket else ticket
         if ticket:
             where = f"{where} (ticket {ticket})" if where else f"ticket {ticket}"
-        super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+        text = f"{path}: {where}: {message}" if where else f"{path}: {message}"
+        super().__init__(shown(text))
+
+
+def _cut(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def shown(text: str) -> str:
+    """``text`` on one line whatever a user's file put in it: keys and ids become part of
+    the message, and a newline (or U+2028) in one would start a line of its own."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 class OverrideError(InputError):
@@ -46,7 +59,8 @@ class OverrideError(InputError):
 
     def __init__(self, source: str, setting: str, value: object, message: str) -> None:
         self.source, self.setting, self.value = source, setting, value
-        super().__init__(f"{source}: {value!r} is not valid for {setting}: {message}")
+        super().__init__(shown(f"{source}: {_cut(repr(value))} is not valid for {setting}: "
+                               f"{message}"))
 
 
 class RepoError(InputError):

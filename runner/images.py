@@ -41,6 +41,10 @@ def image_present(client: docker.DockerClient, name: str) -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
+    except docker.errors.APIError as e:   # a reference this engine refuses (its own rules)
+        why = printable(last_line(str(e.explanation or e)))
+        raise ImageError(name, f"the Docker engine refuses it ({why}); give an image "
+                         "reference it takes") from e
 
 
 def ensure_image(client: docker.DockerClient, name: str, sink: EventSink) -> None:

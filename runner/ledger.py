@@ -11,17 +11,18 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Price(BaseModel):
     """USD per million tokens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    input: float
-    output: float
-    cache_write: float = 0.0
-    cache_read: float = 0.0
+    # Finite and not negative: a NaN price makes every cost NaN, and no budget stops at NaN.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float = Field(default=0.0, ge=0)
+    cache_read: float = Field(default=0.0, ge=0)
 
 
 def default_prices() -> dict[str, Price]:

@@ -43,5 +43,6 @@ def apply_overrides(phase: Phase, *, flags: Mapping[str, Any],
         try:
             phase = Phase.model_validate(data)
         except ValidationError as e:
-            raise OverrideError(source, setting, value, e.errors()[0]["msg"]) from e
+            message = e.errors()[0]["msg"].removeprefix("Value error, ")
+            raise OverrideError(source, setting, value, message) from e
     return phase

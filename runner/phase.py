@@ -10,23 +10,25 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
                       ValidationError, field_validator)
 
+from runner import safeyaml
 from runner.errors import PhaseFileError
 from runner.globs import check_glob
+from runner.ids import MAX_LENGTH, NAME_PATTERN
+from runner.imageref import check_image
 from runner.ledger import Price
 
-# Letters, digits, . _ - ; and nothing git refuses in a ref component (leading ., .., .lock).
-NAME_PATTERN = r"^(?!\.)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._-]+$"
 # Ticket ids that would collide with a run's own refs under refs/runner/<run-id>/.
 RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target", "attempts", "base"})
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+# A ticket id names files (logs/<id>.log) and containers; a file name ends at 255 bytes.
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_LENGTH)]
 Tier = Literal["simple", "nuanced", "complex"]
 AgentKind = Literal["anthropic", "script", "command"]
 # Checked per item, so an error names the list index (tickets[0].paths[1]).
-Glob = Annotated[str, AfterValidator(check_glob)]
+# 1024: a pattern is compiled to a regex when read, and compiling costs by the character.
+Glob = Annotated[str, StringConstraints(max_length=1024), AfterValidator(check_glob)]
 
 # Default model per tier, taken from the anthropic SDK version pinned in pyproject.toml.
 DEFAULT_MODELS = {"simple": "claude-haiku-5-5", "nuanced": "claude-sonnet-5-5",
@@ -40,9 +42,15 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 MIN_DISK, MAX_DISK = 64 << 20, 1 << 50      # resources.disk: 64 MiB to 1 PiB
 
 
+def quoted(value: object, limit: int = 60) -> str:
+    """``value`` as a message quotes it, cut short: a user's value may be a megabyte long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def checked_size(value: str) -> str:
     if not re.fullmatch(r"(?i)\d+(\.\d+)?[bkmg]?", value):
-        raise ValueError(f"{value!r} is not a size; write it like 512m or 2g")
+        raise ValueError(f"{quoted(value)} is not a size; write it like 512m or 2g")
     return value
 
 
@@ -54,20 +62,49 @@ def size_in_bytes(size: str) -> int:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+    # No .inf or .nan anywhere: an infinite timeout or budget is no limit, and NaN compares
+    # false with everything, so no check against it would ever stop anything.
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re",
+                              allow_inf_nan=False)
+
+
+# Docker's own bounds: NanoCpus is int(cpus * 1e9) and below 0.01 CPU the engine refuses it
+# (and a value that rounds to 0 is no limit at all); under 6 MiB it refuses a memory limit;
+# both are int64 on the wire. pids past the kernel's PID_MAX_LIMIT limit nothing.
+MIN_CPUS, MAX_CPUS = 0.01, 1024
+MIN_MEMORY, MAX_MEMORY = 6 << 20, (1 << 63) - 1
+MAX_PIDS = 1 << 22
+MAX_TIMEOUT = 7 * 24 * 3600     # seconds; a ticket's timeout past a week is a typo
+MAX_TICKETS = 1000              # what one phase may hold (also bounds concurrency)
 
 
 class Resources(_Strict):
-    cpus: float = Field(default=1.0, gt=0)
+    cpus: float = Field(default=1.0)
     memory: str = "2g"
-    pids: int = Field(default=512, ge=16)
+    pids: int = Field(default=512, ge=16, le=MAX_PIDS)
     # What a worker's workspace and Gradle home may grow by while it runs (sandbox/diskwatch).
     disk: str = "10g"
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus(cls, value: float) -> float:
+        if not MIN_CPUS <= value <= MAX_CPUS:
+            raise ValueError(f"{value!r} CPUs is not a limit Docker can set; give "
+                             f"{MIN_CPUS} to {MAX_CPUS} (at most the engine's CPUs)")
+        return value
 
     @field_validator("memory")
     @classmethod
     def _size(cls, value: str) -> str:
-        return checked_size(value)
+        checked_size(value)
+        try:
+            size = size_in_bytes(value)
+        except OverflowError:        # more digits than a float holds
+            size = MAX_MEMORY + 1
+        if not MIN_MEMORY <= size <= MAX_MEMORY:
+            raise ValueError(f"{quoted(value)} is not a memory limit Docker can set; give 6m or "
+                             "more (2g is the default), below 8 billion gigabytes")
+        return value
 
     @field_validator("disk")
     @classmethod
@@ -81,8 +118,7 @@ class Resources(_Strict):
             raise ValueError(f"{value!r} is below the smallest disk budget, 64m (a clone and "
                              "a Gradle daemon need more)")
         if size > MAX_DISK:
-            shown = value if len(value) <= 16 else f"{value[:12]}…{value[-1]}"
-            raise ValueError(f"{shown!r} is larger than any disk; write it like 10g")
+            raise ValueError(f"{quoted(value)} is larger than any disk; write it like 10g")
         return value
 
     @property
@@ -110,14 +146,15 @@ class Ticket(_Strict):
     paths: list[Glob] = []
     depends_on: list[Name] = []
     checks: list[str] = []
-    max_fix_loops: int = Field(default=2, ge=0)
-    timeout: float = Field(default=1800, gt=0)
+    max_fix_loops: int = Field(default=2, ge=0, le=100)
+    timeout: float = Field(default=1800, gt=0, le=MAX_TIMEOUT)
     model: str | None = None                             # overrides the tier's model
-    max_turns: int = Field(default=40, ge=1)             # API calls for an anthropic ticket
-    max_tokens: int = Field(default=2_000_000, ge=1)     # all tokens of all its API calls
+    max_turns: int = Field(default=40, ge=1, le=10_000)  # API calls for an anthropic ticket
+    # All tokens of all its API calls; the ceiling keeps it a number every tool can hold.
+    max_tokens: int = Field(default=2_000_000, ge=1, le=1_000_000_000)
     env: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
-    max_reruns: int | None = Field(default=None, ge=0)   # default: the phase's
-    retries: int = Field(default=0, ge=0)    # runs again when its container was stopped
+    max_reruns: int | None = Field(default=None, ge=0, le=100)   # default: the phase's
+    retries: int = Field(default=0, ge=0, le=100)  # runs again when its container was stopped
 
     @property
     def display_title(self) -> str:
@@ -145,7 +182,7 @@ class Author(_Strict):
         if not value.strip():
             raise ValueError("must not be empty")
         if _IDENT_BAD.search(value):
-            raise ValueError(f"{value!r} may not contain '<', '>', a newline or another "
+            raise ValueError(f"{quoted(value)} may not contain '<', '>', a newline or another "
                              "control character")
         return value.strip()
 
@@ -166,7 +203,7 @@ class Phase(_Strict):
     base: str = "HEAD"
     target: str | None = None
     image: str = "runner-worker:latest"
-    concurrency: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1, le=MAX_TICKETS)
     network: Literal["none", "bridge"] = "none"
     resources: Resources = Resources()
     models: Models = Models()
@@ -179,9 +216,14 @@ class Phase(_Strict):
     # dev containers, compose files, build wrappers). A phase may narrow or widen the list.
     protected: list[Glob] = list(DEFAULT_PROTECTED)
     max_file_size: str = "10m"                        # no changed file may be larger
-    max_reruns: int = Field(default=1, ge=0)          # reruns of a conflicting ticket
+    max_reruns: int = Field(default=1, ge=0, le=100)  # reruns of a conflicting ticket
     prices: dict[str, Price] = {}                     # USD per million tokens, per model
-    tickets: list[Ticket] = Field(min_length=1)
+    tickets: list[Ticket] = Field(min_length=1, max_length=MAX_TICKETS)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        return check_image(value)
 
     @field_validator("max_file_size")
     @classmethod
@@ -205,7 +247,7 @@ class Phase(_Strict):
     @classmethod
     def _branch_name(cls, value: str | None) -> str | None:
         if value is not None and not _is_branch_name(value):
-            raise ValueError(f"{value!r} is not a valid branch name")
+            raise ValueError(f"{quoted(value)} is not a valid branch name")
         return value
 
     @property
@@ -231,19 +273,7 @@ def _is_branch_name(name: str) -> bool:
 
 def load_phase(path: Path) -> Phase:
     """Read and validate a phase file; raise PhaseFileError naming the field at fault."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise PhaseFileError(path, "no such file; give the path of a phase YAML file") from e
-    except OSError as e:
-        raise PhaseFileError(path, f"cannot read it: {e.strerror}") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise PhaseFileError(path, f"not valid YAML{where}: {problem}") from e
+    data = safeyaml.parse(path, safeyaml.read_text(path))
     if not isinstance(data, dict):
         raise PhaseFileError(path, "the phase file must be a YAML mapping with name and tickets")
     try:
@@ -289,8 +319,10 @@ def _message(error: Any) -> str:
         return "unknown key; remove it or check its spelling"
     if kind == "missing":
         return "required field is missing"
+    if kind == "finite_number":
+        return "must be a finite number (.inf and .nan set no limit)"
     if kind == "string_pattern_mismatch":
-        return (f"{error['input']!r} may use only letters, digits, '.', '_' and '-', and may "
+        return (f"{quoted(error['input'])} may use only letters, digits, '.', '_' and '-', and may "
                 "not start with '.', contain '..' or end in '.lock'")
     return error["msg"].removeprefix("Value error, ")
 
@@ -324,7 +356,7 @@ def _check_tickets(path: Path, phase: Phase) -> None:
     for index, ticket in enumerate(phase.tickets):
         for dep in ticket.depends_on:
             if dep not in ids:
-                raise PhaseFileError(path, f"depends on unknown ticket {dep!r}",
+                raise PhaseFileError(path, f"depends on unknown ticket {quoted(dep)}",
                                      field=f"tickets[{index}].depends_on", ticket=ticket.id)
     cycle = find_cycle({t.id: list(t.depends_on) for t in phase.tickets})
     if cycle:
@@ -334,23 +366,23 @@ def _check_tickets(path: Path, phase: Phase) -> None:
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    """Return one dependency cycle as [a, b, ..., a], or None."""
+    """Return one dependency cycle as [a, b, ..., a], or None. Depth first with a stack of
+    its own: a chain of a thousand tickets would overflow Python's."""
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for dep in graph.get(node, []):
-            if state.get(dep) == 1:
+    for root in graph:
+        if root in state:
+            continue
+        path, todo = [root], [iter(graph.get(root, []))]
+        state[root] = 1
+        while todo:
+            dep = next(todo[-1], None)
+            if dep is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(dep) == 1:
                 return path[path.index(dep):] + [dep]
-            if dep not in state and (found := visit(dep)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if node not in state and (found := visit(node)):
-            return found
+            elif dep not in state:
+                state[dep] = 1
+                path.append(dep)
+                todo.append(iter(graph.get(dep, [])))
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from runner.errors import RepoError, RunnerError
+from runner.errors import ImageError, RepoError, RunnerError
 from runner.gitops import open_host_repo
 from runner.images import BUILDABLE, image_present
 from runner.phase import Phase
@@ -38,5 +38,7 @@ def _image_state(image: str) -> str:
         if image_present(docker_client(), image):
             return "present"
         return "missing; runner builds it" if image in BUILDABLE else "MISSING"
+    except ImageError:
+        raise        # the engine refuses the reference: a run would stop there too
     except RunnerError as e:
         return f"unknown ({e})"

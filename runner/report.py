@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from graphlib import TopologicalSorter
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,17 +17,15 @@ from runner.text import one_line, tail, xml_text
 from runner.worker import TicketOutcome
 
 def critical_path(result: RunResult, phase: Phase) -> float:
-    """The longest chain of ticket times through depends_on."""
-    memo: dict[str, float] = {}
-
-    def longest(ticket: str) -> float:
-        if ticket not in memo:
-            deps = phase.ticket(ticket).depends_on
-            memo[ticket] = result.outcomes[ticket].seconds + max(
-                (longest(d) for d in deps if d in result.outcomes), default=0.0)
-        return memo[ticket]
-
-    return max((longest(t) for t in result.outcomes), default=0.0)
+    """The longest chain of ticket times through depends_on (in dependency order, without
+    recursion: a chain of a thousand tickets would overflow Python's)."""
+    deps = {t.id: [d for d in t.depends_on if d in result.outcomes] for t in phase.tickets
+            if t.id in result.outcomes}
+    longest: dict[str, float] = {}
+    for ticket in TopologicalSorter(deps).static_order():
+        longest[ticket] = result.outcomes[ticket].seconds + max(
+            (longest[d] for d in deps[ticket]), default=0.0)
+    return max(longest.values(), default=0.0)
 
 
 def throughput(result: RunResult, phase: Phase) -> dict[str, float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from runner.events import EventSink, TicketChanged, TicketStatus
 from runner.phase import Phase, Ticket
@@ -24,14 +25,15 @@ RunOne = Callable[[Ticket, str, int], TicketOutcome]     # ticket, start commit,
 Integrate = Callable[[TicketOutcome], TicketOutcome]
 
 
-def _literal_prefix(pattern: str) -> list[str]:
+@lru_cache(maxsize=65536)   # asked again for each pair of tickets, in every wave
+def _literal_prefix(pattern: str) -> tuple[str, ...]:
     parts = pattern.removeprefix("./").strip("/").split("/")
-    prefix = []
+    prefix: list[str] = []
     for part in parts:
         if any(c in part for c in "*?["):
             break
         prefix.append(part)
-    return prefix
+    return tuple(prefix)
 
 
 def paths_overlap(a: list[str], b: list[str]) -> bool:

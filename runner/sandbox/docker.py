@@ -118,6 +118,9 @@ class DockerSandboxes:
         except docker.errors.ImageNotFound as e:
             raise EnvironmentProblem(f"image {image} is missing; run `runner images "
                                      "build`") from e
+        except docker.errors.APIError as e:   # a reference this engine refuses
+            raise EnvironmentProblem(f"image {image}: the Docker engine refuses it "
+                                     f"({e.explanation or e})") from e
         return dict(entry.split("=", 1) for entry in config.get("Env") or [] if "=" in entry)
 
     def answers(self) -> bool:
