@@ -16,7 +16,8 @@ from runner.events import EventSink, Notice
 from runner.gitops import HostRepo
 from runner.objectstore import STORE
 from runner.phase import load_phase
-from runner.run import PHASE_COPY, RunOptions, load_result, run_context, salvage_workspaces
+from runner.record import PHASE_COPY, load_result
+from runner.run import RunOptions, run_context, salvage_workspaces
 from runner.runlock import driving, is_driven
 from runner.status import runs
 

@@ -24,7 +24,8 @@ from runner.text import one_line, printable
 # not pay for the run machinery, docker-py or the anthropic SDK (most of a second).
 if TYPE_CHECKING:
     from runner.events import EventSink
-    from runner.run import RunOptions, RunResult
+    from runner.record import RunResult
+    from runner.run import RunOptions
 
 EXIT_INTERRUPTED = 130
 
@@ -260,7 +261,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from runner.phase import load_phase
     from runner.report import write_report
-    from runner.run import PHASE_COPY, load_result
+    from runner.record import PHASE_COPY, load_result
 
     run_dir = _state_dir(args) / args.run_id
     result = load_result(run_dir)

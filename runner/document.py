@@ -10,7 +10,7 @@ from pydantic import BaseModel, field_validator
 from runner.events import TicketStatus
 from runner.refs import ticket_ref
 from runner.text import valid_unicode
-from runner.run import RunResult
+from runner.record import RunResult
 
 
 def _unicode(value: Any) -> Any:

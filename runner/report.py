@@ -12,9 +12,9 @@ from runner.document import per_tier, run_document
 from runner.events import TicketStatus
 from runner.phase import Phase
 from runner.phasegate import PHASE_CHECKS
-from runner.run import RunResult
+from runner.record import RunResult
 from runner.text import one_line, tail, xml_text
-from runner.worker import TicketOutcome
+from runner.outcome import TicketOutcome
 
 def critical_path(result: RunResult, phase: Phase) -> float:
     """The longest chain of ticket times through depends_on (in dependency order, without

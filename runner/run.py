@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import secrets
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,24 +21,22 @@ from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
 from runner.images import ensure_image
 from runner.integrate import Integrator
-from runner.journal import Journal, write_atomic
+from runner.journal import Journal
 from runner.ledger import Ledger, default_prices
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
-from runner.scheduler import SUCCEEDED, finished, schedule
+from runner.scheduler import finished, schedule
 from runner.selftest import run_selftest
 from runner.phasegate import branch_of, land, phase_gate
 from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_refs
 from runner.runlock import driving
-from runner.worker import (Attempt, RunContext, TicketOutcome, conflict_reason, run_ticket,
-                           sandbox_spec)
+from runner.outcome import TicketOutcome, conflict_reason
+from runner.record import PHASE_COPY, RunResult, load_result, write_state
+from runner.worker import RunContext, run_ticket, sandbox_spec
 from runner.workspace import Workspace
 
 if TYPE_CHECKING:   # docker-py is imported where a run talks to the engine, not for status
     import docker
-
-PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -53,36 +49,6 @@ class RunOptions:
     preflight: bool = True            # the isolation self-test before any ticket
     allow_overlap: bool = False       # let tickets with overlapping paths run at once
     land: bool = False                # fast-forward base to target when all passed
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    phase: str
-    base_sha: str
-    target: str
-    run_dir: Path
-    outcomes: dict[str, TicketOutcome]
-    started: float
-    ended: float = 0.0
-    target_sha: str | None = None
-    checks_passed: bool | None = None    # None: the phase has no checks
-    checks_reason: str = ""
-    preflight: str = "skipped"           # the isolation self-test's outcome
-    culprit: str | None = None           # the ticket from which the phase checks fail
-    landed: str = ""                     # with --land: what happened to base
-    state: str = "running"               # running | interrupted | finished | refused
-    refused: str = ""                    # why the self-test refused it (no ticket started)
-    options: dict[str, object] = field(default_factory=dict)
-    integrated: list[list[str]] = field(default_factory=list)   # [ticket, head after], in order
-
-    @property
-    def exit_code(self) -> int:
-        if self.state == "refused":
-            return SelfTestFailed.exit_code
-        ok = all(o.status in SUCCEEDED for o in self.outcomes.values())
-        landing = not self.landed.startswith("not landed")   # --land was asked for
-        return 0 if ok and self.checks_passed is not False and landing else 1
 
 
 def new_run_id() -> str:
@@ -118,11 +84,11 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                              base_sha=base_sha, target=result.target, run_dir=str(root),
                              tickets=tuple(t.id for t in phase.tickets)))
         _save_previous_target(host, run_id, result.target, sink)
-        _write_state(result)
+        write_state(result)
         if options.preflight and (refused := _preflight(ctx, result)):
             # Recorded as refused, not left "running": there is nothing to resume.
             result.state, result.refused, result.ended = "refused", refused, time.time()
-            _write_state(result)
+            write_state(result)
             sink.emit(Notice(refused, level="warning"))
             sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
             return result
@@ -158,7 +124,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
                              f"is nothing to resume ({result.refused}); fix that, then start "
                              "a new run with `runner run`")
     result.state = "running"                 # claim it before salvaging
-    _write_state(result)
+    write_state(result)
     phase = load_phase(root / PHASE_COPY)
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
@@ -183,7 +149,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
                             committer=ctx.authorship.committer)
     if options.preflight and (refused := _preflight(ctx, result)):
         result.state = "interrupted"         # its finished tickets stay; resume again later
-        _write_state(result)
+        write_state(result)
         raise SelfTestFailed(refused)
     return _drive(ctx, result, integrator, options, done=done)
 
@@ -219,7 +185,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
     def record(outcome: TicketOutcome) -> None:
         result.outcomes[outcome.ticket] = outcome
         result.integrated = [list(step) for step in integrator.history]
-        _write_state(result)
+        write_state(result)
 
     concurrency = 1 if options.sequential else (options.concurrency
                                                 or phase.effective_concurrency)
@@ -251,7 +217,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
     finally:
         result.ended = time.time()
         result.target_sha = host.resolve(f"refs/heads/{result.target}")
-        _write_state(result)
+        write_state(result)
     sink.emit(RunFinished(run_id=ctx.run_id, exit_code=result.exit_code))
     return result
 
@@ -352,12 +318,12 @@ def _preflight(ctx: RunContext, result: RunResult) -> str | None:
     except BaseException:           # interrupted: no ticket has started; nothing to keep
         ctx.provider.remove_run(ctx.run_id)
         result.state = "interrupted"
-        _write_state(result)
+        write_state(result)
         raise
     seconds = time.perf_counter() - started
     if not selftest.passed:
         result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)
-        _write_state(result)
+        write_state(result)
         first = selftest.failed[0]
         return (f"isolation self-test failed, no ticket started: {first.name}: "
                 f"{first.detail}; {first.fix} (`runner doctor` shows every check)")
@@ -373,42 +339,6 @@ def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventS
         host.update_ref(previous_target_ref(run_id), previous)
         sink.emit(Notice(f"target {target} was at {previous[:12]}; kept as "
                          f"{previous_target_ref(run_id)}", level="warning"))
-
-
-def _write_state(result: RunResult) -> None:
-    """Atomically record the run (run.json), after every ticket's outcome: a crash never
-    leaves half a file, and resume knows what finished."""
-    data = asdict(result) | {"run_dir": str(result.run_dir), "exit_code": result.exit_code}
-    write_atomic(result.run_dir / "run.json", json.dumps(data, indent=2, default=str))
-
-
-def load_result(root: Path) -> RunResult:
-    """A run's record, as run.json holds it."""
-    try:
-        data = json.loads((root / "run.json").read_text())
-    except FileNotFoundError as e:
-        raise InputError(f"no run at {root}; `runner status` lists the runs") from e
-    fields = {f.name for f in dataclasses.fields(RunResult)}
-    data = {k: v for k, v in data.items() if k in fields}
-    data["run_dir"] = root          # where it is now, even if the repo moved since
-    known = {f.name for f in dataclasses.fields(TicketOutcome)}
-    data["outcomes"] = {t: TicketOutcome(**{k: v for k, v in o.items() if k in known}
-                                         | {"status": TicketStatus(o["status"]),
-                                            "reviews": tuple(o.get("reviews", ())),
-                                            "conflicts_with": tuple(o.get("conflicts_with", ())),
-                                            "conflict_files": tuple(o.get("conflict_files", ())),
-                                            "attempts": tuple(_attempt(a) for a in
-                                                              o.get("attempts", ()))})
-                        for t, o in data["outcomes"].items()}
-    return RunResult(**data)
-
-
-def _attempt(data: dict[str, object]) -> Attempt:
-    known = {f.name for f in dataclasses.fields(Attempt)}
-    fields = {k: v for k, v in data.items() if k in known}
-    for name in ("conflicts_with", "files"):
-        fields[name] = tuple(fields.get(name) or ())   # type: ignore[arg-type]
-    return Attempt(**fields)   # type: ignore[arg-type]
 
 
 def salvage_workspaces(ctx: RunContext, base_sha: str, label: str, *,

@@ -17,9 +17,8 @@ from functools import lru_cache
 
 from runner.events import EventSink, TicketChanged, TicketStatus
 from runner.phase import Phase, Ticket
-from runner.worker import TicketOutcome, conflict_reason, with_attempts
+from runner.outcome import SUCCEEDED, TicketOutcome, conflict_reason, with_attempts
 
-SUCCEEDED = (TicketStatus.INTEGRATED,)
 
 RunOne = Callable[[Ticket, str, int], TicketOutcome]     # ticket, start commit, attempt
 Integrate = Callable[[TicketOutcome], TicketOutcome]

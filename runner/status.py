@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runner.errors import InputError
 from runner.events import TicketStatus
-from runner.run import RunResult, load_result
+from runner.record import RunResult, load_result
 from runner.runlock import is_driven
 from runner.summary import tickets_grid
 from runner.tables import Grid

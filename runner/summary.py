@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from runner.document import per_tier
 from runner.progress import STATUS_STYLE
-from runner.run import RunResult
+from runner.record import RunResult
 from runner.tables import Cell, Grid
 from runner.text import one_line
 

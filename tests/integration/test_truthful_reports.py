@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from runner.document import run_document
-from runner.run import load_result
+from runner.record import load_result
 from tests.helpers import ROOT, git, make_repo, run_json, runner_cli, write_phase
 
 SCHEMA = ROOT / "tests" / "data" / "junit.xsd"

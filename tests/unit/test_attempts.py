@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.events import TicketStatus
-from runner.worker import TicketOutcome, with_attempts
+from runner.outcome import TicketOutcome, with_attempts
 
 RUN = "refs/runner/r1"
 

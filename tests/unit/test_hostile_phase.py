@@ -253,8 +253,8 @@ def test_ids_from_the_command_line_are_checked(ids: tuple[str, ...], says: str) 
 def test_the_critical_path_of_a_long_chain_does_not_recurse(tmp_path: Path) -> None:
     from runner.events import TicketStatus
     from runner.report import critical_path
-    from runner.run import RunResult
-    from runner.worker import TicketOutcome
+    from runner.record import RunResult
+    from runner.outcome import TicketOutcome
 
     count = 1000     # MAX_TICKETS, each depending on the one after it
     path = tmp_path / "phase.yaml"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InputError
-from runner.run import RunResult
+from runner.record import RunResult
 from runner.runlock import driving, is_driven
 from runner.status import run_state
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from runner.events import EventCollector, TicketStatus
 from runner.phase import load_phase
 from runner.scheduler import finished, paths_overlap, plan_waves, schedule
-from runner.worker import TicketOutcome
+from runner.outcome import TicketOutcome
 
 
 def _phase(tmp_path: Path, body: str):

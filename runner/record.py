@@ -1,0 +1,82 @@
+"""A run's record: RunResult in memory, run.json on disk (written atomically after every
+ticket's outcome), read back by status, report, clean and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from runner.errors import InputError, SelfTestFailed
+from runner.events import TicketStatus
+from runner.journal import write_atomic
+from runner.outcome import SUCCEEDED, Attempt, TicketOutcome
+
+PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    phase: str
+    base_sha: str
+    target: str
+    run_dir: Path
+    outcomes: dict[str, TicketOutcome]
+    started: float
+    ended: float = 0.0
+    target_sha: str | None = None
+    checks_passed: bool | None = None    # None: the phase has no checks
+    checks_reason: str = ""
+    preflight: str = "skipped"           # the isolation self-test's outcome
+    culprit: str | None = None           # the ticket from which the phase checks fail
+    landed: str = ""                     # with --land: what happened to base
+    state: str = "running"               # running | interrupted | finished | refused
+    refused: str = ""                    # why the self-test refused it (no ticket started)
+    options: dict[str, object] = field(default_factory=dict)
+    integrated: list[list[str]] = field(default_factory=list)   # [ticket, head after], in order
+
+    @property
+    def exit_code(self) -> int:
+        if self.state == "refused":
+            return SelfTestFailed.exit_code
+        ok = all(o.status in SUCCEEDED for o in self.outcomes.values())
+        landing = not self.landed.startswith("not landed")   # --land was asked for
+        return 0 if ok and self.checks_passed is not False and landing else 1
+
+
+def write_state(result: RunResult) -> None:
+    """Atomically record the run (run.json), after every ticket's outcome: a crash never
+    leaves half a file, and resume knows what finished."""
+    data = asdict(result) | {"run_dir": str(result.run_dir), "exit_code": result.exit_code}
+    write_atomic(result.run_dir / "run.json", json.dumps(data, indent=2, default=str))
+
+
+def load_result(root: Path) -> RunResult:
+    """A run's record, as run.json holds it."""
+    try:
+        data = json.loads((root / "run.json").read_text())
+    except FileNotFoundError as e:
+        raise InputError(f"no run at {root}; `runner status` lists the runs") from e
+    fields = {f.name for f in dataclasses.fields(RunResult)}
+    data = {k: v for k, v in data.items() if k in fields}
+    data["run_dir"] = root          # where it is now, even if the repo moved since
+    known = {f.name for f in dataclasses.fields(TicketOutcome)}
+    data["outcomes"] = {t: TicketOutcome(**{k: v for k, v in o.items() if k in known}
+                                         | {"status": TicketStatus(o["status"]),
+                                            "reviews": tuple(o.get("reviews", ())),
+                                            "conflicts_with": tuple(o.get("conflicts_with", ())),
+                                            "conflict_files": tuple(o.get("conflict_files", ())),
+                                            "attempts": tuple(_attempt(a) for a in
+                                                              o.get("attempts", ()))})
+                        for t, o in data["outcomes"].items()}
+    return RunResult(**data)
+
+
+def _attempt(data: dict[str, object]) -> Attempt:
+    known = {f.name for f in dataclasses.fields(Attempt)}
+    fields = {k: v for k, v in data.items() if k in known}
+    for name in ("conflicts_with", "files"):
+        fields[name] = tuple(fields.get(name) or ())   # type: ignore[arg-type]
+    return Attempt(**fields)   # type: ignore[arg-type]
