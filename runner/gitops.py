@@ -7,7 +7,6 @@ never operated on from the host after its container starts (its .git/config is h
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from runner.errors import GitError, RepoError
 from runner.hostview import in_container
+from runner.trees import discard_tree
 
 # Applied to every call: no hooks, no fsmonitor, no signing prompts, no pager, and no
 # background gc or maintenance repacking the host repo while workers borrow its objects.
@@ -110,7 +110,7 @@ class HostRepo:
                 "--no-write-fetch-head", str(bundle), "+HEAD:refs/bundle", isolated=True)
             self.fetch(quarantine, [f"+refs/bundle:{ref}"])
         finally:
-            shutil.rmtree(quarantine, ignore_errors=True)
+            discard_tree(quarantine)
 
     def config(self, key: str) -> str | None:
         """A value of the repo's git config as git sees it there (the user's global config

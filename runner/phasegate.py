@@ -3,7 +3,6 @@ which they fail), then, with --land, base fast-forwarded to target."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from runner.events import EventSink, Notice
 from runner.gitops import HostRepo, git
 from runner.integrate import Integrator
 from runner.refs import candidate_ref
+from runner.trees import discard_tree
 from runner.worker import RunContext, output_handler, sandbox_spec
 from runner.workspace import create_workspace
 
@@ -31,11 +31,11 @@ class PhaseGate:
 def run_phase_checks(ctx: RunContext, head: str, name: str = "result") -> CheckResult:
     """The phase's checks in a fresh container over a clone of ``head``."""
     root = ctx.root / "checks" / name
-    shutil.rmtree(root, ignore_errors=True)    # an interrupted earlier check's (resume)
+    discard_tree(root)    # an interrupted earlier check's (resume)
     try:
         return _checks_in(ctx, head, name, root)
     finally:
-        shutil.rmtree(root, ignore_errors=True)    # nothing in it to keep
+        discard_tree(root)    # nothing in it to keep
 
 
 def _checks_in(ctx: RunContext, head: str, name: str, root: Path) -> CheckResult:

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import secrets
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
 from runner.scheduler import SUCCEEDED, finished, schedule
 from runner.selftest import run_selftest
+from runner.trees import discard_tree
 from runner.phasegate import branch_of, land, phase_gate
 from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_refs
 from runner.runlock import driving
@@ -449,4 +449,5 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
         elif got.tip:
             ctx.sink.emit(Notice(f"{ticket_id}: work found in its workspace is kept at {ref}"))
     for leftover in (clone, home):
-        shutil.rmtree(leftover, ignore_errors=True)   # rmtree never follows a symlink out
+        if problem := discard_tree(leftover):     # never follows a link out; any depth
+            ctx.sink.emit(Notice(f"{ticket_id}: {problem}", level="warning"))
