@@ -207,11 +207,14 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
                 if not merged.ok:
                     with_whom = integrator.touched(conflicts, since=outcome.start)
                     if conflicts:
-                        reason = conflict_reason(tuple(with_whom), conflicts)
+                        reason = conflict_reason(tuple(with_whom), conflicts,
+                                                 merged.conflict_count)
                     return replace(finished(outcome, TicketStatus.FAILED, reason, conflict=True),
                                    conflicts_with=tuple(with_whom), conflict_files=conflicts)
         except GitError as e:   # this ticket fails; the run and its ref go on
             reason = f"integration failed: {e}"
+        except Exception as e:  # a bug, or a size nobody foresaw: this ticket's, not the run's
+            reason = f"integration failed: internal error: {type(e).__name__}: {e}"
         # The scheduler tells the outcome: it knows whether a rerun follows.
         return finished(outcome, TicketStatus.FAILED if reason else TicketStatus.INTEGRATED,
                         reason)

@@ -75,7 +75,7 @@ def test_sink_valve_cuts_and_limits_the_rate() -> None:
     valve("later")
     assert shown[-2:] == ["[runner: 96 lines not shown here (too many, too fast); the "
                           "ticket's log has them]", "later"]
-    for n in range(20):
+    for _ in range(20):
         valve("x")
     valve.close()
     assert shown[-1].startswith("[runner: 16 lines not shown")   # burst 5: 4 passed
