@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TextIO
 
 from runner.agents import CheckResult
+from runner.logcap import LogWriter
 from runner.sandbox import STRICT_BASH, Sandbox
 
 
-def run_checks(sandbox: Sandbox, checks: list[str], *, log: TextIO,
+def run_checks(sandbox: Sandbox, checks: list[str], *, log: LogWriter,
                on_output: Callable[[str], None], deadline: float) -> CheckResult:
     """Run each check in /workspace; the first failure is the result."""
     for check in checks:

@@ -4,7 +4,6 @@ holds yet is collected first."""
 
 from __future__ import annotations
 
-import shutil
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from runner.record import PHASE_COPY, load_result
 from runner.run import RunOptions, run_context, salvage_workspaces
 from runner.runlock import driving, is_driven
 from runner.status import runs
+from runner.trees import discard_tree
 
 SCRATCH = ("workspaces", "gradle", "reruns", STORE, "integration", "checks", "selftest", "bundles")
 
@@ -74,11 +74,15 @@ def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: Ev
     salvage_workspaces(ctx, result.base_sha, "cleaned")
     # A workspace whose work could not be collected stays, with everything it needs.
     kept = [*(root / "workspaces").glob("*"), *(root / "reruns").glob("*/workspaces/*")]
-    for name in SCRATCH:
-        if not (kept and name in ("workspaces", "gradle", "reruns", STORE)):
-            shutil.rmtree(root / name, ignore_errors=True)
-    if everything and not kept:
-        shutil.rmtree(root, ignore_errors=True)
-        return [f"removed run {root.name} entirely"]
+    problems = [problem for name in SCRATCH
+                if not (kept and name in ("workspaces", "gradle", "reruns", STORE))
+                and (problem := discard_tree(root / name))]
+    if everything and not kept and not problems:
+        if problem := discard_tree(root):
+            problems.append(problem)
+        else:
+            return [f"removed run {root.name} entirely"]
+    for problem in problems:
+        sink.emit(Notice(problem, level="warning"))
     sink.emit(Notice(f"cleaned run {root.name}"))
     return [f"cleaned run {root.name}: workspaces removed, refs and records kept"]

@@ -89,4 +89,6 @@ class GitError(EnvironmentProblem):
     def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
         self.argv, self.returncode, self.stderr = list(argv), returncode, stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {returncode}"
-        super().__init__(f"git {' '.join(self.argv)}: {detail}")
+        shown = " ".join(self.argv[:8]) + (f" … ({len(self.argv) - 8} more arguments)"
+                                           if len(self.argv) > 8 else "")
+        super().__init__(f"git {shown[:500]}: {detail[:500]}")

@@ -7,15 +7,15 @@ never operated on from the host after its container starts (its .git/config is h
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import GitError, RepoError
 from runner.hostview import in_container
+from runner.trees import discard_tree
 
 # Applied to every call: no hooks, no fsmonitor, no signing prompts, no pager, and no
 # background gc or maintenance repacking the host repo while workers borrow its objects.
@@ -33,19 +33,27 @@ _ISOLATED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
                  "GIT_LFS_SKIP_SMUDGE": "1"}
 
 
+def _environment(isolated: bool, env: Mapping[str, str] | None) -> dict[str, str]:
+    full = {name: value for name, value in os.environ.items() if name not in _SECRETS}
+    return full | _ENV | (_ISOLATED_ENV if isolated else {}) | dict(env or {})
+
+
 def git(cwd: Path, *args: str, check: bool = True, isolated: bool = False,
         env: Mapping[str, str] | None = None,
         input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run git in ``cwd``; raise GitError when ``check`` and it fails. ``isolated`` drops
     the user's global and system config (for runner-owned clones); ``env`` adds to git's
-    environment (an identity), ``input`` is its stdin."""
+    environment (an identity), ``input`` is its stdin. Its whole output is kept: for output
+    whose size a worker chooses (names, commits), use git_records."""
     argv = ["git", *SAFE_CONFIG, *args]
-    full = {name: value for name, value in os.environ.items() if name not in _SECRETS}
-    full |= _ENV | (_ISOLATED_ENV if isolated else {}) | dict(env or {})
     # Messages and names are bytes a worker chose: keep any that are not UTF-8 as they are
     # (surrogateescape round-trips them) instead of failing to decode them.
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=full, input=input,
-                          encoding="utf-8", errors="surrogateescape")
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, input=input,
+                              env=_environment(isolated, env), encoding="utf-8",
+                              errors="surrogateescape")
+    except OSError as e:      # git could not start (E2BIG, ENOENT): the caller's error too
+        raise GitError(args, -1, str(e)) from e
     if check and proc.returncode != 0:
         raise GitError(args, proc.returncode, proc.stderr)
     return proc
@@ -53,6 +61,68 @@ def git(cwd: Path, *args: str, check: bool = True, isolated: bool = False,
 
 def git_out(cwd: Path, *args: str) -> str:
     return git(cwd, *args).stdout.strip()
+
+
+RECORD_LIMIT = 1 << 16    # bytes of one record (a path) git_records takes
+_CHUNK = 1 << 16
+
+
+def git_records(cwd: Path, *args: str, isolated: bool = False) -> Iterator[str]:
+    """The NUL-separated records of git's ``-z`` output, one at a time as git writes them:
+    memory stays bounded whatever number of files or commits a worker made. A record longer
+    than RECORD_LIMIT (a path nested thousands of levels deep) is a GitError, as is git
+    failing. Stop early and git is stopped."""
+    argv = ["git", *SAFE_CONFIG, *args]
+    with tempfile.TemporaryFile() as errors:      # a file: git's stderr never blocks it
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=errors,
+                                    env=_environment(isolated, None))
+        except OSError as e:
+            raise GitError(args, -1, str(e)) from e
+        assert proc.stdout is not None
+        try:
+            partial = b""
+            while chunk := proc.stdout.read1(_CHUNK):
+                *records, partial = (partial + chunk).split(b"\0")
+                if len(partial) > RECORD_LIMIT:
+                    raise GitError(args, -1, f"a name in its output is longer than "
+                                             f"{RECORD_LIMIT:,} bytes")
+                for record in records:
+                    yield record.decode("utf-8", "surrogateescape")
+            if partial:
+                yield partial.decode("utf-8", "surrogateescape")
+            if proc.wait() != 0:
+                errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4096))
+                raise GitError(args, proc.returncode,
+                               errors.read().decode("utf-8", "replace"))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file a diff changed: its path, and its new blob (None when deleted or not a
+    blob: a submodule)."""
+
+    path: str
+    blob: str | None
+
+
+def changes(cwd: Path, old: str, new: str, *, isolated: bool = False) -> Iterator[Change]:
+    """The files that differ between two commits, streamed (``diff-tree -z`` raw records:
+    a ``:modes ids status`` record, then the path)."""
+    records = git_records(cwd, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id",
+                          old, new, "--", isolated=isolated)
+    for meta in records:
+        if (path := next(records, None)) is None:
+            raise GitError(["diff-tree", old, new], -1, f"no path after {meta!r}")
+        _, new_mode, _, blob, status = meta.lstrip(":").split(" ", 4)
+        gone = status.startswith("D") or new_mode == "160000"
+        yield Change(path, None if gone else blob)
 
 
 @dataclass(frozen=True)
@@ -110,7 +180,7 @@ class HostRepo:
                 "--no-write-fetch-head", str(bundle), "+HEAD:refs/bundle", isolated=True)
             self.fetch(quarantine, [f"+refs/bundle:{ref}"])
         finally:
-            shutil.rmtree(quarantine, ignore_errors=True)
+            discard_tree(quarantine)
 
     def config(self, key: str) -> str | None:
         """A value of the repo's git config as git sees it there (the user's global config
@@ -120,10 +190,6 @@ class HostRepo:
 
     def update_ref(self, ref: str, sha: str) -> None:
         git(self.top, "update-ref", ref, sha)
-
-    def changed_files(self, old: str, new: str) -> list[str]:
-        out = git(self.top, "diff", "-z", "--name-only", "--no-renames", old, new).stdout
-        return [name for name in out.split("\0") if name]
 
     def is_branch_name(self, name: str) -> bool:
         return git(self.top, "check-ref-format", "--branch", name, check=False).returncode == 0
@@ -140,22 +206,50 @@ class HostRepo:
     def is_ancestor(self, old: str, new: str) -> bool:
         return git(self.top, "merge-base", "--is-ancestor", old, new, check=False).returncode == 0
 
-    def commits(self, old: str, new: str, paths: list[str] | None = None) -> list[str]:
-        """Short ids of old..new, oldest first (those touching ``paths`` when given)."""
-        out = git_out(self.top, "log", "--reverse", "--format=%h", f"{old}..{new}", "--",
-                      *(paths or []))
-        return out.split()
+    def commits(self, old: str, new: str, *, shown: int = 10) -> str:
+        """The short ids of old..new, oldest first, the first ``shown`` of them and how many
+        more ("none" when there are none)."""
+        ids, more = [], 0
+        for record in git_records(self.top, "log", "-z", "--reverse", "--format=%h",
+                                  f"{old}..{new}"):
+            if len(ids) < shown:
+                ids.append(record)
+            else:
+                more += 1
+        return ", ".join(ids) + (f" and {more:,} more" if more else "") if ids else "none"
 
-    def sizes(self, commit: str, paths: list[str]) -> dict[str, int]:
-        """Blob sizes of ``paths`` at ``commit`` (deleted files are absent)."""
-        out = git(self.top, "ls-tree", "-r", "-l", "-z", commit, "--", *paths).stdout
-        sizes = {}
-        for entry in filter(None, out.split("\0")):
-            meta, name = entry.split("\t", 1)
-            size = meta.split()[3]
-            if size != "-":
-                sizes[name] = int(size)
-        return sizes
+    def commits_touching(self, old: str, new: str, paths: set[str]) -> list[str]:
+        """Short ids of old..new, oldest first, that change any of ``paths`` (one streamed
+        ``log --raw``: no argv grows with the paths)."""
+        found, commit = [], ""
+        records = git_records(self.top, "log", "-z", "--reverse", "--raw", "--no-renames",
+                              "--format=%h", f"{old}..{new}")
+        for record in records:
+            if record.lstrip("\n").startswith(":"):     # a raw record; its path follows
+                if next(records, None) in paths and (not found or found[-1] != commit):
+                    found.append(commit)
+            else:
+                commit = record.strip("\n")
+        return found
+
+    def changes_with_sizes(self, old: str, new: str) -> Iterator[tuple[Change, int | None]]:
+        """Each file old..new changed, with its size at ``new`` (None when deleted or not a
+        blob). A streamed diff-tree merged with a streamed ``ls-tree -r -l``: both list
+        paths in the same (tree) order, so each size is found by reading on, never by a
+        lookup per file or a list held."""
+        listing = git_records(self.top, "ls-tree", "-r", "-l", "-z", new)
+        for change in changes(self.top, old, new):
+            if change.blob is None:
+                yield change, None
+                continue
+            for entry in listing:
+                meta, path = entry.split("\t", 1)
+                if path == change.path:
+                    size = meta.split()[3]
+                    yield change, None if size == "-" else int(size)
+                    break
+            else:
+                raise GitError(["ls-tree", "-r", new], -1, f"no {change.path!r} in its listing")
 
     def count_commits(self, old: str, new: str) -> int:
         return int(git_out(self.top, "rev-list", "--count", f"{old}..{new}"))

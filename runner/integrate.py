@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.authorship import Identity, trailer_args, without_runner_trailers
-from runner.errors import GitError
 from runner.text import last_line
-from runner.gitops import HostRepo, git, init_linked_clone
+from runner.gitops import HostRepo, changes, git, git_records, init_linked_clone
 
 BRANCH = "integration"
+CONFLICTS_KEPT = 100     # conflicting files named in an outcome (the count says the rest)
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class Integration:
     ok: bool
     head: str
     reason: str = ""
-    conflicts: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()     # the first CONFLICTS_KEPT files it conflicted in
+    conflict_count: int = 0             # all of them
 
 
 class Integrator:
@@ -60,7 +61,7 @@ class Integrator:
                 if picked.returncode != 0:
                     return self._failed(picked)
                 self._commit_as(commit, ticket)
-        except GitError:
+        except Exception:
             self._git("reset", "--quiet", "--hard", self.head)   # the next ticket's start
             raise
         self.head = self._git("rev-parse", "HEAD").stdout.strip()
@@ -76,23 +77,28 @@ class Integrator:
         after = heads.index(since) + 1 if since in heads else 0
         previous = heads[after - 1] if after else self.base
         for ticket, head in self.history[after:]:
-            # -z names, intersected here: no argv that grows with the worker's file list.
-            names = self._git("diff", "--no-renames", "--name-only", "-z", previous,
-                              head).stdout.split("\0")
-            if wanted.intersection(names):
+            # Streamed and intersected here: no argv, and no list, grows with its files.
+            if any(change.path in wanted
+                   for change in changes(self.clone, previous, head, isolated=True)):
                 tickets.append(ticket)
             previous = head
         return tickets
 
     def _failed(self, picked: subprocess.CompletedProcess[str]) -> Integration:
         """Undo the ticket's picks; say what conflicted."""
-        unmerged = self._git("diff", "-z", "--name-only", "--diff-filter=U").stdout
-        conflicts = tuple(name for name in unmerged.split("\0") if name)
+        conflicts, count = [], 0
+        for name in git_records(self.clone, "diff", "-z", "--name-only", "--diff-filter=U",
+                                isolated=True):
+            count += 1
+            if len(conflicts) < CONFLICTS_KEPT:
+                conflicts.append(name)
         self._git("cherry-pick", "--abort", check=False)
         self._git("reset", "--quiet", "--hard", self.head)
-        reason = ("conflicts with the integrated work in " + ", ".join(conflicts)
+        more = f" and {count - len(conflicts):,} more" if count > len(conflicts) else ""
+        reason = ("conflicts with the integrated work in " + ", ".join(conflicts[:10]) + more
                   if conflicts else "cherry-pick failed: " + last_line(picked.stderr))
-        return Integration(ok=False, head=self.head, reason=reason, conflicts=conflicts)
+        return Integration(ok=False, head=self.head, reason=reason, conflicts=tuple(conflicts),
+                           conflict_count=count)
 
     def _commit_as(self, commit: str, ticket: str) -> None:
         """Commit the picked change with ``commit``'s author, date and message (without

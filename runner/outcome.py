@@ -125,7 +125,10 @@ def _story(last: TicketOutcome, attempts: list[Attempt]) -> str:
     return "; ".join(said)
 
 
-def conflict_reason(tickets: tuple[str, ...], files: tuple[str, ...]) -> str:
-    shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+def conflict_reason(tickets: tuple[str, ...], files: tuple[str, ...],
+                    count: int | None = None) -> str:
+    """``files``: the first of them (``count``: how many there are, when more)."""
+    more = max(count or 0, len(files)) - min(len(files), 10)
+    shown = ", ".join(files[:10]) + (f" and {more:,} more" if more else "")
     whom = f"with {', '.join(tickets)} " if tickets else "with the integrated work "
     return f"conflicted {whom}in {shown}" if files else f"conflicted {whom}".rstrip()

@@ -3,7 +3,6 @@ which they fail), then, with --land, base fast-forwarded to target."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from dataclasses import dataclass
@@ -13,7 +12,9 @@ from runner.checks import run_checks
 from runner.events import EventSink, Notice
 from runner.gitops import HostRepo, git
 from runner.integrate import Integrator
+from runner.logcap import CappedLog
 from runner.refs import candidate_ref
+from runner.trees import discard_tree
 from runner.worker import RunContext, output_handler, sandbox_spec
 from runner.workspace import create_workspace
 
@@ -31,23 +32,27 @@ class PhaseGate:
 def run_phase_checks(ctx: RunContext, head: str, name: str = "result") -> CheckResult:
     """The phase's checks in a fresh container over a clone of ``head``."""
     root = ctx.root / "checks" / name
-    shutil.rmtree(root, ignore_errors=True)    # an interrupted earlier check's (resume)
+    discard_tree(root)    # an interrupted earlier check's (resume)
     try:
         return _checks_in(ctx, head, name, root)
     finally:
-        shutil.rmtree(root, ignore_errors=True)    # nothing in it to keep
+        discard_tree(root)    # nothing in it to keep
 
 
 def _checks_in(ctx: RunContext, head: str, name: str, root: Path) -> CheckResult:
     workspace = create_workspace(ctx.objects, clone=root / "clone", gradle_home=root / "gradle",
                                  branch=ctx.branch(PHASE_CHECKS), start=head)
     deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
-    with (ctx.root / "logs" / f"{PHASE_CHECKS}.log").open("a", encoding="utf-8") as log, \
+    with CappedLog(ctx.root / "logs" / f"{PHASE_CHECKS}.log") as log, \
             ctx.provider.open(sandbox_spec(ctx, PHASE_CHECKS, workspace),
                               keep=False) as sandbox:
         log.write(f"=== phase checks on {head[:12]} ({name}) ===\n")
-        return run_checks(sandbox, list(ctx.phase.checks), log=log, deadline=deadline,
-                          on_output=output_handler(ctx, PHASE_CHECKS, log))
+        on_output = output_handler(ctx, PHASE_CHECKS, log)
+        try:
+            return run_checks(sandbox, list(ctx.phase.checks), log=log, deadline=deadline,
+                              on_output=on_output)
+        finally:
+            on_output.close()
 
 
 def phase_gate(ctx: RunContext, integrator: Integrator) -> PhaseGate:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
 from runner.scheduler import finished, schedule
 from runner.selftest import run_selftest
+from runner.trees import discard_tree
 from runner.phasegate import branch_of, land, phase_gate
 from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_refs
 from runner.runlock import driving
@@ -173,11 +173,14 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
                 if not merged.ok:
                     with_whom = integrator.touched(conflicts, since=outcome.start)
                     if conflicts:
-                        reason = conflict_reason(tuple(with_whom), conflicts)
+                        reason = conflict_reason(tuple(with_whom), conflicts,
+                                                 merged.conflict_count)
                     return replace(finished(outcome, TicketStatus.FAILED, reason, conflict=True),
                                    conflicts_with=tuple(with_whom), conflict_files=conflicts)
         except GitError as e:   # this ticket fails; the run and its ref go on
             reason = f"integration failed: {e}"
+        except Exception as e:  # a bug, or a size nobody foresaw: this ticket's, not the run's
+            reason = f"integration failed: internal error: {type(e).__name__}: {e}"
         # The scheduler tells the outcome: it knows whether a rerun follows.
         return finished(outcome, TicketStatus.FAILED if reason else TicketStatus.INTEGRATED,
                         reason)
@@ -379,4 +382,5 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
         elif got.tip:
             ctx.sink.emit(Notice(f"{ticket_id}: work found in its workspace is kept at {ref}"))
     for leftover in (clone, home):
-        shutil.rmtree(leftover, ignore_errors=True)   # rmtree never follows a symlink out
+        if problem := discard_tree(leftover):     # never follows a link out; any depth
+            ctx.sink.emit(Notice(f"{ticket_id}: {problem}", level="warning"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from runner.gitops import git_out
 from runner.sandbox import GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE, Sandbox
 from runner.secretenv import GivenEnv, refused_env
 from runner.worker import RunContext, sandbox_spec
+from runner.trees import discard_tree
 from runner.workspace import Workspace, create_workspace
 
 PROBES = ("_probe1", "_probe2")
@@ -109,7 +109,7 @@ def run_selftest(ctx: RunContext, start: str,
                                 start=start)
 
     make = workspace_for or real_workspace
-    shutil.rmtree(root, ignore_errors=True)   # an earlier self-test's (resume runs it again)
+    discard_tree(root)   # an earlier self-test's (resume runs it again)
     host_marker = root / f".host-only-{secrets.token_hex(4)}"
     host_marker.parent.mkdir(parents=True, exist_ok=True)
     host_marker.write_text(f"only the host repo has this object: {secrets.token_hex(16)}\n")
@@ -143,7 +143,7 @@ def run_selftest(ctx: RunContext, start: str,
             probed = [future.result() for future in futures.values()]
         return SelfTestResult(tuple(_judge(ctx, probed)))
     finally:
-        shutil.rmtree(root, ignore_errors=True)   # probes' scratch: nothing in it to keep
+        discard_tree(root)   # probes' scratch: nothing in it to keep
 
 
 def _other(probe: str) -> str:

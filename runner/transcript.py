@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,12 @@ class Transcript:
 
 def render(path: Path) -> Iterator[str]:
     """The transcript, readably: one block per entry."""
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    with path.open(encoding="utf-8", errors="replace") as lines:   # line by line: any size
+        yield from _entries(lines)
+
+
+def _entries(lines: Iterable[str]) -> Iterator[str]:
+    for raw in lines:
         try:
             entry = json.loads(raw)
         except json.JSONDecodeError:   # a line cut short by a killed runner

@@ -13,7 +13,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
 
 from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
 from runner.authorship import Authorship
@@ -23,6 +22,7 @@ from runner.collect import (GIT, CollectError, collect, commit_leftovers, discar
 from runner.errors import DockerUnavailable, RunnerError
 from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Ledger, Usage
+from runner.logcap import CappedLog, LogWriter, SinkValve
 from runner.gitops import HostRepo
 from runner.phase import Phase, Ticket
 from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE,
@@ -112,7 +112,8 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
     work, collected, reviews, restarted = AgentResult(ok=True), None, [], [0]
-    with log_path.open("a", encoding="utf-8") as log:
+    with CappedLog(log_path) as log:
+        on_output = output_handler(ctx, ticket.id, log)
         try:
             if attempt:
                 log.write(f"=== rerun {attempt}, from {start[:12]} ===\n")
@@ -125,7 +126,8 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
                 spec = replace(spec, name=f"{spec.name}-rerun{attempt}-{secrets.token_hex(2)}")
             with ctx.provider.open(spec, keep=ctx.keep) as sandbox:
                 judged: list[str] = []
-                work = _work(ctx, ticket, sandbox, log, deadline, start, reviews, judged)
+                work = _work(ctx, ticket, sandbox, log, on_output, deadline, start, reviews,
+                             judged)
                 if work.ok and ticket.checks:
                     sandbox.reset()    # what the checks left running (a build daemon) stops
                 restarted[0] = sandbox.restarts
@@ -145,6 +147,8 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             log.write(traceback.format_exc())
             _stop_if_engine_gone(ctx, ticket, e)
             work = _also(work, f"internal error: {e.__class__.__name__}: {e}")
+        finally:
+            on_output.close()
     if ctx.cancelled.is_set() and work.ok:
         work = _also(work, "the run was interrupted")
     if not work.ok:
@@ -184,12 +188,12 @@ def _unless_stopped(result: AgentResult, sandbox: Sandbox, more: str = "") -> Ag
     return replace(result, ok=False, reason=reason + more)
 
 
-def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadline: float,
-          start: str, reviews: list[str], judged: list[str]) -> AgentResult:
+def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: LogWriter,
+          on_output: TicketOutputs, deadline: float, start: str,
+          reviews: list[str], judged: list[str]) -> AgentResult:
     """The agent's turn, then what it left is committed, then the ticket's checks and the
     review gate (unless the agent ran them itself, in its fix loops). Each commit the checks
     judge is appended to ``judged``."""
-    on_output = output_handler(ctx, ticket.id, log)
     transcript = Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl")
 
     def account(usage: Usage, model: str | None = None) -> None:
@@ -265,10 +269,21 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: TextIO, deadli
     return result
 
 
-def output_handler(ctx: RunContext, ticket_id: str, log: TextIO) -> Callable[[str], None]:
-    """Each line a worker prints goes to its log file and, as an event, to the sinks."""
-    def on_output(line: str) -> None:
-        log.write(line + "\n")
-        log.flush()
-        ctx.sink.emit(TicketOutput(ticket_id, line))
-    return on_output
+class TicketOutputs:
+    """Each line a worker prints goes to its log file (capped) and, as an event, to the
+    sinks (through a SinkValve: cut, and at a bounded rate); ``close`` once it ends."""
+
+    def __init__(self, log: LogWriter, emit: Callable[[str], None]) -> None:
+        self._log, self._valve = log, SinkValve(emit)
+
+    def __call__(self, line: str) -> None:
+        self._log.write(line + "\n")
+        self._log.flush()
+        self._valve(line)
+
+    def close(self) -> None:
+        self._valve.close()
+
+
+def output_handler(ctx: RunContext, ticket_id: str, log: LogWriter) -> TicketOutputs:
+    return TicketOutputs(log, lambda line: ctx.sink.emit(TicketOutput(ticket_id, line)))

@@ -7,6 +7,7 @@ SandboxProvider; the Docker implementation lives in ``sandbox/docker.py``. Anoth
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -116,30 +117,62 @@ class SandboxProvider(Protocol):
         ...
 
 
+LINE_LIMIT = 16_000    # characters of one output line handed on; the rest is cut
+
+
+def cut_mark(cut: int) -> str:
+    return f" [… {cut:,} more characters of this line cut]"
+
+
 @dataclass
 class OutputTail:
     """Keep the last ``limit`` characters of a command's output, and cut each stream
-    (stdout, stderr) into lines for a handler, so their partial lines never mix."""
+    (stdout, stderr) into lines for a handler, so their partial lines never mix.
+
+    A line longer than ``line_limit`` reaches the handler cut to its start, marked with how
+    much was cut: output without a newline costs bounded memory and time, however long."""
 
     handler: OutputHandler | None = None
     limit: int = 64_000
+    line_limit: int = LINE_LIMIT
     _partial: dict[int, str] = field(default_factory=dict)
-    _tail: list[str] = field(default_factory=list)
+    _cut: dict[int, int] = field(default_factory=dict)     # characters dropped, per stream
+    _tail: deque[str] = field(default_factory=deque)
     _size: int = 0
 
     def feed(self, text: str, stream: int = 1) -> None:
-        self._tail.append(text)
-        self._size += len(text)
-        while self._size > self.limit and len(self._tail) > 1:
-            self._size -= len(self._tail.pop(0))
-        if self.handler:
-            *lines, self._partial[stream] = (self._partial.get(stream, "") + text).split("\n")
-            for line in lines:
-                self.handler(line)
+        self._keep(text)
+        if self.handler is None:
+            return
+        *ended, rest = text.split("\n")
+        for piece in ended:
+            self._add(stream, piece)
+            self._emit(stream)
+        self._add(stream, rest)
 
     def close(self) -> str:
-        for partial in self._partial.values():
-            if self.handler and partial:
-                self.handler(partial)
+        for stream in list(self._partial):
+            if self._partial[stream] or self._cut.get(stream):
+                self._emit(stream)
         self._partial.clear()
         return "".join(self._tail)[-self.limit:]
+
+    def _keep(self, text: str) -> None:
+        text = text[-self.limit:]
+        self._tail.append(text)
+        self._size += len(text)
+        while self._size - len(self._tail[0]) >= self.limit:   # still `limit` without it
+            self._size -= len(self._tail.popleft())
+
+    def _add(self, stream: int, piece: str) -> None:
+        partial = self._partial.get(stream, "")
+        room = self.line_limit - len(partial)
+        if len(piece) > room:
+            self._cut[stream] = self._cut.get(stream, 0) + len(piece) - max(room, 0)
+            piece = piece[:max(room, 0)]
+        self._partial[stream] = partial + piece
+
+    def _emit(self, stream: int) -> None:
+        assert self.handler is not None
+        line, cut = self._partial.pop(stream, ""), self._cut.pop(stream, 0)
+        self.handler(line + cut_mark(cut) if cut else line)
