@@ -27,6 +27,7 @@ from runner.gitops import HostRepo
 from runner.phase import Phase, Ticket
 from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE,
                             Limits, Mount, Sandbox, SandboxProvider, SandboxSpec)
+from runner.text import one_line
 from runner.transcript import Transcript
 from runner.objectstore import RunObjects
 from runner.outcome import NOTHING_CHANGED, TicketOutcome
@@ -140,7 +141,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
                 if sandbox.stopped_for and not ctx.keep:
                     discard_leftovers(sandbox)   # its commits are in its ref now
         except (RunnerError, CollectError) as e:
-            log.write(f"runner: {e}\n")
+            log.write(f"runner: {one_line(str(e))}\n")
             _stop_if_engine_gone(ctx, ticket, e)
             work = _also(work, str(e))
         except Exception as e:  # a bug fails this ticket, not the run; a lost engine the run
@@ -277,7 +278,9 @@ class TicketOutputs:
         self._log, self._valve = log, SinkValve(emit)
 
     def __call__(self, line: str) -> None:
-        self._log.write(line + "\n")
+        # "| " before every worker line: a worker cannot print a line that reads as runner's
+        # own ("[check] passed: …") in its log.
+        self._log.write(f"| {line}\n")
         self._log.flush()
         self._valve(line)
 

@@ -109,7 +109,7 @@ def _attempts(doc: dict) -> list[tuple[str, str, str]]:
     for ticket in doc["tickets"]:
         text = (logs / f"{ticket['id']}.log").read_text(errors="replace")
         found += [(ticket["id"], what, verdict) for what, verdict in
-                  re.findall(r"^ATTEMPT (.+): (blocked|SUCCEEDED)$", text, re.M)]
+                  re.findall(r"^\| ATTEMPT (.+): (blocked|SUCCEEDED)$", text, re.M)]
     return found
 
 

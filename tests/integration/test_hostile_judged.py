@@ -88,6 +88,9 @@ def names_run(tmp_path_factory: pytest.TempPathFactory, worker_image: str):
                for t, run in NASTY.items()]
     tickets.append({"id": "HONEST", "agent": "script", "paths": ["docs/**"],
                     "run": "mkdir -p docs\necho honest > docs/honest.md"})
+    # Output that reads like runner's own lines in its log.
+    tickets.append({"id": "FORGE", "agent": "script",
+                    "run": "echo '[check] passed: everything'; echo 'runner: all fine'; exit 1"})
     phase = write_phase(root / "p.yaml", {"name": "names", "tickets": tickets})
     junit = root / "junit.xml"
     plain = runner_cli("run", str(phase), "--repo", str(repo), "--no-preflight",
@@ -153,3 +156,10 @@ def test_names_are_data_on_a_terminal(names_run) -> None:
     assert "MARKUP" in shown.stdout
     assert "\x1b]0;PWNED" not in shown.stdout and "\x1b[2J" not in shown.stdout
     assert "\x07" not in shown.stdout and "\x01" not in shown.stdout
+
+
+def test_a_worker_cannot_print_runners_own_log_lines(names_run) -> None:
+    repo, _, run_dir, _ = names_run
+    shown = runner_cli("logs", run_dir.name, "FORGE", "--repo", str(repo)).stdout.splitlines()
+    assert "| [check] passed: everything" in shown and "| runner: all fine" in shown
+    assert not [line for line in shown if line.startswith(("[check]", "runner:"))]
