@@ -85,4 +85,6 @@ def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: Ev
     for problem in problems:
         sink.emit(Notice(problem, level="warning"))
     sink.emit(Notice(f"cleaned run {root.name}"))
-    return [f"cleaned run {root.name}: workspaces removed, refs and records kept"]
+    what = (f"{len(kept)} workspaces kept (their work could not be collected)" if kept
+            else "workspaces removed")
+    return [f"cleaned run {root.name}: {what}, refs and records kept"]
