@@ -24,7 +24,7 @@ def test_it_counts_allocated_bytes_of_every_file_below_the_roots(tmp_path: Path)
     _write(tmp_path / "ws" / "a" / "b" / "one", 2 * MiB)
     _write(tmp_path / "home" / "two", MiB)
     usage = disk_usage([tmp_path / "ws", tmp_path / "home"])
-    assert usage.complete and usage.files == 4          # a, b, one, two
+    assert usage.complete
     assert 3 * MiB <= usage.bytes < 3 * MiB + 256 * 1024   # plus directory blocks
 
 
@@ -63,10 +63,10 @@ def test_any_depth_and_missing_roots(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     usage = disk_usage([deep, tmp_path / "gone"])
-    assert usage.bytes == 0 and usage.complete
+    assert usage.bytes == 0 and usage.complete          # roots that are not there
     below = disk_usage([tmp_path])
-    # A directory too deep to name is reported, never a crash or a silent zero.
-    assert not below.complete and below.unreadable and below.files >= 19
+    # Deeper than a path can name, measured all the same: every level's directory block.
+    assert below.complete and below.bytes >= 40 * 4096
 
 
 def test_the_time_limit_ends_a_measure(tmp_path: Path) -> None:
