@@ -78,6 +78,16 @@ MAX_TIMEOUT = 7 * 24 * 3600     # seconds; a ticket's timeout past a week is a t
 MAX_TICKETS = 1000              # what one phase may hold (also bounds concurrency)
 
 
+def _bytes_at_most(value: str, limit: int) -> int:
+    """The size ``value`` names, or ``limit + 1`` when it names more than a float holds
+    (float('9' * 400) is inf): over any limit either way."""
+    checked_size(value)
+    try:
+        return size_in_bytes(value)
+    except OverflowError:
+        return limit + 1
+
+
 class Resources(_Strict):
     cpus: float = Field(default=1.0)
     memory: str = "2g"
@@ -96,11 +106,7 @@ class Resources(_Strict):
     @field_validator("memory")
     @classmethod
     def _size(cls, value: str) -> str:
-        checked_size(value)
-        try:
-            size = size_in_bytes(value)
-        except OverflowError:        # more digits than a float holds
-            size = MAX_MEMORY + 1
+        size = _bytes_at_most(value, MAX_MEMORY)
         if not MIN_MEMORY <= size <= MAX_MEMORY:
             raise ValueError(f"{quoted(value)} is not a memory limit Docker can set; give 6m or "
                              "more (2g is the default), below 8 billion gigabytes")
@@ -109,11 +115,7 @@ class Resources(_Strict):
     @field_validator("disk")
     @classmethod
     def _disk(cls, value: str) -> str:
-        checked_size(value)
-        try:
-            size = size_in_bytes(value)
-        except OverflowError:        # float('9' * 400) is inf
-            size = MAX_DISK + 1
+        size = _bytes_at_most(value, MAX_DISK)
         if size < MIN_DISK:
             raise ValueError(f"{value!r} is below the smallest disk budget, 64m (a clone and "
                              "a Gradle daemon need more)")
