@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,6 @@ from rich.console import Console
 
 from runner import __version__
 from runner.errors import InputError, RunnerError
-from runner.events import Event, FanOut, RunStarted
 from runner.hostview import forbid_inspection, in_container
 from runner.tables import Cell, Grid, show
 from runner.text import one_line, printable
@@ -63,25 +62,6 @@ def _check_ids(args: argparse.Namespace) -> None:
         checked_run_id(args.run_id)
     if getattr(args, "ticket", None) is not None:
         checked_ticket_id(args.ticket)
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """An interrupt that knows which run it stopped, so the last line can say how to go
-    on with it."""
-
-    def __init__(self, run_id: str | None) -> None:
-        super().__init__()
-        self.run_id = run_id
-
-
-class _RunIdTap:
-    """A sink that remembers the id of the run it sees start."""
-
-    run_id: str | None = None
-
-    def emit(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.run_id = event.run_id
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -246,7 +226,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         return resume_run(args.run_id, repo=args.repo.resolve(),
                           state_dir=_absolute(args.state_dir), sink=sink)
 
-    return _show(resume, args.json, args.junit)
+    from runner.showrun import show_run
+
+    return show_run(resume, args.json, args.junit)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -379,41 +361,9 @@ def _execute(phase: object, options: RunOptions, as_json: bool, junit: Path | No
     from runner.run import run_phase
 
     assert isinstance(phase, Phase)
-    return _show(lambda sink: run_phase(phase, options, sink), as_json, junit)
+    from runner.showrun import show_run
 
-
-def _show(drive: Callable[[EventSink], RunResult], as_json: bool, junit: Path | None) -> int:
-    """Drive a run with the right sink, then print its summary or its JSON document, and
-    write its JUnit report."""
-    from runner.document import run_document
-    from runner.progress import LiveSink, PlainSink
-
-    console = Console(highlight=False)
-    tap = _RunIdTap()
-    try:
-        if as_json or not console.is_terminal:
-            result = drive(FanOut(tap, PlainSink(sys.stderr if as_json else sys.stdout)))
-        else:
-            with LiveSink(console) as live:
-                result = drive(FanOut(tap, live))
-    except KeyboardInterrupt as e:
-        raise RunInterrupted(tap.run_id) from e
-    if junit:
-        from runner.report import as_junit
-
-        junit.write_text(as_junit(result))
-    if as_json:
-        print(run_document(result).model_dump_json(indent=2))
-    elif result.outcomes:
-        from runner.summary import closing_lines, tickets_grid
-
-        show(console, tickets_grid(result, f"run {result.run_id} — phase {result.phase}"))
-        for line in closing_lines(result):
-            console.print(line, markup=False, soft_wrap=True)
-    if result.refused:
-        Console(stderr=True, highlight=False).print(
-            f"runner: error: {result.refused}", markup=False, style="red", soft_wrap=True)
-    return result.exit_code
+    return show_run(lambda sink: run_phase(phase, options, sink), as_json, junit)
 
 
 def _absolute(path: Path | None) -> Path | None:
