@@ -73,7 +73,8 @@ def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: Ev
                                                                  phase_file=root / PHASE_COPY))
     salvage_workspaces(ctx, result.base_sha, "cleaned")
     # A workspace whose work could not be collected stays, with everything it needs.
-    kept = [*(root / "workspaces").glob("*"), *(root / "reruns").glob("*/workspaces/*")]
+    kept = [*(root / "workspaces").glob("*"), *(root / "reruns").glob("*/workspaces/*"),
+            *(root / "unsalvaged").glob("*")]     # they borrow the run's object store
     problems = [problem for name in SCRATCH
                 if not (kept and name in ("workspaces", "gradle", "reruns", STORE))
                 and (problem := discard_tree(root / name))]

@@ -368,14 +368,22 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
         try:
             ctx.objects.ensure(base_sha)      # the store its clone borrows from, mounted
             with ctx.provider.open(sandbox_spec(ctx, ticket_id, workspace)) as sandbox:
+                # Nothing runs in this fresh container: a lock there is a killed git's.
+                sandbox.exec(["rm", "-f", ".git/index.lock"], timeout=60)
                 commit_leftovers(sandbox, f"{ticket_id}: work left in its workspace ({label})",
                                  run_id=ctx.run_id, ticket=ticket_id)
                 got = collect(sandbox, ctx.host, start=base_sha, ref=ref,
                               bundle=ctx.root / "bundles" / f"{ticket_id}.{label}.bundle",
                               readable=ctx.objects.objects)
         except (CollectError, RunnerError) as e:
-            ctx.sink.emit(Notice(f"{ticket_id}: could not collect the work in {clone} ({e}); "
-                                 "the workspace stays", level="warning"))
+            # Kept whole, out of the way: the ticket can run again, and nothing is lost.
+            aside = ctx.root / "unsalvaged" / f"{ticket_id}-{label}-{secrets.token_hex(2)}"
+            aside.mkdir(parents=True)
+            for place in (clone, home):
+                if place.exists():
+                    place.rename(aside / place.parent.name)
+            ctx.sink.emit(Notice(f"{ticket_id}: could not collect the work in its workspace "
+                                 f"({e}); it is kept at {aside}", level="warning"))
             return
         if got.tip and ctx.host.held_elsewhere(got.tip, ref, run_refs(ctx.run_id)):
             ctx.host.delete_ref(ref)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import docker
+import pytest
 
 from runner.runlock import driving
 from tests.conftest import suite_containers
@@ -187,3 +188,35 @@ def test_resume_refuses_a_run_that_is_still_running(tmp_path: Path, engine: dock
                               str(repo)], capture_output=True, text=True, timeout=60)
     proc.communicate(timeout=120)
     assert refused.returncode == 2 and "is still running" in refused.stderr
+
+
+@pytest.mark.parametrize("lock", ["file", "dir"])
+def test_a_killed_gits_lock_does_not_keep_resume_from_finishing(
+        tmp_path: Path, engine: docker.DockerClient, worker_image: str, lock: str) -> None:
+    """The runner is killed while a worker's git holds .git/index.lock: resume collects what
+    it had staged all the same (a stale lock file goes), or, when it cannot (a lock that is
+    a directory), keeps the workspace aside whole; either way the ticket runs again."""
+    repo = make_repo(tmp_path / "repo")
+    make, remove = ("touch", "rm") if lock == "file" else ("mkdir", "rmdir")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "locked", "tickets": [
+        {"id": "L", "agent": "script", "run": "echo staged > staged.txt\ngit add -A\n"
+         f"{make} .git/index.lock\nsleep 6\n{remove} .git/index.lock"}]})
+    proc = _start(phase, repo)
+    run_dir = _wait_for(lambda: _run_dir(repo), "the run to start")
+    _wait_for(lambda: (run_dir / "workspaces" / "L" / ".git" / "index.lock").exists(),
+              "the lock")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed, doc = run_json("resume", run_dir.name, "--repo", str(repo))
+    assert resumed.returncode == 0, resumed.stderr
+    assert git(repo, "show", "runner/locked:staged.txt") == "staged"
+    salvaged = f"refs/runner/{run_dir.name}/attempts/L/interrupted:staged.txt"
+    if lock == "file":
+        assert git(repo, "show", salvaged) == "staged"
+    else:
+        [aside] = (run_dir / "unsalvaged").iterdir()
+        assert (aside / "workspaces" / "staged.txt").read_text() == "staged\n"
+        cleaned = subprocess.run([sys.executable, "-m", "runner", "clean", run_dir.name,
+                                  "--repo", str(repo)], capture_output=True, text=True)
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert (aside / "workspaces" / "staged.txt").is_file()     # never lost
