@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from runner.text import quoted
+
 
 class RunnerError(Exception):
     exit_code = 1
@@ -59,7 +61,7 @@ class OverrideError(InputError):
 
     def __init__(self, source: str, setting: str, value: object, message: str) -> None:
         self.source, self.setting, self.value = source, setting, value
-        super().__init__(shown(f"{source}: {_cut(repr(value))} is not valid for {setting}: "
+        super().__init__(shown(f"{source}: {quoted(value, 100)} is not valid for {setting}: "
                                f"{message}"))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from runner.gitops import HostRepo
 from runner.globs import matches
+from runner.outcome import NOTHING_CHANGED
 from runner.phase import Phase, Ticket
 
 SHOWN = 10             # offending files named in a reason
@@ -64,7 +65,7 @@ def gate_ticket(host: HostRepo, phase: Phase, ticket: Ticket, *, base: str, star
         if size is not None and size > phase.max_file_bytes:
             large.add(change.path)
     if not changed:
-        return "it changed nothing"
+        return NOTHING_CHANGED
     for found in (outside, protected, large):
         if found.count:
             touching = host.commits_touching(start, tip, set(found.first))

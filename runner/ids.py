@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from runner.errors import InputError
+from runner.text import quoted
 
 # Letters, digits, . _ - ; and nothing git refuses in a ref component (leading ., .., .lock).
 NAME_PATTERN = r"^(?!\.)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._-]+$"
@@ -17,7 +18,7 @@ MAX_LENGTH = 100
 
 def checked_run_id(value: str) -> str:
     if len(value) > MAX_LENGTH or not re.fullmatch(RUN_ID_PATTERN, value):
-        raise InputError(f"RUN_ID {_quoted(value)} is not a run id: one like 20260101-120000-"
+        raise InputError(f"RUN_ID {quoted(value)} is not a run id: one like 20260101-120000-"
                          "ab12 (letters, digits, '.', '_', '-', not starting with '.'); "
                          "`runner status` lists the runs")
     return value
@@ -25,11 +26,7 @@ def checked_run_id(value: str) -> str:
 
 def checked_ticket_id(value: str) -> str:
     if len(value) > MAX_LENGTH or not re.fullmatch(NAME_PATTERN, value):
-        raise InputError(f"TICKET {_quoted(value)} is not a ticket id (letters, digits, '.', "
+        raise InputError(f"TICKET {quoted(value)} is not a ticket id (letters, digits, '.', "
                          "'_', '-', not starting with '.' nor holding '..'); `runner status "
                          "RUN_ID` lists a run's tickets")
     return value
-
-
-def _quoted(value: str) -> str:
-    return repr(value) if len(value) <= 60 else repr(value[:60]) + "…"

@@ -19,6 +19,7 @@ from runner.globs import check_glob
 from runner.ids import MAX_LENGTH, NAME_PATTERN
 from runner.imageref import check_image
 from runner.ledger import Price
+from runner.text import quoted
 
 # Ticket ids that would collide with a run's own refs under refs/runner/<run-id>/.
 RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target", "attempts", "base"})
@@ -40,12 +41,6 @@ DEFAULT_PROTECTED = (".github/**", ".gitlab-ci.yml", ".devcontainer/**", "compos
                      "gradle/wrapper/**", "gradlew", "gradlew.bat", ".ci/**")
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 MIN_DISK, MAX_DISK = 64 << 20, 1 << 50      # resources.disk: 64 MiB to 1 PiB
-
-
-def quoted(value: object, limit: int = 60) -> str:
-    """``value`` as a message quotes it, cut short: a user's value may be a megabyte long."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def checked_size(value: str) -> str:

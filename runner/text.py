@@ -53,6 +53,12 @@ def tail(path: Path, limit: int = 32_000) -> str:
                                                                              "replace")
 
 
+def quoted(value: object, limit: int = 60) -> str:
+    """``value`` as a message quotes it, cut short: a user's value may be a megabyte long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def one_line(text: str) -> str:
     """``text`` made printable and kept on one line: a line of a plain log or of a table in a
     CI log cannot be split into lines that look like runner's own."""
