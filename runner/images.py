@@ -6,6 +6,7 @@ apt mirror (read from its apt sources, never hard-coded) and imported into Docke
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ STAGE_PARENT = {"worker-jvm": "runner-worker:latest"}   # `FROM worker AS worker
 UPSTREAM_BASE = "debian:bookworm-slim"
 OFFLINE_BASE = "runner-base:bookworm"
 SUITE = "bookworm"
+RECIPE_LABEL = "runner.recipe"    # the sha256 of the Dockerfile an image was built from
 APT_SOURCES = Path("/etc/apt")
 
 
@@ -67,7 +69,14 @@ def build_reason(client: docker.DockerClient, name: str, *, force: bool,
     parent = STAGE_PARENT.get(BUILDABLE[name]) or _base_choice(client, offline_base)
     if image_present(client, parent) and not descends_from(client, name, parent):
         return f"its parent {parent} changed since it was built"
+    labels = client.images.get(name).labels or {}
+    if labels.get(RECIPE_LABEL) != recipe():
+        return f"{WORKER_DOCKERFILE} changed since it was built"
     return None
+
+
+def recipe() -> str:
+    return hashlib.sha256(WORKER_DOCKERFILE.read_bytes()).hexdigest()
 
 
 def descends_from(client: docker.DockerClient, image: str, parent: str) -> bool:
@@ -88,7 +97,7 @@ def build_image(client: docker.DockerClient, name: str, sink: EventSink, *, why:
                      f"because {why}"))
     base = base_image(client, sink, offline=offline_base)
     stream_build(client, name, context=WORKER_DOCKERFILE.parent, target=BUILDABLE[name],
-                 buildargs={"BASE": base}, sink=sink)
+                 buildargs={"BASE": base}, sink=sink, labels={RECIPE_LABEL: recipe()})
     sink.emit(Notice(f"built image {name} (from {base})"))
 
 
@@ -97,7 +106,8 @@ _BUILD_NOISE = re.compile(r"^\s*(---> |Removing intermediate container |Successf
 
 
 def stream_build(client: docker.DockerClient, name: str, *, context: Path, target: str | None,
-                 buildargs: dict[str, str], sink: EventSink) -> None:
+                 buildargs: dict[str, str], sink: EventSink,
+                 labels: dict[str, str] | None = None) -> None:
     """`docker build` of ``context`` tagged ``name``: every line it prints (steps, RUN
     output) goes to ``sink`` as ImageOutput as it comes, control characters removed."""
     import docker.errors
@@ -106,7 +116,7 @@ def stream_build(client: docker.DockerClient, name: str, *, context: Path, targe
     try:
         for chunk in client.api.build(path=str(context), tag=name, target=target,
                                       buildargs=buildargs, rm=True, forcerm=True, pull=False,
-                                      decode=True):
+                                      labels=labels, decode=True):
             text = chunk.get("stream", "")
             if chunk.get("status") and not chunk.get("progressDetail"):
                 # Pulling a FROM image: each layer's steps, not each progress tick.

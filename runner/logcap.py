@@ -8,6 +8,7 @@ cut to a width, at a bounded rate, and are told how many lines they were not sho
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,22 @@ class CappedLog:
         self._file.truncate(self._keep)       # appending: the next write lands at _keep
         self._file.write(mark + kept)
         self._mark, self._size = len(mark), self._keep + len(mark) + len(kept)
+
+
+class LockedLog:
+    """A LogWriter that several threads write to (a worker's output, its gateway's notes):
+    each write lands whole."""
+
+    def __init__(self, log: LogWriter) -> None:
+        self._log, self._lock = log, threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            return self._log.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._log.flush()
 
 
 class SinkValve:

@@ -15,6 +15,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstr
 
 from runner import safeyaml
 from runner.errors import PhaseFileError
+from runner.gateway.allowlist import check_entry
 from runner.globs import check_glob
 from runner.ids import MAX_LENGTH, NAME_PATTERN
 from runner.imageref import check_image
@@ -26,11 +27,14 @@ RESERVED_IDS = frozenset({"integrated", "candidate", "previous-target", "attempt
 # A ticket id names files (logs/<id>.log) and containers; a file name ends at 255 bytes.
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_LENGTH)]
 Tier = Literal["simple", "nuanced", "complex"]
-AgentKind = Literal["anthropic", "script", "command"]
+AgentKind = Literal["anthropic", "script", "command", "claude-code"]
 # Checked per item, so an error names the list index (tickets[0].paths[1]).
 # 1024: a pattern is compiled to a regex when read, and compiling costs by the character.
 Glob = Annotated[str, StringConstraints(max_length=1024), AfterValidator(check_glob)]
+# host, host:port or *.domain, checked per item (egress[2]); a DNS name ends at 253.
+EgressEntry = Annotated[str, StringConstraints(max_length=300), AfterValidator(check_entry)]
 
+GATEWAY_AGENTS = ("claude-code", "command")   # CLI agents: they call the API from inside
 # Default model per tier, taken from the anthropic SDK version pinned in pyproject.toml.
 DEFAULT_MODELS = {"simple": "claude-haiku-5-5", "nuanced": "claude-sonnet-5-5",
                   "complex": "claude-opus-5-5"}
@@ -133,6 +137,13 @@ class GradleConfig(_Strict):
     shared_cache: Path | None = None
 
 
+class ClaudeConfig(_Strict):
+    """Which Claude Code binary claude-code tickets run (default: `claude` on PATH, else the
+    one in an installed claude-agent-sdk)."""
+
+    binary: Path | None = None
+
+
 class Ticket(_Strict):
     id: Name
     title: str = ""
@@ -205,6 +216,9 @@ class Phase(_Strict):
     resources: Resources = Resources()
     models: Models = Models()
     gradle: GradleConfig = GradleConfig()
+    claude: ClaudeConfig = ClaudeConfig()
+    # Hosts workers may reach through the gateway (host, host:port, *.domain); none by default.
+    egress: list[EgressEntry] = []
     checks: list[str] = []
     budget: Budget | None = None
     review: Review | None = None
@@ -261,6 +275,12 @@ class Phase(_Strict):
     def model_for(self, ticket: Ticket) -> str:
         return ticket.model or getattr(self.models, ticket.tier)
 
+    @property
+    def needs_gateway(self) -> bool:
+        """Whether workers get the gateway: to reach listed hosts, or the Messages API for a
+        CLI agent (whose key stays in runner)."""
+        return bool(self.egress) or any(t.agent in GATEWAY_AGENTS for t in self.tickets)
+
 
 def _is_branch_name(name: str) -> bool:
     return (bool(re.fullmatch(r"[A-Za-z0-9._/-]+", name)) and ".." not in name
@@ -282,6 +302,10 @@ def load_phase(path: Path) -> Phase:
     if cache is not None and not cache.is_absolute():   # relative to the phase file
         phase = phase.model_copy(update={"gradle": GradleConfig(
             shared_cache=(path.parent / cache).resolve())})
+    binary = phase.claude.binary
+    if binary is not None and not binary.is_absolute():
+        phase = phase.model_copy(update={"claude": ClaudeConfig(
+            binary=(path.parent / binary).resolve())})
     return phase
 
 
@@ -339,16 +363,16 @@ def _check_tickets(path: Path, phase: Phase) -> None:
         if ticket.agent in ("script", "command") and not (ticket.run or "").strip():
             raise PhaseFileError(path, f"a {ticket.agent} ticket needs 'run': the shell to run "
                                  "in /workspace", field=f"{at}.run", ticket=ticket.id)
-        if ticket.agent == "anthropic" and not (ticket.prompt or "").strip():
-            raise PhaseFileError(path, "an anthropic ticket needs 'prompt': what the agent "
-                                 "is to do", field=f"{at}.prompt", ticket=ticket.id)
+        if ticket.agent in ("anthropic", "claude-code") and not (ticket.prompt or "").strip():
+            raise PhaseFileError(path, f"an {ticket.agent} ticket needs 'prompt': what the "
+                                 "agent is to do", field=f"{at}.prompt", ticket=ticket.id)
+        if ticket.agent in ("anthropic", "claude-code") and ticket.run is not None:
+            raise PhaseFileError(path, f"an {ticket.agent} ticket takes 'prompt', not 'run' "
+                                 "(that is for script and command tickets)",
+                                 field=f"{at}.run", ticket=ticket.id)
         if ticket.env and ticket.agent != "command":
             raise PhaseFileError(path, "only command tickets may take host variables",
                                  field=f"{at}.env", ticket=ticket.id)
-        if ticket.agent == "command" and phase.network == "none":
-            raise PhaseFileError(path, "a command agent calls its model over the network: set "
-                                 "`network: bridge` on the phase", field=f"{at}.agent",
-                                 ticket=ticket.id)
     ids = {t.id for t in phase.tickets}
     for index, ticket in enumerate(phase.tickets):
         for dep in ticket.depends_on:

@@ -15,8 +15,7 @@ from runner.integrate import Integrator
 from runner.logcap import CappedLog
 from runner.refs import candidate_ref
 from runner.trees import discard_tree
-from runner.worker import RunContext, output_handler, sandbox_spec
-from runner.workspace import create_workspace
+from runner.worker import RunContext, open_sandbox, output_handler
 
 PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
 PHASE_CHECKS_TIMEOUT = 3600.0
@@ -40,12 +39,11 @@ def run_phase_checks(ctx: RunContext, head: str, name: str = "result") -> CheckR
 
 
 def _checks_in(ctx: RunContext, head: str, name: str, root: Path) -> CheckResult:
-    workspace = create_workspace(ctx.objects, clone=root / "clone", gradle_home=root / "gradle",
-                                 branch=ctx.branch(PHASE_CHECKS), start=head)
+    workspace = ctx.new_workspace(clone=root / "clone", gradle_home=root / "gradle",
+                                  branch=ctx.branch(PHASE_CHECKS), start=head)
     deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
     with CappedLog(ctx.root / "logs" / f"{PHASE_CHECKS}.log") as log, \
-            ctx.provider.open(sandbox_spec(ctx, PHASE_CHECKS, workspace),
-                              keep=False) as sandbox:
+            open_sandbox(ctx, PHASE_CHECKS, workspace) as sandbox:
         log.write(f"=== phase checks on {head[:12]} ({name}) ===\n")
         on_output = output_handler(ctx, PHASE_CHECKS, log)
         try:

@@ -14,6 +14,7 @@ from runner.phase import Phase
 from runner.phasegate import PHASE_CHECKS
 from runner.record import RunResult
 from runner.text import one_line, tail, xml_text
+from runner.connections import connections
 from runner.outcome import TicketOutcome
 
 def critical_path(result: RunResult, phase: Phase) -> float:
@@ -208,6 +209,16 @@ def as_markdown(result: RunResult, phase: Phase, svg_name: str) -> str:
     if result.culprit:
         lines.append(f"- the phase checks fail from **{result.culprit}** on (it is integrated "
                      "in the candidate, not on the target)")
+    reached = {o.ticket: rows for o in outcomes
+               if (rows := connections(result.run_dir / "transcripts" / f"{o.ticket}.jsonl"))}
+    if reached:
+        lines += ["", "## Egress through the gateway", "",
+                  "| ticket | host | verdict | connections | bytes up | bytes down |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {ticket} | {md(row.host)}:{row.port} | "
+                  f"{'allowed' if row.allowed else 'refused: ' + md(row.reason)} | "
+                  f"{row.count} | {row.bytes_up:,} | {row.bytes_down:,} |"
+                  for ticket, rows in reached.items() for row in rows]
     reviewed = [o for o in outcomes if o.reviews]
     if reviewed:
         lines += ["", "## Review verdicts", ""]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +34,7 @@ from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_re
 from runner.runlock import driving
 from runner.outcome import TicketOutcome, conflict_reason
 from runner.record import PHASE_COPY, RunResult, load_result, write_state
-from runner.worker import RunContext, run_ticket, sandbox_spec
+from runner.worker import MODEL_AGENTS, RunContext, open_sandbox, run_ticket
 from runner.workspace import Workspace
 
 if TYPE_CHECKING:   # docker-py is imported where a run talks to the engine, not for status
@@ -80,24 +82,25 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                            started=time.time(), options=_recorded(options))
         sink = Journal(root / "tickets.json", sink)
         ctx = run_context(phase, host, result, client, sink, options)
-        sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
-                             base_sha=base_sha, target=result.target, run_dir=str(root),
-                             tickets=tuple(t.id for t in phase.tickets)))
-        _save_previous_target(host, run_id, result.target, sink)
-        write_state(result)
-        if options.preflight and (refused := _preflight(ctx, result)):
-            # Recorded as refused, not left "running": there is nothing to resume.
-            result.state, result.refused, result.ended = "refused", refused, time.time()
+        with gateway_for(ctx) as ctx:
+            sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
+                                 base_sha=base_sha, target=result.target, run_dir=str(root),
+                                 tickets=tuple(t.id for t in phase.tickets)))
+            _save_previous_target(host, run_id, result.target, sink)
             write_state(result)
-            sink.emit(Notice(refused, level="warning"))
-            sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
-            return result
-        # With phase checks, target moves only once they pass on the integrated result.
-        integrator = Integrator(host, clone=root / "integration", base=base_sha,
-                                integrated_ref=integrated_ref(run_id),
-                                target=None if phase.checks else result.target,
-                                run_id=run_id, committer=ctx.authorship.committer)
-        return _drive(ctx, result, integrator, options, done={})
+            if options.preflight and (refused := _preflight(ctx, result)):
+                # Recorded as refused, not left "running": there is nothing to resume.
+                result.state, result.refused, result.ended = "refused", refused, time.time()
+                write_state(result)
+                sink.emit(Notice(refused, level="warning"))
+                sink.emit(RunFinished(run_id=run_id, exit_code=result.exit_code))
+                return result
+            # With phase checks, target moves only once they pass on the integrated result.
+            integrator = Integrator(host, clone=root / "integration", base=base_sha,
+                                    integrated_ref=integrated_ref(run_id),
+                                    target=None if phase.checks else result.target,
+                                    run_id=run_id, committer=ctx.authorship.committer)
+            return _drive(ctx, result, integrator, options, done={})
 
 
 def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSink,
@@ -134,24 +137,25 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     ensure_image(client, phase.image, sink)
     sink = Journal(root / "tickets.json", sink)
     ctx = run_context(phase, host, result, client, sink, options)
-    done = {t: o for t, o in result.outcomes.items() if not o.interrupted}
-    sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
-                         base_sha=result.base_sha, target=result.target, run_dir=str(root),
-                         tickets=tuple(t.id for t in phase.tickets)))
-    sink.emit(Notice(f"resuming run {run_id}: {len(done)} tickets finished, "
-                     f"{len(phase.tickets) - len(done)} to run"))
-    ctx.provider.remove_run(run_id)          # the old run's containers, if any survived
-    salvage_workspaces(ctx, result.base_sha, "interrupted", skip=set(done))
-    integrator = Integrator(host, clone=root / "integration", base=result.base_sha,
-                            integrated_ref=integrated_ref(run_id),
-                            target=None if phase.checks else result.target,
-                            history=result.integrated, run_id=run_id,
-                            committer=ctx.authorship.committer)
-    if options.preflight and (refused := _preflight(ctx, result)):
-        result.state = "interrupted"         # its finished tickets stay; resume again later
-        write_state(result)
-        raise SelfTestFailed(refused)
-    return _drive(ctx, result, integrator, options, done=done)
+    with gateway_for(ctx) as ctx:
+        done = {t: o for t, o in result.outcomes.items() if not o.interrupted}
+        sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
+                             base_sha=result.base_sha, target=result.target, run_dir=str(root),
+                             tickets=tuple(t.id for t in phase.tickets)))
+        sink.emit(Notice(f"resuming run {run_id}: {len(done)} tickets finished, "
+                         f"{len(phase.tickets) - len(done)} to run"))
+        ctx.provider.remove_run(run_id)          # the old run's containers, if any survived
+        salvage_workspaces(ctx, result.base_sha, "interrupted", skip=set(done))
+        integrator = Integrator(host, clone=root / "integration", base=result.base_sha,
+                                integrated_ref=integrated_ref(run_id),
+                                target=None if phase.checks else result.target,
+                                history=result.integrated, run_id=run_id,
+                                committer=ctx.authorship.committer)
+        if options.preflight and (refused := _preflight(ctx, result)):
+            result.state = "interrupted"         # its finished tickets stay; resume again later
+            write_state(result)
+            raise SelfTestFailed(refused)
+        return _drive(ctx, result, integrator, options, done=done)
 
 
 def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: RunOptions,
@@ -235,10 +239,29 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
                     carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
     objects = RunObjects(host, path=result.run_dir / STORE, run_id=result.run_id,
                          base=result.base_sha)
+    claude = None
+    if any(t.agent == "claude-code" for t in phase.tickets):
+        from runner.agents.claude_binary import claude_binary
+
+        claude = claude_binary(phase)
     return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,
+                      claude=claude,
                       objects=objects,
                       ledger=ledger, provider=DockerSandboxes(client), sink=sink,
                       keep=options.keep, authorship=read_authorship(host, phase))
+
+
+@contextmanager
+def gateway_for(ctx: RunContext) -> Iterator[RunContext]:
+    """The run's context with its gateway serving, when the phase needs one: the way out
+    of every sandbox of the run (probes, tickets, salvage, phase checks)."""
+    if not ctx.phase.needs_gateway:
+        yield ctx
+        return
+    from runner.gateway import Gateway
+
+    with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress) as gateway:
+        yield replace(ctx, gateway=gateway)
 
 
 def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink) -> None:
@@ -289,8 +312,21 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
         if ticket.env:
             sink.emit(Notice(f"ticket {ticket.id} passes {', '.join(ticket.env)} from the host "
                              "into its container (env:), as the phase asks", level="warning"))
+        if "ANTHROPIC_API_KEY" in ticket.env:
+            sink.emit(Notice(f"ticket {ticket.id}: the real API key enters its container "
+                             "(env: [ANTHROPIC_API_KEY]); without it the worker gets a "
+                             "placeholder and the gateway adds the key outside",
+                             level="warning"))
+    if phase.network != "none" and phase.needs_gateway:
+        sink.emit(Notice(f"network: {phase.network} lets workers reach any host directly, "
+                         "around the gateway (its egress list and metering); the gateway "
+                         "alone is the way out with network: none", level="warning"))
+    if any(t.agent == "claude-code" for t in phase.tickets):
+        from runner.agents.claude_binary import claude_binary
+
+        claude_binary(phase)         # a clear error now, not in every ticket
     prices = {**default_prices(), **phase.prices}
-    unpriced = sorted({phase.model_for(t) for t in phase.tickets if t.agent == "anthropic"}
+    unpriced = sorted({phase.model_for(t) for t in phase.tickets if t.agent in MODEL_AGENTS}
                       - set(prices))
     if unpriced:
         sink.emit(Notice(f"no price for {', '.join(unpriced)}: its calls count as $0 in the "
@@ -300,12 +336,13 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
 def _needs_key(phase: Phase, shown: int = 5) -> str:
     """Who needs the API key, as the subject of a sentence: the anthropic tickets by id (the
     first few) and the review gate; "" when nothing does."""
-    ids = [t.id for t in phase.tickets if t.agent == "anthropic"]
+    ids = [t.id for t in phase.tickets if t.agent in MODEL_AGENTS]
     who: list[str] = []
     if ids:
         more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+        kinds = ", ".join(k for k in MODEL_AGENTS if any(t.agent == k for t in phase.tickets))
         who.append(f"{'ticket' if len(ids) == 1 else 'tickets'} {', '.join(ids[:shown])}{more} "
-                   "(agent: anthropic)")
+                   f"(agent: {kinds})")
     if phase.review is not None:
         who.append("the review gate (review:)")
     if not who:
@@ -367,7 +404,7 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
         ref = attempt_ref(ctx.run_id, ticket_id, label)
         try:
             ctx.objects.ensure(base_sha)      # the store its clone borrows from, mounted
-            with ctx.provider.open(sandbox_spec(ctx, ticket_id, workspace)) as sandbox:
+            with open_sandbox(ctx, ticket_id, workspace) as sandbox:
                 # Nothing runs in this fresh container: a lock there is a killed git's.
                 sandbox.exec(["rm", "-f", ".git/index.lock"], timeout=60)
                 commit_leftovers(sandbox, f"{ticket_id}: work left in its workspace ({label})",

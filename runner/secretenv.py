@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from runner.gatewayenv import PLACEHOLDER_KEY
 
 # Parts of a name that mean a secret wherever they appear (PGPASSWORD, OPENAI_APIKEY) ...
 SECRET_PARTS = ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "APIKEY")
@@ -69,7 +72,10 @@ def refused_env(seen: Mapping[str, str], given: GivenEnv, host: Mapping[str, str
     host_secrets = {digest(value): name for name, value in host.items()
                     if looks_secret(name) and len(value) >= MIN_SECRET_LENGTH}
     refused = []
+    harmless = digest(PLACEHOLDER_KEY)     # what a worker holds instead of the API key
     for name, value_digest in sorted(seen.items()):
+        if value_digest == harmless and name in given.spec:
+            continue
         origin = given.origin(name, value_digest)
         where = f"{name} (from {origin or 'neither the worker spec nor the image'})"
         if looks_secret(name):
@@ -79,3 +85,25 @@ def refused_env(seen: Mapping[str, str], given: GivenEnv, host: Mapping[str, str
         elif origin is None and name in host and digest(host[name]) == value_digest:
             refused.append(f"{where} has the host's value")
     return refused
+
+
+def files_holding(needle: bytes, roots: Iterable[Path], chunk: int = 1 << 20) -> list[str]:
+    """The files under ``roots`` whose bytes contain ``needle`` (links not followed)."""
+    found = []
+    for root in roots:
+        for folder, _dirs, names in os.walk(root):
+            for name in names:
+                path = Path(folder, name)
+                if not path.is_symlink() and path.is_file() and _holds(path, needle, chunk):
+                    found.append(str(path))
+    return found
+
+
+def _holds(path: Path, needle: bytes, chunk: int) -> bool:
+    carry = b""
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            if needle in carry + block:
+                return True
+            carry = block[-len(needle) + 1:]
+    return False

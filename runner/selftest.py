@@ -15,18 +15,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runner.gitops import git_out
-from runner.sandbox import GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE, Sandbox
-from runner.secretenv import GivenEnv, refused_env
-from runner.worker import RunContext, sandbox_spec
+from runner.sandbox import (CLAUDE_BINARY, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE,
+                            RUN_OBJECTS, WORKSPACE, Sandbox)
+from runner.secretenv import MIN_SECRET_LENGTH, GivenEnv, files_holding, refused_env
+from runner.worker import RunContext, open_sandbox, sandbox_spec
 from runner.trees import discard_tree
-from runner.workspace import Workspace, create_workspace
+from runner.workspace import Workspace
 
 PROBES = ("_probe1", "_probe2")
 # Mount points every Docker container has (docker-init is the init binary, read-only),
 # besides the ones runner gives a worker.
 STANDARD_MOUNTS = ("/", "/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hostname",
                    "/etc/hosts", "/tmp", "/sbin/docker-init", "/usr/sbin/docker-init")
-WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, RUN_OBJECTS, GRADLE_RO_CACHE)
+WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, RUN_OBJECTS, GRADLE_RO_CACHE, GATEWAY_DIR,
+                 CLAUDE_BINARY)
+# A name that cannot be in any egress list: a CONNECT to it must be refused.
+UNLISTED_HOST = "runner-selftest.invalid"
 ENV_FACT = "env."   # one fact per variable: env.NAME=sha256 of its value
 
 # Runs in the probe with: $1 = the other probe's marker name, $2 = a host-only marker path.
@@ -58,6 +62,24 @@ fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
 fact objects_writable "$(touch /runner/objects/.probe 2>/dev/null && echo yes || echo no)"
 fact host_object "$(git cat-file -e "$3" 2>/dev/null && echo readable || echo absent)"
 fact rootfs_writable "$(touch /.probe 2>/dev/null && echo yes || echo no)"
+fact dns "$(getent hosts example.com >/dev/null 2>&1 && echo resolves || echo none)"
+"""
+
+# With a gateway: does the forwarder answer, as this worker's own gateway, and refuse a host
+# that no egress entry lists? $1 = port, $2 = an unlisted host. HTTP/1.0: the gateway closes
+# after its answer, so `cat` ends.
+GATEWAY_FACTS = r"""
+fact() { printf '%s=%s\n' "$1" "$2"; }
+ask() {
+  timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$1"' && printf "%b" "$2" >&3 && cat <&3' \
+    _ "$1" "$2" 2>/dev/null | tr -d '\r'
+}
+fact socat "$(command -v socat >/dev/null && echo present || echo missing)"
+answer="$(ask "$1" 'GET /_runner/whoami HTTP/1.0\r\n\r\n')"
+fact gateway_status "$(printf '%s\n' "$answer" | head -n 1 | cut -d' ' -f2)"
+fact gateway_caller "$(printf '%s\n' "$answer" | tail -n 1)"
+refused="$(ask "$1" "CONNECT $2:443 HTTP/1.0\r\nHost: $2:443\r\n\r\n")"
+fact unlisted_status "$(printf '%s\n' "$refused" | head -n 1 | cut -d' ' -f2)"
 """
 
 
@@ -76,6 +98,7 @@ class Probed:
     name: str
     seen: dict[str, str]
     given: GivenEnv
+    workspace: Workspace | None = None
 
 
 @dataclass(frozen=True)
@@ -104,9 +127,9 @@ def run_selftest(ctx: RunContext, start: str,
     root = ctx.root / "selftest"
 
     def real_workspace(probe: str) -> Workspace:
-        return create_workspace(ctx.objects, clone=root / "workspaces" / probe,
-                                gradle_home=root / "gradle" / probe, branch=ctx.branch(probe),
-                                start=start)
+        return ctx.new_workspace(clone=root / "workspaces" / probe,
+                                 gradle_home=root / "gradle" / probe, branch=ctx.branch(probe),
+                                 start=start)
 
     make = workspace_for or real_workspace
     discard_tree(root)   # an earlier self-test's (resume runs it again)
@@ -122,17 +145,18 @@ def run_selftest(ctx: RunContext, start: str,
 
     def probe(name: str) -> Probed:
         try:
-            spec = sandbox_spec(ctx, name, make(name))
-            with ctx.provider.open(spec) as sandbox:
+            workspace = make(name)
+            spec = sandbox_spec(ctx, name, workspace)
+            with open_sandbox(ctx, name, workspace) as sandbox:
                 sandbox.exec(["touch", f"{WORKSPACE}/.probe-{name}",
                               f"{GRADLE_HOME}/.probe-{name}"], timeout=60)
                 together.wait()
                 facts = _facts(sandbox, f".probe-{_other(name)}", str(host_marker),
-                               host_object)
+                               host_object, gateway=ctx.gateway is not None)
                 together.wait()
             given = GivenEnv(spec=spec.env, image=spec.image,
                              image_env=ctx.provider.image_env(spec.image))
-            return Probed(name, facts, given)
+            return Probed(name, facts, given, workspace)
         except BaseException:
             together.abort()   # never leave the other probe waiting
             raise
@@ -151,15 +175,19 @@ def _other(probe: str) -> str:
 
 
 def _facts(sandbox: Sandbox, other_marker: str, host_marker: str,
-           host_object: str) -> dict[str, str]:
+           host_object: str, gateway: bool) -> dict[str, str]:
     result = sandbox.exec(["bash", "-c", FACTS, "probe", other_marker, host_marker, host_object],
                           timeout=60)
-    return dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
+    output = result.output
+    if gateway:
+        output += "\n" + sandbox.exec(["bash", "-c", GATEWAY_FACTS, "probe", str(GATEWAY_PORT),
+                                       UNLISTED_HOST], timeout=60).output
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
 
 def _judge(ctx: RunContext, probed: list[Probed]) -> list[Check]:
     checks = []
-    for name, test, fix in _RULES:
+    for name, test, fix in _RULES + (_GATEWAY_RULES if ctx.gateway else []):
         problems = [f"{probe.name}: {why}" for probe in probed if (why := test(ctx, probe))]
         checks.append(Check(name, not problems, "; ".join(problems), fix if problems else ""))
     return checks
@@ -200,6 +228,25 @@ def _network(ctx: RunContext, probe: Probed) -> str | None:
 
 def _fact_is(key: str, expected: str, what: str) -> Rule:
     return _expect(key, lambda ctx, probe: expected, what)
+
+
+def _own_gateway(ctx: RunContext, probe: Probed) -> str | None:
+    if probe.seen.get("socat") != "present":
+        return f"the image {probe.given.image} has no socat"
+    status, caller = probe.seen.get("gateway_status", ""), probe.seen.get("gateway_caller", "")
+    if status != "200":
+        return f"the forwarder on 127.0.0.1:{GATEWAY_PORT} answered {status or 'nothing'!r}"
+    return None if caller == probe.name else f"the gateway answered as {caller!r}'s"
+
+
+def _key_nowhere(ctx: RunContext, probe: Probed) -> str | None:
+    """The API key in no file runner made for the probe (its clone, its Gradle home); its
+    environment is judged by the secrets rule."""
+    key = os.environ.get("ANTHROPIC_API_KEY", "")
+    if len(key) < MIN_SECRET_LENGTH or probe.workspace is None:
+        return None
+    found = files_holding(key.encode(), [probe.workspace.clone, probe.workspace.gradle_home])
+    return f"the API key is in {', '.join(found)}" if found else None
 
 
 _RULES: list[tuple[str, Rule, str]] = [
@@ -244,4 +291,17 @@ _RULES: list[tuple[str, Rule, str]] = [
      "workers' clones must borrow the run's object store, never the host repo's"),
     ("root filesystem read-only", _fact_is("rootfs_writable", "no", "writing /"),
      "start workers with a read-only root filesystem"),
+    ("no DNS", _fact_is("dns", "none", "resolving example.com"),
+     "workers must not resolve names: only the gateway reaches out"),
+
+]
+# The way out, checked when the run has a gateway.
+_GATEWAY_RULES: list[tuple[str, Rule, str]] = [
+    ("gateway answers, as its own", _own_gateway,
+     "the image needs socat for the gateway's forwarder (apt-get install socat); each worker "
+     "must get its own gateway socket"),
+    ("unlisted host refused", _fact_is("unlisted_status", "403", f"a CONNECT to {UNLISTED_HOST}"),
+     "the gateway must refuse every host that `egress:` does not list"),
+    ("API key in no file", _key_nowhere,
+     "the API key must stay in runner: nothing may write it into a workspace"),
 ]

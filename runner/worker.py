@@ -10,9 +10,11 @@ import secrets
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
 from runner.authorship import Authorship
@@ -22,10 +24,11 @@ from runner.collect import (GIT, CollectError, collect, commit_leftovers, discar
 from runner.errors import DockerUnavailable, RunnerError
 from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Ledger, Usage
-from runner.logcap import CappedLog, LogWriter, SinkValve
+from runner.gatewayenv import GRADLE_PROPERTIES, gateway_env
+from runner.logcap import CappedLog, LockedLog, LogWriter, SinkValve
 from runner.gitops import HostRepo
 from runner.phase import Phase, Ticket
-from runner.sandbox import (GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE,
+from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE,
                             Limits, Mount, Sandbox, SandboxProvider, SandboxSpec)
 from runner.text import one_line
 from runner.transcript import Transcript
@@ -34,6 +37,8 @@ from runner.outcome import NOTHING_CHANGED, TicketOutcome
 from runner.refs import attempt_ref, ticket_ref
 from runner.workspace import Workspace, create_workspace
 
+if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
+    from runner.gateway import ApiCall, Caller, Connection, Gateway
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,14 @@ class RunContext:
     keep: bool = False
     user: str = f"{os.getuid()}:{os.getgid()}"   # workers run as the host user
     authorship: Authorship = Authorship()        # who its commits are by
+    gateway: Gateway | None = None               # the workers' way out, when the phase has one
+    claude: Path | None = None                   # the Claude Code binary claude-code tickets run
+
+    def new_workspace(self, *, clone: Path, gradle_home: Path, branch: str,
+                      start: str) -> Workspace:
+        return create_workspace(self.objects, clone=clone, gradle_home=gradle_home,
+                                branch=branch, start=start,
+                                gradle_properties=GRADLE_PROPERTIES if self.gateway else "")
 
     def ticket_ref(self, ticket_id: str) -> str:
         return ticket_ref(self.run_id, ticket_id)
@@ -69,10 +82,13 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
     mounts = [Mount(workspace.clone, WORKSPACE), Mount(workspace.gradle_home, GRADLE_HOME),
               Mount(ctx.objects.objects, RUN_OBJECTS, read_only=True)]
     env = {"RUNNER_RUN": ctx.run_id, "RUNNER_TICKET": ticket_id, "HOME": "/tmp",
-           "GRADLE_USER_HOME": GRADLE_HOME, **ctx.authorship.env(ticket_id)}
+           "GRADLE_USER_HOME": GRADLE_HOME, **ctx.authorship.env(ticket_id),
+           **(gateway_env() if ctx.gateway else {})}
     if phase.gradle.shared_cache:
         mounts.append(Mount(phase.gradle.shared_cache, GRADLE_RO_CACHE, read_only=True))
         env["GRADLE_RO_DEP_CACHE"] = GRADLE_RO_CACHE
+    if ctx.claude:      # in every sandbox of the run, so the self-test sees what tickets get
+        mounts.append(Mount(ctx.claude, CLAUDE_BINARY, read_only=True))
     return SandboxSpec(
         name=ctx.container_name(ticket_id), image=phase.image, mounts=tuple(mounts), env=env,
         # runner.run-dir: whether the run is live can be told from any repo (runner clean).
@@ -81,6 +97,72 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
         limits=Limits(cpus=phase.resources.cpus, memory=phase.resources.memory,
                       pids=phase.resources.pids, disk=phase.resources.disk_bytes),
         network=phase.network, user=ctx.user)
+
+
+@contextmanager
+def open_sandbox(ctx: RunContext, ticket_id: str, workspace: Workspace, *, keep: bool = False,
+                 name: str | None = None, caller: Caller | None = None) -> Iterator[Sandbox]:
+    """The worker's sandbox over ``workspace``, with its own gateway socket when the run
+    has a gateway (served for ``caller``, else for the ticket with nothing recorded)."""
+    spec = sandbox_spec(ctx, ticket_id, workspace)
+    if name:
+        spec = replace(spec, name=name)
+    with ExitStack() as stack:
+        if ctx.gateway is not None:
+            from runner.gateway import SOCKET_NAME, Caller
+
+            caller = caller or Caller(ticket=ticket_id, max_tokens=None,
+                                      on_call=lambda call: None,
+                                      on_connection=lambda connection: None)
+            spec = replace(spec, gateway=stack.enter_context(ctx.gateway.serve(caller))
+                           / SOCKET_NAME)
+        # Closed in reverse: the container goes before its socket.
+        yield stack.enter_context(ctx.provider.open(spec, keep=keep))
+
+
+def gateway_caller(ctx: RunContext, ticket: Ticket, log: LogWriter, transcript: Transcript,
+                   refusals: list[str]) -> Caller:
+    """Who the gateway serves on the ticket's socket: each API call and connection goes to
+    its transcript and its log; what the gateway refused is kept in ``refusals``."""
+    from runner.gateway import Caller
+
+    def note(line: str) -> None:
+        log.write(f"runner: gateway: {one_line(line)}\n")
+        log.flush()
+
+    def on_call(call: ApiCall) -> None:
+        transcript.write("api", method=call.method, path=call.path, model=call.model,
+                         status=call.status, tokens=call.usage.tokens,
+                         input=call.usage.input, output=call.usage.output,
+                         latency=round(call.latency, 3), refused=call.refused)
+        if call.refused:
+            refusals.append(call.refused)
+            note(f"refused {call.method} {call.path}: {call.refused}")
+        else:
+            note(f"{call.method} {call.path} {call.model or '-'}: {call.status}, "
+                 f"{call.usage.tokens} tokens, {call.latency:.1f}s")
+        totals = ctx.ledger.ticket(ticket.id)
+        ctx.sink.emit(TicketUsage(ticket.id, totals.usage.tokens, totals.cost))
+
+    def on_connection(connection: Connection) -> None:
+        transcript.write("egress", kind=connection.kind, host=connection.host,
+                         port=connection.port, allowed=connection.allowed,
+                         reason=connection.reason, address=connection.address,
+                         bytes_up=connection.bytes_up, bytes_down=connection.bytes_down,
+                         duration=round(connection.duration, 3))
+        where = f"{connection.kind} {connection.host}:{connection.port}"
+        if connection.allowed:
+            note(f"{where} via {connection.address}: {connection.bytes_up} bytes up, "
+                 f"{connection.bytes_down} down, {connection.duration:.1f}s")
+        else:
+            note(f"refused {where}: {connection.reason}")
+            ctx.sink.emit(TicketOutput(ticket.id, f"runner: gateway refused {where}"))
+
+    return Caller(ticket=ticket.id, max_tokens=ticket.max_tokens, on_call=on_call,
+                  on_connection=on_connection)
+
+
+MODEL_AGENTS = ("anthropic", "claude-code")    # the kinds that run on the phase's models
 
 
 def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) -> TicketOutcome:
@@ -106,29 +188,35 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             tip=collected.tip if collected else None,
             ref=collected.ref if collected else None,
             commits=collected.commits if collected else 0, tier=ticket.tier,
-            model=ctx.phase.model_for(ticket) if ticket.agent == "anthropic" else "",
+            model=ctx.phase.model_for(ticket) if ticket.agent in MODEL_AGENTS else "",
             tokens=totals.usage.tokens, cost=totals.cost, fix_loops=work.fix_loops,
             retries=work.retries, turns=work.turns, reruns=attempt, reviews=tuple(reviews),
             infra=restarted[0] > 0, interrupted=ctx.cancelled.is_set())
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
     work, collected, reviews, restarted = AgentResult(ok=True), None, [], [0]
-    with CappedLog(log_path) as log:
+    transcript = Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl")
+    refusals: list[str] = []     # what the gateway refused the ticket (its budgets)
+    with CappedLog(log_path) as capped:
+        log = LockedLog(capped)  # the gateway's thread writes to it too
         on_output = output_handler(ctx, ticket.id, log)
         try:
             if attempt:
                 log.write(f"=== rerun {attempt}, from {start[:12]} ===\n")
-            workspace = create_workspace(
-                ctx.objects, clone=root / "workspaces" / ticket.id,
-                gradle_home=root / "gradle" / ticket.id, branch=ctx.branch(ticket.id),
-                start=start)
-            spec = sandbox_spec(ctx, ticket.id, workspace)
-            if attempt:   # a name of its own: the first run's container may be kept (--keep)
-                spec = replace(spec, name=f"{spec.name}-rerun{attempt}-{secrets.token_hex(2)}")
-            with ctx.provider.open(spec, keep=ctx.keep) as sandbox:
+            workspace = ctx.new_workspace(
+                clone=root / "workspaces" / ticket.id, gradle_home=root / "gradle" / ticket.id,
+                branch=ctx.branch(ticket.id), start=start)
+            # A rerun's container has a name of its own: the first one may be kept (--keep).
+            name = (f"{ctx.container_name(ticket.id)}-rerun{attempt}-{secrets.token_hex(2)}"
+                    if attempt else None)
+            caller = (gateway_caller(ctx, ticket, log, transcript, refusals)
+                      if ctx.gateway else None)
+            with open_sandbox(ctx, ticket.id, workspace, keep=ctx.keep, name=name,
+                              caller=caller) as sandbox:
                 judged: list[str] = []
                 work = _work(ctx, ticket, sandbox, log, on_output, deadline, start, reviews,
-                             judged)
+                             judged, transcript)
+                work = _unless_refused(work, refusals)
                 if work.ok and ticket.checks:
                     sandbox.reset()    # what the checks left running (a build daemon) stops
                 restarted[0] = sandbox.restarts
@@ -189,13 +277,22 @@ def _unless_stopped(result: AgentResult, sandbox: Sandbox, more: str = "") -> Ag
     return replace(result, ok=False, reason=reason + more)
 
 
+def _unless_refused(result: AgentResult, refusals: list[str]) -> AgentResult:
+    """A ticket the gateway refused an API call (over a budget) fails for that reason first:
+    the agent's own reason is how it took the refusal."""
+    if not refusals:
+        return result
+    why = refusals[0] + " (refused at the gateway)"
+    return replace(result, ok=False,
+                   reason=why if result.ok or not result.reason else f"{why}; {result.reason}")
+
+
 def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: LogWriter,
           on_output: TicketOutputs, deadline: float, start: str,
-          reviews: list[str], judged: list[str]) -> AgentResult:
+          reviews: list[str], judged: list[str], transcript: Transcript) -> AgentResult:
     """The agent's turn, then what it left is committed, then the ticket's checks and the
     review gate (unless the agent ran them itself, in its fix loops). Each commit the checks
     judge is appended to ``judged``."""
-    transcript = Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl")
 
     def account(usage: Usage, model: str | None = None) -> None:
         ctx.ledger.record(ticket=ticket.id, model=model or ctx.phase.model_for(ticket),

@@ -26,11 +26,14 @@ class Workspace:
 
 
 def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, branch: str,
-                     start: str) -> Workspace:
-    """Clone ``start`` onto ``branch`` at ``clone``; make an empty private Gradle home."""
+                     start: str, gradle_properties: str = "") -> Workspace:
+    """Clone ``start`` onto ``branch`` at ``clone``; make a private Gradle home, empty but
+    for ``gradle_properties`` (written now, while nothing of the worker's is there)."""
     objects.ensure(start)
     clone.parent.mkdir(parents=True, exist_ok=True)
     gradle_home.mkdir(parents=True, exist_ok=False)
+    if gradle_properties:
+        (gradle_home / "gradle.properties").write_text(gradle_properties)
     init_linked_clone(clone, objects.objects, branch, start)
     # From here on the clone belongs to the worker: only the container's view must work.
     set_alternates(clone, RUN_OBJECTS)

@@ -18,6 +18,9 @@ WORKSPACE = "/workspace"
 GRADLE_HOME = "/gradle-home"
 GRADLE_RO_CACHE = "/gradle-ro-cache"
 RUN_OBJECTS = "/runner/objects"  # the run's object store, read-only (clone alternates)
+CLAUDE_BINARY = "/runner/claude/claude"   # Claude Code, read-only, for claude-code tickets
+GATEWAY_DIR = "/runner/gateway"  # the directory of the worker's gateway socket, read-only
+GATEWAY_PORT = 3128              # where the forwarder serves the gateway on the worker's loopback
 TIMEOUT_EXIT = 124                # what `timeout` returns when it stopped the command
 # Scripts and checks run like CI steps: stop at the first failing command, also in pipelines.
 STRICT_BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")
@@ -49,6 +52,10 @@ class SandboxSpec:
     network: str = "none"
     user: str = "0:0"          # uid:gid the worker runs as (the host user's)
     workdir: str = WORKSPACE
+    # The host path of the worker's gateway socket (None: no way out). The backend carries it
+    # into the sandbox and serves it on 127.0.0.1:GATEWAY_PORT there; the socket's directory
+    # holds nothing else.
+    gateway: Path | None = None
 
 
 @dataclass(frozen=True)

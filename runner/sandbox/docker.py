@@ -8,6 +8,7 @@ container if even that does not end it.
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,7 +23,8 @@ from docker.types import Mount as DockerMount
 
 from runner.errors import DockerUnavailable, EnvironmentProblem
 from runner.hostview import explain_mount_error
-from runner.sandbox import TIMEOUT_EXIT, ExecResult, OutputHandler, OutputTail, SandboxSpec
+from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, TIMEOUT_EXIT, ExecResult,
+                            OutputHandler, OutputTail, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
 
 KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
@@ -32,6 +34,17 @@ WATCHDOG_SLACK = 30    # seconds after that before the host kills the whole cont
 # nobody, never the worker's, so a worker can neither signal it nor stop the container, and
 # a reset can kill all of the worker's processes at once without restarting it.
 KEEPER = "65534:65534"
+KEEP_UP = ["sleep", "infinity"]
+
+
+def keeper_command(spec: SandboxSpec) -> list[str]:
+    """What the container's own process runs: with a gateway, the forwarder too (socat, as
+    KEEPER like the rest: the worker cannot stop it, and a restart starts it again)."""
+    if spec.gateway is None:
+        return KEEP_UP
+    forward = (f"socat TCP-LISTEN:{GATEWAY_PORT},bind=127.0.0.1,fork,reuseaddr "
+               f"UNIX-CONNECT:{shlex.quote(f'{GATEWAY_DIR}/{spec.gateway.name}')}")
+    return ["/bin/sh", "-c", f"{forward} & exec {shlex.join(KEEP_UP)}"]
 
 
 def docker_client() -> docker.DockerClient:
@@ -139,10 +152,13 @@ class DockerSandboxes:
     def _create(self, spec: SandboxSpec) -> Container:
         mounts = [DockerMount(target=m.target, source=str(m.source), type="bind",
                               read_only=m.read_only) for m in spec.mounts]
+        if spec.gateway is not None:     # its directory: a socket bound again stays reachable
+            mounts.append(DockerMount(target=GATEWAY_DIR, source=str(spec.gateway.parent),
+                                      type="bind", read_only=True))
         try:
             # create (not run): run would silently try to pull a missing image.
             return self.client.containers.create(
-                spec.image, command=["sleep", "infinity"], name=spec.name,
+                spec.image, command=keeper_command(spec), name=spec.name,
                 # The container's own process is KEEPER's; every command runs as the worker.
                 labels=dict(spec.labels), environment=dict(spec.env), user=KEEPER,
                 working_dir=spec.workdir, mounts=mounts, network_mode=spec.network,

@@ -27,7 +27,9 @@ from tests.helpers import ROOT, git, make_repo, write_phase
 
 RUNNER_IMAGE = "runner:latest"
 OWNER = 4343 if os.geteuid() == 0 else os.geteuid()    # a non-root user's repo, when we can
-PHASE = {"name": "composed", "tickets": [
+# egress: the gateway serves from inside the runner's container, its sockets on the repo's
+# path that the host engine mounts; the self-test proves each worker reaches its own.
+PHASE = {"name": "composed", "egress": ["example.invalid"], "tickets": [
     {"id": "A", "agent": "script", "run": "echo a > a.txt"},
     {"id": "B", "agent": "script", "run": "mkdir -p deep/er && echo b > deep/er/b.txt"},
     {"id": "C", "agent": "script", "depends_on": ["A", "B"],

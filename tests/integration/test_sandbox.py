@@ -15,6 +15,7 @@ from runner.objectstore import STORE, RunObjects
 from runner.phase import load_phase
 from runner.sandbox import docker as docker_sandbox
 from runner.sandbox.docker import DockerSandboxes
+from runner.images import RECIPE_LABEL
 from runner.worker import RunContext, sandbox_spec
 from runner.workspace import create_workspace
 from tests.helpers import git, make_repo, write_phase
@@ -83,8 +84,10 @@ def test_container_settings(worker, engine: docker.DockerClient) -> None:
     ctx, _, sandbox, _ = worker
     attrs = engine.containers.get(sandbox.name).attrs
     host = attrs["HostConfig"]
-    assert attrs["Config"]["Labels"] == {"runner.run": ctx.run_id, "runner.ticket": "X",
-                                         "runner.run-dir": str(ctx.root)}
+    labels = dict(attrs["Config"]["Labels"])
+    labels.pop(RECIPE_LABEL, None)       # the image's own, inherited
+    assert labels == {"runner.run": ctx.run_id, "runner.ticket": "X",
+                      "runner.run-dir": str(ctx.root)}
     assert host["CapDrop"] == ["ALL"]
     assert host["SecurityOpt"] == ["no-new-privileges:true"]
     assert host["ReadonlyRootfs"] is True

@@ -34,8 +34,10 @@ CASES = {
     "bad yaml": ("name: p\ntickets: [\n", ["not valid YAML", "line"]),
     "anthropic without prompt": ("name: p\ntickets:\n  - {id: A}\n",
                                  ["tickets[0].prompt", "ticket A", "needs 'prompt'"]),
-    "command agent without network": ("name: p\ntickets:\n  - {id: A, agent: command, "
-                                      "run: x}\n", ["tickets[0].agent", "network: bridge"]),
+    "claude-code without prompt": ("name: p\ntickets:\n  - {id: A, agent: claude-code}\n",
+                                   ["tickets[0].prompt", "ticket A", "needs 'prompt'"]),
+    "claude-code with run": ("name: p\ntickets:\n  - {id: A, agent: claude-code, prompt: x, "
+                             "run: y}\n", ["tickets[0].run", "takes 'prompt', not 'run'"]),
     "env on a script ticket": ("name: p\ntickets:\n  - {id: A, agent: script, run: x, "
                                "env: [HOME]}\n", ["tickets[0].env", "only command tickets"]),
     "bad budget": ("name: p\nbudget: {usd: 0}\ntickets:\n" + GOOD_TICKET,

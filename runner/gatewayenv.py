@@ -1,0 +1,32 @@
+"""What points a worker at its gateway: the variables of its environment, and the proxy
+settings of its private Gradle home (JVM tools ignore the proxy variables).
+
+Inside the worker the forwarder serves the gateway on 127.0.0.1:GATEWAY_PORT. The Messages
+API is reached there directly (ANTHROPIC_BASE_URL), everything else through it as a proxy.
+"""
+
+from __future__ import annotations
+
+from runner.sandbox import GATEWAY_PORT
+
+GATEWAY_URL = f"http://127.0.0.1:{GATEWAY_PORT}"
+# What a worker holds instead of the API key: the gateway puts the real one in.
+PLACEHOLDER_KEY = "runner-gateway-placeholder"
+NO_PROXY = "localhost,127.0.0.1"
+
+
+def gateway_env() -> dict[str, str]:
+    proxy = {name: GATEWAY_URL for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+                                             "https_proxy")}
+    return {"ANTHROPIC_BASE_URL": GATEWAY_URL, "ANTHROPIC_API_KEY": PLACEHOLDER_KEY, **proxy,
+            "NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY}
+
+
+# Gradle reads systemProp.* from GRADLE_USER_HOME/gradle.properties into the build's JVM.
+# Only `localhost` bypasses the proxy there: an egress entry such as 127.0.0.1:8080 means
+# the runner's host, which only the gateway can reach.
+GRADLE_PROPERTIES = "".join(
+    f"systemProp.{scheme}.{key}={value}\n"
+    for scheme in ("http", "https")
+    for key, value in (("proxyHost", "127.0.0.1"), ("proxyPort", GATEWAY_PORT),
+                       ("nonProxyHosts", "localhost")))
