@@ -1,0 +1,133 @@
+"""The runner's gateway: a worker's only way out of its `network: none` container.
+
+One unix socket per worker (so who speaks is known from the socket, never from what the
+worker says), served by one asyncio loop in a daemon thread per run. On it: the Messages API
+(forwarded with the real key, metered, budgets enforced) and egress (CONNECT and absolute-form
+http) to the phase's `egress:` entries only.
+
+This module stays light: aiohttp is imported when a Gateway starts, not when runner does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.gateway.server import GatewayLoop
+    from runner.ledger import Ledger, Usage
+
+SOCKET_NAME = "gateway.sock"
+DEFAULT_UPSTREAM = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One Messages API request, as the gateway saw and metered it."""
+
+    method: str
+    path: str             # e.g. "/v1/messages"
+    model: str            # from the request body ("" if none)
+    status: int           # the status the worker got
+    usage: Usage          # from the response (zero if none)
+    latency: float        # seconds, until the response ended
+    streamed: bool
+    refused: str = ""     # the gateway refused it itself: why (budget, path)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One egress attempt (CONNECT or absolute-form http)."""
+
+    kind: str             # "CONNECT" or "http"
+    host: str
+    port: int
+    allowed: bool         # it went out: listed, vetted and connected
+    reason: str           # why not ("" when allowed)
+    address: str = ""     # the IP actually connected to
+    bytes_up: int = 0
+    bytes_down: int = 0
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is behind one socket."""
+
+    ticket: str
+    max_tokens: int | None                       # all tokens of the ticket; None: no limit
+    on_call: Callable[[ApiCall], None]           # called from the gateway's thread
+    on_connection: Callable[[Connection], None]  # called from the gateway's thread
+
+
+class Gateway:
+    def __init__(self, directory: Path, *, ledger: Ledger, egress: Sequence[str],
+                 upstream: str | None = None, api_key: str | None = None) -> None:
+        from runner.gateway.allowlist import Allowlist   # pure Python: bad entries fail here
+
+        self.directory = Path(directory)
+        self.ledger = ledger
+        self.allowlist = Allowlist(egress)
+        self.upstream = (upstream or os.environ.get("ANTHROPIC_BASE_URL")
+                         or DEFAULT_UPSTREAM).rstrip("/")
+        # Kept out of repr and messages; read once, here.
+        self._api_key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        self._loop: GatewayLoop | None = None
+        self._names = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Gateway({str(self.directory)!r}, upstream={self.upstream!r})"
+
+    def __enter__(self) -> Gateway:
+        from runner.gateway.server import GatewayLoop
+
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.chmod(0o700)       # other host users stay out of every socket
+        self._loop = GatewayLoop(ledger=self.ledger, allowlist=self.allowlist,
+                                 upstream=self.upstream, api_key=self._api_key)
+        self._loop.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+        for child in self.directory.glob("w[0-9]*"):
+            shutil.rmtree(child, ignore_errors=True)
+        try:
+            self.directory.rmdir()
+        except OSError:
+            pass                          # not empty: not only ours
+
+    def serve(self, caller: Caller) -> AbstractContextManager[Path]:
+        """A fresh directory under `directory` holding one socket, `gateway.sock`, served
+        for `caller` until the context exits (then closed and removed). The caller mounts
+        the DIRECTORY (read-only) into the worker."""
+        return self._serve(caller)
+
+    @contextmanager
+    def _serve(self, caller: Caller) -> Iterator[Path]:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the gateway is not running: use it as a context manager")
+        with self._lock:
+            # Short and not the ticket id: ids can be long, and sun_path is not.
+            path = self.directory / f"w{next(self._names)}"
+        path.mkdir(mode=0o711)
+        path.chmod(0o711)                 # the container's forwarder (uid 65534) traverses it
+        try:
+            served = loop.open(path, SOCKET_NAME, caller)
+            try:
+                yield path
+            finally:
+                loop.close(served)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)

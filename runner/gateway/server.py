@@ -1,0 +1,187 @@
+"""The gateway's asyncio side: one loop in a daemon thread, one aiohttp low-level server per
+worker socket, and the one handler that sends each request down its route by its form."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from runner.gateway import Caller
+from runner.gateway.allowlist import Allowlist
+from runner.gateway.api import ApiRoute
+from runner.gateway.egress import Egress
+from runner.ledger import Ledger
+
+T = TypeVar("T")
+SUN_PATH = 108           # bytes a unix socket's path may have, with its NUL
+CLOSE_TIMEOUT = 5.0
+# A worker is hostile: what aiohttp would log about its garbage is not the user's terminal's
+# business. What the gateway has to say goes through on_call/on_connection.
+_QUIET = logging.getLogger("runner.gateway.aiohttp")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+_SERVER_LIMITS: dict[str, Any] = dict(
+    handler_cancellation=True,   # a worker that hangs up cancels its upstream call
+    keepalive_timeout=75.0,      # an idle connection is not kept for an hour
+    max_line_size=8190, max_field_size=8190, max_headers=128,   # huge headers: 400
+    logger=_QUIET, access_log=None,
+)
+
+
+def _report(callback: Callable[[T], None], record: T) -> None:
+    """A caller's callback; one that raises must not take the gateway's loop with it."""
+    try:
+        callback(record)
+    except Exception:     # noqa: BLE001 - theirs to fix, the gateway goes on
+        pass
+
+
+def bind_unix(directory: Path, name: str) -> socket.socket:
+    """A listening unix socket ``directory/name``, mode 0o666, bound through
+    /proc/self/fd when the path would not fit in sun_path."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        path = str(directory / name)
+        if len(os.fsencode(path)) >= SUN_PATH:
+            path = f"/proc/self/fd/{fd}/{name}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            # The container's forwarder runs as another uid; the 0o700 run dir keeps host
+            # users out.
+            os.chmod(name, 0o666, dir_fd=fd)
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    finally:
+        os.close(fd)
+
+
+class Served:
+    """One worker's socket: its server, its own egress session, its requests in flight."""
+
+    def __init__(self, caller: Caller, web_server: web.Server, egress: aiohttp.ClientSession,
+                 server: asyncio.AbstractServer) -> None:
+        self.caller = caller
+        self.web_server = web_server
+        self.egress = egress
+        self.server = server
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+
+class GatewayLoop:
+    def __init__(self, *, ledger: Ledger, allowlist: Allowlist, upstream: str,
+                 api_key: str | None) -> None:
+        self.ledger = ledger
+        self.allowlist = allowlist
+        self.upstream = upstream
+        self._key = api_key
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="runner-gateway",
+                                        daemon=True)
+        self._served: set[Served] = set()
+        self._api: ApiRoute | None = None
+
+    def _call(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._call(self._start())
+
+    async def _start(self) -> None:
+        # trust_env: the runner's own proxy settings apply to its API calls, as they do for
+        # the SDK. Decompressed here so usage can be read; the worker gets plain bytes.
+        session = aiohttp.ClientSession(
+            trust_env=True, timeout=aiohttp.ClientTimeout(total=None, sock_connect=30,
+                                                           sock_read=600))
+        self._api = ApiRoute(ledger=self.ledger, upstream=self.upstream, api_key=self._key,
+                             session=session, report=_report)
+
+    def stop(self) -> None:
+        try:
+            self._call(self._stop(), CLOSE_TIMEOUT * 2)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(CLOSE_TIMEOUT)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+    async def _stop(self) -> None:
+        await asyncio.gather(*(self._close(s) for s in list(self._served)),
+                             return_exceptions=True)
+        if self._api is not None:
+            await self._api.session.close()
+
+    def open(self, directory: Path, name: str, caller: Caller) -> Served:
+        sock = bind_unix(directory, name)
+        try:
+            return self._call(self._open(sock, caller))
+        except BaseException:
+            sock.close()
+            raise
+
+    async def _open(self, sock: socket.socket, caller: Caller) -> Served:
+        assert self._api is not None
+        api = self._api
+        # Egress never uses the host's proxy settings: it connects to vetted addresses. Bytes
+        # pass as they are (no decompression).
+        session = aiohttp.ClientSession(
+            trust_env=False, auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600))
+        egress = Egress(self.allowlist, session, _report)
+        served: Served | None = None
+
+        async def handle(request: web.BaseRequest) -> web.StreamResponse:
+            task = asyncio.current_task()
+            assert task is not None and served is not None
+            served.tasks.add(task)
+            try:
+                if request.method == "CONNECT":
+                    return await egress.connect(request, caller)
+                if request.raw_path.startswith("/"):
+                    return await api.handle(request, caller)
+                if request.raw_path[:7].lower() == "http://":
+                    return await egress.forward(request, caller)
+                return web.Response(status=400, text="runner gateway: expected an API path, "
+                                                     "CONNECT host:port or http://…\n")
+            finally:
+                served.tasks.discard(task)
+
+        web_server = web.Server(handle, **_SERVER_LIMITS)
+        server = await self.loop.create_unix_server(web_server, sock=sock)
+        served = Served(caller, web_server, session, server)
+        self._served.add(served)
+        return served
+
+    def close(self, served: Served) -> None:
+        self._call(self._close(served), CLOSE_TIMEOUT * 2)
+
+    async def _close(self, served: Served) -> None:
+        """Stop accepting, end every open connection of this socket (tunnels and streams
+        too), then its egress session."""
+        self._served.discard(served)
+        served.server.close()
+        for handler in list(served.web_server.connections):
+            handler.force_close()
+        for task in list(served.tasks):
+            task.cancel()
+        try:
+            await asyncio.wait_for(served.web_server.shutdown(0.5), CLOSE_TIMEOUT)
+            await asyncio.wait_for(served.server.wait_closed(), CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass
+        await served.egress.close()
