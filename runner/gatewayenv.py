@@ -22,11 +22,12 @@ def gateway_env() -> dict[str, str]:
             "NO_PROXY": NO_PROXY, "no_proxy": NO_PROXY}
 
 
-# Gradle reads systemProp.* from GRADLE_USER_HOME/gradle.properties into the build's JVM.
-# Only `localhost` bypasses the proxy there: an egress entry such as 127.0.0.1:8080 means
-# the runner's host, which only the gateway can reach.
+# Gradle reads systemProp.* from GRADLE_USER_HOME/gradle.properties into the build's JVM
+# (not into the test JVMs it forks). http.nonProxyHosts is empty: any other value gets Java's
+# defaults (localhost|127.*|[::1]) appended, and an egress entry such as 127.0.0.1:8080
+# means the runner's host, which only the gateway reaches. https shares http's list.
 GRADLE_PROPERTIES = "".join(
     f"systemProp.{scheme}.{key}={value}\n"
     for scheme in ("http", "https")
-    for key, value in (("proxyHost", "127.0.0.1"), ("proxyPort", GATEWAY_PORT),
-                       ("nonProxyHosts", "localhost")))
+    for key, value in (("proxyHost", "127.0.0.1"), ("proxyPort", GATEWAY_PORT))
+) + "systemProp.http.nonProxyHosts=\n"

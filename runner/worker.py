@@ -145,7 +145,7 @@ def gateway_caller(ctx: RunContext, ticket: Ticket, log: LogWriter, transcript: 
         ctx.sink.emit(TicketUsage(ticket.id, totals.usage.tokens, totals.cost))
 
     def on_connection(connection: Connection) -> None:
-        transcript.write("egress", kind=connection.kind, host=connection.host,
+        transcript.write("egress", via=connection.kind, host=connection.host,
                          port=connection.port, allowed=connection.allowed,
                          reason=connection.reason, address=connection.address,
                          bytes_up=connection.bytes_up, bytes_down=connection.bytes_down,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from runner.ledger import Ledger, Usage
 
 SOCKET_NAME = "gateway.sock"
+WHOAMI_PATH = "/_runner/whoami"      # answers the ticket the socket serves (the self-test)
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from runner.gateway import Caller
+from runner.gateway import WHOAMI_PATH, Caller
 from runner.gateway.allowlist import Allowlist
 from runner.gateway.api import ApiRoute
 from runner.gateway.egress import Egress
@@ -150,6 +150,9 @@ class GatewayLoop:
             assert task is not None and served is not None
             served.tasks.add(task)
             try:
+                if request.method == "GET" and request.raw_path == WHOAMI_PATH:
+                    # The self-test asks: is this the worker's own socket?
+                    return web.Response(text=f"{caller.ticket}\n")
                 if request.method == "CONNECT":
                     return await egress.connect(request, caller)
                 if request.raw_path.startswith("/"):

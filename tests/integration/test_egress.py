@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import git, make_repo, run_json, write_phase
+from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
 
 POM = ("<project><modelVersion>4.0.0</modelVersion><groupId>com.example</groupId>"
        "<artifactId>greeting</artifactId><version>1.0</version></project>\n")
@@ -113,6 +113,11 @@ def test_listed_address_resolves_a_real_gradle_dependency(tmp_path: Path, jvm_im
     egress = [e for e in entries if e["kind"] == "egress"]
     assert egress and all(e["allowed"] and e["host"] == "127.0.0.1" for e in egress)
     assert sum(e["bytes_down"] for e in egress) > 0
+    report = runner_cli("report", doc["run_id"], "--repo", str(repo))
+    assert report.returncode == 0, report.stderr
+    assert "## Egress through the gateway" in report.stdout
+    assert f"| G | 127.0.0.1:{port} | allowed |" in report.stdout
+    assert "| P | example.com:80 | refused: " in report.stdout
 
 
 def test_without_the_entry_the_build_fails_on_the_gateways_refusal(tmp_path: Path,
