@@ -20,7 +20,7 @@ from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, Ticket
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.selftest import Check, run_selftest
-from runner.worker import RunContext
+from runner.worker import RunContext, gateway_for
 
 MIN_FREE_BYTES = 2 * 2**30
 DEFAULT_IMAGE = "runner-worker:latest"
@@ -67,14 +67,16 @@ def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image
         git(root, "init", "--quiet", str(repo))
         git(repo, "-c", "user.name=runner", "-c", "user.email=runner@localhost", "commit",
             "--quiet", "--allow-empty", "-m", "doctor")
+        # A command ticket: the probes get the gateway, so the way out is proven here too.
         phase = Phase(name="doctor", image=image,
-                      tickets=[Ticket(id="probe", agent="script", run="true")])
+                      tickets=[Ticket(id="probe", agent="command", run="true")])
         host, run_id = open_host_repo(repo), f"doctor-{secrets.token_hex(3)}"
         head = git_out(repo, "rev-parse", "HEAD")
         objects = RunObjects(host, path=root / "run" / STORE, run_id=run_id, base=head)
         ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
                          objects=objects, provider=DockerSandboxes(client), sink=sink)
-        return list(run_selftest(ctx, head).checks)
+        with gateway_for(ctx) as ctx:
+            return list(run_selftest(ctx, head).checks)
 
 
 def _image_check(client: docker.DockerClient, name: str) -> Check:

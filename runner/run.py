@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +32,7 @@ from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_re
 from runner.runlock import driving
 from runner.outcome import TicketOutcome, conflict_reason
 from runner.record import PHASE_COPY, RunResult, load_result, write_state
-from runner.worker import MODEL_AGENTS, RunContext, open_sandbox, run_ticket
+from runner.worker import MODEL_AGENTS, RunContext, gateway_for, open_sandbox, run_ticket
 from runner.workspace import Workspace
 
 if TYPE_CHECKING:   # docker-py is imported where a run talks to the engine, not for status
@@ -249,19 +247,6 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
                       objects=objects,
                       ledger=ledger, provider=DockerSandboxes(client), sink=sink,
                       keep=options.keep, authorship=read_authorship(host, phase))
-
-
-@contextmanager
-def gateway_for(ctx: RunContext) -> Iterator[RunContext]:
-    """The run's context with its gateway serving, when the phase needs one: the way out
-    of every sandbox of the run (probes, tickets, salvage, phase checks)."""
-    if not ctx.phase.needs_gateway:
-        yield ctx
-        return
-    from runner.gateway import Gateway
-
-    with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress) as gateway:
-        yield replace(ctx, gateway=gateway)
 
 
 def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink) -> None:

@@ -76,6 +76,19 @@ class RunContext:
         return f"runner-{self.run_id}-{ticket_id}"
 
 
+@contextmanager
+def gateway_for(ctx: RunContext) -> Iterator[RunContext]:
+    """The run's context with its gateway serving, when the phase needs one: the way out
+    of every sandbox of the run (probes, tickets, salvage, phase checks)."""
+    if not ctx.phase.needs_gateway:
+        yield ctx
+        return
+    from runner.gateway import Gateway
+
+    with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress) as gateway:
+        yield replace(ctx, gateway=gateway)
+
+
 def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
     """The container a worker gets: its clone, its Gradle home, the run's objects read-only."""
     phase = ctx.phase
