@@ -32,7 +32,7 @@ _ROUTES = (("POST", re.compile(r"/v1/messages")),
            ("GET", re.compile(r"/v1/models/[A-Za-z0-9][A-Za-z0-9._:@-]*")))
 BILLED = "/v1/messages"      # the one path whose calls are tokens spent
 # The worker's auth goes (the real key replaces it); the body's length and encoding are ours.
-_DROP = ("host", "content-length", "x-api-key", "authorization", "accept-encoding")
+_DROP = ("host", "content-length", "x-api-key", "authorization", "accept-encoding", "expect")
 _DROP_BACK = ("content-length", "content-encoding")
 
 

@@ -186,7 +186,8 @@ class Egress:
         rest = raw[len(url.scheme) + 3 + len(url.netloc):] or "/"
         if not rest.startswith("/"):
             rest = "/" + rest
-        headers = [(k, v) for k, v in forwarded(request.headers, ("host",))]
+        # Expect was answered here (server.py); the far side gets the body straight away.
+        headers = forwarded(request.headers, ("host", "expect"))
         headers.append(("Host", url.netloc.rpartition("@")[2]))
         body = _Body(request) if request.body_exists else None
         address, failure = "", ""

@@ -629,3 +629,47 @@ def test_a_directory_path_longer_than_sun_path_works(
         finally:
             os.close(fd)
     assert records.calls[0].status == 200
+
+
+def test_a_worker_holding_too_many_connections_is_cut_off_not_the_others(
+        tmp_path: Path, ledger: Ledger, fake: FakeMessagesAPI) -> None:
+    from runner.gateway.server import MAX_CONNECTIONS
+
+    with gateway(tmp_path, ledger, fake.url) as gw, \
+            gw.serve(Records().caller("T1")) as bad, gw.serve(Records().caller("T2")) as ok:
+        held = []
+        for _ in range(MAX_CONNECTIONS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(bad / SOCKET_NAME))
+            s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")   # never finished
+            held.append(s)
+        time.sleep(0.2)
+        extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        extra.settimeout(5)
+        extra.connect(str(bad / SOCKET_NAME))
+        assert extra.recv(10) == b""      # closed at once
+        extra.close()
+        assert ask(ok / SOCKET_NAME, "T2").usage.input_tokens == 100
+        for s in held:
+            s.close()
+        time.sleep(0.2)
+        assert ask(bad / SOCKET_NAME, "T1").usage.input_tokens == 100
+
+
+def test_expect_100_continue_is_answered(
+        tmp_path: Path, ledger: Ledger, fake: FakeMessagesAPI, site: Site) -> None:
+    target = f"127.0.0.1:{site.port}"
+    with gateway(tmp_path, ledger, fake.url, [target]) as gw, \
+            gw.serve(Records().caller("T1")) as d:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(str(d / SOCKET_NAME))
+        s.sendall(f"POST http://{target}/up HTTP/1.1\r\nHost: {target}\r\nContent-Length: 4"
+                  f"\r\nExpect: 100-continue\r\n\r\n".encode())
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"body")
+        answer = s.recv(4096)
+        s.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    [(method, path, headers, body)] = site.seen
+    assert (method, path, body) == ("POST", "/up", b"body") and "expect" not in headers
