@@ -202,6 +202,6 @@ class GatewayLoop:
         try:
             await asyncio.wait_for(served.web_server.shutdown(0.5), CLOSE_TIMEOUT)
             await asyncio.wait_for(served.server.wait_closed(), CLOSE_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await served.egress.close()
