@@ -188,7 +188,8 @@ class GatewayLoop:
         return served
 
     def close(self, served: Served) -> None:
-        self._call(self._close(served), CLOSE_TIMEOUT * 2)
+        if served in self._served and self.loop.is_running():   # else stop() closed it
+            self._call(self._close(served), CLOSE_TIMEOUT * 2)
 
     async def _close(self, served: Served) -> None:
         """Stop accepting, end every open connection of this socket (tunnels and streams

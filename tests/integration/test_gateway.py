@@ -673,3 +673,19 @@ def test_expect_100_continue_is_answered(
     assert answer.startswith(b"HTTP/1.1 200 ")
     [(method, path, headers, body)] = site.seen
     assert (method, path, body) == ("POST", "/up", b"body") and "expect" not in headers
+
+
+def test_stopping_the_gateway_closes_the_sockets_still_served(
+        tmp_path: Path, ledger: Ledger, fake: FakeMessagesAPI, echo: int) -> None:
+    gw = gateway(tmp_path, ledger, fake.url, [f"127.0.0.1:{echo}"]).__enter__()
+    served = gw.serve(Records().caller("T1"))
+    d = served.__enter__()
+    s, head, _ = connect(d / SOCKET_NAME, f"127.0.0.1:{echo}")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    start = time.monotonic()
+    gw.__exit__(None, None, None)
+    assert s.recv(10) == b""
+    served.__exit__(None, None, None)     # after the gateway: nothing left to close
+    assert time.monotonic() - start < 5
+    assert not (tmp_path / "gw").exists()
+    s.close()
