@@ -119,10 +119,15 @@ class Gateway:
         loop = self._loop
         if loop is None:
             raise RuntimeError("the gateway is not running: use it as a context manager")
-        with self._lock:
-            # Short and not the ticket id: ids can be long, and sun_path is not.
-            path = self.directory / f"w{next(self._names)}"
-        path.mkdir(mode=0o711)
+        while True:
+            with self._lock:
+                # Short and not the ticket id: ids can be long, and sun_path is not.
+                path = self.directory / f"w{next(self._names)}"
+            try:
+                path.mkdir(mode=0o711)
+                break
+            except FileExistsError:
+                continue                  # left by a gateway that did not get to clean up
         path.chmod(0o711)                 # the container's forwarder (uid 65534) traverses it
         try:
             served = loop.open(path, SOCKET_NAME, caller)

@@ -4,7 +4,6 @@ refused before forwarding once a budget is spent."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -32,7 +31,7 @@ _ROUTES = (("POST", re.compile(r"/v1/messages")),
            ("GET", re.compile(r"/v1/models/[A-Za-z0-9][A-Za-z0-9._:@-]*")))
 BILLED = "/v1/messages"      # the one path whose calls are tokens spent
 # The worker's auth goes (the real key replaces it); the body's length and encoding are ours.
-_DROP = ("host", "content-length", "x-api-key", "authorization", "accept-encoding")
+_DROP = ("host", "content-length", "x-api-key", "authorization", "accept-encoding", "expect")
 _DROP_BACK = ("content-length", "content-encoding")
 
 
@@ -130,7 +129,7 @@ class ApiRoute:
                 upstream = await self.session.request(
                     method, URL(self.upstream + request.raw_path, encoded=True),
                     headers=headers, data=body or None, allow_redirects=False)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 # aiohttp's messages name the host and the OS error, never headers.
                 detail = (str(e) or type(e).__name__).replace(self._key or "\0", "***")
                 return error(502, "api_error",

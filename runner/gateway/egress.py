@@ -78,8 +78,9 @@ class Egress:
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(normal_host(host), port, type=socket.SOCK_STREAM),
                 RESOLVE_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as e:
-            return Vetted(status=502, reason=f"cannot resolve {host}: {e or 'timed out'}")
+        except (TimeoutError, OSError) as e:
+            why = str(e) or "timed out"
+            return Vetted(status=502, reason=f"cannot resolve {host}: {why}")
         addresses = tuple(dict.fromkeys(info[4][0] for info in infos))
         for address in addresses:
             kind = not_public(ipaddress.ip_address(address.partition("%")[0]))
@@ -113,8 +114,9 @@ class Egress:
                 opened = await asyncio.wait_for(asyncio.open_connection(address, port),
                                                 CONNECT_TIMEOUT)
                 break
-            except (OSError, asyncio.TimeoutError) as e:
-                failure = f"cannot connect to {_hostport(address, port)}: {e or 'timed out'}"
+            except (TimeoutError, OSError) as e:
+                why = str(e) or "timed out"
+                failure = f"cannot connect to {_hostport(address, port)}: {why}"
         if opened is None:
             self._report(caller.on_connection, Connection(
                 "CONNECT", host, port, False, failure, address,
@@ -129,7 +131,9 @@ class Egress:
             await response.prepare(request)
             inbound = _Inbound(request.transport)
             # aiohttp treats CONNECT as an upgrade: the bytes after it are held for a parser
-            # set on the protocol (as its websockets do), not put on request.content.
+            # set on the protocol (as its websockets do), not put on request.content. Its
+            # pure-Python parser does put there what came in the CONNECT's own read: first.
+            inbound.feed_data(request.content.read_nowait())
             request.protocol.set_parser(inbound)   # type: ignore[arg-type]
 
             async def upward() -> None:
@@ -186,7 +190,8 @@ class Egress:
         rest = raw[len(url.scheme) + 3 + len(url.netloc):] or "/"
         if not rest.startswith("/"):
             rest = "/" + rest
-        headers = [(k, v) for k, v in forwarded(request.headers, ("host",))]
+        # Expect was answered here (server.py); the far side gets the body straight away.
+        headers = forwarded(request.headers, ("host", "expect"))
         headers.append(("Host", url.netloc.rpartition("@")[2]))
         body = _Body(request) if request.body_exists else None
         address, failure = "", ""
@@ -203,8 +208,8 @@ class Egress:
                 failure = f"cannot connect to {_hostport(address, port)}: {e.os_error}"
                 if body is not None and body.started:
                     break                 # its bytes are gone: no second address
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-                failure = f"{_hostport(address, port)}: {e or type(e).__name__}"
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
+                failure = f"{_hostport(address, port)}: {str(e) or type(e).__name__}"
                 break
         if upstream is None:
             self._report(caller.on_connection, Connection(

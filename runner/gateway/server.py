@@ -24,6 +24,9 @@ from runner.ledger import Ledger
 T = TypeVar("T")
 SUN_PATH = 108           # bytes a unix socket's path may have, with its NUL
 CLOSE_TIMEOUT = 5.0
+# Connections one socket may hold at once: a worker that opens thousands (idle, or never
+# finishing a request) must not take the runner's file descriptors from the others.
+MAX_CONNECTIONS = 128
 # A worker is hostile: what aiohttp would log about its garbage is not the user's terminal's
 # business. What the gateway has to say goes through on_call/on_connection.
 _QUIET = logging.getLogger("runner.gateway.aiohttp")
@@ -44,6 +47,13 @@ def _report(callback: Callable[[T], None], record: T) -> None:
         callback(record)
     except Exception:     # noqa: BLE001 - theirs to fix, the gateway goes on
         pass
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past MAX_CONNECTIONS: closed at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 def bind_unix(directory: Path, name: str) -> socket.socket:
@@ -153,6 +163,10 @@ class GatewayLoop:
                 if request.method == "GET" and request.raw_path == WHOAMI_PATH:
                     # The self-test asks: is this the worker's own socket?
                     return web.Response(text=f"{caller.ticket}\n")
+                if request.headers.get("Expect", "").lower() == "100-continue" \
+                        and request.version >= (1, 1):
+                    # What aiohttp's router would do; its low-level server leaves it to us.
+                    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if request.method == "CONNECT":
                     return await egress.connect(request, caller)
                 if request.raw_path.startswith("/"):
@@ -165,13 +179,20 @@ class GatewayLoop:
                 served.tasks.discard(task)
 
         web_server = web.Server(handle, **_SERVER_LIMITS)
-        server = await self.loop.create_unix_server(web_server, sock=sock)
+
+        def protocol() -> asyncio.Protocol:
+            if len(web_server.connections) >= MAX_CONNECTIONS:
+                return _Refused()
+            return web_server()
+
+        server = await self.loop.create_unix_server(protocol, sock=sock)
         served = Served(caller, web_server, session, server)
         self._served.add(served)
         return served
 
     def close(self, served: Served) -> None:
-        self._call(self._close(served), CLOSE_TIMEOUT * 2)
+        if served in self._served and self.loop.is_running():   # else stop() closed it
+            self._call(self._close(served), CLOSE_TIMEOUT * 2)
 
     async def _close(self, served: Served) -> None:
         """Stop accepting, end every open connection of this socket (tunnels and streams
@@ -185,6 +206,6 @@ class GatewayLoop:
         try:
             await asyncio.wait_for(served.web_server.shutdown(0.5), CLOSE_TIMEOUT)
             await asyncio.wait_for(served.server.wait_closed(), CLOSE_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await served.egress.close()

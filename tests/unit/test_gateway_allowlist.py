@@ -3,9 +3,14 @@ with a message that says what to write, and which host:port each one lets out.""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from runner.gateway.allowlist import Allowlist, check_entry, normal_host, split_hostport
+from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize("entry, normal", [
@@ -103,3 +108,15 @@ def test_host_and_port_of_a_request_target() -> None:
             split_hostport(bad, None)
     assert normal_host("Example.COM.") == "example.com"
     assert normal_host("[::0001]") == "::1"
+
+
+def test_importing_the_gateway_and_its_allowlist_loads_no_http_stack() -> None:
+    # runner's start-up and the phase loader must not pay for aiohttp.
+    probe = ("import sys, runner.gateway, runner.gateway.allowlist; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('aiohttp', 'yarl', 'multidict', 'runner')))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert "aiohttp" not in out and "yarl" not in out
+    assert "runner.gateway.server" not in out
