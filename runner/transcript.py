@@ -43,11 +43,9 @@ def _entries(lines: Iterable[str]) -> Iterator[str]:
             yield printable(f"{stamp} model {entry.get('model')} ({entry.get('stop_reason')}, "
                             f"{usage.get('input_tokens', 0)} in / "
                             f"{usage.get('output_tokens', 0)} out)")
-            for block in entry.get("content", []):
-                if block.get("type") == "text":
-                    yield _indent(block.get("text", ""))
-                elif block.get("type") == "tool_use":
-                    yield _indent(f"-> {block.get('name')} {json.dumps(block.get('input'))}")
+            yield from _blocks(entry.get("content", []))
+        elif kind in _CLAUDE:
+            yield from _CLAUDE[kind](stamp, entry)
         elif kind == "request":
             yield printable(f"{stamp} request to {entry.get('model')} "
                             f"({entry.get('messages')} messages)")
@@ -58,6 +56,67 @@ def _entries(lines: Iterable[str]) -> Iterator[str]:
         else:
             details = " ".join(f"{k}={v}" for k, v in entry.items())
             yield printable(f"{stamp} {kind} {details}")
+
+
+def _blocks(content: list[dict[str, Any]]) -> Iterator[str]:
+    for block in content:
+        if block.get("type") == "text":
+            yield _indent(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            yield _indent(f"-> {block.get('name')} {json.dumps(block.get('input'))}")
+
+
+# Claude Code's entries (runner/agents/claude_code.py): one renderer per kind.
+def _claude_start(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
+    how = f"resumes session {entry['resume']}" if entry.get("resume") else "starts"
+    yield printable(f"{stamp} claude-code {how} (model {entry.get('model')}, "
+                    f"max_turns {entry.get('max_turns')})")
+    yield _indent(entry.get("prompt", ""))
+
+
+def _claude_init(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
+    yield printable(f"{stamp} claude-code {entry.get('version')}: session "
+                    f"{entry.get('session_id')}, model {entry.get('model')}, "
+                    f"{entry.get('tools')} tools")
+
+
+def _assistant(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
+    yield printable(f"{stamp} model {entry.get('model')}")
+    yield from _blocks(entry.get("content", []))
+
+
+def _tool_result(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
+    flag = " (error)" if entry.get("is_error") else ""
+    yield printable(f"{stamp} tool {entry.get('name')} result{flag}")
+    yield _indent(entry.get("output", ""))
+
+
+def _claude_result(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
+    usage = entry.get("usage") or {}
+    how = "failed" if entry.get("is_error") else "ended"
+    cost = entry.get("total_cost_usd")
+    spent = f", ${cost:.4f} by its own count" if isinstance(cost, (int, float)) else ""
+    yield printable(f"{stamp} claude-code {how} ({entry.get('subtype')}) after "
+                    f"{entry.get('num_turns')} turns, {usage.get('input_tokens', 0)} in / "
+                    f"{usage.get('output_tokens', 0)} out{spent}")
+    text = entry.get("result") or "\n".join(str(e) for e in entry.get("errors") or [])
+    if text:
+        yield _indent(text)
+
+
+def _usage_mismatch(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
+    def shown(usage: dict[str, int]) -> str:
+        return (f"{usage.get('input', 0)} in / {usage.get('output', 0)} out / "
+                f"{usage.get('cache_write', 0)} cache write / {usage.get('cache_read', 0)} "
+                "cache read")
+    yield printable(f"{stamp} usage differs: Claude Code counted "
+                    f"{shown(entry.get('claude_code') or {})}, the gateway metered "
+                    f"{shown(entry.get('gateway') or {})} (the ledger keeps the gateway's)")
+
+
+_CLAUDE = {"usage-mismatch": _usage_mismatch, "claude-start": _claude_start, "claude-init": _claude_init,
+           "assistant": _assistant, "tool-result": _tool_result,
+           "claude-result": _claude_result}
 
 
 def _indent(text: str, limit: int = 4000) -> str:

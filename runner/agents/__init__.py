@@ -60,6 +60,10 @@ def agent_for(ticket: Ticket) -> Agent:
         from runner.agents.anthropic import AnthropicAgent
 
         return AnthropicAgent()
+    if ticket.agent == "claude-code":
+        from runner.agents.claude_code import ClaudeCodeAgent
+
+        return ClaudeCodeAgent()
     from runner.agents.script import CommandAgent, ScriptAgent
 
     agents: dict[str, type[Agent]] = {"script": ScriptAgent, "command": CommandAgent}
