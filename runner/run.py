@@ -239,9 +239,9 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
                          base=result.base_sha)
     claude = None
     if any(t.agent == "claude-code" for t in phase.tickets):
-        from runner.agents.claude_binary import claude_binary
+        from runner.agents.claude_binary import binary_for
 
-        claude = claude_binary(phase)
+        claude = binary_for(phase).path
     return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,
                       claude=claude,
                       objects=objects,
@@ -307,9 +307,9 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
                          "around the gateway (its egress list and metering); the gateway "
                          "alone is the way out with network: none", level="warning"))
     if any(t.agent == "claude-code" for t in phase.tickets):
-        from runner.agents.claude_binary import claude_binary
+        from runner.agents.claude_binary import binary_for
 
-        claude_binary(phase)         # a clear error now, not in every ticket
+        binary_for(phase)            # a clear error now, not in every ticket
     prices = {**default_prices(), **phase.prices}
     unpriced = sorted({phase.model_for(t) for t in phase.tickets if t.agent in MODEL_AGENTS}
                       - set(prices))
