@@ -296,8 +296,9 @@ def _unless_refused(result: AgentResult, refusals: list[str]) -> AgentResult:
     if not refusals:
         return result
     why = refusals[0] + " (refused at the gateway)"
-    return replace(result, ok=False,
-                   reason=why if result.ok or not result.reason else f"{why}; {result.reason}")
+    # The agent's reason that only repeats the refusal (an API error it printed) says no more.
+    said = result.ok or not result.reason or refusals[0] in result.reason
+    return replace(result, ok=False, reason=why if said else f"{why}; {result.reason}")
 
 
 def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: LogWriter,
