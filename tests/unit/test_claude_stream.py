@@ -51,7 +51,8 @@ def test_events_become_one_liners_and_transcript_entries(tmp_path: Path) -> None
         "some stderr line", "claude: ended after 2 turns, $0.5000 by its count"]
     assert state.session_id == SESSION and state.retries == 1
     assert state.result and state.result["num_turns"] == 2
-    assert "tool Bash result (error)" in transcript and '-> Bash {"command": "ls\\n-la"}' in transcript
+    assert "tool Bash result (error)" in transcript
+    assert '-> Bash {"command": "ls\\n-la"}' in transcript
     assert "claude-code ended (success) after 2 turns, 10 in / 5 out" in transcript
 
 
