@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install runner and what it needs on this machine.
 #   ./setup.sh          runner itself (pip install -e .), and debootstrap when it is missing
-#   ./setup.sh --dev    also the test dependencies, docker-compose, and a venv for the
-#                       non-root-user test
+#   ./setup.sh --dev    also the test dependencies (claude-agent-sdk, whose wheel carries
+#                       the Claude Code binary the claude-code tests run), docker-compose,
+#                       and a venv for the non-root-user test
 # Docker must be running already (.ci/run starts one when it is not). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"

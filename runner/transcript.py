@@ -114,9 +114,9 @@ def _usage_mismatch(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
                     f"{shown(entry.get('gateway') or {})} (the ledger keeps the gateway's)")
 
 
-_CLAUDE = {"usage-mismatch": _usage_mismatch, "claude-start": _claude_start, "claude-init": _claude_init,
+_CLAUDE = {"claude-start": _claude_start, "claude-init": _claude_init,
            "assistant": _assistant, "tool-result": _tool_result,
-           "claude-result": _claude_result}
+           "claude-result": _claude_result, "usage-mismatch": _usage_mismatch}
 
 
 def _indent(text: str, limit: int = 4000) -> str:

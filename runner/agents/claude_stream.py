@@ -158,7 +158,7 @@ class StreamReader:
         kind = "result" if is_result else str(found.get("type", "?"))
         self.transcript.write("claude-cut", type=kind, chars=len(line), **(
             {k: v for k, v in found.items() if k != "type"} if is_result else {}))
-        self.on_output(f"claude: a {kind} event too long to show ({len(line):,} characters)")
+        self.on_output(f"claude: {kind} event too long to show ({len(line):,} characters)")
 
 
 def failure_text(result: dict[str, Any]) -> str:
