@@ -238,7 +238,7 @@ def test_ctrl_c_keeps_claude_codes_work_and_resume_finishes_it(tmp_path: Path,
     repo = make_repo(tmp_path / "repo")
     phase = write_phase(tmp_path / "p.yaml", {"name": "stopped", "tickets": [_ticket("S")]})
     scripts = {"S": [Reply([tool("Write", file_path="/workspace/s.txt", content="part\n")]),
-                     Reply([tool("Bash", command="sleep 300")]),
+                     Reply([tool("Bash", command="tail -f /dev/null")]),
                      # After the resume: the ticket runs again from the start.
                      Reply([tool("Write", file_path="/workspace/s.txt", content="whole\n")]),
                      done()]}
@@ -255,9 +255,11 @@ def test_ctrl_c_keeps_claude_codes_work_and_resume_finishes_it(tmp_path: Path,
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 130, err
         run_id = next((repo / ".git" / "runner").iterdir()).name
+        # What it had done is committed into its ref at once.
+        assert git(repo, "show", f"refs/runner/{run_id}/S:s.txt") == "part"
         resumed, doc = run_json("resume", run_id, "--repo", str(repo), env=_env(fake))
     assert resumed.returncode == 0, resumed.stderr
-    kept = f"refs/runner/{run_id}/attempts/S/interrupted"
-    assert git(repo, "show", f"{kept}:s.txt") == "part"      # what it had done, kept
+    kept = f"refs/runner/{run_id}/attempts/S/before-resume"
+    assert git(repo, "show", f"{kept}:s.txt") == "part"      # still kept, beside the rerun
     assert git(repo, "show", f"{doc['target']}:s.txt") == "whole"
     assert engine.containers.list(all=True, filters={"label": f"runner.run={run_id}"}) == []
