@@ -47,6 +47,7 @@ def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE) 
     checks = [Check("Docker answers", True, f"engine {engine}")]
     checks += [_image_check(client, name) for name in BUILDABLE]
     checks.append(_disk_check(state_dir))
+    checks.append(_claude_check())
     started = time.perf_counter()
     try:
         ensure_image(client, image, sink)
@@ -86,6 +87,20 @@ def _image_check(client: docker.DockerClient, name: str) -> Check:
         return Check(f"image {name}", True, "missing; `runner images build` builds it")
     return Check(f"image {name}", False, f"missing and no {WORKER_DOCKERFILE}",
                  "run runner from its source checkout, or load the image")
+
+
+def _claude_check() -> Check:
+    """Which Claude Code a claude-code ticket would run (with no `claude.binary` in its
+    phase); none is a problem only for such tickets."""
+    from runner.agents.claude_binary import binary_version, find_binary
+
+    try:
+        binary = find_binary()
+        return Check("Claude Code binary", True,
+                     f"{binary.path} ({binary.source}): {binary_version(binary)}")
+    except RunnerError as e:
+        return Check("Claude Code binary", True, f"none usable, needed only by claude-code "
+                     f"tickets: {e}")
 
 
 def _disk_check(state_dir: Path) -> Check:

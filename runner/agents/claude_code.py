@@ -1,6 +1,6 @@
 """The claude-code agent: the real Claude Code binary, headless, inside the worker's container.
 
-The binary is mounted read-only at CLAUDE_BIN; it reaches the API through the runner's
+The binary is mounted read-only at CLAUDE_BINARY; it reaches the API through the runner's
 gateway (ANTHROPIC_BASE_URL and a placeholder key are in the sandbox's environment, never
 set here). When the ticket's checks fail, the same session goes on (`--resume`) with their
 output, up to max_fix_loops. The gateway meters usage into the ledger; Claude Code's own
@@ -15,11 +15,9 @@ from dataclasses import asdict
 from runner.agents import AgentContext, AgentResult, CheckResult
 from runner.agents.claude_stream import RunState, StreamReader, failure_text
 from runner.ledger import Usage
-from runner.sandbox import WORKSPACE, ExecResult
+from runner.sandbox import CLAUDE_BINARY, WORKSPACE, ExecResult
 from runner.text import last_line, one_line
 
-CLAUDE_DIR = "/runner/claude"
-CLAUDE_BIN = f"{CLAUDE_DIR}/claude"
 CONFIG_DIR = "/tmp/.claude"        # on the container's tmpfs, like HOME: nothing persists
 FEEDBACK_CHARS = 8000              # of the check output sent back into the session
 # Headless and quiet: permissions are bypassed (the container is the sandbox; as root it
@@ -55,7 +53,7 @@ def claude_argv(ctx: AgentContext, prompt: str, *, max_turns: int,
                 session: str = "") -> list[str]:
     resume = ["--resume", session] if session else []
     # `--` before the prompt: a prompt that starts with "-" is not an option.
-    return [CLAUDE_BIN, "-p", "--append-system-prompt", system_prompt(ctx),
+    return [CLAUDE_BINARY, "-p", "--append-system-prompt", system_prompt(ctx),
             "--dangerously-skip-permissions", "--model", ctx.phase.model_for(ctx.ticket),
             "--max-turns", str(max_turns), "--output-format", "stream-json", "--verbose",
             *resume, "--", prompt]

@@ -1,5 +1,5 @@
 """ClaudeCodeAgent for real: the Claude Code binary in a runner Docker sandbox (the binary's
-directory mounted read-only at CLAUDE_DIR), against the fake Messages API on the host's
+file mounted read-only at CLAUDE_BINARY), against the fake Messages API on the host's
 127.0.0.1 (network host here; the gateway and network none are the end-to-end tests')."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from runner.agents import AgentContext, AgentResult
 from runner.agents.claude_binary import bundled_binary, find_binary
-from runner.agents.claude_code import CLAUDE_DIR, ClaudeCodeAgent
+from runner.agents.claude_code import ClaudeCodeAgent
 from runner.authorship import Authorship
 from runner.checks import run_checks
 from runner.collect import commit_leftovers
@@ -24,7 +24,7 @@ from runner.errors import EnvironmentProblem
 from runner.ledger import Ledger
 from runner.logcap import CappedLog
 from runner.phase import Phase
-from runner.sandbox import WORKSPACE, Limits, Mount, SandboxSpec
+from runner.sandbox import CLAUDE_BINARY, WORKSPACE, Limits, Mount, SandboxSpec
 from runner.sandbox.docker import DockerSandboxes
 from runner.transcript import Transcript, render
 from tests.fakes.messages_api import Fail, FakeMessagesAPI, Reply, done, text, tool
@@ -62,7 +62,7 @@ def run_agent(tmp_path: Path, engine, worker_image: str) -> Iterator:
         with FakeMessagesAPI({the_ticket.id: script}) as fake:
             spec = SandboxSpec(
                 name=f"runner-{run_id}", image=worker_image,
-                mounts=(Mount(repo, WORKSPACE), Mount(binary.parent, CLAUDE_DIR, read_only=True)),
+                mounts=(Mount(repo, WORKSPACE), Mount(binary, CLAUDE_BINARY, read_only=True)),
                 env={"HOME": "/tmp", "ANTHROPIC_BASE_URL": fake.url,
                      "ANTHROPIC_API_KEY": PLACEHOLDER, **Authorship().env(the_ticket.id)},
                 labels={"runner.run": run_id, "runner.run-dir": str(tmp_path)},
