@@ -44,8 +44,8 @@ def _entries(lines: Iterable[str]) -> Iterator[str]:
                             f"{usage.get('input_tokens', 0)} in / "
                             f"{usage.get('output_tokens', 0)} out)")
             yield from _blocks(entry.get("content", []))
-        elif kind in _CLAUDE:
-            yield from _CLAUDE[kind](stamp, entry)
+        elif kind in _RENDERERS:
+            yield from _RENDERERS[kind](stamp, entry)
         elif kind == "request":
             yield printable(f"{stamp} request to {entry.get('model')} "
                             f"({entry.get('messages')} messages)")
@@ -66,7 +66,8 @@ def _blocks(content: list[dict[str, Any]]) -> Iterator[str]:
             yield _indent(f"-> {block.get('name')} {json.dumps(block.get('input'))}")
 
 
-# Claude Code's entries (runner/agents/claude_code.py): one renderer per kind.
+# Claude Code's entries (runner/agents/claude_code.py) and the gateway's: one renderer per
+# kind.
 def _claude_start(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
     how = f"resumes session {entry['resume']}" if entry.get("resume") else "starts"
     yield printable(f"{stamp} claude-code {how} (model {entry.get('model')}, "
@@ -114,9 +115,30 @@ def _usage_mismatch(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
                     f"{shown(entry.get('gateway') or {})} (the ledger keeps the gateway's)")
 
 
-_CLAUDE = {"claude-start": _claude_start, "claude-init": _claude_init,
+# The gateway's entries (runner/worker.py gateway_caller): each API call, each connection.
+def _api(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
+    what = f"{stamp} API {entry.get('method')} {entry.get('path')} {entry.get('model') or '-'}"
+    if entry.get("refused"):
+        yield printable(f"{what}: refused by the gateway: {entry['refused']}")
+    else:
+        yield printable(f"{what}: {entry.get('status')}, {entry.get('tokens', 0)} tokens "
+                        f"({entry.get('input', 0)} in / {entry.get('output', 0)} out), "
+                        f"{entry.get('latency', 0)}s")
+
+
+def _egress(stamp: str, entry: dict[str, Any]) -> Iterator[str]:
+    where = f"{stamp} egress {entry.get('via')} {entry.get('host')}:{entry.get('port')}"
+    if entry.get("allowed"):
+        yield printable(f"{where} via {entry.get('address')}: {entry.get('bytes_up', 0)} bytes "
+                        f"up, {entry.get('bytes_down', 0)} down, {entry.get('duration', 0)}s")
+    else:
+        yield printable(f"{where} refused: {entry.get('reason')}")
+
+
+_RENDERERS = {"claude-start": _claude_start, "claude-init": _claude_init,
            "assistant": _assistant, "tool-result": _tool_result,
-           "claude-result": _claude_result, "usage-mismatch": _usage_mismatch}
+           "claude-result": _claude_result, "usage-mismatch": _usage_mismatch,
+           "api": _api, "egress": _egress}
 
 
 def _indent(text: str, limit: int = 4000) -> str:

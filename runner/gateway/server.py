@@ -41,12 +41,16 @@ _SERVER_LIMITS: dict[str, Any] = dict(
 )
 
 
+_LOG = logging.getLogger("runner.gateway")
+
+
 def _report(callback: Callable[[T], None], record: T) -> None:
-    """A caller's callback; one that raises must not take the gateway's loop with it."""
+    """A caller's callback; one that raises must not take the gateway's loop with it, nor
+    go unseen (it is runner's own bug: said on stderr)."""
     try:
         callback(record)
-    except Exception:     # noqa: BLE001 - theirs to fix, the gateway goes on
-        pass
+    except Exception:     # noqa: BLE001 - ours to fix, the gateway goes on
+        _LOG.exception("runner gateway: recording %s failed", type(record).__name__)
 
 
 class _Refused(asyncio.Protocol):

@@ -57,6 +57,35 @@ def test_command_agent_gets_the_prompt_and_only_opted_in_secrets(tmp_path: Path,
     assert missing.returncode == 2 and "CLI_TOKEN" in missing.stderr
 
 
+def test_command_agent_reaches_the_api_through_the_gateway_with_network_none(
+        tmp_path: Path, worker_image: str) -> None:
+    """A CLI agent needs no network and no key: curl, like any client, talks to the base URL
+    it is given with the placeholder it holds; the gateway adds the key and meters the call."""
+    repo = make_repo(tmp_path / "repo")
+    call = """cat > /tmp/body.json <<EOF
+{"model": "claude-haiku-5-5", "max_tokens": 16, "system": "Ticket: C",
+ "messages": [{"role": "user", "content": "$RUNNER_PROMPT"}]}
+EOF
+curl -sS --fail-with-body "$ANTHROPIC_BASE_URL/v1/messages" -H "x-api-key: $ANTHROPIC_API_KEY" \\
+  -H "anthropic-version: 2023-06-01" -H "content-type: application/json" \\
+  -d @/tmp/body.json > answer.json
+echo "$ANTHROPIC_API_KEY" > key.txt
+"""
+    phase = write_phase(tmp_path / "p.yaml", {"name": "cli-gw", "tickets": [
+        {"id": "C", "agent": "command", "prompt": "say hi", "run": call}]})
+    with FakeMessagesAPI({"C": [Reply([tool("noop")], usage=(11, 7, 0, 0))]}) as fake:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), env=env)
+    assert proc.returncode == 0, proc.stderr
+    (ticket,) = doc["tickets"]
+    assert '"noop"' in git(repo, "show", f"{ticket['ref']}:answer.json")
+    assert git(repo, "show", f"{ticket['ref']}:key.txt") == "runner-gateway-placeholder"
+    (request,) = fake.requests_for("C")
+    assert request.headers["x-api-key"] == KEY and request.body["messages"][0]["content"] == "say hi"
+    assert ticket["tokens"] == 18           # metered at the gateway
+    assert "network: bridge" not in proc.stderr
+
+
 def test_demo_with_llm_workers_against_a_compatible_endpoint(tmp_path: Path,
                                                              worker_image: str) -> None:
     # A stand-in model that does each demo ticket the way its script would, through bash.
