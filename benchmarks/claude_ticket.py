@@ -13,6 +13,7 @@ median of the rounds, alternating the two. Last line: the ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -37,18 +38,19 @@ def script() -> list[Reply]:
             Reply([tool("Bash", command="echo more >> out.txt")]), done()]
 
 
-def in_runner(root: Path, fake: FakeMessagesAPI) -> float:
+def in_runner(root: Path, fake: FakeMessagesAPI) -> tuple[float, float]:
+    """The whole run's wall time, and the ticket's own (workspace to integrated)."""
     repo = make_repo(root / "repo")
     phase = write_phase(root / "p.yaml", {"name": "bench", "tickets": [
         {"id": TICKET, "agent": "claude-code", "tier": "simple", "prompt": "Make out.txt."}]})
     env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "runner", "run", str(phase), "--repo",
-                           str(repo)], env=env, capture_output=True, text=True)
+                           str(repo), "--json"], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"runner run failed:\n{proc.stderr[-3000:]}")
-    return seconds
+    return seconds, json.loads(proc.stdout)["tickets"][0]["seconds"]
 
 
 def direct(root: Path, fake: FakeMessagesAPI, binary: Path) -> float:
@@ -74,14 +76,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     binary = find_binary().path
-    ours, theirs = [], []
+    ours, tickets, theirs = [], [], []
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp, \
                 FakeMessagesAPI({TICKET: script() * 2}) as fake:
             theirs.append(direct(Path(tmp), fake, binary))
-            ours.append(in_runner(Path(tmp), fake))
+            wall, ticket = in_runner(Path(tmp), fake)
+            ours.append(wall)
+            tickets.append(ticket)
     mine, raw = statistics.median(ours), statistics.median(theirs)
     print(f"claude -p directly on the host            : {raw:6.2f} s")
+    print(f"the ticket in runner (container to merged) : {statistics.median(tickets):6.2f} s")
     print(f"the same ticket in runner (whole run)      : {mine:6.2f} s  (+{mine - raw:.2f} s)")
     print(f"runner/direct ratio: {mine / raw:.2f}")
 
