@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from runner.agents import CheckResult
 from runner.logcap import LogWriter
 from runner.sandbox import STRICT_BASH, Sandbox
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    reason: str = ""              # which check failed, and how
+    output: str = ""              # what it printed (for a fix loop)
 
 
 def run_checks(sandbox: Sandbox, checks: list[str], *, log: LogWriter,

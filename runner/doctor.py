@@ -20,7 +20,7 @@ from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, Ticket
 from runner.sandbox.docker import DockerSandboxes, docker_client
 from runner.selftest import Check, run_selftest
-from runner.worker import RunContext, gateway_for
+from runner.context import RunContext, gateway_for
 
 MIN_FREE_BYTES = 2 * 2**30
 DEFAULT_IMAGE = "runner-worker:latest"

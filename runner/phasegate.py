@@ -7,15 +7,15 @@ import time
 from pathlib import Path
 from dataclasses import dataclass
 
-from runner.agents import CheckResult
-from runner.checks import run_checks
+from runner.checks import CheckResult, run_checks
 from runner.events import EventSink, Notice
 from runner.gitops import HostRepo, git
 from runner.integrate import Integrator
 from runner.logcap import CappedLog
 from runner.refs import candidate_ref
 from runner.trees import discard_tree
-from runner.worker import RunContext, open_sandbox, output_handler
+from runner.context import RunContext
+from runner.worker import open_sandbox, output_handler
 
 PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
 PHASE_CHECKS_TIMEOUT = 3600.0

@@ -11,7 +11,7 @@ from typing import Any
 import anthropic
 from tenacity import RetryCallState
 
-from runner.agents.anthropic import api_message, create_message
+from runner.llm import api_message, create_message
 from runner.agents.tools import cut
 from runner.ledger import Usage
 from runner.phase import Ticket

@@ -32,7 +32,8 @@ from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_re
 from runner.runlock import driving
 from runner.outcome import TicketOutcome, conflict_reason
 from runner.record import PHASE_COPY, RunResult, load_result, write_state
-from runner.worker import MODEL_AGENTS, RunContext, gateway_for, open_sandbox, run_ticket
+from runner.context import RunContext, gateway_for
+from runner.worker import MODEL_AGENTS, open_sandbox, run_ticket
 from runner.workspace import Workspace
 
 if TYPE_CHECKING:   # docker-py is imported where a run talks to the engine, not for status

@@ -18,7 +18,8 @@ from runner.gitops import git_out
 from runner.sandbox import (CLAUDE_BINARY, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE,
                             RUN_OBJECTS, WORKSPACE, Sandbox)
 from runner.secretenv import MIN_SECRET_LENGTH, GivenEnv, files_holding, refused_env
-from runner.worker import RunContext, open_sandbox, sandbox_spec
+from runner.context import RunContext
+from runner.worker import open_sandbox, sandbox_spec
 from runner.trees import discard_tree
 from runner.workspace import Workspace
 

@@ -5,88 +5,35 @@ The container is always torn down; the worker's commits always reach its ref.
 
 from __future__ import annotations
 
-import os
 import secrets
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from runner.agents import AgentContext, AgentResult, CheckResult, agent_for
-from runner.authorship import Authorship
-from runner.checks import run_checks
+from runner.agents import AgentContext, AgentResult, agent_for
+from runner.checks import CheckResult, run_checks
 from runner.collect import (GIT, CollectError, collect, commit_leftovers, discard_leftovers,
                             head_of)
 from runner.errors import DockerUnavailable, RunnerError
-from runner.events import EventSink, TicketChanged, TicketOutput, TicketStatus, TicketUsage
-from runner.ledger import Ledger, Usage
-from runner.gatewayenv import GRADLE_PROPERTIES, gateway_env
+from runner.context import RunContext
+from runner.events import TicketChanged, TicketOutput, TicketStatus, TicketUsage
+from runner.ledger import Usage
+from runner.gatewayenv import gateway_env
 from runner.logcap import CappedLog, LockedLog, LogWriter, SinkValve
-from runner.gitops import HostRepo
-from runner.phase import Phase, Ticket
+from runner.phase import Ticket
 from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE,
-                            Limits, Mount, Sandbox, SandboxProvider, SandboxSpec)
+                            Limits, Mount, Sandbox, SandboxSpec)
 from runner.text import one_line
 from runner.transcript import Transcript
-from runner.objectstore import RunObjects
 from runner.outcome import NOTHING_CHANGED, TicketOutcome
-from runner.refs import attempt_ref, ticket_ref
-from runner.workspace import Workspace, create_workspace
+from runner.refs import attempt_ref
+from runner.workspace import Workspace
 
 if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
-    from runner.gateway import ApiCall, Caller, Connection, Gateway
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every worker of one run shares."""
-
-    run_id: str
-    phase: Phase
-    host: HostRepo
-    root: Path                   # the run's directory, runner-owned (never mounted)
-    provider: SandboxProvider
-    sink: EventSink
-    objects: RunObjects          # what its workers may read (mounted at RUN_OBJECTS)
-    ledger: Ledger = field(default_factory=lambda: Ledger(prices={}))
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    keep: bool = False
-    user: str = f"{os.getuid()}:{os.getgid()}"   # workers run as the host user
-    authorship: Authorship = Authorship()        # who its commits are by
-    gateway: Gateway | None = None               # the workers' way out, when the phase has one
-    claude: Path | None = None                   # the Claude Code binary claude-code tickets run
-
-    def new_workspace(self, *, clone: Path, gradle_home: Path, branch: str,
-                      start: str) -> Workspace:
-        return create_workspace(self.objects, clone=clone, gradle_home=gradle_home,
-                                branch=branch, start=start,
-                                gradle_properties=GRADLE_PROPERTIES if self.gateway else "")
-
-    def ticket_ref(self, ticket_id: str) -> str:
-        return ticket_ref(self.run_id, ticket_id)
-
-    def branch(self, ticket_id: str) -> str:
-        return f"runner/{self.run_id}/{ticket_id}"
-
-    def container_name(self, ticket_id: str) -> str:
-        return f"runner-{self.run_id}-{ticket_id}"
-
-
-@contextmanager
-def gateway_for(ctx: RunContext) -> Iterator[RunContext]:
-    """The run's context with its gateway serving, when the phase needs one: the way out
-    of every sandbox of the run (probes, tickets, salvage, phase checks)."""
-    if not ctx.phase.needs_gateway:
-        yield ctx
-        return
-    from runner.gateway import Gateway
-
-    with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress) as gateway:
-        yield replace(ctx, gateway=gateway)
+    from runner.gateway import ApiCall, Caller, Connection
 
 
 def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:

@@ -8,17 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from runner.checks import CheckResult
 from runner.ledger import Ledger, Usage
 from runner.phase import Phase, Ticket
 from runner.sandbox import OutputHandler, Sandbox
 from runner.transcript import Transcript
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    ok: bool
-    reason: str = ""              # which check failed, and how
-    output: str = ""              # what it printed (for a fix loop)
 
 
 @dataclass(frozen=True)

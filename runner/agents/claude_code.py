@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from runner.agents import AgentContext, AgentResult, CheckResult
+from runner.agents import AgentContext, AgentResult
+from runner.checks import CheckResult
 from runner.agents.claude_stream import RunState, StreamReader, failure_text
 from runner.ledger import Usage
 from runner.sandbox import CLAUDE_BINARY, WORKSPACE, ExecResult

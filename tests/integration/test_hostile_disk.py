@@ -28,7 +28,8 @@ from runner.phase import load_phase
 from runner.sandbox import GRADLE_HOME
 from runner.sandbox.diskwatch import disk_usage
 from runner.sandbox.docker import DockerSandboxes
-from runner.worker import RunContext, sandbox_spec
+from runner.context import RunContext
+from runner.worker import sandbox_spec
 from runner.workspace import create_workspace
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
 from tests.helpers import git, make_repo, write_phase

@@ -16,7 +16,8 @@ from runner.phase import load_phase
 from runner.sandbox import docker as docker_sandbox
 from runner.sandbox.docker import DockerSandboxes
 from runner.images import RECIPE_LABEL
-from runner.worker import RunContext, sandbox_spec
+from runner.context import RunContext
+from runner.worker import sandbox_spec
 from runner.workspace import create_workspace
 from tests.helpers import git, make_repo, write_phase
 

@@ -16,7 +16,7 @@ from runner.objectstore import STORE, RunObjects
 from runner.phase import load_phase
 from runner.sandbox.docker import DockerSandboxes
 from runner.selftest import run_selftest
-from runner.worker import RunContext
+from runner.context import RunContext
 from runner.workspace import Workspace, create_workspace
 from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
 

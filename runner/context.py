@@ -1,0 +1,73 @@
+"""What every worker of one run shares (RunContext), and the run's gateway around it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.authorship import Authorship
+from runner.events import EventSink
+from runner.gatewayenv import GRADLE_PROPERTIES
+from runner.gitops import HostRepo
+from runner.ledger import Ledger
+from runner.objectstore import RunObjects
+from runner.phase import Phase
+from runner.refs import ticket_ref
+from runner.sandbox import SandboxProvider
+from runner.workspace import Workspace, create_workspace
+
+if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
+    from runner.gateway import Gateway
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every worker of one run shares."""
+
+    run_id: str
+    phase: Phase
+    host: HostRepo
+    root: Path                   # the run's directory, runner-owned (never mounted)
+    provider: SandboxProvider
+    sink: EventSink
+    objects: RunObjects          # what its workers may read (mounted at RUN_OBJECTS)
+    ledger: Ledger = field(default_factory=lambda: Ledger(prices={}))
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    keep: bool = False
+    user: str = f"{os.getuid()}:{os.getgid()}"   # workers run as the host user
+    authorship: Authorship = Authorship()        # who its commits are by
+    gateway: Gateway | None = None               # the workers' way out, when the phase has one
+    claude: Path | None = None                   # the Claude Code binary claude-code tickets run
+
+    def new_workspace(self, *, clone: Path, gradle_home: Path, branch: str,
+                      start: str) -> Workspace:
+        return create_workspace(self.objects, clone=clone, gradle_home=gradle_home,
+                                branch=branch, start=start,
+                                gradle_properties=GRADLE_PROPERTIES if self.gateway else "")
+
+    def ticket_ref(self, ticket_id: str) -> str:
+        return ticket_ref(self.run_id, ticket_id)
+
+    def branch(self, ticket_id: str) -> str:
+        return f"runner/{self.run_id}/{ticket_id}"
+
+    def container_name(self, ticket_id: str) -> str:
+        return f"runner-{self.run_id}-{ticket_id}"
+
+
+@contextmanager
+def gateway_for(ctx: RunContext) -> Iterator[RunContext]:
+    """The run's context with its gateway serving, when the phase needs one: the way out
+    of every sandbox of the run (probes, tickets, salvage, phase checks)."""
+    if not ctx.phase.needs_gateway:
+        yield ctx
+        return
+    from runner.gateway import Gateway
+
+    with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress) as gateway:
+        yield replace(ctx, gateway=gateway)
