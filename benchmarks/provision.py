@@ -77,7 +77,7 @@ def main() -> None:
         objects.ensure(head)
         store_seconds = time.perf_counter() - t0
         ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
-                         objects=objects, provider=DockerSandboxes(client),
+                         objects=objects, provider=DockerSandboxes(client, root=root / "run"),
                          sink=EventCollector())
 
         raw, ours, clone_only = [], [], []
@@ -91,11 +91,13 @@ def main() -> None:
             c.remove(force=True)
 
             t0 = time.perf_counter()
-            ws = create_workspace(objects, clone=root / f"run/ws{i}",
+            create_workspace(objects, clone=root / f"run/ws{i}",
                                   gradle_home=root / f"run/g{i}", branch=f"runner/bench/T{i}",
                                   start=head)
             clone_only.append(time.perf_counter() - t0)
-            with ctx.provider.open(sandbox_spec(ctx, f"T{i}", ws)) as sandbox:
+            t0 = time.perf_counter()     # the provider makes its own checkout, then the box
+            with ctx.provider.open(sandbox_spec(ctx, f"T{i}", ctx.checkout(f"T{i}", head))) \
+                    as sandbox:
                 sandbox.exec(["true"], timeout=60)
                 ours.append(time.perf_counter() - t0)
 

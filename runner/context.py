@@ -18,8 +18,7 @@ from runner.ledger import Ledger
 from runner.objectstore import RunObjects
 from runner.phase import Phase
 from runner.refs import ticket_ref
-from runner.sandbox import SandboxProvider
-from runner.workspace import Workspace, create_workspace
+from runner.sandbox import Checkout, SandboxProvider
 
 if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
     from runner.gateway import Gateway
@@ -44,11 +43,12 @@ class RunContext:
     gateway: Gateway | None = None               # the workers' way out, when the phase has one
     claude: Path | None = None                   # the Claude Code binary claude-code tickets run
 
-    def new_workspace(self, *, clone: Path, gradle_home: Path, branch: str,
-                      start: str) -> Workspace:
-        return create_workspace(self.objects, clone=clone, gradle_home=gradle_home,
-                                branch=branch, start=start,
-                                gradle_properties=GRADLE_PROPERTIES if self.gateway else "")
+    def checkout(self, name: str, start: str, *, place: str = "",
+                 fresh: bool = True) -> Checkout:
+        """The clone ``name`` (a ticket, a probe) works in, on its branch, from ``start``."""
+        return Checkout(name=name, branch=self.branch(name), start=start, history=self.objects,
+                        place=place, fresh=fresh,
+                        gradle_properties=GRADLE_PROPERTIES if self.gateway else "")
 
     def ticket_ref(self, ticket_id: str) -> str:
         return ticket_ref(self.run_id, ticket_id)

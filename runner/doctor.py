@@ -75,7 +75,8 @@ def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image
         head = git_out(repo, "rev-parse", "HEAD")
         objects = RunObjects(host, path=root / "run" / STORE, run_id=run_id, base=head)
         ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
-                         objects=objects, provider=DockerSandboxes(client), sink=sink)
+                         objects=objects, provider=DockerSandboxes(client, root=root / "run"),
+                         sink=sink)
         with gateway_for(ctx) as ctx:
             return list(run_selftest(ctx, head).checks)
 

@@ -4,7 +4,6 @@ which they fail), then, with --land, base fast-forwarded to target."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from dataclasses import dataclass
 
 from runner.checks import CheckResult, run_checks
@@ -13,7 +12,7 @@ from runner.gitops import HostRepo, git
 from runner.integrate import Integrator
 from runner.logcap import CappedLog
 from runner.refs import candidate_ref
-from runner.trees import discard_tree
+from runner.sandbox import Checkout
 from runner.context import RunContext
 from runner.worker import open_sandbox, output_handler
 
@@ -29,22 +28,20 @@ class PhaseGate:
 
 
 def run_phase_checks(ctx: RunContext, head: str, name: str = "result") -> CheckResult:
-    """The phase's checks in a fresh container over a clone of ``head``."""
-    root = ctx.root / "checks" / name
-    discard_tree(root)    # an interrupted earlier check's (resume)
+    """The phase's checks in a fresh sandbox over a checkout of ``head``."""
+    place = f"checks/{name}"
+    ctx.provider.discard(place)    # an interrupted earlier check's (resume)
     try:
-        return _checks_in(ctx, head, name, root)
+        return _checks_in(ctx, ctx.checkout(PHASE_CHECKS, head, place=place), name)
     finally:
-        discard_tree(root)    # nothing in it to keep
+        ctx.provider.discard(place)    # nothing in it to keep
 
 
-def _checks_in(ctx: RunContext, head: str, name: str, root: Path) -> CheckResult:
-    workspace = ctx.new_workspace(clone=root / "clone", gradle_home=root / "gradle",
-                                  branch=ctx.branch(PHASE_CHECKS), start=head)
+def _checks_in(ctx: RunContext, checkout: Checkout, name: str) -> CheckResult:
     deadline = time.monotonic() + PHASE_CHECKS_TIMEOUT
     with CappedLog(ctx.root / "logs" / f"{PHASE_CHECKS}.log") as log, \
-            open_sandbox(ctx, PHASE_CHECKS, workspace) as sandbox:
-        log.write(f"=== phase checks on {head[:12]} ({name}) ===\n")
+            open_sandbox(ctx, PHASE_CHECKS, checkout) as sandbox:
+        log.write(f"=== phase checks on {checkout.start[:12]} ({name}) ===\n")
         on_output = output_handler(ctx, PHASE_CHECKS, log)
         try:
             return run_checks(sandbox, list(ctx.phase.checks), log=log, deadline=deadline,

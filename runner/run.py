@@ -26,7 +26,6 @@ from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
 from runner.scheduler import finished, schedule
 from runner.selftest import run_selftest
-from runner.trees import discard_tree
 from runner.phasegate import branch_of, land, phase_gate
 from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_refs
 from runner.runlock import driving
@@ -34,7 +33,6 @@ from runner.outcome import TicketOutcome, conflict_reason
 from runner.record import PHASE_COPY, RunResult, load_result, write_state
 from runner.context import RunContext, gateway_for
 from runner.worker import MODEL_AGENTS, open_sandbox, run_ticket
-from runner.workspace import Workspace
 
 if TYPE_CHECKING:   # docker-py is imported where a run talks to the engine, not for status
     import docker
@@ -246,7 +244,8 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
     return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,
                       claude=claude,
                       objects=objects,
-                      ledger=ledger, provider=DockerSandboxes(client), sink=sink,
+                      ledger=ledger, provider=DockerSandboxes(client, root=result.run_dir),
+                      sink=sink,
                       keep=options.keep, authorship=read_authorship(host, phase))
 
 
@@ -369,28 +368,27 @@ def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventS
 
 def salvage_workspaces(ctx: RunContext, base_sha: str, label: str, *,
                        skip: set[str] = frozenset()) -> None:
-    """Salvage every workspace of the run, its reruns' too (but those of ``skip``), so that
-    nothing in them is lost and a ticket run again finds its directories free."""
-    for place in [ctx.root, *sorted((ctx.root / "reruns").glob("*"))]:
-        for clone in sorted((place / "workspaces").glob("*")):
-            if clone.name not in skip:
-                salvage(ctx, clone.name, base_sha, root=place,
-                        label=label if place == ctx.root else f"{label}-rerun-{place.name}")
+    """Salvage every checkout the provider keeps for the run, its reruns' too (but those of
+    ``skip``), so that nothing in them is lost and a ticket run again finds its place free."""
+    for place, name in ctx.provider.kept():
+        if place or name not in skip:
+            rerun = place.removeprefix("reruns/")
+            salvage(ctx, name, base_sha, place=place,
+                    label=f"{label}-rerun-{rerun}" if place else label)
 
 
-def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
-            label: str) -> None:
-    """Collect what a ticket committed (and left) in a workspace under ``root`` through a
-    container over it, into refs/runner/<run>/attempts/<ticket>/<label> unless its refs hold
-    it already; then remove the workspace. Save before delete: never lose work."""
-    clone, home = root / "workspaces" / ticket_id, root / "gradle" / ticket_id
-    if (clone / ".git").is_dir():
-        workspace = Workspace(clone=clone, gradle_home=home, branch=ctx.branch(ticket_id),
-                              start=base_sha)
-        ref = attempt_ref(ctx.run_id, ticket_id, label)
-        try:
-            ctx.objects.ensure(base_sha)      # the store its clone borrows from, mounted
-            with open_sandbox(ctx, ticket_id, workspace) as sandbox:
+def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, place: str, label: str) -> None:
+    """Collect what a ticket committed (and left) in its checkout through a sandbox over it,
+    into refs/runner/<run>/attempts/<ticket>/<label> unless its refs hold it already; then
+    discard the checkout. Save before delete: never lose work."""
+    ref = attempt_ref(ctx.run_id, ticket_id, label)
+    try:
+        ctx.objects.ensure(base_sha)      # the store its clone borrows from
+        checkout = ctx.checkout(ticket_id, base_sha, place=place, fresh=False)
+        with open_sandbox(ctx, ticket_id, checkout) as sandbox:
+            if sandbox.exec(["test", "-d", ".git"], timeout=60).exit_code != 0:
+                got = None                # never got as far as a clone: nothing to keep
+            else:
                 # Nothing runs in this fresh container: a lock there is a killed git's.
                 sandbox.exec(["rm", "-f", ".git/index.lock"], timeout=60)
                 commit_leftovers(sandbox, f"{ticket_id}: work left in its workspace ({label})",
@@ -398,20 +396,16 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, root: Path,
                 got = collect(sandbox, ctx.host, start=base_sha, ref=ref,
                               bundle=ctx.root / "bundles" / f"{ticket_id}.{label}.bundle",
                               readable=ctx.objects.objects)
-        except (CollectError, RunnerError) as e:
-            # Kept whole, out of the way: the ticket can run again, and nothing is lost.
-            aside = ctx.root / "unsalvaged" / f"{ticket_id}-{label}-{secrets.token_hex(2)}"
-            aside.mkdir(parents=True)
-            for place in (clone, home):
-                if place.exists():
-                    place.rename(aside / place.parent.name)
-            ctx.sink.emit(Notice(f"{ticket_id}: could not collect the work in its workspace "
-                                 f"({e}); it is kept at {aside}", level="warning"))
-            return
-        if got.tip and ctx.host.held_elsewhere(got.tip, ref, run_refs(ctx.run_id)):
+    except (CollectError, RunnerError) as e:
+        # Kept whole, out of the way: the ticket can run again, and nothing is lost.
+        aside = ctx.provider.set_aside(place, ticket_id, label)
+        ctx.sink.emit(Notice(f"{ticket_id}: could not collect the work in its workspace "
+                             f"({e}); it is kept at {aside}", level="warning"))
+        return
+    if got is not None and got.tip:
+        if ctx.host.held_elsewhere(got.tip, ref, run_refs(ctx.run_id)):
             ctx.host.delete_ref(ref)
-        elif got.tip:
+        else:
             ctx.sink.emit(Notice(f"{ticket_id}: work found in its workspace is kept at {ref}"))
-    for leftover in (clone, home):
-        if problem := discard_tree(leftover):     # never follows a link out; any depth
-            ctx.sink.emit(Notice(f"{ticket_id}: {problem}", level="warning"))
+    if problem := ctx.provider.discard(place, ticket_id):   # never follows a link out
+        ctx.sink.emit(Notice(f"{ticket_id}: {problem}", level="warning"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from runner.gitops import git_out
 from runner.sandbox import (CLAUDE_BINARY, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE,
-                            RUN_OBJECTS, WORKSPACE, Sandbox)
+                            RUN_OBJECTS, WORKSPACE, Checkout, Sandbox)
 from runner.secretenv import MIN_SECRET_LENGTH, GivenEnv, files_holding, refused_env
 from runner.context import RunContext
 from runner.worker import open_sandbox, sandbox_spec
@@ -115,27 +115,29 @@ class SelfTestResult:
         return [c for c in self.checks if not c.passed]
 
 
-WorkspaceMaker = Callable[[str], Workspace]
+CheckoutMaker = Callable[[str], Checkout]
+
+
+SELFTEST = "selftest"    # the place of the probes' checkouts
 
 
 def run_selftest(ctx: RunContext, start: str,
-                 workspace_for: WorkspaceMaker | None = None) -> SelfTestResult:
+                 checkout_for: CheckoutMaker | None = None) -> SelfTestResult:
     """Start two probes from ``start`` the way workers start, and check what they see.
 
-    ``workspace_for`` makes each probe's workspace; the default is the real thing. Tests pass
+    ``checkout_for`` gives each probe's checkout; the default is the real thing. Tests pass
     a broken one (two probes sharing a clone) to see the self-test catch it.
     """
-    root = ctx.root / "selftest"
+    def real_checkout(probe: str) -> Checkout:
+        return ctx.checkout(probe, start, place=SELFTEST)
 
-    def real_workspace(probe: str) -> Workspace:
-        return ctx.new_workspace(clone=root / "workspaces" / probe,
-                                 gradle_home=root / "gradle" / probe, branch=ctx.branch(probe),
-                                 start=start)
-
-    make = workspace_for or real_workspace
-    discard_tree(root)   # an earlier self-test's (resume runs it again)
-    host_marker = root / f".host-only-{secrets.token_hex(4)}"
-    host_marker.parent.mkdir(parents=True, exist_ok=True)
+    make = checkout_for or real_checkout
+    if checkout_for is None:
+        ctx.provider.discard(SELFTEST)   # an earlier self-test's (resume runs it again)
+    marker_dir = ctx.root / "selftest-marker"
+    discard_tree(marker_dir)
+    marker_dir.mkdir(parents=True)
+    host_marker = marker_dir / f".host-only-{secrets.token_hex(4)}"
     host_marker.write_text(f"only the host repo has this object: {secrets.token_hex(16)}\n")
     # An object in the host repo that base does not reach: workers must not read it.
     host_object = git_out(ctx.host.top, "hash-object", "-w", "--no-filters", "--",
@@ -146,15 +148,16 @@ def run_selftest(ctx: RunContext, start: str,
 
     def probe(name: str) -> Probed:
         try:
-            workspace = make(name)
-            spec = sandbox_spec(ctx, name, workspace)
-            with open_sandbox(ctx, name, workspace) as sandbox:
+            checkout = make(name)
+            spec = sandbox_spec(ctx, name, checkout)
+            with open_sandbox(ctx, name, checkout) as sandbox:
                 sandbox.exec(["touch", f"{WORKSPACE}/.probe-{name}",
                               f"{GRADLE_HOME}/.probe-{name}"], timeout=60)
                 together.wait()
                 facts = _facts(sandbox, f".probe-{_other(name)}", str(host_marker),
                                host_object, gateway=ctx.gateway is not None)
                 together.wait()
+                workspace = getattr(sandbox, "workspace", None)   # on the runner's disk
             given = GivenEnv(spec=spec.env, image=spec.image,
                              image_env=ctx.provider.image_env(spec.image))
             return Probed(name, facts, given, workspace)
@@ -168,7 +171,8 @@ def run_selftest(ctx: RunContext, start: str,
             probed = [future.result() for future in futures.values()]
         return SelfTestResult(tuple(_judge(ctx, probed)))
     finally:
-        discard_tree(root)   # probes' scratch: nothing in it to keep
+        ctx.provider.discard(SELFTEST)   # probes' scratch: nothing in it to keep
+        discard_tree(marker_dir)
 
 
 def _other(probe: str) -> str:

@@ -24,33 +24,31 @@ from runner.ledger import Usage
 from runner.gatewayenv import gateway_env
 from runner.logcap import CappedLog, LockedLog, LogWriter, SinkValve
 from runner.phase import Ticket
-from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE,
+from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, Checkout,
                             Limits, Mount, Sandbox, SandboxSpec)
 from runner.text import one_line
 from runner.transcript import Transcript
 from runner.outcome import NOTHING_CHANGED, TicketOutcome
 from runner.refs import attempt_ref
-from runner.workspace import Workspace
 
 if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
     from runner.gateway import ApiCall, Caller, Connection
 
 
-def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> SandboxSpec:
-    """The container a worker gets: its clone, its Gradle home, the run's objects read-only."""
+def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> SandboxSpec:
+    """The sandbox a worker gets: its checkout, the shared cache and the run's files
+    read-only, its limits and labels."""
     phase = ctx.phase
-    mounts = [Mount(workspace.clone, WORKSPACE), Mount(workspace.gradle_home, GRADLE_HOME),
-              Mount(ctx.objects.objects, RUN_OBJECTS, read_only=True)]
     env = {"RUNNER_RUN": ctx.run_id, "RUNNER_TICKET": ticket_id, "HOME": "/tmp",
            "GRADLE_USER_HOME": GRADLE_HOME, **ctx.authorship.env(ticket_id),
            **(gateway_env() if ctx.gateway else {})}
     if phase.gradle.shared_cache:
-        mounts.append(Mount(phase.gradle.shared_cache, GRADLE_RO_CACHE, read_only=True))
         env["GRADLE_RO_DEP_CACHE"] = GRADLE_RO_CACHE
-    if ctx.claude:      # in every sandbox of the run, so the self-test sees what tickets get
-        mounts.append(Mount(ctx.claude, CLAUDE_BINARY, read_only=True))
+    # The binary goes into every sandbox of the run, so the self-test sees what tickets get.
+    files = (Mount(ctx.claude, CLAUDE_BINARY, read_only=True),) if ctx.claude else ()
     return SandboxSpec(
-        name=ctx.container_name(ticket_id), image=phase.image, mounts=tuple(mounts), env=env,
+        name=ctx.container_name(ticket_id), image=phase.image, env=env, checkout=checkout,
+        shared_cache=phase.gradle.shared_cache, files=files,
         # runner.run-dir: whether the run is live can be told from any repo (runner clean).
         labels={"runner.run": ctx.run_id, "runner.ticket": ticket_id,
                 "runner.run-dir": str(ctx.root)},
@@ -60,11 +58,11 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, workspace: Workspace) -> Sandb
 
 
 @contextmanager
-def open_sandbox(ctx: RunContext, ticket_id: str, workspace: Workspace, *, keep: bool = False,
+def open_sandbox(ctx: RunContext, ticket_id: str, checkout: Checkout, *, keep: bool = False,
                  name: str | None = None, caller: Caller | None = None) -> Iterator[Sandbox]:
-    """The worker's sandbox over ``workspace``, with its own gateway socket when the run
+    """The worker's sandbox over ``checkout``, with its own gateway socket when the run
     has a gateway (served for ``caller``, else for the ticket with nothing recorded)."""
-    spec = sandbox_spec(ctx, ticket_id, workspace)
+    spec = sandbox_spec(ctx, ticket_id, checkout)
     if name:
         spec = replace(spec, name=name)
     with ExitStack() as stack:
@@ -131,7 +129,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
     kept at refs/runner/<run>/attempts/<ticket>/<n> (…/before-resume when a resumed run runs
     the ticket again)."""
     started = time.time()
-    root = ctx.root if attempt == 0 else ctx.root / "reruns" / str(attempt)
+    root = ctx.root if attempt == 0 else ctx.root / "reruns" / str(attempt)  # its bundles
     ref = ctx.ticket_ref(ticket.id)
     if previous := ctx.host.resolve(ref):
         label = str(attempt) if attempt else "before-resume"
@@ -163,15 +161,14 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
         try:
             if attempt:
                 log.write(f"=== rerun {attempt}, from {start[:12]} ===\n")
-            workspace = ctx.new_workspace(
-                clone=root / "workspaces" / ticket.id, gradle_home=root / "gradle" / ticket.id,
-                branch=ctx.branch(ticket.id), start=start)
+            checkout = ctx.checkout(ticket.id, start,
+                                    place=f"reruns/{attempt}" if attempt else "")
             # A rerun's container has a name of its own: the first one may be kept (--keep).
             name = (f"{ctx.container_name(ticket.id)}-rerun{attempt}-{secrets.token_hex(2)}"
                     if attempt else None)
             caller = (gateway_caller(ctx, ticket, log, transcript, refusals)
                       if ctx.gateway else None)
-            with open_sandbox(ctx, ticket.id, workspace, keep=ctx.keep, name=name,
+            with open_sandbox(ctx, ticket.id, checkout, keep=ctx.keep, name=name,
                               caller=caller) as sandbox:
                 judged: list[str] = []
                 work = _work(ctx, ticket, sandbox, log, on_output, deadline, start, reviews,

@@ -1,8 +1,11 @@
 """Where a worker's commands run: the Sandbox protocol and what it is built from.
 
-A sandbox is described by a SandboxSpec (what to mount, which limits) and opened by a
-SandboxProvider; the Docker implementation lives in ``sandbox/docker.py``. Another backend
-(Kubernetes, a VM) implements the same two protocols and nothing outside this package changes.
+A sandbox is described by a SandboxSpec — the work (a Checkout: which commit on which
+branch, what the worker may read), its limits, labels, network and way out — and opened by
+a SandboxProvider, which owns the workspace: it makes the clone and the private Gradle home
+where its sandboxes can use them, keeps them as long as the run needs them, and removes or
+sets them aside when told. The Docker implementation lives in ``sandbox/docker.py``.
+Everything else reaches a workspace only through a sandbox's commands (exec).
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from runner.objectstore import RunObjects
 
 WORKSPACE = "/workspace"
 GRADLE_HOME = "/gradle-home"
@@ -34,6 +40,22 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Checkout:
+    """The clone a sandbox works in, which its provider makes and keeps: ``start`` checked
+    out on ``branch``, borrowing only what ``history`` holds (base's history and the run's
+    integrated work). ``place`` and ``name`` say which one, within the run: a ticket
+    ("", "T1"), a rerun ("reruns/1", "T1"), a probe ("selftest", "_probe1")."""
+
+    name: str
+    branch: str
+    start: str
+    history: RunObjects
+    place: str = ""
+    fresh: bool = True             # False: the one an earlier sandbox left (salvage)
+    gradle_properties: str = ""    # what its Gradle home starts with
+
+
+@dataclass(frozen=True)
 class Limits:
     cpus: float
     memory: str
@@ -45,10 +67,12 @@ class Limits:
 class SandboxSpec:
     name: str
     image: str
-    mounts: tuple[Mount, ...]
     env: Mapping[str, str]
     labels: Mapping[str, str]
     limits: Limits
+    checkout: Checkout | None = None   # None: a sandbox with no workspace of its own
+    shared_cache: Path | None = None   # a read-only Gradle dependency cache (GRADLE_RO_CACHE)
+    files: tuple[Mount, ...] = ()      # read-only files carried in (the Claude Code binary)
     network: str = "none"
     user: str = "0:0"          # uid:gid the worker runs as (the host user's)
     workdir: str = WORKSPACE
@@ -121,6 +145,21 @@ class SandboxProvider(Protocol):
     def stop_processes(self, run_id: str) -> None:
         """End every process in the run's sandboxes; their files and the sandboxes stay (an
         interrupt: the workers then collect what they committed)."""
+        ...
+
+    def kept(self) -> list[tuple[str, str]]:
+        """The (place, name) of every checkout of the run this provider keeps, but those of
+        its probes and phase checks: what a resume or a clean must salvage."""
+        ...
+
+    def discard(self, place: str, name: str | None = None) -> str | None:
+        """Remove a checkout (every one under ``place`` when ``name`` is None); a problem
+        that left something behind, or None."""
+        ...
+
+    def set_aside(self, place: str, name: str, label: str) -> str:
+        """Keep a checkout whose work could not be collected out of the way, whole, so the
+        ticket can run again; return where it is kept."""
         ...
 
 

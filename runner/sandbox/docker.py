@@ -23,9 +23,12 @@ from docker.types import Mount as DockerMount
 
 from runner.errors import DockerUnavailable, EnvironmentProblem
 from runner.hostview import explain_mount_error
-from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, TIMEOUT_EXIT, ExecResult,
-                            OutputHandler, OutputTail, SandboxSpec)
+from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS,
+                            TIMEOUT_EXIT, WORKSPACE, Checkout, ExecResult, OutputHandler,
+                            OutputTail, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
+from runner.trees import discard_tree
+from runner.workspace import Workspace, create_workspace
 
 KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
 STOPPED_EXIT = 137     # SIGKILL: the watchdog, the OOM killer, or a worker killing its init
@@ -80,16 +83,68 @@ def _engine_must_answer() -> Iterator[None]:
                                 ) from e
 
 
-class DockerSandboxes:
-    """Opens DockerSandbox containers from SandboxSpecs (the SandboxProvider for Docker)."""
+# Where a local engine's checkouts are under the run's directory: scratch of the provider's
+# own (probes, phase checks) is never salvaged.
+SCRATCH_PLACES = ("selftest", "checks")
 
-    def __init__(self, client: docker.DockerClient) -> None:
+
+class DockerSandboxes:
+    """Opens DockerSandbox containers from SandboxSpecs (the SandboxProvider for Docker).
+
+    The engine shares the runner's disk: a checkout is a linked clone and a Gradle home in
+    the run's directory (``root``), bind-mounted with the run's object store read-only."""
+
+    def __init__(self, client: docker.DockerClient, root: Path | None = None) -> None:
         self.client = client
+        self.root = root
+
+    def _paths(self, place: str, name: str) -> tuple[Path, Path]:
+        if self.root is None:
+            raise EnvironmentProblem("this Docker provider has no run directory for "
+                                     "workspaces (a bug: give DockerSandboxes the run's root)")
+        base = self.root / place
+        return base / "workspaces" / name, base / "gradle" / name
+
+    def _checkout(self, checkout: Checkout) -> Workspace:
+        clone, home = self._paths(checkout.place, checkout.name)
+        if not checkout.fresh:
+            return Workspace(clone=clone, gradle_home=home, branch=checkout.branch,
+                             start=checkout.start)
+        return create_workspace(checkout.history, clone=clone, gradle_home=home,
+                                branch=checkout.branch, start=checkout.start,
+                                gradle_properties=checkout.gradle_properties)
+
+    def kept(self) -> list[tuple[str, str]]:
+        if self.root is None:
+            return []
+        places = ["", *sorted(f"reruns/{p.name}" for p in (self.root / "reruns").glob("*"))]
+        return [(place, clone.name) for place in places
+                for clone in sorted((self.root / place / "workspaces").glob("*"))]
+
+    def discard(self, place: str, name: str | None = None) -> str | None:
+        if self.root is None:
+            return None
+        if name is None:
+            trees = [self.root / place / "workspaces", self.root / place / "gradle"]
+        else:
+            trees = list(self._paths(place, name))
+        problems = [problem for tree in trees if (problem := discard_tree(tree))]
+        return "; ".join(problems) or None
+
+    def set_aside(self, place: str, name: str, label: str) -> str:
+        assert self.root is not None
+        aside = self.root / "unsalvaged" / f"{name}-{label}-{os.urandom(2).hex()}"
+        aside.mkdir(parents=True)
+        for tree in self._paths(place, name):
+            if tree.exists():
+                tree.rename(aside / tree.parent.name)
+        return str(aside)
 
     @contextmanager
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
+        workspace = self._checkout(spec.checkout) if spec.checkout else None
         with _engine_must_answer():
-            container = self._create(spec)
+            container = self._create(spec, workspace)
         try:
             try:
                 with _engine_must_answer():
@@ -97,7 +152,7 @@ class DockerSandboxes:
             except docker.errors.APIError as e:
                 raise EnvironmentProblem(f"cannot start container {spec.name}: "
                                          f"{e.explanation or e}") from e
-            sandbox = DockerSandbox(container, self.client, spec)
+            sandbox = DockerSandbox(container, self.client, spec, workspace)
             with _disk_watch(sandbox):
                 yield sandbox
         finally:
@@ -149,9 +204,17 @@ class DockerSandboxes:
         except DOCKER_ERRORS:
             return []
 
-    def _create(self, spec: SandboxSpec) -> Container:
-        mounts = [DockerMount(target=m.target, source=str(m.source), type="bind",
-                              read_only=m.read_only) for m in spec.mounts]
+    def _create(self, spec: SandboxSpec, workspace: Workspace | None) -> Container:
+        binds: list[tuple[Path, str, bool]] = [(m.source, m.target, True) for m in spec.files]
+        if workspace is not None:
+            assert spec.checkout is not None
+            binds += [(workspace.clone, WORKSPACE, False),
+                      (workspace.gradle_home, GRADLE_HOME, False),
+                      (spec.checkout.history.objects, RUN_OBJECTS, True)]
+        if spec.shared_cache is not None:
+            binds.append((spec.shared_cache, GRADLE_RO_CACHE, True))
+        mounts = [DockerMount(target=target, source=str(source), type="bind",
+                              read_only=read_only) for source, target, read_only in binds]
         if spec.gateway is not None:     # its directory: a socket bound again stays reachable
             mounts.append(DockerMount(target=GATEWAY_DIR, source=str(spec.gateway.parent),
                                       type="bind", read_only=True))
@@ -180,19 +243,20 @@ class DockerSandboxes:
 def _disk_watch(sandbox: DockerSandbox) -> Iterator[None]:
     """Watch the writable mounts (workspace, Gradle home) against the disk budget while the
     sandbox is open: during the worker's commands, its checks and collection alike."""
-    spec = sandbox.spec
-    roots = {m.source: m.target for m in spec.mounts if not m.read_only}
-    if spec.limits.disk is None or not roots:
+    spec, workspace = sandbox.spec, sandbox.workspace
+    if spec.limits.disk is None or workspace is None:
         yield
         return
+    roots = {workspace.clone: WORKSPACE, workspace.gradle_home: GRADLE_HOME}
     with DiskWatch(roots, budget=spec.limits.disk, stop=sandbox.stop_for):
         yield
 
 
 class DockerSandbox:
     def __init__(self, container: Container, client: docker.DockerClient,
-                 spec: SandboxSpec) -> None:
+                 spec: SandboxSpec, workspace: Workspace | None = None) -> None:
         self.container, self.api, self.spec = container, client.api, spec
+        self.workspace = workspace     # its checkout on the runner's disk (a local engine)
         self.name = spec.name
         self.restarts = 0
         self.stopped_for = ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,9 @@ from runner.errors import EnvironmentProblem
 from runner.ledger import Ledger
 from runner.logcap import CappedLog
 from runner.phase import Phase
-from runner.sandbox import CLAUDE_BINARY, WORKSPACE, Limits, Mount, SandboxSpec
+from runner.gitops import open_host_repo
+from runner.objectstore import STORE, RunObjects
+from runner.sandbox import CLAUDE_BINARY, WORKSPACE, Checkout, Limits, Mount, SandboxSpec
 from runner.sandbox.docker import DockerSandboxes
 from runner.transcript import Transcript, render
 from tests.fakes.messages_api import Fail, FakeMessagesAPI, Reply, done, text, tool
@@ -43,10 +46,20 @@ def _binary() -> Path:
 @dataclass
 class Ran:
     result: AgentResult
-    repo: Path
+    repo: Path            # the checkout's clone, on this disk (a local engine's)
+    objects: Path         # the run's object store it borrows from
     fake: FakeMessagesAPI
     lines: list[str] = field(default_factory=list)
     transcript: str = ""
+
+    def git(self, *args: str) -> str:
+        """git in the clone from the host: its alternates name the store's path inside."""
+        proc = subprocess.run(["git", "-c", "safe.directory=*", *args], cwd=self.repo,
+                              capture_output=True, text=True,
+                              env={**os.environ, "GIT_ALTERNATE_OBJECT_DIRECTORIES":
+                                   str(self.objects)})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
 
 
 @pytest.fixture
@@ -59,10 +72,15 @@ def run_agent(tmp_path: Path, engine, worker_image: str) -> Iterator:
         the_ticket = phase.tickets[0]
         repo = make_repo(tmp_path / f"repo-{the_ticket.id}", {"README.md": "hello\n"})
         run_id = f"cc-{secrets.token_hex(4)}"
+        head = git(repo, "rev-parse", "HEAD")
+        objects = RunObjects(open_host_repo(repo), path=tmp_path / run_id / STORE,
+                             run_id=run_id, base=head)
+        checkout = Checkout(name=the_ticket.id, branch=f"runner/{run_id}/{the_ticket.id}",
+                            start=head, history=objects)
         with FakeMessagesAPI({the_ticket.id: script}) as fake:
             spec = SandboxSpec(
-                name=f"runner-{run_id}", image=worker_image,
-                mounts=(Mount(repo, WORKSPACE), Mount(binary, CLAUDE_BINARY, read_only=True)),
+                name=f"runner-{run_id}", image=worker_image, checkout=checkout,
+                files=(Mount(binary, CLAUDE_BINARY, read_only=True),),
                 env={"HOME": "/tmp", "ANTHROPIC_BASE_URL": fake.url,
                      "ANTHROPIC_API_KEY": PLACEHOLDER, **Authorship().env(the_ticket.id)},
                 labels={"runner.run": run_id, "runner.run-dir": str(tmp_path)},
@@ -71,7 +89,7 @@ def run_agent(tmp_path: Path, engine, worker_image: str) -> Iterator:
             transcript = Transcript(tmp_path / f"{the_ticket.id}.jsonl")
             lines: list[str] = []
             deadline = time.monotonic() + the_ticket.timeout
-            with DockerSandboxes(engine).open(spec) as sandbox, \
+            with DockerSandboxes(engine, root=tmp_path / run_id).open(spec) as sandbox, \
                     CappedLog(tmp_path / f"{the_ticket.id}.log") as log:
                 ctx = AgentContext(
                     ticket=the_ticket, phase=phase, sandbox=sandbox, on_output=lines.append,
@@ -82,7 +100,9 @@ def run_agent(tmp_path: Path, engine, worker_image: str) -> Iterator:
                     check=lambda: run_checks(sandbox, the_ticket.checks, log=log,
                                              on_output=lines.append, deadline=deadline))
                 result = ClaudeCodeAgent().run(ctx)
-        return Ran(result, repo, fake, lines, "\n".join(render(transcript.path)))
+                clone = sandbox.workspace.clone
+        return Ran(result, clone, objects.objects, fake, lines,
+                   "\n".join(render(transcript.path)))
 
     yield run
 
@@ -95,8 +115,8 @@ def test_writes_runs_and_commits_a_ticket(run_agent) -> None:
         done("Wrote hello.txt.")])
     assert ran.result.ok and ran.result.checked, ran.result.reason
     assert ran.result.turns == 3 and ran.result.fix_loops == 0
-    assert git(ran.repo, "log", "-1", "--format=%s") == "CC1: Claude Code ticket"
-    assert git(ran.repo, "show", "HEAD:hello.txt") == "hi\nbye"
+    assert ran.git("log", "-1", "--format=%s") == "CC1: Claude Code ticket"
+    assert ran.git("show", "HEAD:hello.txt") == "hi\nbye"
     # The live view: readable one-liners, never raw JSON.
     assert "tool Write: /workspace/hello.txt" in ran.lines
     assert "tool Bash: echo bye >> hello.txt && wc -l hello.txt" in ran.lines
@@ -122,7 +142,7 @@ def test_a_failed_check_resumes_the_same_session(run_agent) -> None:
     first, _, resumed, _ = ran.fake.requests_for("CC1")
     assert resumed.continues(first)
     assert "check `test -f fixed.txt` exited with 1" in resumed.last_user_text()
-    assert git(ran.repo, "show", "HEAD:fixed.txt") == "fixed"
+    assert ran.git("show", "HEAD:fixed.txt") == "fixed"
     assert "claude-code resumes session" in ran.transcript
     # No gateway here: the ledger metered nothing, and the transcript says they differ.
     assert "usage differs: Claude Code counted 200 in / 70 out" in ran.transcript

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,9 +22,10 @@ from runner.ledger import Ledger
 from runner.objectstore import STORE, RunObjects
 from runner.phase import load_phase
 from runner.sandbox.docker import DockerSandboxes
-from runner.selftest import run_selftest
+from runner.selftest import SELFTEST, run_selftest
 from runner.context import RunContext
-from runner.workspace import Workspace
+from runner.sandbox import Checkout
+from runner.workspace import create_workspace
 from tests.helpers import git, make_repo, write_phase
 
 KEY = "sk-ant-selftest-" + secrets.token_hex(12)
@@ -43,7 +45,8 @@ def gateway_ctx(tmp_path: Path, engine: docker.DockerClient, worker_image: str,
     ledger = Ledger(prices={})
     with Gateway(tmp_path / "run" / "gateway", ledger=ledger, egress=phase.egress) as gateway:
         yield RunContext(run_id=run_id, phase=phase, host=host, root=tmp_path / "run",
-                         objects=objects, provider=DockerSandboxes(engine),
+                         objects=objects,
+                         provider=DockerSandboxes(engine, root=tmp_path / "run"),
                          sink=EventCollector(), ledger=ledger, gateway=gateway), head
 
 
@@ -65,15 +68,20 @@ class _OneSocketForAll:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway, self.first = gateway, None
+        self._lock = threading.Lock()      # the probes start at once
 
     @contextmanager
     def serve(self, caller: Caller) -> Iterator[Path]:
-        if self.first is not None:
-            yield self.first
-            return
-        with self.gateway.serve(caller) as path:
-            self.first = path
-            yield path
+        with self._lock:
+            first, owner = self.first, self.first is None
+            if owner:
+                served = self.gateway.serve(caller)
+                first = self.first = served.__enter__()
+        try:
+            yield first
+        finally:
+            if owner:
+                served.__exit__(None, None, None)
 
 
 def test_a_shared_socket_is_caught(gateway_ctx) -> None:
@@ -103,14 +111,17 @@ def test_an_image_without_socat_is_refused_saying_what_to_add(gateway_ctx,
 def test_the_key_in_a_workspace_file_is_caught(gateway_ctx) -> None:
     ctx, head = gateway_ctx
 
-    def leaky(probe: str) -> Workspace:
-        workspace = ctx.new_workspace(clone=ctx.root / "leaky" / probe,
-                                      gradle_home=ctx.root / "leaky" / f"g-{probe}",
-                                      branch=ctx.branch(probe), start=head)
+    for probe in ("_probe1", "_probe2"):
+        base = ctx.root / SELFTEST
+        workspace = create_workspace(ctx.objects, clone=base / "workspaces" / probe,
+                                     gradle_home=base / "gradle" / probe,
+                                     branch=ctx.branch(probe), start=head)
         (workspace.gradle_home / "init.gradle").write_text(f"// key={KEY}\n")
-        return workspace
 
-    result = run_selftest(ctx, head, workspace_for=leaky)
+    def leaky(probe: str) -> Checkout:
+        return ctx.checkout(probe, head, place=SELFTEST, fresh=False)
+
+    result = run_selftest(ctx, head, checkout_for=leaky)
     check = _check(result, "API key in no file")
     assert not check.passed and "init.gradle" in check.detail
     assert KEY not in check.detail

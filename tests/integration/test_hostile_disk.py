@@ -30,7 +30,6 @@ from runner.sandbox.diskwatch import disk_usage
 from runner.sandbox.docker import DockerSandboxes
 from runner.context import RunContext
 from runner.worker import sandbox_spec
-from runner.workspace import create_workspace
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
 from tests.helpers import git, make_repo, write_phase
 
@@ -185,11 +184,9 @@ def test_the_sandbox_stops_and_then_runs_commands_again(tmp_path: Path,
         "tickets": [{"id": "X", "agent": "script", "run": "true"}]}))
     objects = RunObjects(host, path=tmp_path / "run" / STORE, run_id="test-disk", base=head)
     ctx = RunContext(run_id="test-disk", phase=phase, host=host, root=tmp_path / "run",
-                     objects=objects, provider=DockerSandboxes(engine), sink=EventCollector())
-    workspace = create_workspace(objects, clone=tmp_path / "run/ws",
-                                 gradle_home=tmp_path / "run/g", branch="runner/disk/X",
-                                 start=head)
-    with ctx.provider.open(sandbox_spec(ctx, "X", workspace)) as sandbox:
+                     objects=objects, provider=DockerSandboxes(engine, root=tmp_path / "run"),
+                     sink=EventCollector())
+    with ctx.provider.open(sandbox_spec(ctx, "X", ctx.checkout("X", head))) as sandbox:
         assert sandbox.exec(["true"], timeout=30).ok and sandbox.stopped_for == ""
         hog = sandbox.exec(["bash", "-c", f"head -c 100m /dev/zero > {GRADLE_HOME}/x; "
                             "sleep 120"], timeout=300)

@@ -18,7 +18,6 @@ from runner.sandbox.docker import DockerSandboxes
 from runner.images import RECIPE_LABEL
 from runner.context import RunContext
 from runner.worker import sandbox_spec
-from runner.workspace import create_workspace
 from tests.helpers import git, make_repo, write_phase
 
 PROBE = r"""
@@ -52,16 +51,15 @@ def worker(tmp_path: Path, engine: docker.DockerClient, worker_image: str,
     run_id, head = f"test-{secrets.token_hex(3)}", git(repo, "rev-parse", "HEAD")
     objects = RunObjects(host, path=tmp_path / "run" / STORE, run_id=run_id, base=head)
     ctx = RunContext(run_id=run_id, phase=phase, host=host, root=tmp_path / "run",
-                     objects=objects, provider=DockerSandboxes(engine), sink=EventCollector())
-    workspace = create_workspace(objects, clone=tmp_path / "run/ws",
-                                 gradle_home=tmp_path / "run/g", branch="runner/probe/X",
-                                 start=head)
-    with ctx.provider.open(sandbox_spec(ctx, "X", workspace)) as sandbox:
+                     objects=objects, provider=DockerSandboxes(engine, root=tmp_path / "run"),
+                     sink=EventCollector())
+    with ctx.provider.open(sandbox_spec(ctx, "X", ctx.checkout("X", head))) as sandbox:
+        workspace = sandbox.workspace
         yield ctx, workspace, sandbox, repo
 
 
 def test_inside_the_worker(worker) -> None:
-    _, _, sandbox, _ = worker
+    ctx, _, sandbox, _ = worker
     result = sandbox.exec(["bash", "-c", PROBE], timeout=60)
     assert result.exit_code == 0, result.output
     seen = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
@@ -70,7 +68,7 @@ def test_inside_the_worker(worker) -> None:
     assert seen["net"] == "lo,"
     assert seen["uid"] == f"{os.getuid()}:{os.getgid()}"
     assert seen["pwd"] == "/workspace"
-    assert seen["branch"] == "runner/probe/X"
+    assert seen["branch"] == ctx.branch("X")
     assert seen["status"] == "0"
     assert seen["rootfs"] == "read-only"
     assert seen["objects"] == "read-only"

@@ -15,7 +15,7 @@ from runner.gitops import open_host_repo
 from runner.objectstore import STORE, RunObjects
 from runner.phase import load_phase
 from runner.sandbox.docker import DockerSandboxes
-from runner.selftest import run_selftest
+from runner.selftest import SELFTEST, run_selftest
 from runner.context import RunContext
 from runner.workspace import Workspace, create_workspace
 from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
@@ -41,7 +41,8 @@ def probe_ctx(tmp_path: Path, engine: docker.DockerClient, worker_image: str):
         repo, "rev-parse", "HEAD")
     objects = RunObjects(host, path=tmp_path / "run" / STORE, run_id=run_id, base=head)
     ctx = RunContext(run_id=run_id, phase=phase, host=host, root=tmp_path / "run",
-                     objects=objects, provider=DockerSandboxes(engine), sink=EventCollector())
+                     objects=objects, provider=DockerSandboxes(engine, root=tmp_path / "run"),
+                     sink=EventCollector())
     return ctx, head
 
 
@@ -56,29 +57,31 @@ def test_real_probes_pass(probe_ctx) -> None:
     assert len(result.checks) >= 15
 
 
-def test_shared_clone_is_caught(probe_ctx, tmp_path: Path) -> None:
+def _made(ctx: RunContext, name: str, head: str) -> Workspace:
+    """A probe's checkout made ahead, where the local engine's provider keeps it."""
+    base = ctx.root / SELFTEST
+    return create_workspace(ctx.objects, clone=base / "workspaces" / name,
+                            gradle_home=base / "gradle" / name, branch=ctx.branch(name),
+                            start=head)
+
+
+def test_shared_clone_is_caught(probe_ctx) -> None:
     ctx, head = probe_ctx
-    shared = create_workspace(ctx.objects, clone=tmp_path / "one", gradle_home=tmp_path / "g1",
-                              branch=ctx.branch("_probe1"), start=head)
-    result = run_selftest(ctx, head, workspace_for=lambda probe: shared)
+    _made(ctx, "shared", head)
+    result = run_selftest(ctx, head, checkout_for=lambda probe: ctx.checkout(
+        "shared", head, place=SELFTEST, fresh=False))
     assert {"other worker's files invisible", "Gradle home private"} <= _failed(result)
     invisible = next(c for c in result.checks if c.name == "other worker's files invisible")
     assert "marker is 'visible'" in invisible.detail and invisible.fix
 
 
-def test_shared_gradle_home_is_caught(probe_ctx, tmp_path: Path) -> None:
+def test_shared_gradle_home_is_caught(probe_ctx) -> None:
     ctx, head = probe_ctx
-    home = tmp_path / "shared-gradle"
-
-    def shared_home(probe: str) -> Workspace:
-        workspace = create_workspace(ctx.objects, clone=tmp_path / probe, start=head,
-                                     gradle_home=tmp_path / f"g-{probe}",
-                                     branch=ctx.branch(probe))
-        home.mkdir(exist_ok=True)
-        return Workspace(clone=workspace.clone, gradle_home=home, branch=workspace.branch,
-                         start=head)
-
-    result = run_selftest(ctx, head, workspace_for=shared_home)
+    first, second = (_made(ctx, probe, head) for probe in ("_probe1", "_probe2"))
+    second.gradle_home.rmdir()
+    second.gradle_home.symlink_to(first.gradle_home)    # both mount the same directory
+    result = run_selftest(ctx, head, checkout_for=lambda probe: ctx.checkout(
+        probe, head, place=SELFTEST, fresh=False))
     assert _failed(result) == {"Gradle home private"}
 
 
