@@ -18,9 +18,11 @@ brought back would answer elsewhere; with it, ``url`` stays the same across ``ki
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ import docker
 import docker.errors
 import requests
 from docker.models.containers import Container
+from docker.utils.socket import frames_iter
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from runner.events import EventCollector, EventSink
@@ -233,6 +236,50 @@ def _create(host: docker.DockerClient, image: str, driver: str) -> RemoteEngine:
             container.remove(force=True)
         host.volumes.get(volume).remove(force=True)
         raise
+
+
+def exec_with_stdin(api: docker.APIClient, container: str, argv: Sequence[str],
+                    data: Iterable[bytes], *, user: str = "") -> tuple[int | None, bytes, bytes]:
+    """Run ``argv`` in ``container`` with ``data`` streamed to its stdin; (exit code, stdout,
+    stderr). Works the same over TCP and the local unix socket.
+
+    exec_start(socket=True) hijacks the HTTP connection; writing goes to the raw socket and
+    EOF is a half-close (shutdown SHUT_WR), which dockerd turns into the end of stdin. A
+    thread writes while this one reads, so a process that talks while it reads cannot
+    deadlock against us. If the engine dies, the stream just ends (no exception): the exit
+    code then comes from exec_inspect, which raises requests' ConnectionError.
+    """
+    exec_id = api.exec_create(container, list(argv), stdin=True, user=user)["Id"]
+    sock = api.exec_start(exec_id, socket=True)
+    raw: socket.socket = sock._sock        # SocketIO over the hijacked connection
+
+    def feed() -> None:
+        try:
+            for chunk in data:
+                raw.sendall(chunk)
+        except OSError:      # the process stopped reading (exited): its output says why
+            pass
+        finally:
+            try:
+                raw.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out = {1: bytearray(), 2: bytearray()}
+    try:
+        for stream, chunk in frames_iter(sock, tty=False):
+            out.setdefault(stream, bytearray()).extend(chunk)
+    finally:
+        # The output ended: the process is gone, so unsent input is moot; unblock the writer.
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        writer.join()
+        sock.close()
+    return api.exec_inspect(exec_id).get("ExitCode"), bytes(out[1]), bytes(out[2])
 
 
 def _remove_cgroups(name: str) -> None:
