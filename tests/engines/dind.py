@@ -13,6 +13,11 @@ port, and the *engine* (dockerd) that joins it. Docker picks a new host port eac
 container with a published port starts again, so without the holder an engine killed and
 brought back would answer elsewhere; with it, ``url`` stays the same across ``kill()`` and
 ``start()``, like a build machine that reboots.
+
+Measured here (2 loaded cores): the image build ~24 s once per machine; an engine up in
+~2 s; `runner-worker:latest` (426 MB) loaded in 13-18 s; kill and start again ~2.5 s.
+When the engine dies, an exec's output stream just ends; the next call raises requests'
+ConnectionError (not a docker.errors.DockerException).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def box(remote_engine: RemoteEngine, remote_worker_image: str) -> Iterator[Conta
         remote_worker_image, ["sleep", "infinity"], name=name, user=KEEPER, init=True,
         read_only=True, tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1g"}, cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"], network_mode="none",
-        working_dir="/workspace",
+        working_dir="/workspace", pids_limit=256, mem_limit="512m", nano_cpus=10**9,
         mounts=[Mount(target="/workspace", source=volume.name, type="volume")])
     container.start()
     yield container
@@ -80,6 +80,13 @@ def test_engine_is_another_engine_on_loopback_only(remote_engine: RemoteEngine,
     assert info["Driver"] == remote_engine.driver
 
 
+def test_image_is_loaded_once(remote_engine: RemoteEngine, remote_worker_image: str,
+                              engine: docker.DockerClient) -> None:
+    theirs = remote_engine.client.images.get(remote_worker_image)
+    assert theirs.id == engine.images.get(remote_worker_image).id      # tag and id kept
+    assert remote_engine.load(remote_worker_image) == 0.0
+
+
 def test_hardened_container_writes_only_its_volume(box: Container) -> None:
     assert sh(box, "id -u", user="").strip() == "65534"      # the main process's user
     assert box.put_archive("/workspace", tar_of({"up/hello": b"hi\n"}))
@@ -91,6 +98,8 @@ def test_hardened_container_writes_only_its_volume(box: Container) -> None:
         assert member is not None and member.read() == b"hi\n"
     out = box.exec_run(["touch", "/etc/x"], user="0:0").output.decode()
     assert "Read-only file system" in out
+    limits = sh(box, "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes")
+    assert limits.split() == ["256", str(512 << 20)]     # the inner engine's cgroups work
 
 
 def test_upload_keeps_the_tars_owners(box: Container) -> None:
