@@ -19,6 +19,7 @@ from runner.record import PHASE_COPY, load_result
 from runner.run import RunOptions, run_context, salvage_workspaces
 from runner.runlock import driving, is_driven
 from runner.status import runs
+from runner.sandbox.engines import connect, resolve
 from runner.trees import discard_tree
 
 SCRATCH = ("workspaces", "gradle", "reruns", STORE, "integration", "checks", "selftest", "bundles")
@@ -69,9 +70,15 @@ def _clean_run(host: HostRepo, root: Path, client: docker.DockerClient, sink: Ev
                everything: bool) -> list[str]:
     result = load_result(root)
     phase = load_phase(root / PHASE_COPY)
+    engine = resolve(phase.engine)
+    if not engine.local:        # its containers and volumes are on that engine
+        client = connect(engine)
+        for container in client.containers.list(all=True, ignore_removed=True,
+                                                filters={"label": f"runner.run={root.name}"}):
+            container.remove(force=True)
     ctx = run_context(phase, host, result, client, sink, RunOptions(repo=host.top,
                                                                  phase_file=root / PHASE_COPY))
-    salvage_workspaces(ctx, result.base_sha, "cleaned")
+    salvage_workspaces(ctx, result.base_sha, "cleaned")   # saved first, then removed
     # A workspace whose work could not be collected stays, with everything it needs.
     kept = [*(root / "workspaces").glob("*"), *(root / "reruns").glob("*/workspaces/*"),
             *(root / "unsalvaged").glob("*")]     # they borrow the run's object store

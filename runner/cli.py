@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="the host repository (default: the current directory)")
     run.add_argument("--concurrency", type=int, metavar="N", help="workers at once")
     run.add_argument("--image", help="the worker image (overrides the phase's)")
+    run.add_argument("--engine", help="where the workers run: local (default), "
+                     "tcp://host:port, ssh://user@host or a Docker context name")
     run.add_argument("--network", choices=("none", "bridge"), help="the workers' network")
     for tier in ("simple", "nuanced", "complex"):
         run.add_argument(f"--model-{tier}", metavar="MODEL", help=f"the {tier} tier's model")
@@ -102,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="finish an interrupted run; finished "
                                  "tickets are not redone")
     resume.add_argument("run_id", metavar="RUN_ID")
+    resume.add_argument("--engine", help="the engine to finish it on (default: the one it "
+                        "ran on)")
     _add_run_flags(resume)
     resume.add_argument("--repo", type=Path, default=Path.cwd())
     resume.set_defaults(func=_cmd_resume)
@@ -179,6 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from runner.run import RunOptions
 
     flags = {"concurrency": args.concurrency, "image": args.image, "network": args.network,
+             "engine": args.engine,
              "models.simple": args.model_simple, "models.nuanced": args.model_nuanced,
              "models.complex": args.model_complex}
     phase = apply_overrides(load_phase(args.phase), flags=flags, env=os.environ)
@@ -224,7 +229,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     def resume(sink: EventSink) -> RunResult:
         return resume_run(args.run_id, repo=args.repo.resolve(),
-                          state_dir=_absolute(args.state_dir), sink=sink)
+                          state_dir=_absolute(args.state_dir), sink=sink, engine=args.engine)
 
     from runner.showrun import show_run
 

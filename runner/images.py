@@ -247,3 +247,33 @@ def apt_mirror(apt_dir: Path = APT_SOURCES) -> str:
                 return m.group(1)
     raise ImageError(OFFLINE_BASE, "no Debian mirror found in /etc/apt sources; set "
                      "RUNNER_DEBIAN_MIRROR to one")
+
+
+def copy_image(source: docker.DockerClient, dest: docker.DockerClient, name: str,
+               sink: EventSink, *, engine: str) -> None:
+    """``name`` into ``dest``, another machine's engine that cannot build it (no runner
+    source there) or pull it (perhaps no registry): from ``source``, this machine's, built
+    here first when it is one of ours; `docker save | docker load`, streamed. Once per
+    engine: an image it already has (the same id) is not sent again."""
+    import time
+
+    import docker.errors
+
+    ensure_image(source, name, sink)
+    wanted = source.images.get(name)
+    try:
+        if dest.images.get(name).id == wanted.id:
+            return
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as e:
+        raise ImageError(name, f"{engine} refuses it ({e.explanation or e})") from e
+    size = (wanted.attrs.get("Size") or 0) / 2**20
+    sink.emit(Notice(f"copying image {name} ({size:,.0f} MiB) to {engine}"))
+    started = time.monotonic()
+    try:
+        # named: without it the archive carries no tag, and the engine loads it untagged.
+        dest.images.load(wanted.save(chunk_size=1 << 20, named=name))
+    except docker.errors.APIError as e:
+        raise ImageError(name, f"loading it into {engine} failed: {e.explanation or e}") from e
+    sink.emit(Notice(f"copied image {name} to {engine} in {time.monotonic() - started:.1f}s"))

@@ -59,6 +59,17 @@ class RunObjects:
                 raise RepoError(f"{commit[:12]} is neither base nor integrated work of this "
                                 "run; a worker may start only from those")
 
+    def refs(self) -> str:
+        """The store's refs and what they point at: its state, as a bundle of it shows it."""
+        return self._git("for-each-ref", "--format=%(objectname) %(refname)").stdout
+
+    def bundle(self, dest: Path) -> None:
+        """Everything the store holds, as a git bundle at ``dest`` (for an engine that
+        cannot mount it)."""
+        made = self._git("bundle", "create", "--quiet", str(dest), "--all")
+        if made.returncode != 0:
+            raise RepoError(f"git bundle of the run's objects failed: {made.stderr.strip()}")
+
     def _has(self, commit: str) -> bool:
         return self._git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
 

@@ -6,6 +6,7 @@ Precedence: flag > environment variable > phase file > default.
 |------------------|-----------------|-----------------------|
 | concurrency      | --concurrency N | RUNNER_CONCURRENCY    |
 | image            | --image IMAGE   | RUNNER_IMAGE          |
+| engine           | --engine ENGINE | RUNNER_ENGINE         |
 | network          | --network NAME  | RUNNER_NETWORK        |
 | models.simple    | --model-simple  | RUNNER_MODEL_SIMPLE   |
 | models.nuanced   | --model-nuanced | RUNNER_MODEL_NUANCED  |
@@ -23,6 +24,7 @@ from runner.errors import OverrideError
 from runner.phase import Phase
 
 SETTINGS = {"concurrency": "RUNNER_CONCURRENCY", "image": "RUNNER_IMAGE",
+            "engine": "RUNNER_ENGINE",
             "network": "RUNNER_NETWORK", "models.simple": "RUNNER_MODEL_SIMPLE",
             "models.nuanced": "RUNNER_MODEL_NUANCED", "models.complex": "RUNNER_MODEL_COMPLEX"}
 

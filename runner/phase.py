@@ -19,6 +19,7 @@ from runner.gateway.allowlist import check_entry
 from runner.globs import check_glob
 from runner.ids import MAX_LENGTH, NAME_PATTERN
 from runner.imageref import check_image
+from runner.sandbox.engines import check_engine
 from runner.ledger import Price
 from runner.text import quoted
 
@@ -211,6 +212,8 @@ class Phase(_Strict):
     base: str = "HEAD"
     target: str | None = None
     image: str = "runner-worker:latest"
+    # Where the workers run: local, tcp://host:port, ssh://user@host or a Docker context.
+    engine: Annotated[str, AfterValidator(check_engine)] = "local"
     concurrency: int | None = Field(default=None, ge=1, le=MAX_TICKETS)
     network: Literal["none", "bridge"] = "none"
     resources: Resources = Resources()

@@ -18,7 +18,8 @@ from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileEr
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
 from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
-from runner.images import ensure_image
+from runner.images import copy_image, ensure_image
+from runner.sandbox.engines import LOCAL, Engine, check_engine, connect, provider_for, resolve
 from runner.integrate import Integrator
 from runner.journal import Journal
 from runner.ledger import Ledger, default_prices
@@ -61,11 +62,10 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     if base_sha is None:
         raise RepoError(f"base {phase.base!r} is not a commit in {host.top}; set `base:` to a "
                         "branch, tag or commit that exists")
-    _check_inputs(phase, options, host, sink)
-    from runner.sandbox.docker import docker_client
-
-    client = client or docker_client()
-    ensure_image(client, phase.image, sink)
+    engine = resolve(phase.engine)
+    _check_inputs(phase, options, host, sink, engine)
+    client = client or connect(engine)
+    ensure_image_on(client, phase.image, sink, engine)
 
     run_id = new_run_id()
     root = (options.state_dir or host.state_dir) / run_id
@@ -101,7 +101,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
 
 
 def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSink,
-               client: docker.DockerClient | None = None) -> RunResult:
+               client: docker.DockerClient | None = None,
+               engine: str | None = None) -> RunResult:
     """Finish an interrupted (or killed) run: what finished stays finished; what was under
     way is collected from its workspace (into refs/runner/<run>/attempts/<t>/interrupted)
     and run again."""
@@ -109,11 +110,11 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
     root = (state_dir or host.state_dir) / run_id
     load_result(root)                        # a clear error for a run that is not there
     with driving(root):                      # read it again, now that nobody else drives it
-        return _resume(load_result(root), host, root, sink, client)
+        return _resume(load_result(root), host, root, sink, client, engine)
 
 
 def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
-            client: docker.DockerClient | None) -> RunResult:
+            client: docker.DockerClient | None, engine_name: str | None) -> RunResult:
     run_id = result.run_id
     if result.state == "finished":
         sink.emit(Notice(f"run {run_id} has already finished (exit {result.exit_code}); "
@@ -126,12 +127,13 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     result.state = "running"                 # claim it before salvaging
     write_state(result)
     phase = load_phase(root / PHASE_COPY)
+    if engine_name:                          # the run's engine, under another name or URL
+        phase = phase.model_copy(update={"engine": check_engine(engine_name)})
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
-    from runner.sandbox.docker import docker_client
-
-    client = client or docker_client()
-    ensure_image(client, phase.image, sink)
+    engine = resolve(phase.engine)
+    client = client or connect(engine)
+    ensure_image_on(client, phase.image, sink, engine)
     sink = Journal(root / "tickets.json", sink)
     ctx = run_context(phase, host, result, client, sink, options)
     with gateway_for(ctx) as ctx:
@@ -229,8 +231,6 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
 def run_context(phase: Phase, host: HostRepo, result: RunResult,
                 client: docker.DockerClient, sink: EventSink,
                 options: RunOptions) -> RunContext:
-    from runner.sandbox.docker import DockerSandboxes
-
     ledger = Ledger(prices={**default_prices(), **phase.prices},
                     budget_usd=phase.budget.usd if phase.budget else None,
                     carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
@@ -244,12 +244,24 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
     return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,
                       claude=claude,
                       objects=objects,
-                      ledger=ledger, provider=DockerSandboxes(client, root=result.run_dir),
-                      sink=sink,
+                      ledger=ledger, sink=sink,
+                      provider=provider_for(resolve(phase.engine), client,
+                                            run_id=result.run_id, root=result.run_dir),
                       keep=options.keep, authorship=read_authorship(host, phase))
 
 
-def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink) -> None:
+def ensure_image_on(client: docker.DockerClient, image: str, sink: EventSink,
+                    engine: Engine) -> None:
+    """The worker image on the run's engine: built here when it is one of ours; another
+    machine's engine gets it from this one's."""
+    if engine.local:
+        ensure_image(client, image, sink)
+    else:
+        copy_image(connect(resolve(LOCAL)), client, image, sink, engine=engine.name)
+
+
+def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink,
+                  engine: Engine) -> None:
     target = phase.target_branch
     if not host.is_branch_name(target):
         raise PhaseFileError(options.phase_file, f"{target!r} is not a valid branch name",
@@ -266,7 +278,23 @@ def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: Event
     if cache is not None and not cache.is_dir():
         raise PhaseFileError(options.phase_file, f"{cache} is not a directory",
                              field="gradle.shared_cache")
+    if not engine.local:
+        _check_remote(phase, options, engine)
     _check_agent_inputs(phase, sink)
+
+
+def _check_remote(phase: Phase, options: RunOptions, engine: Engine) -> None:
+    """What a remote engine cannot carry yet, refused before anything starts (never by
+    passing the key, or a host path, in instead)."""
+    if phase.needs_gateway:
+        why = ("egress:" if phase.egress else "claude-code and command tickets")
+        raise PhaseFileError(options.phase_file, f"{why} need the runner's gateway, which "
+                             f"cannot reach workers on {engine.name} yet (its socket is on "
+                             "this machine): run with --engine local", field="engine")
+    if phase.gradle.shared_cache is not None:
+        raise PhaseFileError(options.phase_file, f"gradle.shared_cache is a directory on this "
+                             f"machine, which {engine.name} cannot mount: leave it out",
+                             field="gradle.shared_cache")
 
 
 def _recorded(options: RunOptions) -> dict[str, object]:

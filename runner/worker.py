@@ -49,9 +49,11 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> Sandbox
     return SandboxSpec(
         name=ctx.container_name(ticket_id), image=phase.image, env=env, checkout=checkout,
         shared_cache=phase.gradle.shared_cache, files=files,
-        # runner.run-dir: whether the run is live can be told from any repo (runner clean).
         labels={"runner.run": ctx.run_id, "runner.ticket": ticket_id,
-                "runner.run-dir": str(ctx.root)},
+                # Whether the run is live can be told from any repo (runner clean): on a
+                # local engine only, where the path means something (and says no more).
+                **({"runner.run-dir": str(ctx.root)}
+                   if ctx.provider.shares_disk else {})},
         limits=Limits(cpus=phase.resources.cpus, memory=phase.resources.memory,
                       pids=phase.resources.pids, disk=phase.resources.disk_bytes),
         network=phase.network, user=ctx.user)

@@ -124,6 +124,10 @@ class Sandbox(Protocol):
 
 
 class SandboxProvider(Protocol):
+    # Whether its sandboxes see the runner's paths (a local engine): only then does a
+    # runner path (the run directory in a label) mean anything to them.
+    shares_disk: bool
+
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> AbstractContextManager[Sandbox]:
         """Start a sandbox; it is removed when the context exits unless ``keep``."""
         ...

@@ -50,23 +50,27 @@ def keeper_command(spec: SandboxSpec) -> list[str]:
     return ["/bin/sh", "-c", f"{forward} & exec {shlex.join(KEEP_UP)}"]
 
 
-def docker_client() -> docker.DockerClient:
-    """A client that answers, or DockerUnavailable saying what to do."""
-    try:
-        client = docker.from_env(timeout=120, max_pool_size=64)  # one stream per worker
-        client.ping()
-        return client
-    except docker.errors.DockerException as e:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise DockerUnavailable(
-            f"Docker does not answer at {where} ({e.__class__.__name__}); start the Docker "
-            "engine or set DOCKER_HOST, and check you may use its socket") from e
-
-
 # What docker-py raises when its calls fail: an APIError when the engine answered with an
 # error; requests' errors (no DockerException) when it does not answer at all.
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException,
                  ConnectionError)
+
+
+def docker_client(url: str | None = None) -> docker.DockerClient:
+    """A client that answers, or DockerUnavailable saying what to do; ``url`` is another
+    machine's engine (tcp://, ssh://), None this machine's (DOCKER_HOST or its socket)."""
+    try:
+        # max_pool_size: one stream per worker.
+        client = (docker.DockerClient(base_url=url, timeout=120, max_pool_size=64) if url
+                  else docker.from_env(timeout=120, max_pool_size=64))
+        client.ping()
+        return client
+    except DOCKER_ERRORS as e:
+        where = url or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        hint = ("check the engine there is up and reachable from here" if url else
+                "start the Docker engine or set DOCKER_HOST, and check you may use its socket")
+        raise DockerUnavailable(f"Docker does not answer at {where} "
+                                f"({e.__class__.__name__}); {hint}") from e
 
 
 @contextmanager
@@ -140,11 +144,37 @@ class DockerSandboxes:
                 tree.rename(aside / tree.parent.name)
         return str(aside)
 
+    shares_disk = True            # the engine sees the runner's paths (bind mounts)
+
+    # The three places a backend without the runner's disk differs (sandbox/remote.py):
+    # where a checkout lives, how it is mounted, and what is done in the started sandbox.
+    def _place(self, checkout: Checkout) -> object:
+        return self._checkout(checkout)
+
+    def _mounts(self, spec: SandboxSpec, placement: object) -> list[DockerMount]:
+        binds: list[tuple[Path, str, bool]] = [(m.source, m.target, True) for m in spec.files]
+        if isinstance(placement, Workspace):
+            assert spec.checkout is not None
+            binds += [(placement.clone, WORKSPACE, False),
+                      (placement.gradle_home, GRADLE_HOME, False),
+                      (spec.checkout.history.objects, RUN_OBJECTS, True)]
+        if spec.shared_cache is not None:
+            binds.append((spec.shared_cache, GRADLE_RO_CACHE, True))
+        mounts = [DockerMount(target=target, source=str(source), type="bind",
+                              read_only=read_only) for source, target, read_only in binds]
+        if spec.gateway is not None:     # its directory: a socket bound again stays reachable
+            mounts.append(DockerMount(target=GATEWAY_DIR, source=str(spec.gateway.parent),
+                                      type="bind", read_only=True))
+        return mounts
+
+    def _provision(self, sandbox: DockerSandbox, checkout: Checkout, placement: object) -> None:
+        """Nothing to do here: the clone was made on the runner's disk."""
+
     @contextmanager
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
-        workspace = self._checkout(spec.checkout) if spec.checkout else None
+        placement = self._place(spec.checkout) if spec.checkout else None
         with _engine_must_answer():
-            container = self._create(spec, workspace)
+            container = self._create(spec, self._mounts(spec, placement))
         try:
             try:
                 with _engine_must_answer():
@@ -152,7 +182,10 @@ class DockerSandboxes:
             except docker.errors.APIError as e:
                 raise EnvironmentProblem(f"cannot start container {spec.name}: "
                                          f"{e.explanation or e}") from e
-            sandbox = DockerSandbox(container, self.client, spec, workspace)
+            sandbox = DockerSandbox(container, self.client, spec,
+                                    placement if isinstance(placement, Workspace) else None)
+            if spec.checkout is not None:
+                self._provision(sandbox, spec.checkout, placement)
             with _disk_watch(sandbox):
                 yield sandbox
         finally:
@@ -204,20 +237,7 @@ class DockerSandboxes:
         except DOCKER_ERRORS:
             return []
 
-    def _create(self, spec: SandboxSpec, workspace: Workspace | None) -> Container:
-        binds: list[tuple[Path, str, bool]] = [(m.source, m.target, True) for m in spec.files]
-        if workspace is not None:
-            assert spec.checkout is not None
-            binds += [(workspace.clone, WORKSPACE, False),
-                      (workspace.gradle_home, GRADLE_HOME, False),
-                      (spec.checkout.history.objects, RUN_OBJECTS, True)]
-        if spec.shared_cache is not None:
-            binds.append((spec.shared_cache, GRADLE_RO_CACHE, True))
-        mounts = [DockerMount(target=target, source=str(source), type="bind",
-                              read_only=read_only) for source, target, read_only in binds]
-        if spec.gateway is not None:     # its directory: a socket bound again stays reachable
-            mounts.append(DockerMount(target=GATEWAY_DIR, source=str(spec.gateway.parent),
-                                      type="bind", read_only=True))
+    def _create(self, spec: SandboxSpec, mounts: list[DockerMount]) -> Container:
         try:
             # create (not run): run would silently try to pull a missing image.
             return self.client.containers.create(

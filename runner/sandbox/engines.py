@@ -1,0 +1,79 @@
+"""Which engine a run's sandboxes run on, picked in one place.
+
+``engine:`` in the phase file, ``--engine`` or ``RUNNER_ENGINE`` (flag > environment > file):
+``local`` (the default: the Docker engine of this machine, through DOCKER_HOST or its
+socket; it shares the runner's disk), a ``tcp://host:port`` or ``ssh://user@host`` URL, or
+the name of a Docker context. Those three are another machine's engine: it shares no disk
+with the runner, so workspaces live in its volumes (sandbox/remote.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL = "local"
+_URL = re.compile(r"(tcp|ssh)://[^\s/]+")
+_CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_engine(value: str) -> str:
+    """The phase field's validator: one line saying what forms there are."""
+    if value == LOCAL or _URL.fullmatch(value) or (_CONTEXT.fullmatch(value)
+                                                  and not value.startswith("kubernetes")):
+        return value
+    if value.startswith("kubernetes"):
+        raise ValueError("a Kubernetes engine is not built yet; use local, tcp://host:port, "
+                         "ssh://user@host or a Docker context name")
+    raise ValueError(f"{value!r} is not an engine: give local, tcp://host:port, "
+                     "ssh://user@host or the name of a Docker context")
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str            # as the user gave it
+    url: str | None      # what docker-py connects to (None: this machine's, from the env)
+
+    @property
+    def local(self) -> bool:
+        return self.url is None
+
+
+def resolve(name: str) -> Engine:
+    if name == LOCAL:
+        return Engine(name, None)
+    if _URL.fullmatch(name):
+        return Engine(name, name)
+    return Engine(name, _context_url(name))
+
+
+def _context_url(name: str) -> str:
+    """A Docker context's endpoint, as the docker CLI keeps it."""
+    from docker.context import ContextAPI
+
+    from runner.errors import EnvironmentProblem
+
+    context = ContextAPI.get_context(name)
+    if context is None:
+        raise EnvironmentProblem(f"there is no Docker context {name!r} (docker context ls "
+                                 "lists them); give local, tcp://host:port or ssh://user@host")
+    return str(context.Host)
+
+
+def connect(engine: Engine):  # -> docker.DockerClient
+    """A client of the engine that answers, or DockerUnavailable saying what to do."""
+    from runner.sandbox.docker import docker_client
+
+    return docker_client(engine.url)
+
+
+def provider_for(engine: Engine, client, *, run_id: str, root: Path):
+    """The SandboxProvider for a run on ``engine``."""
+    if engine.local:
+        from runner.sandbox.docker import DockerSandboxes
+
+        return DockerSandboxes(client, root=root)
+    from runner.sandbox.remote import RemoteDockerSandboxes
+
+    return RemoteDockerSandboxes(client, run_id=run_id, root=root)

@@ -1,0 +1,74 @@
+"""A phase on another machine's Docker engine (the test engine: dockerd in a container,
+reached over TCP on 127.0.0.1, sharing no disk with the runner) through `runner run
+--engine tcp://…`: it integrates exactly as on the local engine, the self-test passes there,
+and no path of the runner's machine is in any container spec it was sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import git, make_repo, run_json, write_phase
+
+TICKETS = [
+    {"id": "A", "agent": "script", "run": "echo a > a.txt", "paths": ["a.txt"]},
+    {"id": "B", "agent": "script", "run": "mkdir -p deep && echo b > deep/b.txt"},
+    {"id": "C", "agent": "script", "run": "echo c > c.txt"},
+    {"id": "D", "agent": "script", "depends_on": ["A", "B"],
+     "run": "cat a.txt deep/b.txt > d.txt"},
+    # A conflicting pair: both rewrite shared.txt; the second reruns on the new head.
+    {"id": "P1", "agent": "script", "run": "echo one >> shared.txt"},
+    {"id": "P2", "agent": "script", "run": "echo two >> shared.txt"},
+]
+
+
+def _run(root: Path, *flags: str) -> tuple[Path, object, dict]:
+    repo = make_repo(root / "repo", {"shared.txt": "base\n"})
+    phase = write_phase(root / "p.yaml", {"name": "remote", "concurrency": 3,
+                                           "tickets": TICKETS})
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), *flags)
+    return repo, proc, doc
+
+
+def _tree(repo: Path, ref: str) -> dict[str, str]:
+    files = git(repo, "ls-tree", "-r", "--name-only", ref).split()
+    return {f: git(repo, "show", f"{ref}:{f}") for f in files if f != "shared.txt"}
+
+
+@pytest.fixture(scope="module")
+def remote_run(tmp_path_factory: pytest.TempPathFactory, remote_engine, remote_worker_image):
+    root = tmp_path_factory.mktemp("remote")
+    repo, proc, doc = _run(root, "--keep", "--engine", remote_engine.url)
+    specs = [c.attrs for c in remote_engine.client.containers.list(all=True)]
+    yield {"root": root, "repo": repo, "proc": proc, "doc": doc, "specs": specs}
+    for container in remote_engine.client.containers.list(all=True):
+        container.remove(force=True)
+
+
+def test_a_phase_integrates_on_the_remote_engine_as_on_the_local_one(
+        remote_run, tmp_path: Path, worker_image: str) -> None:
+    """The same phase on both engines: the same tickets integrate into the same tree."""
+    proc, doc, repo = remote_run["proc"], remote_run["doc"], remote_run["repo"]
+    assert proc.returncode == 0, proc.stderr
+    assert "isolation self-test passed" in proc.stderr
+    assert {t["id"]: t["status"] for t in doc["tickets"]} == {t["id"]: "integrated"
+                                                              for t in TICKETS}
+    local_repo, local, local_doc = _run(tmp_path / "local")
+    assert local.returncode == 0, local.stderr
+    assert _tree(repo, doc["target"]) == _tree(local_repo, local_doc["target"])
+    shared = sorted(git(repo, "show", f"{doc['target']}:shared.txt").splitlines())
+    assert shared == sorted(git(local_repo, "show",
+                                f"{local_doc['target']}:shared.txt").splitlines())
+    assert shared == ["base", "one", "two"]
+
+
+def test_no_path_of_the_runners_machine_is_sent_to_the_engine(remote_run) -> None:
+    specs = remote_run["specs"]
+    assert len(specs) >= len(TICKETS)          # kept (--keep): what the engine was sent
+    root = str(remote_run["root"])
+    for spec in specs:
+        assert all(m["Type"] == "volume" for m in spec["Mounts"]), spec["Mounts"]
+        assert not spec["HostConfig"].get("Binds")
+        assert root not in json.dumps(spec) and "/tmp/" not in json.dumps(spec["Config"])
