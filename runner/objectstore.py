@@ -12,6 +12,7 @@ not completed from the host's objects.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import threading
 from pathlib import Path
@@ -59,16 +60,20 @@ class RunObjects:
                 raise RepoError(f"{commit[:12]} is neither base nor integrated work of this "
                                 "run; a worker may start only from those")
 
-    def refs(self) -> str:
-        """The store's refs and what they point at: its state, as a bundle of it shows it."""
-        return self._git("for-each-ref", "--format=%(objectname) %(refname)").stdout
-
-    def bundle(self, dest: Path) -> None:
-        """Everything the store holds, as a git bundle at ``dest`` (for an engine that
-        cannot mount it)."""
-        made = self._git("bundle", "create", "--quiet", str(dest), "--all")
-        if made.returncode != 0:
-            raise RepoError(f"git bundle of the run's objects failed: {made.stderr.strip()}")
+    def bundle(self, folder: Path) -> Path:
+        """Everything the store holds now, as a git bundle in ``folder`` (for an engine that
+        cannot mount the store): made once per state of the store, under the lock, and
+        shared by every sandbox that starts from that state."""
+        with self._lock:
+            refs = self._git("for-each-ref", "--format=%(objectname) %(refname)").stdout
+            path = folder / f"history-{hashlib.sha256(refs.encode()).hexdigest()[:16]}.bundle"
+            if not path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                made = self._git("bundle", "create", "--quiet", str(path), "--all")
+                if made.returncode != 0:
+                    raise RepoError("git bundle of the run's objects failed: "
+                                    f"{made.stderr.strip()}")
+            return path
 
     def _has(self, commit: str) -> bool:
         return self._git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0

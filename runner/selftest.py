@@ -167,8 +167,13 @@ def run_selftest(ctx: RunContext, start: str,
 
     try:
         with ThreadPoolExecutor(max_workers=len(PROBES), thread_name_prefix="probe") as pool:
-            futures = {name: pool.submit(probe, name) for name in PROBES}
-            probed = [future.result() for future in futures.values()]
+            futures = [pool.submit(probe, name) for name in PROBES]
+            # The probe that failed first says why; the other only saw its barrier break.
+            errors = [e for f in futures if (e := f.exception()) is not None]
+            if errors:
+                raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)),
+                           errors[0])
+            probed = [future.result() for future in futures]
         return SelfTestResult(tuple(_judge(ctx, probed)))
     finally:
         ctx.provider.discard(SELFTEST)   # probes' scratch: nothing in it to keep

@@ -75,8 +75,8 @@ class RemoteDockerSandboxes(DockerSandboxes):
         workspace, gradle = self._names(checkout.place, checkout.name)
         key = f"{checkout.place}/{checkout.name}"
         with _engine_must_answer():
-            existing = {v.name for v in self.client.volumes.list(
-                filters={"label": f"{CHECKOUT_LABEL}={key}"})}
+            existing = {v.name for v in self.client.volumes.list(filters={"label": [
+                f"runner.run={self.run_id}", f"{CHECKOUT_LABEL}={key}"]})}
             if checkout.fresh and existing:
                 raise EnvironmentProblem(f"the engine already has a workspace for {key} "
                                          f"({', '.join(sorted(existing))})")
@@ -184,17 +184,9 @@ class RemoteDockerSandboxes(DockerSandboxes):
 
 
 def history_bundle(checkout: Checkout, folder: Path | None) -> Path:
-    """A bundle of everything the run's store holds now (base, integrated work), made once
-    per state of the store and reused by every sandbox that starts from it."""
-    store = checkout.history
+    """What the worker may read, as a bundle: the run's store once it holds ``start``."""
     checkout.history.ensure(checkout.start)
-    refs = store.refs()
-    folder = folder or Path(tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"history-{hashlib.sha256(refs.encode()).hexdigest()[:16]}.bundle"
-    if not path.exists():
-        store.bundle(path)
-    return path
+    return checkout.history.bundle(folder or Path(tempfile.gettempdir()))
 
 
 def _upload(sandbox: DockerSandbox, folder: str, name: str, data: io.IOBase | object,
