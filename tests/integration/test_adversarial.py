@@ -32,6 +32,14 @@ try() { name="$1"; shift; if "$@" >/dev/null 2>&1; then attempt "$name" SUCCEEDE
 else attempt "$name" blocked; fi; }
 """
 SLOW = {"forkbomb": 20}
+# On another machine's engine the clone holds its own copy of the objects (no store is
+# mounted): rewriting them harms nobody but the worker, so that attack means nothing there.
+LOCAL_ONLY = {"objects"}
+
+
+def _attacks(engine: str) -> list[Path]:
+    return [p for p in sorted(ATTACKS.glob("*.sh"))
+            if engine == "local" or p.stem not in LOCAL_ONLY]
 
 
 class Listener:
@@ -61,9 +69,16 @@ class Listener:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def attacked(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Iterator[dict]:
-    root = tmp_path_factory.mktemp("adversarial")
+@pytest.fixture(scope="module", params=["local", "remote"])
+def attacked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             worker_image: str) -> Iterator[dict]:
+    """The attacks run on this machine's engine, and on another's (the test engine)."""
+    engine = request.param
+    flags = []
+    if engine == "remote":
+        request.getfixturevalue("remote_worker_image")
+        flags = ["--engine", request.getfixturevalue("remote_engine").url]
+    root = tmp_path_factory.mktemp(f"adversarial-{engine}")
     repo = make_repo(root / "repo", {"README.md": "victim\n", "src/a.txt": "a\n"})
     git(repo, "branch", "keep-me")
     git(repo, "tag", "v1")
@@ -81,7 +96,7 @@ def attacked(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Ite
               "@PORT@": str(listener.port), "@SECRET@": SECRET, "@PIDS@": str(PIDS),
               "@MEMORY@": MEMORY, "@SIDE_BLOB@": side_blob, "@SIDE_SECRET@": SIDE_SECRET}
     tickets = []
-    for script in sorted(ATTACKS.glob("*.sh")):
+    for script in _attacks(engine):
         text = PRELUDE + script.read_text()
         for key, value in {**values, "@TICKET@": script.stem}.items():
             text = text.replace(key, value)
@@ -94,12 +109,13 @@ def attacked(tmp_path_factory: pytest.TempPathFactory, worker_image: str) -> Ite
         "resources": {"cpus": 1, "memory": MEMORY, "pids": PIDS}, "tickets": tickets})
     env = {**os.environ, "ANTHROPIC_API_KEY": SECRET}
     proc = subprocess.run([sys.executable, "-m", "runner", "run", str(phase), "--repo", str(repo),
-                           "--state-dir", str(state), "--json"], capture_output=True, text=True,
+                           "--state-dir", str(state), "--json", *flags], capture_output=True,
+                          text=True,
                           env=env, timeout=900)
     listener.close()
     doc = json.loads(proc.stdout)
     yield {"repo": repo, "payload": payload, "doc": doc, "proc": proc, "refs": refs_before,
-           "side_blob": side_blob,
+           "side_blob": side_blob, "engine": engine,
            "listener": listener, "state": state}
 
 
@@ -117,13 +133,14 @@ def test_every_attempt_is_blocked(attacked, capsys: pytest.CaptureFixture[str]) 
     attempts = _attempts(attacked["doc"])
     succeeded = [a for a in attempts if a[2] == "SUCCEEDED"]
     with capsys.disabled():
-        print(f"\nadversarial suite: {len(attempts)} attempts from inside, "
+        print(f"\nadversarial suite ({attacked['engine']} engine): {len(attempts)} attempts "
+              "from inside, "
               f"{len(succeeded)} succeeded")
         for ticket, what, verdict in attempts:
             print(f"  {ticket:>10}  {verdict:<9} {what}")
     attacked_tickets = {a[0] for a in attempts}
-    assert attacked_tickets == {p.stem for p in ATTACKS.glob("*.sh")}, attacked_tickets
-    assert len(attempts) >= 35
+    assert attacked_tickets == {p.stem for p in _attacks(attacked["engine"])}, attacked_tickets
+    assert len(attempts) >= (35 if attacked["engine"] == "local" else 30)
     assert succeeded == []
 
 

@@ -1,0 +1,75 @@
+"""Which engine a run uses: the forms `engine:` takes, flag > environment > file, and what a
+remote engine cannot carry refused before anything starts (exit 2, one line, no engine
+asked)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.errors import OverrideError
+from runner.overrides import apply_overrides
+from runner.phase import Phase
+from runner.sandbox.engines import check_engine, resolve
+from tests.helpers import ROOT, make_repo
+
+TICKET = {"id": "A", "agent": "script", "run": "true"}
+
+
+@pytest.mark.parametrize("value", ["local", "tcp://10.0.0.5:2375", "ssh://me@build-box",
+                                   "build-box", "my.context+2"])
+def test_engine_forms_accepted(value: str) -> None:
+    assert check_engine(value) == value
+
+
+@pytest.mark.parametrize("value, says", [
+    ("", "is not an engine"), ("http://x:2375", "is not an engine"),
+    ("tcp://", "is not an engine"), ("-rm", "is not an engine"),
+    ("kubernetes", "not built yet"), ("kubernetes:prod", "not built yet")])
+def test_engine_forms_refused(value: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        check_engine(value)
+
+
+def test_urls_are_remote_and_local_is_this_machines() -> None:
+    assert resolve("local").local and resolve("local").url is None
+    assert resolve("tcp://h:1").url == "tcp://h:1" and not resolve("tcp://h:1").local
+
+
+def test_flag_over_environment_over_file() -> None:
+    phase = Phase.model_validate({"name": "p", "engine": "tcp://file:1", "tickets": [TICKET]})
+    env = {"RUNNER_ENGINE": "tcp://env:1"}
+    assert apply_overrides(phase, flags={}, env={}).engine == "tcp://file:1"
+    assert apply_overrides(phase, flags={}, env=env).engine == "tcp://env:1"
+    assert apply_overrides(phase, flags={"engine": "tcp://flag:1"}, env=env).engine \
+        == "tcp://flag:1"
+    with pytest.raises(OverrideError, match="--engine"):
+        apply_overrides(phase, flags={"engine": "nope nope"}, env={})
+
+
+def _run(tmp_path: Path, phase: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    repo = make_repo(tmp_path / "repo")
+    (tmp_path / "p.yaml").write_text(phase)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-m", "runner", "run", str(tmp_path / "p.yaml"),
+                           "--repo", str(repo), *flags], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+@pytest.mark.parametrize("phase, says", [
+    ("name: p\negress: [example.com]\ntickets:\n  - {id: A, agent: script, run: 'true'}\n",
+     "egress: need the runner's gateway"),
+    ("name: p\ntickets:\n  - {id: A, agent: command, run: 'true'}\n",
+     "claude-code and command tickets need the runner's gateway")])
+def test_what_needs_the_gateway_is_refused_on_a_remote_engine(tmp_path: Path, phase: str,
+                                                              says: str) -> None:
+    # Port 1 on loopback: nothing answers there, and nothing may be asked.
+    proc = _run(tmp_path, phase, "--engine", "tcp://127.0.0.1:1")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert says in line and "--engine local" in line and "Traceback" not in proc.stderr
