@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                                  "isolation self-test")
     doctor.add_argument("--image", default="runner-worker:latest",
                         help="the worker image to probe (default runner-worker:latest)")
+    doctor.add_argument("--engine", default="local",
+                        help="the engine to probe (default local; tcp://…, ssh://…, a context)")
     doctor.set_defaults(func=_cmd_doctor)
 
     resume = commands.add_parser("resume", help="finish an interrupted run; finished "
@@ -160,6 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--offline-base", action="store_true",
                        help="make the Debian base with debootstrap instead of pulling it")
     build.add_argument("--force", action="store_true", help="rebuild images that exist")
+    build.add_argument("--engine", help="also copy them to this engine (tcp://host:port, "
+                       "ssh://user@host or a Docker context), as a run there would")
     build.set_defaults(func=_cmd_images_build)
     return parser
 
@@ -316,13 +320,19 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     from runner.imageref import check_image
 
+    from runner.sandbox.engines import check_engine
+
     try:
         check_image(args.image)
     except ValueError as e:
         raise InputError(f"--image: {e}") from e
+    try:
+        check_engine(args.engine)
+    except ValueError as e:
+        raise InputError(f"--engine: {e}") from e
     console = Console(highlight=False)
     report = run_doctor(PlainSink(sys.stderr, show_output=False), image=args.image,
-                        state_dir=_default_state_dir())
+                        state_dir=_default_state_dir(), engine_name=args.engine)
     grid = Grid(f"runner doctor — Docker engine {report.engine}",
                 ("check", "result", "detail / what to do"))
     for check in report.checks:
@@ -358,6 +368,19 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
             print(f"{name}: present and up to date (--force rebuilds it)")
             continue
         build_image(client, name, sink, why=why, offline_base=args.offline_base)
+    if args.engine:
+        from runner.images import copy_image
+        from runner.sandbox.engines import check_engine, connect, resolve
+
+        try:
+            engine = resolve(check_engine(args.engine))
+        except ValueError as e:
+            raise InputError(f"--engine: {e}") from e
+        if not engine.local:
+            remote = connect(engine)
+            for name in BUILDABLE:
+                copy_image(client, remote, name, sink, engine=engine.name)
+                print(f"{name}: on {engine.name}")
     return 0
 
 

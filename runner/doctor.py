@@ -15,14 +15,15 @@ from runner.errors import RunnerError
 from runner.events import EventSink
 from runner.gitops import git, git_out, open_host_repo
 from runner.hostview import scratch_parent
-from runner.images import BUILDABLE, WORKER_DOCKERFILE, ensure_image, image_present
+from runner.images import BUILDABLE, WORKER_DOCKERFILE, copy_image, ensure_image, image_present
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, Ticket
-from runner.sandbox.docker import DockerSandboxes, docker_client
+from runner.sandbox.engines import LOCAL, Engine, connect, provider_for, resolve
 from runner.selftest import Check, run_selftest
 from runner.context import RunContext, gateway_for
 
 MIN_FREE_BYTES = 2 * 2**30
+THIS_MACHINE = Engine(LOCAL, None)
 DEFAULT_IMAGE = "runner-worker:latest"
 
 
@@ -37,28 +38,35 @@ class DoctorReport:
         return all(c.passed for c in self.checks)
 
 
-def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE) -> DoctorReport:
+def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE,
+               engine_name: str = LOCAL) -> DoctorReport:
+    engine = resolve(engine_name)
     try:
-        client = docker_client()
+        client = connect(engine)
     except RunnerError as e:
         return DoctorReport("unreachable", (Check("Docker answers", False, str(e),
                                                   "start the Docker engine"),), 0.0)
-    engine = client.version().get("Version", "?")
-    checks = [Check("Docker answers", True, f"engine {engine}")]
+    version = client.version().get("Version", "?")
+    where = "" if engine.local else f" at {engine.name}"
+    checks = [Check("Docker answers", True, f"engine {version}{where}")]
     checks += [_image_check(client, name) for name in BUILDABLE]
     checks.append(_disk_check(state_dir))
     checks.append(_claude_check())
     started = time.perf_counter()
     try:
-        ensure_image(client, image, sink)
-        checks += selftest_in_scratch_repo(client, sink, image, scratch=state_dir)
+        if engine.local:
+            ensure_image(client, image, sink)
+        else:
+            copy_image(connect(resolve(LOCAL)), client, image, sink, engine=engine.name)
+        checks += selftest_in_scratch_repo(client, sink, image, scratch=state_dir,
+                                           engine=engine)
     except RunnerError as e:
         checks.append(Check("isolation self-test", False, str(e), "fix the error above"))
-    return DoctorReport(engine, tuple(checks), time.perf_counter() - started)
+    return DoctorReport(version, tuple(checks), time.perf_counter() - started)
 
 
 def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image: str, *,
-                             scratch: Path) -> list[Check]:
+                             scratch: Path, engine: Engine = THIS_MACHINE) -> list[Check]:
     """Run the self-test over a throwaway repo, with default phase settings; the repo goes
     under ``scratch`` when runner runs in a container (the host must see it)."""
     with tempfile.TemporaryDirectory(prefix="runner-doctor-",
@@ -68,15 +76,18 @@ def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image
         git(root, "init", "--quiet", str(repo))
         git(repo, "-c", "user.name=runner", "-c", "user.email=runner@localhost", "commit",
             "--quiet", "--allow-empty", "-m", "doctor")
-        # A command ticket: the probes get the gateway, so the way out is proven here too.
+        # A command ticket: the probes get the gateway, so the way out is proven here too
+        # (on a local engine: a remote one cannot carry it yet).
+        agent = "command" if engine.local else "script"
         phase = Phase(name="doctor", image=image,
-                      tickets=[Ticket(id="probe", agent="command", run="true")])
+                      tickets=[Ticket(id="probe", agent=agent, run="true")])
         host, run_id = open_host_repo(repo), f"doctor-{secrets.token_hex(3)}"
         head = git_out(repo, "rev-parse", "HEAD")
         objects = RunObjects(host, path=root / "run" / STORE, run_id=run_id, base=head)
         ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
-                         objects=objects, provider=DockerSandboxes(client, root=root / "run"),
-                         sink=sink)
+                         objects=objects, sink=sink,
+                         provider=provider_for(engine, client, run_id=run_id,
+                                               root=root / "run"))
         with gateway_for(ctx) as ctx:
             return list(run_selftest(ctx, head).checks)
 

@@ -5,12 +5,14 @@ and no path of the runner's machine is in any container spec it was sent."""
 
 from __future__ import annotations
 
+import io
 import json
+import secrets
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import git, make_repo, run_json, write_phase
+from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
 
 TICKETS = [
     {"id": "A", "agent": "script", "run": "echo a > a.txt", "paths": ["a.txt"]},
@@ -72,3 +74,23 @@ def test_no_path_of_the_runners_machine_is_sent_to_the_engine(remote_run) -> Non
         assert all(m["Type"] == "volume" for m in spec["Mounts"]), spec["Mounts"]
         assert not spec["HostConfig"].get("Binds")
         assert root not in json.dumps(spec) and "/tmp/" not in json.dumps(spec["Config"])
+
+
+def test_doctor_probes_the_remote_engine_and_copies_the_image_there(
+        remote_engine, remote_worker_image, engine) -> None:
+    """An image the remote engine lacks goes there from this machine (save | load), once;
+    then the self-test runs there, with the same rules."""
+    tag = f"runner-test-remote:{secrets.token_hex(3)}"
+    dockerfile = f"FROM {remote_worker_image}\nLABEL runner.test=remote-copy\n".encode()
+    engine.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True, pull=False)
+    try:
+        proc = runner_cli("doctor", "--engine", remote_engine.url, "--image", tag)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"copying image {tag}" in proc.stderr
+        assert f"at {remote_engine.url}" in proc.stdout and " 0 failed" in proc.stdout
+        assert remote_engine.client.images.get(tag).id == engine.images.get(tag).id
+        again = runner_cli("doctor", "--engine", remote_engine.url, "--image", tag)
+        assert again.returncode == 0 and "copying image" not in again.stderr
+    finally:
+        engine.images.remove(tag, force=True)
+        remote_engine.client.images.remove(tag, force=True)
