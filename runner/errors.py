@@ -6,7 +6,7 @@
     │   ├── OverrideError       a flag or RUNNER_* variable over the phase (names only it)
     │   └── RepoError           the host repo or a ref in it
     └── EnvironmentProblem      exit 3: the machine is not ready
-        ├── DockerUnavailable   no Docker engine answers
+        ├── EngineUnavailable   the sandboxes' engine does not answer
         ├── ImageError          an image is missing and cannot be built
         ├── SelfTestFailed      the isolation self-test found a broken check
         └── GitError            a git command failed where it must not (argv, stderr)
@@ -73,8 +73,8 @@ class EnvironmentProblem(RunnerError):
     exit_code = 3
 
 
-class DockerUnavailable(EnvironmentProblem):
-    pass
+class EngineUnavailable(EnvironmentProblem):
+    """The engine the sandboxes run on does not answer (this machine's or another's)."""
 
 
 class ImageError(EnvironmentProblem):

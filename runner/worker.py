@@ -17,7 +17,7 @@ from runner.agents import AgentContext, AgentResult, agent_for
 from runner.checks import CheckResult, run_checks
 from runner.collect import (GIT, CollectError, collect, commit_leftovers, discard_leftovers,
                             head_of)
-from runner.errors import DockerUnavailable, RunnerError
+from runner.errors import EngineUnavailable, RunnerError
 from runner.context import RunContext
 from runner.events import TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Usage
@@ -211,9 +211,10 @@ def _stop_if_engine_gone(ctx: RunContext, ticket: Ticket, error: Exception) -> N
     (resume redoes what was under way) instead of failing tickets one by one."""
     if not ctx.provider.answers():
         ctx.cancelled.set()
-        raise DockerUnavailable(
-            f"the Docker engine stopped answering during run {ctx.run_id} ({ticket.id}: "
-            f"{error}); the workspaces keep what the workers did: start Docker again, then "
+        raise EngineUnavailable(
+            f"the {ctx.phase.engine if ctx.phase.engine != 'local' else 'Docker'} engine "
+            f"stopped answering during run {ctx.run_id} ({ticket.id}: {error}); the "
+            "workspaces keep what the workers did: start the engine again, then "
             f"`runner resume {ctx.run_id}`") from error
 
 
@@ -299,7 +300,7 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: LogWriter,
                   if ctx.cancelled.is_set() else agent_for(ticket).run(agent_ctx))
     except CollectError as e:      # the agent's own commit failed
         result = AgentResult(ok=False, reason=str(e))
-    except DockerUnavailable:
+    except EngineUnavailable:
         raise                      # the run's trouble, not the agent's (run_ticket stops it)
     except Exception as e:         # a bug in an agent must not cost the ticket its work
         log.write(traceback.format_exc())

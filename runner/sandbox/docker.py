@@ -21,7 +21,7 @@ import requests
 from docker.models.containers import Container
 from docker.types import Mount as DockerMount
 
-from runner.errors import DockerUnavailable, EnvironmentProblem
+from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.hostview import explain_mount_error
 from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS,
                             TIMEOUT_EXIT, WORKSPACE, Checkout, ExecResult, OutputHandler,
@@ -57,7 +57,7 @@ DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestExcep
 
 
 def docker_client(url: str | None = None) -> docker.DockerClient:
-    """A client that answers, or DockerUnavailable saying what to do; ``url`` is another
+    """A client that answers, or EngineUnavailable saying what to do; ``url`` is another
     machine's engine (tcp://, ssh://), None this machine's (DOCKER_HOST or its socket)."""
     try:
         # max_pool_size: one stream per worker.
@@ -69,13 +69,13 @@ def docker_client(url: str | None = None) -> docker.DockerClient:
         where = url or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         hint = ("check the engine there is up and reachable from here" if url else
                 "start the Docker engine or set DOCKER_HOST, and check you may use its socket")
-        raise DockerUnavailable(f"Docker does not answer at {where} "
+        raise EngineUnavailable(f"Docker does not answer at {where} "
                                 f"({e.__class__.__name__}); {hint}") from e
 
 
 @contextmanager
 def _engine_must_answer() -> Iterator[None]:
-    """An engine that stops answering mid-call is DockerUnavailable (a RunnerError), which
+    """An engine that stops answering mid-call is EngineUnavailable (a RunnerError), which
     the lead handles, not a stray requests error; the engine's own errors stay what they
     are."""
     try:
@@ -83,7 +83,7 @@ def _engine_must_answer() -> Iterator[None]:
     except docker.errors.APIError:
         raise
     except DOCKER_ERRORS as e:
-        raise DockerUnavailable(f"the Docker engine stopped answering ({e.__class__.__name__})"
+        raise EngineUnavailable(f"the Docker engine stopped answering ({e.__class__.__name__})"
                                 ) from e
 
 

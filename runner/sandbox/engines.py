@@ -62,7 +62,7 @@ def _context_url(name: str) -> str:
 
 
 def connect(engine: Engine):  # -> docker.DockerClient
-    """A client of the engine that answers, or DockerUnavailable saying what to do."""
+    """A client of the engine that answers, or EngineUnavailable saying what to do."""
     from runner.sandbox.docker import docker_client
 
     return docker_client(engine.url)
