@@ -356,7 +356,7 @@ def _default_state_dir() -> Path:
 
 
 def _cmd_images_build(args: argparse.Namespace) -> int:
-    from runner.images import BUILDABLE, build_image, build_reason
+    from runner.sandbox.images import BUILDABLE, build_image, build_reason
     from runner.progress import PlainSink
     from runner.sandbox.docker import docker_client
 
@@ -369,7 +369,7 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
             continue
         build_image(client, name, sink, why=why, offline_base=args.offline_base)
     if args.engine:
-        from runner.images import copy_image
+        from runner.sandbox.images import copy_image
         from runner.sandbox.engines import check_engine, connect, resolve
 
         try:

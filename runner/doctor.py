@@ -8,19 +8,22 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import docker
+from typing import TYPE_CHECKING
 
 from runner.errors import RunnerError
 from runner.events import EventSink
 from runner.gitops import git, git_out, open_host_repo
 from runner.hostview import scratch_parent
-from runner.images import BUILDABLE, WORKER_DOCKERFILE, copy_image, ensure_image, image_present
+from runner.sandbox.images import (BUILDABLE, WORKER_DOCKERFILE, copy_image, ensure_image,
+                                   image_present)
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, Ticket
 from runner.sandbox.engines import LOCAL, Engine, connect, provider_for, resolve
 from runner.selftest import Check, run_selftest
 from runner.context import RunContext, gateway_for
+
+if TYPE_CHECKING:   # docker-py stays behind the sandbox package
+    import docker
 
 MIN_FREE_BYTES = 2 * 2**30
 THIS_MACHINE = Engine(LOCAL, None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runner.errors import ImageError, RepoError, RunnerError
 from runner.gitops import open_host_repo
-from runner.images import BUILDABLE, image_present
+from runner.sandbox.images import BUILDABLE, image_present
 from runner.phase import Phase
 from runner.scheduler import plan_waves
 

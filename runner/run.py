@@ -18,7 +18,7 @@ from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileEr
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
 from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
-from runner.images import copy_image, ensure_image
+from runner.sandbox.images import copy_image, ensure_image
 from runner.sandbox.engines import LOCAL, Engine, check_engine, connect, provider_for, resolve
 from runner.integrate import Integrator
 from runner.journal import Journal

@@ -18,7 +18,7 @@ import docker
 import pytest
 
 from runner.events import EventCollector
-from runner.images import ensure_image
+from runner.sandbox.images import ensure_image
 from runner.sandbox.docker import docker_client
 from runner.trees import discard_tree
 

@@ -109,7 +109,10 @@ class DockerSandboxes:
         base = self.root / place
         return base / "workspaces" / name, base / "gradle" / name
 
-    def _checkout(self, checkout: Checkout) -> Workspace:
+    # The three places a backend without the runner's disk differs (sandbox/remote.py):
+    # where a checkout lives (_place), how it is mounted (_mounts), and what is done in the
+    # started sandbox (_provision).
+    def _place(self, checkout: Checkout) -> object:
         clone, home = self._paths(checkout.place, checkout.name)
         if not checkout.fresh:
             return Workspace(clone=clone, gradle_home=home, branch=checkout.branch,
@@ -145,11 +148,6 @@ class DockerSandboxes:
         return str(aside)
 
     shares_disk = True            # the engine sees the runner's paths (bind mounts)
-
-    # The three places a backend without the runner's disk differs (sandbox/remote.py):
-    # where a checkout lives, how it is mounted, and what is done in the started sandbox.
-    def _place(self, checkout: Checkout) -> object:
-        return self._checkout(checkout)
 
     def _mounts(self, spec: SandboxSpec, placement: object) -> list[DockerMount]:
         binds: list[tuple[Path, str, bool]] = [(m.source, m.target, True) for m in spec.files]

@@ -71,7 +71,7 @@ class RemoteDockerSandboxes(DockerSandboxes):
         stem = f"runner-{self.run_id}-{slug}-{digest}"
         return f"{stem}-ws", f"{stem}-gradle"
 
-    def _volumes(self, checkout: Checkout) -> Volumes:
+    def _place(self, checkout: Checkout) -> Volumes:
         workspace, gradle = self._names(checkout.place, checkout.name)
         key = f"{checkout.place}/{checkout.name}"
         with _engine_must_answer():
@@ -143,9 +143,6 @@ class RemoteDockerSandboxes(DockerSandboxes):
             return []
         return [DockerMount(target=WORKSPACE, source=placement.workspace, type="volume"),
                 DockerMount(target=GRADLE_HOME, source=placement.gradle, type="volume")]
-
-    def _place(self, checkout: Checkout) -> Volumes:
-        return self._volumes(checkout)
 
     def _provision(self, sandbox: DockerSandbox, checkout: Checkout, placement: object) -> None:
         """Make the clone inside: the history bundle uploaded into the workspace volume, then

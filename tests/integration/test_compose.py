@@ -21,7 +21,7 @@ import pytest
 
 from runner.document import RunDocument
 from runner.events import EventCollector
-from runner.images import base_image
+from runner.sandbox.images import base_image
 from tests.conftest import suite_containers
 from tests.helpers import ROOT, git, make_repo, write_phase
 

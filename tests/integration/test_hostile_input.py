@@ -8,7 +8,7 @@ import docker
 import pytest
 
 from runner.errors import EnvironmentProblem, ImageError
-from runner.images import ensure_image, image_present
+from runner.sandbox.images import ensure_image, image_present
 from runner.events import EventCollector
 from runner.sandbox.docker import DockerSandboxes
 

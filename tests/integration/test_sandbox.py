@@ -15,7 +15,7 @@ from runner.objectstore import STORE, RunObjects
 from runner.phase import load_phase
 from runner.sandbox import docker as docker_sandbox
 from runner.sandbox.docker import DockerSandboxes
-from runner.images import RECIPE_LABEL
+from runner.sandbox.images import RECIPE_LABEL
 from runner.context import RunContext
 from runner.worker import sandbox_spec
 from tests.helpers import git, make_repo, write_phase

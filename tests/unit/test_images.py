@@ -6,7 +6,7 @@ import pytest
 
 from runner.errors import ImageError
 from runner.events import Event, ImageOutput
-from runner.images import apt_mirror, run_streamed
+from runner.sandbox.images import apt_mirror, run_streamed
 
 
 def test_mirror_from_deb822_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

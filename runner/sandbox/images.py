@@ -23,7 +23,7 @@ from runner.text import last_line, printable
 if TYPE_CHECKING:   # docker-py is imported by the functions that talk to the engine
     import docker
 
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 WORKER_DOCKERFILE = IMAGES_DIR / "worker" / "Dockerfile"
 BUILDABLE = {"runner-worker:latest": "worker",      # image tag -> stage of WORKER_DOCKERFILE
              "runner-worker-jvm:latest": "worker-jvm"}
