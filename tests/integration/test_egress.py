@@ -37,6 +37,10 @@ curl -s https://example.com/ > /dev/null 2> https.err && echo 0 > unlisted-https
 code --noproxy '' -x http://127.0.0.1:3128 http://localhost:PORT/ARTIFACT.pom > by-name.txt
 code --noproxy '' -x http://127.0.0.1:3128 http://127.0.0.1:PORT/ARTIFACT.pom > by-ip.txt
 git ls-remote http://example.com/x.git 2> git.err || echo $? > git-exit.txt
+# A host name the worker chose to forge what people read: a bidi override, an escape.
+forge() { timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; printf "$1" >&3; cat <&3' _ "$1"; }
+forge 'CONNECT evil\\xe2\\x80\\xaemoc.example:443 HTTP/1.0\\r\\n\\r\\n' > forged.txt || true
+forge 'GET http://x\\x1b[31m.example/ HTTP/1.0\\r\\n\\r\\n' >> forged.txt || true
 """
 
 
@@ -113,11 +117,18 @@ def test_listed_address_resolves_a_real_gradle_dependency(tmp_path: Path, jvm_im
     egress = [e for e in entries if e["kind"] == "egress"]
     assert egress and all(e["allowed"] and e["host"] == "127.0.0.1" for e in egress)
     assert sum(e["bytes_down"] for e in egress) > 0
+    # Nothing people read carries what the worker forged.
+    shown = log + proc.stdout + proc.stderr
+    # aiohttp's parser refuses such a request line before the gateway sees it (never a
+    # hand-written parser): 400, and nothing of it reaches a log.
+    assert _show(repo, doc, "P", "forged.txt").count("HTTP/1.0 400 Bad Request") == 2
+    assert "\u202e" not in shown and "\x1b" not in shown
     report = runner_cli("report", doc["run_id"], "--repo", str(repo))
     assert report.returncode == 0, report.stderr
     assert "## Egress through the gateway" in report.stdout
     assert f"| G | 127.0.0.1:{port} | allowed |" in report.stdout
     assert "| P | example.com:80 | refused: " in report.stdout
+    assert "\u202e" not in report.stdout and "\x1b" not in report.stdout
 
 
 def test_without_the_entry_the_build_fails_on_the_gateways_refusal(tmp_path: Path,
