@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import docker
 import docker.errors
@@ -93,8 +94,7 @@ class RemoteDockerSandboxes(DockerSandboxes):
         found = []
         for volume in self._run_volumes("workspace"):
             place, _, name = volume.attrs["Labels"][CHECKOUT_LABEL].rpartition("/")
-            if place.split("/")[0] not in SCRATCH_PLACES and "runner.aside" not in \
-                    volume.attrs["Labels"]:
+            if place.split("/")[0] not in SCRATCH_PLACES:
                 found.append((place, name))
         return sorted(found)
 
@@ -186,18 +186,17 @@ def history_bundle(checkout: Checkout, folder: Path | None) -> Path:
     return checkout.history.bundle(folder or Path(tempfile.gettempdir()))
 
 
-def _upload(sandbox: DockerSandbox, folder: str, name: str, data: io.IOBase | object,
+def _upload(sandbox: DockerSandbox, folder: str, name: str, data: BinaryIO,
             uid: int, gid: int) -> None:
     """One file into ``folder`` (a volume: a read-only root takes none), owned by the
     worker, streamed from ``data`` through a tar in a temporary file."""
     with tempfile.TemporaryFile() as archive:
         with tarfile.open(fileobj=archive, mode="w") as tar:
             info = tarfile.TarInfo(name)
-            data.seek(0, io.SEEK_END)            # type: ignore[union-attr]
-            info.size = data.tell()              # type: ignore[union-attr]
-            data.seek(0)                         # type: ignore[union-attr]
+            info.size = data.seek(0, io.SEEK_END)
+            data.seek(0)
             info.uid, info.gid, info.mode = uid, gid, 0o600
-            tar.addfile(info, data)              # type: ignore[arg-type]
+            tar.addfile(info, data)
         archive.seek(0)
         with _engine_must_answer():
             if not sandbox.container.put_archive(folder, archive):

@@ -38,7 +38,7 @@ def _phase(root: Path) -> tuple[Path, Path]:
     # S leaves work uncommitted and is busy when the runner (or the engine) dies.
     phase = write_phase(root / "p.yaml", {"name": "durable", "tickets": [
         {"id": "A", "agent": "script", "run": "echo a > a.txt"},
-        {"id": "S", "agent": "script", "run": "echo s > s.txt\ntouch .started\nsleep 6"}]})
+        {"id": "S", "agent": "script", "run": "echo s > s.txt\ntouch .started\nsleep 15"}]})
     return repo, phase
 
 
