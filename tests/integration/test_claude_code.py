@@ -70,7 +70,9 @@ class _EnvironScan:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            for container in self.engine.containers.list(filters={"label": "runner.run"}):
+            # ignore_removed: workers come and go while it looks.
+            for container in self.engine.containers.list(filters={"label": "runner.run"},
+                                                         ignore_removed=True):
                 if not container.labels.get("runner.run-dir", "").startswith(self.under):
                     continue
                 try:

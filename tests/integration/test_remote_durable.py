@@ -44,7 +44,8 @@ def _phase(root: Path) -> tuple[Path, Path]:
 
 def _running(remote, ticket: str) -> bool:
     """Whether ``ticket``'s worker has started its work (its containers come and go)."""
-    for container in remote.client.containers.list(filters={"label": "runner.run"}):
+    for container in remote.client.containers.list(filters={"label": "runner.run"},
+                                                   ignore_removed=True):
         if container.labels.get("runner.ticket") != ticket:
             continue
         try:
