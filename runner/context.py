@@ -34,7 +34,7 @@ class RunContext:
     root: Path                   # the run's directory, runner-owned (never mounted)
     provider: SandboxProvider
     sink: EventSink
-    objects: RunObjects          # what its workers may read (mounted at RUN_OBJECTS)
+    objects: RunObjects          # what its workers may read (mounted, or sent as a bundle)
     ledger: Ledger = field(default_factory=lambda: Ledger(prices={}))
     cancelled: threading.Event = field(default_factory=threading.Event)
     keep: bool = False
