@@ -31,7 +31,7 @@ from runner.sandbox.docker import DockerSandboxes, docker_client  # noqa: E402
 from runner.selftest import run_selftest  # noqa: E402
 from runner.context import RunContext  # noqa: E402
 from runner.worker import sandbox_spec  # noqa: E402
-from runner.workspace import create_workspace  # noqa: E402
+from runner.sandbox.workspace import create_workspace  # noqa: E402
 
 IMAGE = "runner-worker:latest"
 

@@ -21,7 +21,7 @@ from runner.secretenv import MIN_SECRET_LENGTH, GivenEnv, files_holding, refused
 from runner.context import RunContext
 from runner.worker import open_sandbox, sandbox_spec
 from runner.trees import discard_tree
-from runner.workspace import Workspace
+from runner.sandbox.workspace import Workspace
 
 PROBES = ("_probe1", "_probe2")
 # Mount points every Docker container has (docker-init is the init binary, read-only),

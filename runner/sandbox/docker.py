@@ -28,7 +28,7 @@ from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CA
                             OutputTail, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
 from runner.trees import discard_tree
-from runner.workspace import Workspace, create_workspace
+from runner.sandbox.workspace import Workspace, create_workspace
 
 KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
 STOPPED_EXIT = 137     # SIGKILL: the watchdog, the OOM killer, or a worker killing its init

@@ -25,7 +25,7 @@ from runner.sandbox.docker import DockerSandboxes
 from runner.selftest import SELFTEST, run_selftest
 from runner.context import RunContext
 from runner.sandbox import Checkout
-from runner.workspace import create_workspace
+from runner.sandbox.workspace import create_workspace
 from tests.helpers import git, make_repo, write_phase
 
 KEY = "sk-ant-selftest-" + secrets.token_hex(12)

@@ -17,7 +17,7 @@ from runner.phase import load_phase
 from runner.sandbox.docker import DockerSandboxes
 from runner.selftest import SELFTEST, run_selftest
 from runner.context import RunContext
-from runner.workspace import Workspace, create_workspace
+from runner.sandbox.workspace import Workspace, create_workspace
 from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
 
 

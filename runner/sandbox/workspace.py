@@ -1,4 +1,5 @@
-"""A worker's workspace on the host: its own clone and its own Gradle home.
+"""A worker's workspace on the runner's disk, as the local Docker provider makes it: its own
+clone and its own Gradle home.
 
 The clone borrows the run's object store (runner.objectstore: base's history and the run's
 integrated work, nothing else of the host repo) through git alternates: no object is copied
