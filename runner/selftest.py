@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from runner.gitops import git_out
 from runner.sandbox import (CLAUDE_BINARY, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE,
                             RUN_OBJECTS, WORKSPACE, Checkout, Sandbox)
-from runner.secretenv import MIN_SECRET_LENGTH, GivenEnv, files_holding, refused_env
+from runner.secretenv import MIN_SECRET_LENGTH, GivenEnv, refused_env
 from runner.context import RunContext
 from runner.worker import open_sandbox, sandbox_spec
 from runner.trees import discard_tree
-from runner.sandbox.workspace import Workspace
 
 PROBES = ("_probe1", "_probe2")
 # Mount points every Docker container has (docker-init is the init binary, read-only),
@@ -99,7 +98,7 @@ class Probed:
     name: str
     seen: dict[str, str]
     given: GivenEnv
-    workspace: Workspace | None = None
+    key_files: list[str] | None = None   # its files holding the key (None: not looked)
 
 
 @dataclass(frozen=True)
@@ -157,10 +156,12 @@ def run_selftest(ctx: RunContext, start: str,
                 facts = _facts(sandbox, f".probe-{_other(name)}", str(host_marker),
                                host_object, gateway=ctx.gateway is not None)
                 together.wait()
-                workspace = getattr(sandbox, "workspace", None)   # on the runner's disk
+                key = os.environ.get("ANTHROPIC_API_KEY", "")
+                key_files = (sandbox.files_holding(key.encode())
+                             if len(key) >= MIN_SECRET_LENGTH else [])
             given = GivenEnv(spec=spec.env, image=spec.image,
                              image_env=ctx.provider.image_env(spec.image))
-            return Probed(name, facts, given, workspace)
+            return Probed(name, facts, given, key_files)
         except BaseException:
             together.abort()   # never leave the other probe waiting
             raise
@@ -252,10 +253,7 @@ def _own_gateway(ctx: RunContext, probe: Probed) -> str | None:
 def _key_nowhere(ctx: RunContext, probe: Probed) -> str | None:
     """The API key in no file runner made for the probe (its clone, its Gradle home); its
     environment is judged by the secrets rule."""
-    key = os.environ.get("ANTHROPIC_API_KEY", "")
-    if len(key) < MIN_SECRET_LENGTH or probe.workspace is None:
-        return None
-    found = files_holding(key.encode(), [probe.workspace.clone, probe.workspace.gradle_home])
+    found = probe.key_files
     return f"the API key is in {', '.join(found)}" if found else None
 
 

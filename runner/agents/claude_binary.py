@@ -13,9 +13,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runner.errors import EnvironmentProblem
+
+if TYPE_CHECKING:
+    from runner.phase import Phase
 
 SDK = "claude-agent-sdk"
 VERSION_TIMEOUT = 30.0
@@ -30,10 +33,9 @@ class ClaudeBinary:
     source: str         # where it was found, for messages and `runner doctor`
 
 
-def binary_for(phase: Any) -> ClaudeBinary:
+def binary_for(phase: Phase) -> ClaudeBinary:
     """The binary a phase's claude-code tickets use."""
-    claude = getattr(phase, "claude", None)
-    return find_binary(getattr(claude, "binary", None))
+    return find_binary(phase.claude.binary)
 
 
 def find_binary(configured: Path | None = None, *, search_path: str | None = None

@@ -112,6 +112,12 @@ class Sandbox(Protocol):
         """Run ``argv`` in the workdir; stream lines to ``on_output``; stop it at ``timeout``."""
         ...
 
+    def files_holding(self, needle: bytes) -> list[str] | None:
+        """The files of its checkout whose bytes hold ``needle``, searched from the runner's
+        side; None when the backend cannot look without sending ``needle`` in (a secret,
+        such as the API key, must never be)."""
+        ...
+
     def reset(self) -> None:
         """Stop every process the worker left behind; its files stay as they are."""
         ...

@@ -27,6 +27,7 @@ from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CA
                             TIMEOUT_EXIT, WORKSPACE, Checkout, ExecResult, OutputHandler,
                             OutputTail, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
+from runner.secretenv import files_holding
 from runner.trees import discard_tree
 from runner.sandbox.workspace import Workspace, create_workspace
 
@@ -315,6 +316,11 @@ class DockerSandbox:
                               output=f"output larger than {limit // 2**20} MiB")
         return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out,
                           stopped=stopped)
+
+    def files_holding(self, needle: bytes) -> list[str] | None:
+        if self.workspace is None:      # not on the runner's disk
+            return None
+        return files_holding(needle, [self.workspace.clone, self.workspace.gradle_home])
 
     def reset(self) -> None:
         with _engine_must_answer():
