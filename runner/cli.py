@@ -269,10 +269,11 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     from runner.clean import clean
     from runner.gitops import open_host_repo
     from runner.progress import PlainSink
-    from runner.sandbox.docker import docker_client
+    from runner.sandbox.engines import LOCAL, connect, resolve
 
     for line in clean(host=open_host_repo(args.repo.resolve()), state_dir=_state_dir(args),
-                      client=docker_client(), sink=PlainSink(sys.stderr, show_output=False),
+                      backend=connect(resolve(LOCAL)),
+                      sink=PlainSink(sys.stderr, show_output=False),
                       run_id=args.run_id, everything=args.everything):
         print(line)
     return 0
@@ -356,20 +357,13 @@ def _default_state_dir() -> Path:
 
 
 def _cmd_images_build(args: argparse.Namespace) -> int:
-    from runner.sandbox.images import BUILDABLE, build_image, build_reason
     from runner.progress import PlainSink
-    from runner.sandbox.docker import docker_client
+    from runner.sandbox.images import BUILDABLE, build_images
 
-    client = docker_client()
     sink = PlainSink(sys.stdout)    # plain lines, each build line prefixed with its image
-    for name in BUILDABLE:          # in order: a parent before the images built on it
-        why = build_reason(client, name, force=args.force, offline_base=args.offline_base)
-        if why is None:
-            print(f"{name}: present and up to date (--force rebuilds it)")
-            continue
-        build_image(client, name, sink, why=why, offline_base=args.offline_base)
+    for line in build_images(sink, force=args.force, offline_base=args.offline_base):
+        print(line)
     if args.engine:
-        from runner.sandbox.images import copy_image
         from runner.sandbox.engines import check_engine, connect, resolve
 
         try:
@@ -379,7 +373,7 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
         if not engine.local:
             remote = connect(engine)
             for name in BUILDABLE:
-                copy_image(client, remote, name, sink, engine=engine.name)
+                remote.ensure_image(name, sink)
                 print(f"{name}: on {engine.name}")
     return 0
 

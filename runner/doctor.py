@@ -8,25 +8,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from runner.errors import RunnerError
 from runner.events import EventSink
 from runner.gitops import git, git_out, open_host_repo
 from runner.hostview import scratch_parent
-from runner.sandbox.images import (BUILDABLE, WORKER_DOCKERFILE, copy_image, ensure_image,
-                                   image_present)
+from runner.sandbox import Backend
+from runner.sandbox.images import BUILDABLE, WORKER_DOCKERFILE
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, Ticket
-from runner.sandbox.engines import LOCAL, Engine, connect, provider_for, resolve
+from runner.sandbox.engines import LOCAL, connect, resolve
 from runner.selftest import Check, run_selftest
 from runner.context import RunContext, gateway_for
 
-if TYPE_CHECKING:   # docker-py stays behind the sandbox package
-    import docker
-
 MIN_FREE_BYTES = 2 * 2**30
-THIS_MACHINE = Engine(LOCAL, None)
 DEFAULT_IMAGE = "runner-worker:latest"
 
 
@@ -45,31 +40,27 @@ def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE,
                engine_name: str = LOCAL) -> DoctorReport:
     engine = resolve(engine_name)
     try:
-        client = connect(engine)
+        backend = connect(engine)
+        version = backend.version()
     except RunnerError as e:
         return DoctorReport("unreachable", (Check("Docker answers", False, str(e),
                                                   "start the Docker engine"),), 0.0)
-    version = client.version().get("Version", "?")
     where = "" if engine.local else f" at {engine.name}"
     checks = [Check("Docker answers", True, f"engine {version}{where}")]
-    checks += [_image_check(client, name) for name in BUILDABLE]
+    checks += [_image_check(backend, name) for name in BUILDABLE]
     checks.append(_disk_check(state_dir))
     checks.append(_claude_check())
     started = time.perf_counter()
     try:
-        if engine.local:
-            ensure_image(client, image, sink)
-        else:
-            copy_image(connect(resolve(LOCAL)), client, image, sink, engine=engine.name)
-        checks += selftest_in_scratch_repo(client, sink, image, scratch=state_dir,
-                                           engine=engine)
+        backend.ensure_image(image, sink)
+        checks += selftest_in_scratch_repo(backend, sink, image, scratch=state_dir)
     except RunnerError as e:
         checks.append(Check("isolation self-test", False, str(e), "fix the error above"))
     return DoctorReport(version, tuple(checks), time.perf_counter() - started)
 
 
-def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image: str, *,
-                             scratch: Path, engine: Engine = THIS_MACHINE) -> list[Check]:
+def selftest_in_scratch_repo(backend: Backend, sink: EventSink, image: str, *,
+                             scratch: Path) -> list[Check]:
     """Run the self-test over a throwaway repo, with default phase settings; the repo goes
     under ``scratch`` when runner runs in a container (the host must see it)."""
     with tempfile.TemporaryDirectory(prefix="runner-doctor-",
@@ -81,7 +72,7 @@ def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image
             "--quiet", "--allow-empty", "-m", "doctor")
         # A command ticket: the probes get the gateway, so the way out is proven here too
         # (on a local engine: a remote one cannot carry it yet).
-        agent = "command" if engine.local else "script"
+        agent = "command" if backend.shares_disk else "script"
         phase = Phase(name="doctor", image=image,
                       tickets=[Ticket(id="probe", agent=agent, run="true")])
         host, run_id = open_host_repo(repo), f"doctor-{secrets.token_hex(3)}"
@@ -89,15 +80,17 @@ def selftest_in_scratch_repo(client: docker.DockerClient, sink: EventSink, image
         objects = RunObjects(host, path=root / "run" / STORE, run_id=run_id, base=head)
         ctx = RunContext(run_id=run_id, phase=phase, host=host, root=root / "run",
                          objects=objects, sink=sink,
-                         provider=provider_for(engine, client, run_id=run_id,
-                                               root=root / "run"))
+                         provider=backend.provider(run_id=run_id, root=root / "run"))
         with gateway_for(ctx) as ctx:
             return list(run_selftest(ctx, head).checks)
 
 
-def _image_check(client: docker.DockerClient, name: str) -> Check:
-    if image_present(client, name):
+def _image_check(backend: Backend, name: str) -> Check:
+    if backend.has_image(name):
         return Check(f"image {name}", True, "present")
+    if not backend.shares_disk:
+        return Check(f"image {name}", True, "missing; a run sends it from this machine "
+                     f"(`runner images build --engine {backend.engine.name}` does it now)")
     if WORKER_DOCKERFILE.is_file():
         return Check(f"image {name}", True, "missing; `runner images build` builds it")
     return Check(f"image {name}", False, f"missing and no {WORKER_DOCKERFILE}",

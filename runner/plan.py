@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runner.errors import ImageError, RepoError, RunnerError
 from runner.gitops import open_host_repo
-from runner.sandbox.images import BUILDABLE, image_present
+from runner.sandbox.images import BUILDABLE
 from runner.phase import Phase
 from runner.scheduler import plan_waves
 
@@ -22,7 +22,7 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     yield (f"phase {phase.name}: base {phase.base} = {base_sha[:12]}, target "
            f"{phase.target_branch}, {len(phase.tickets)} tickets, {workers} at once"
            + (", overlapping paths allowed" if allow_overlap else ""))
-    yield f"image {phase.image}: {_image_state(phase.image)}"
+    yield f"image {phase.image}: {_image_state(phase.image, phase.engine)}"
     for number, wave in enumerate(plan_waves(phase, concurrency=workers,
                                              allow_overlap=allow_overlap), start=1):
         yield f"wave {number}: " + ", ".join(t.ticket for t in wave)
@@ -31,12 +31,15 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
                 yield f"  {planned.ticket} waits for " + ", ".join(planned.waits_for)
 
 
-def _image_state(image: str) -> str:
+def _image_state(image: str, engine: str) -> str:
     try:
-        from runner.sandbox.docker import docker_client
+        from runner.sandbox.engines import connect, resolve
 
-        if image_present(docker_client(), image):
+        backend = connect(resolve(engine))
+        if backend.has_image(image):
             return "present"
+        if not backend.shares_disk:
+            return f"missing on {engine}; runner sends it from this machine"
         return "missing; runner builds it" if image in BUILDABLE else "MISSING"
     except ImageError:
         raise        # the engine refuses the reference: a run would stop there too

@@ -7,7 +7,6 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
@@ -18,8 +17,8 @@ from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileEr
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
 from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
-from runner.sandbox.images import copy_image, ensure_image
-from runner.sandbox.engines import LOCAL, Engine, check_engine, connect, provider_for, resolve
+from runner.sandbox import Backend
+from runner.sandbox.engines import Engine, check_engine, connect, resolve
 from runner.integrate import Integrator
 from runner.journal import Journal
 from runner.ledger import Ledger, default_prices
@@ -34,9 +33,6 @@ from runner.outcome import TicketOutcome, conflict_reason
 from runner.record import PHASE_COPY, RunResult, load_result, write_state
 from runner.context import RunContext, gateway_for
 from runner.worker import MODEL_AGENTS, open_sandbox, run_ticket
-
-if TYPE_CHECKING:   # docker-py is imported where a run talks to the engine, not for status
-    import docker
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -56,7 +52,7 @@ def new_run_id() -> str:
 
 
 def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
-              client: docker.DockerClient | None = None) -> RunResult:
+              backend: Backend | None = None) -> RunResult:
     host = open_host_repo(options.repo)
     base_sha = host.resolve(phase.base)
     if base_sha is None:
@@ -64,8 +60,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                         "branch, tag or commit that exists")
     engine = resolve(phase.engine)
     _check_inputs(phase, options, host, sink, engine)
-    client = client or connect(engine)
-    ensure_image_on(client, phase.image, sink, engine)
+    backend = backend or connect(engine)
+    backend.ensure_image(phase.image, sink)
 
     run_id = new_run_id()
     root = (options.state_dir or host.state_dir) / run_id
@@ -78,7 +74,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                            target=phase.target_branch, run_dir=root, outcomes={},
                            started=time.time(), options=_recorded(options))
         sink = Journal(root / "tickets.json", sink)
-        ctx = run_context(phase, host, result, client, sink, options)
+        ctx = run_context(phase, host, result, backend, sink, options)
         with gateway_for(ctx) as ctx:
             sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
                                  base_sha=base_sha, target=result.target, run_dir=str(root),
@@ -101,7 +97,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
 
 
 def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSink,
-               client: docker.DockerClient | None = None,
+               backend: Backend | None = None,
                engine: str | None = None) -> RunResult:
     """Finish an interrupted (or killed) run: what finished stays finished; what was under
     way is collected from its workspace (into refs/runner/<run>/attempts/<t>/interrupted)
@@ -110,11 +106,11 @@ def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSi
     root = (state_dir or host.state_dir) / run_id
     load_result(root)                        # a clear error for a run that is not there
     with driving(root):                      # read it again, now that nobody else drives it
-        return _resume(load_result(root), host, root, sink, client, engine)
+        return _resume(load_result(root), host, root, sink, backend, engine)
 
 
 def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
-            client: docker.DockerClient | None, engine_name: str | None) -> RunResult:
+            backend: Backend | None, engine_name: str | None) -> RunResult:
     run_id = result.run_id
     if result.state == "finished":
         sink.emit(Notice(f"run {run_id} has already finished (exit {result.exit_code}); "
@@ -131,11 +127,10 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
         phase = phase.model_copy(update={"engine": check_engine(engine_name)})
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
-    engine = resolve(phase.engine)
-    client = client or connect(engine)
-    ensure_image_on(client, phase.image, sink, engine)
+    backend = backend or connect(resolve(phase.engine))
+    backend.ensure_image(phase.image, sink)
     sink = Journal(root / "tickets.json", sink)
-    ctx = run_context(phase, host, result, client, sink, options)
+    ctx = run_context(phase, host, result, backend, sink, options)
     with gateway_for(ctx) as ctx:
         done = {t: o for t, o in result.outcomes.items() if not o.interrupted}
         sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
@@ -229,8 +224,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
 
 
 def run_context(phase: Phase, host: HostRepo, result: RunResult,
-                client: docker.DockerClient, sink: EventSink,
-                options: RunOptions) -> RunContext:
+                backend: Backend, sink: EventSink, options: RunOptions) -> RunContext:
     ledger = Ledger(prices={**default_prices(), **phase.prices},
                     budget_usd=phase.budget.usd if phase.budget else None,
                     carried=sum(o.cost for o in result.outcomes.values()))  # when resumed
@@ -245,19 +239,8 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
                       claude=claude,
                       objects=objects,
                       ledger=ledger, sink=sink,
-                      provider=provider_for(resolve(phase.engine), client,
-                                            run_id=result.run_id, root=result.run_dir),
+                      provider=backend.provider(run_id=result.run_id, root=result.run_dir),
                       keep=options.keep, authorship=read_authorship(host, phase))
-
-
-def ensure_image_on(client: docker.DockerClient, image: str, sink: EventSink,
-                    engine: Engine) -> None:
-    """The worker image on the run's engine: built here when it is one of ours; another
-    machine's engine gets it from this one's."""
-    if engine.local:
-        ensure_image(client, image, sink)
-    else:
-        copy_image(connect(resolve(LOCAL)), client, image, sink, engine=engine.name)
 
 
 def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink,

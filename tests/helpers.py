@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import docker
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +67,13 @@ def host_snapshot(repo: Path) -> dict[str, str]:
             "files": "\n".join(sorted(f"{p.relative_to(repo)}:{p.read_bytes().hex()}"
                                       for p in repo.rglob("*")
                                       if p.is_file() and ".git" not in p.parts))}
+
+
+def containers(client: docker.DockerClient, run: str | None = None, *,
+               stopped: bool = True) -> list[docker.models.containers.Container]:
+    """The runner's containers on ``client`` (one run's, with ``run``).
+
+    Workers come and go while a test looks: one removed between docker-py's list and its
+    inspect of each is skipped (ignore_removed) instead of failing the test with a 404."""
+    label = "runner.run" if run is None else f"runner.run={run}"
+    return client.containers.list(all=stopped, filters={"label": label}, ignore_removed=True)

@@ -1,10 +1,13 @@
 """Where a worker's commands run: the Sandbox protocol and what it is built from.
 
-A sandbox is described by a SandboxSpec — the work (a Checkout: which commit on which
+A Backend is an engine runner is connected to (sandbox/engines.py picks it, once per
+command): it opens a SandboxProvider per run and holds the images. A sandbox is described by
+a SandboxSpec — the work (a Checkout: which commit on which
 branch, what the worker may read), its limits, labels, network and way out — and opened by
 a SandboxProvider, which owns the workspace: it makes the clone and the private Gradle home
 where its sandboxes can use them, keeps them as long as the run needs them, and removes or
-sets them aside when told. The Docker implementation lives in ``sandbox/docker.py``.
+sets them aside when told. The Docker implementation lives in ``sandbox/docker.py`` (this machine's engine) and
+``sandbox/remote.py`` (another's), behind ``sandbox/dockerengine.py``.
 Everything else reaches a workspace only through a sandbox's commands (exec).
 """
 
@@ -18,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from runner.events import EventSink
     from runner.objectstore import RunObjects
+    from runner.sandbox.engines import Engine
 
 WORKSPACE = "/workspace"
 GRADLE_HOME = "/gradle-home"
@@ -170,6 +175,54 @@ class SandboxProvider(Protocol):
     def set_aside(self, place: str, name: str, label: str) -> str:
         """Keep a checkout whose work could not be collected out of the way, whole, so the
         ticket can run again; return where it is kept."""
+        ...
+
+    def aside(self) -> list[str]:
+        """Where each checkout set aside is kept (what a clean must leave)."""
+        ...
+
+    def clear(self) -> str | None:
+        """Remove every checkout of the run, its probes' and checks' too, but those set
+        aside; a problem that left something behind, or None."""
+        ...
+
+
+@dataclass(frozen=True)
+class SandboxRecord:
+    """A sandbox of runner's found on an engine, whoever started it."""
+
+    name: str
+    run_id: str
+    labels: Mapping[str, str]
+
+
+class Backend(Protocol):
+    """An engine runner is connected to: where every sandbox of a command runs."""
+
+    engine: Engine
+    shares_disk: bool          # as its providers' (sandboxes see the runner's paths)
+
+    def version(self) -> str:
+        """The engine's version, as it names it."""
+        ...
+
+    def provider(self, *, run_id: str, root: Path) -> SandboxProvider:
+        """The provider of one run's sandboxes; ``root`` is the run's directory here."""
+        ...
+
+    def has_image(self, image: str) -> bool:
+        ...
+
+    def ensure_image(self, image: str, sink: EventSink) -> None:
+        """``image`` on the engine: built when runner can build it, or sent from here."""
+        ...
+
+    def sandboxes(self) -> list[SandboxRecord]:
+        """Every sandbox of runner's on the engine, of any run (an orphan's too)."""
+        ...
+
+    def remove_sandbox(self, name: str) -> bool:
+        """Remove one, running or not; False if it was gone already."""
         ...
 
 

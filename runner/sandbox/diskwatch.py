@@ -5,7 +5,10 @@ is (ext4 here, mounted without project quotas), and the engine's ``--storage-opt
 covers only a container's own layer, never its bind mounts. So a thread per open sandbox
 measures the writable mounts every second or so and stops the sandbox when they grew past
 the budget. What it counts is what eats the disk: allocated blocks (so a sparse file counts
-what it holds), each inode once (hard links), no symlink followed, as du counts them.
+what it holds), each inode once (hard links), no symlink followed, as du counts them. On an
+engine that shares no disk with the runner the same du runs inside the sandbox, as the
+worker, over its volumes (sandbox/remote.py): a directory the worker hides from it, or a du
+it kills, makes the measure incomplete, which stops it all the same.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class DiskUsage:
     bytes: int              # allocated bytes of every inode under the roots, each once
     complete: bool = True   # False: the time limit came, or a directory could not be read
     unreadable: str = ""    # the first directory that could not be listed
+    failed: str = ""        # why no measure could be taken at all (du could not run)
 
 
 def disk_usage(roots: Iterable[Path], *, deadline: float | None = None) -> DiskUsage:
@@ -44,18 +48,38 @@ def disk_usage(roots: Iterable[Path], *, deadline: float | None = None) -> DiskU
     if left is not None and left <= 0:
         return DiskUsage(0, complete=False)
     try:
-        proc = subprocess.run(["du", "-s", "-c", "-B1", "-P", "--", *present],
-                              capture_output=True, text=True, errors="surrogateescape",
-                              timeout=left)
+        proc = subprocess.run(du_command(present), capture_output=True, text=True,
+                              errors="surrogateescape", timeout=left)
     except subprocess.TimeoutExpired:
         return DiskUsage(0, complete=False)
-    lines = proc.stdout.splitlines()
-    total = int(lines[-1].split("\t", 1)[0]) if lines else 0
+    return read_du(proc.stdout, proc.stderr)
+
+
+def du_command(roots: Iterable[str]) -> list[str]:
+    return ["du", "-s", "-c", "-B1", "-P", "--", *roots]
+
+
+def read_du(stdout: str, stderr: str) -> DiskUsage:
+    """What `du -s -c -B1` printed: its total, and the first directory it could not read."""
+    lines = stdout.splitlines()
+    try:
+        total = int(lines[-1].split("\t", 1)[0]) if lines else 0
+    except ValueError:           # cut short: no total line
+        return DiskUsage(0, complete=False)
     # "du: cannot read directory '…': Permission denied"; a file gone meanwhile is no loss.
     unreadable = next((line.split("'", 1)[-1].rsplit("'", 1)[0]
-                       for line in proc.stderr.splitlines()
+                       for line in stderr.splitlines()
                        if line and not line.endswith("No such file or directory")), "")
     return DiskUsage(total, complete=not unreadable, unreadable=unreadable)
+
+
+# Measures the roots until a deadline (time.monotonic()); None: it cannot now (the sandbox is
+# stopped), so this pass counts for nothing.
+Measure = Callable[[list[str], "float | None"], "DiskUsage | None"]
+
+
+def _measure_here(roots: list[str], deadline: float | None) -> DiskUsage:
+    return disk_usage([Path(root) for root in roots], deadline=deadline)
 
 
 def size_text(size: float) -> str:
@@ -78,14 +102,17 @@ class DiskWatch:
     budget: collection may go on, the worker may not grow again unnoticed.
     """
 
-    def __init__(self, roots: Mapping[Path, str], *, budget: int,
-                 stop: Callable[[str], None], interval: float = INTERVAL,
-                 pass_limit: float = PASS_LIMIT) -> None:
-        self.roots, self.budget, self.stop = dict(roots), budget, stop
+    def __init__(self, roots: Mapping[Path | str, str], *, budget: int,
+                 stop: Callable[[str], None], measure: Measure = _measure_here,
+                 interval: float = INTERVAL, pass_limit: float = PASS_LIMIT) -> None:
+        self.roots = {str(root): name for root, name in roots.items()}
+        self.budget, self.stop, self.measure = budget, stop, measure
         self.interval, self.pass_limit = interval, pass_limit
         self.ceiling = budget
-        self.baseline = disk_usage(self.roots).bytes   # what it starts with is not its own
+        first = measure(list(self.roots), None)
+        self.baseline = first.bytes if first else 0    # what it starts with is not its own
         self._unmeasurable = False                     # said once: then growth only
+        self._failing_since: float | None = None       # du could not run, since then
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True, name="diskwatch")
 
@@ -100,7 +127,13 @@ class DiskWatch:
     def check(self) -> float:
         """One measurement (and a stop when over); return how long it took."""
         began = time.monotonic()
-        usage = disk_usage(self.roots, deadline=began + self.pass_limit)
+        usage = self.measure(list(self.roots), began + self.pass_limit)
+        if usage is None:
+            return time.monotonic() - began
+        if usage.failed:
+            self._failed(usage.failed, began)
+            return time.monotonic() - began
+        self._failing_since = None
         grown = usage.bytes - self.baseline
         if grown > self.ceiling:
             written = size_text(grown) if usage.complete else f"at least {size_text(grown)}"
@@ -114,10 +147,18 @@ class DiskWatch:
                 else f"more files than runner can count in {self.pass_limit:g}s"))
         return time.monotonic() - began
 
+    def _failed(self, why: str, now: float) -> None:
+        """A pass that could not measure: a moment's trouble is forgiven, a pass limit's
+        worth of them (a worker holding every pid, so nothing more runs) is a stop."""
+        self._failing_since = self._failing_since or now
+        if now - self._failing_since >= self.pass_limit and not self._unmeasurable:
+            self._unmeasurable = True
+            self.stop(f"its disk use cannot be measured: {why} for {self.pass_limit:g}s")
+
     def _named(self, path: str) -> str:
         """The path as the worker names it, on one line and short: the worker chose it."""
         for root, name in self.roots.items():
-            if path == str(root) or path.startswith(f"{root}/"):
+            if path == root or path.startswith(f"{root}/"):
                 path = name + path[len(str(root)):]
                 break
         path = one_line(path)

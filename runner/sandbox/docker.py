@@ -12,7 +12,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import docker
@@ -75,7 +75,7 @@ def docker_client(url: str | None = None) -> docker.DockerClient:
 
 
 @contextmanager
-def _engine_must_answer() -> Iterator[None]:
+def engine_must_answer() -> Iterator[None]:
     """An engine that stops answering mid-call is EngineUnavailable (a RunnerError), which
     the lead handles, not a stray requests error; the engine's own errors stay what they
     are."""
@@ -91,6 +91,7 @@ def _engine_must_answer() -> Iterator[None]:
 # Where a local engine's checkouts are under the run's directory: scratch of the provider's
 # own (probes, phase checks) is never salvaged.
 SCRATCH_PLACES = ("selftest", "checks")
+ASIDE = "unsalvaged"     # where checkouts whose work could not be collected are set aside
 
 
 class DockerSandboxes:
@@ -110,9 +111,9 @@ class DockerSandboxes:
         base = self.root / place
         return base / "workspaces" / name, base / "gradle" / name
 
-    # The three places a backend without the runner's disk differs (sandbox/remote.py):
-    # where a checkout lives (_place), how it is mounted (_mounts), and what is done in the
-    # started sandbox (_provision).
+    # The places a backend without the runner's disk differs (sandbox/remote.py): where a
+    # checkout lives (_place), how it is mounted (_mounts), what is done in the started
+    # sandbox (_provision), and how its disk is watched (_watch_disk).
     def _place(self, checkout: Checkout) -> object:
         clone, home = self._paths(checkout.place, checkout.name)
         if not checkout.fresh:
@@ -141,12 +142,23 @@ class DockerSandboxes:
 
     def set_aside(self, place: str, name: str, label: str) -> str:
         assert self.root is not None
-        aside = self.root / "unsalvaged" / f"{name}-{label}-{os.urandom(2).hex()}"
+        aside = self.root / ASIDE / f"{name}-{label}-{os.urandom(2).hex()}"
         aside.mkdir(parents=True)
         for tree in self._paths(place, name):
             if tree.exists():
                 tree.rename(aside / tree.parent.name)
         return str(aside)
+
+    def aside(self) -> list[str]:
+        return [] if self.root is None else [str(p) for p in
+                                             sorted((self.root / ASIDE).glob("*"))]
+
+    def clear(self) -> str | None:
+        if self.root is None:
+            return None
+        trees = [self.root / name for name in ("workspaces", "gradle", "reruns",
+                                                *SCRATCH_PLACES)]
+        return "; ".join(problem for tree in trees if (problem := discard_tree(tree))) or None
 
     shares_disk = True            # the engine sees the runner's paths (bind mounts)
 
@@ -169,14 +181,23 @@ class DockerSandboxes:
     def _provision(self, sandbox: DockerSandbox, checkout: Checkout, placement: object) -> None:
         """Nothing to do here: the clone was made on the runner's disk."""
 
+    def _watch_disk(self, sandbox: DockerSandbox) -> AbstractContextManager[object]:
+        """Watch the writable mounts (workspace, Gradle home) against the disk budget while
+        the sandbox is open: during the worker's commands, its checks and collection alike."""
+        spec, workspace = sandbox.spec, sandbox.workspace
+        if spec.limits.disk is None or workspace is None:
+            return nullcontext()
+        return DiskWatch({workspace.clone: WORKSPACE, workspace.gradle_home: GRADLE_HOME},
+                         budget=spec.limits.disk, stop=sandbox.stop_for)
+
     @contextmanager
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
         placement = self._place(spec.checkout) if spec.checkout else None
-        with _engine_must_answer():
+        with engine_must_answer():
             container = self._create(spec, self._mounts(spec, placement))
         try:
             try:
-                with _engine_must_answer():
+                with engine_must_answer():
                     container.start()
             except docker.errors.APIError as e:
                 raise EnvironmentProblem(f"cannot start container {spec.name}: "
@@ -185,7 +206,7 @@ class DockerSandboxes:
                                     placement if isinstance(placement, Workspace) else None)
             if spec.checkout is not None:
                 self._provision(sandbox, spec.checkout, placement)
-            with _disk_watch(sandbox):
+            with self._watch_disk(sandbox):
                 yield sandbox
         finally:
             if not keep:
@@ -213,7 +234,7 @@ class DockerSandboxes:
 
     def image_env(self, image: str) -> dict[str, str]:
         try:
-            with _engine_must_answer():
+            with engine_must_answer():
                 config = self.client.images.get(image).attrs.get("Config") or {}
         except docker.errors.ImageNotFound as e:
             raise EnvironmentProblem(f"image {image} is missing; run `runner images "
@@ -256,19 +277,6 @@ class DockerSandboxes:
         except docker.errors.APIError as e:
             reason = explain_mount_error(str(e.explanation or e))
             raise EnvironmentProblem(f"cannot create container {spec.name}: {reason}") from e
-
-
-@contextmanager
-def _disk_watch(sandbox: DockerSandbox) -> Iterator[None]:
-    """Watch the writable mounts (workspace, Gradle home) against the disk budget while the
-    sandbox is open: during the worker's commands, its checks and collection alike."""
-    spec, workspace = sandbox.spec, sandbox.workspace
-    if spec.limits.disk is None or workspace is None:
-        yield
-        return
-    roots = {workspace.clone: WORKSPACE, workspace.gradle_home: GRADLE_HOME}
-    with DiskWatch(roots, budget=spec.limits.disk, stop=sandbox.stop_for):
-        yield
 
 
 class DockerSandbox:
@@ -323,7 +331,7 @@ class DockerSandbox:
         return files_holding(needle, [self.workspace.clone, self.workspace.gradle_home])
 
     def reset(self) -> None:
-        with _engine_must_answer():
+        with engine_must_answer():
             self._reset()
 
     def _reset(self) -> None:
@@ -342,7 +350,7 @@ class DockerSandbox:
         them all at once, so no fork slips through. The container's own process belongs to
         KEEPER and stays, so the container and its /tmp live on. False when that cannot run
         (a fork bomb holding every pid, a stopped container): then it is restarted."""
-        if self.spec.user.split(":")[0] == KEEPER.split(":")[0] or self._stopped():
+        if self.spec.user.split(":")[0] == KEEPER.split(":")[0] or self.stopped():
             return False
         try:
             exec_id = self.api.exec_create(self.container.id, ["kill", "-KILL", "-1"],
@@ -357,7 +365,7 @@ class DockerSandbox:
              take: Callable[[int, bytes], None]) -> tuple[int, bool, str]:
         """Exit code, whether it timed out, and why the sandbox stopped it ("" if not)."""
         stops = self._stops
-        with _engine_must_answer():
+        with engine_must_answer():
             code, timed_out = self._run_under_timeout(argv, timeout, env, take)
         if self._stops > stops and code == STOPPED_EXIT:
             return code, False, self._last_stop
@@ -380,7 +388,7 @@ class DockerSandbox:
         try:
             code = self._stream(wrapped, env, take)
         except docker.errors.APIError:
-            if not (killed.is_set() or self._stopped()):
+            if not (killed.is_set() or self.stopped()):
                 raise
             code = None
         finally:
@@ -405,7 +413,8 @@ class DockerSandbox:
                 take(2, err)
         return self.api.exec_inspect(exec_id).get("ExitCode")
 
-    def _stopped(self) -> bool:
+    def stopped(self) -> bool:
+        """Whether the container is not running, asked of the engine (gone counts)."""
         try:
             self.container.reload()
             return self.container.status != "running"
@@ -415,7 +424,7 @@ class DockerSandbox:
     def _note_if_stopped(self, settle: float = 0.0) -> bool:
         """Count a stop from outside once (the engine may take a moment to report it)."""
         deadline = time.monotonic() + settle
-        while not self._stopped():
+        while not self.stopped():
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.1)

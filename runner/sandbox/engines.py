@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.sandbox import Backend
 
 LOCAL = "local"
 _URL = re.compile(r"(tcp|ssh)://[^\s/]+")
@@ -61,19 +64,8 @@ def _context_url(name: str) -> str:
     return str(context.Host)
 
 
-def connect(engine: Engine):  # -> docker.DockerClient
-    """A client of the engine that answers, or EngineUnavailable saying what to do."""
-    from runner.sandbox.docker import docker_client
+def connect(engine: Engine) -> Backend:
+    """The backend of ``engine``, answering, or EngineUnavailable saying what to do."""
+    from runner.sandbox.dockerengine import DockerBackend
 
-    return docker_client(engine.url)
-
-
-def provider_for(engine: Engine, client, *, run_id: str, root: Path):
-    """The SandboxProvider for a run on ``engine``."""
-    if engine.local:
-        from runner.sandbox.docker import DockerSandboxes
-
-        return DockerSandboxes(client, root=root)
-    from runner.sandbox.remote import RemoteDockerSandboxes
-
-    return RemoteDockerSandboxes(client, run_id=run_id, root=root)
+    return DockerBackend.connect(engine)

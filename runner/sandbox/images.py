@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,20 @@ def ensure_image(client: docker.DockerClient, name: str, sink: EventSink) -> Non
         raise ImageError(name, "not present, and runner cannot build it; load it with "
                          "`docker load` or use runner-worker:latest")
     build_image(client, name, sink, why="it is missing")
+
+
+def build_images(sink: EventSink, *, force: bool, offline_base: bool) -> Iterator[str]:
+    """Build runner's images on this machine's engine, a parent before those built on it,
+    each only when missing or out of date (or ``force``); a line for each one not built."""
+    from runner.sandbox.docker import docker_client
+
+    client = docker_client()
+    for name in BUILDABLE:
+        why = build_reason(client, name, force=force, offline_base=offline_base)
+        if why is None:
+            yield f"{name}: present and up to date (--force rebuilds it)"
+            continue
+        build_image(client, name, sink, why=why, offline_base=offline_base)
 
 
 def build_reason(client: docker.DockerClient, name: str, *, force: bool,

@@ -5,7 +5,9 @@ Every checkout lives in two named volumes of that engine (the workspace and the 
 labelled with the run, which live as long as the run needs them: past the runner itself, so
 a resume finds them. The clone is made inside the sandbox from a git bundle of what the worker
 may read (the run's object store: base's history and the integrated work), uploaded into the
-workspace volume; results come back as the bundle collect already makes, through exec.
+workspace volume; results come back as the bundle collect already makes, through exec. The
+disk budget is watched by du inside the sandbox. A checkout whose work could not be collected
+is set aside by a third volume marking its two, which then stay through a clean.
 
 What needs the runner's disk is refused before anything starts, saying why: the gateway (a
 unix socket of the runner's), a shared Gradle cache and carried files (a host path each).
@@ -16,23 +18,32 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import secrets
 import tarfile
 import tempfile
+import time
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import docker
 import docker.errors
+from docker.models.volumes import Volume
 from docker.types import Mount as DockerMount
 
 from runner.errors import EnvironmentProblem
 from runner.sandbox import GRADLE_HOME, STRICT_BASH, WORKSPACE, Checkout, SandboxSpec
+from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
 from runner.sandbox.docker import (DOCKER_ERRORS, SCRATCH_PLACES, DockerSandbox,
-                                   DockerSandboxes, _engine_must_answer)
+                                   DockerSandboxes, engine_must_answer)
 
 CHECKOUT_LABEL = "runner.checkout"     # <place>/<name> of the checkout a volume holds
-ROLE_LABEL = "runner.volume"           # workspace | gradle
+ROLE_LABEL = "runner.volume"           # workspace | gradle | aside
+STEM_LABEL = "runner.stem"             # what a checkout's two volumes' names start with
+ASIDE = "aside"                        # the role of a volume marking a checkout set aside
+ASIDE_LABEL = "runner.aside"           # on it: the stem of the checkout it marks
 HISTORY = ".runner-history.bundle"     # uploaded into the workspace, removed once cloned
 # Inside the sandbox, as the worker: a repo at /workspace with the bundle's objects and the
 # start commit checked out on its branch; the bundle's own refs do not stay.
@@ -66,56 +77,95 @@ class RemoteDockerSandboxes(DockerSandboxes):
 
     # --- where checkouts live -------------------------------------------------------------
 
-    def _names(self, place: str, name: str) -> tuple[str, str]:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{place}-{name}" if place else name)
-        digest = hashlib.sha256(f"{place}/{name}".encode()).hexdigest()[:8]  # slugs may meet
-        stem = f"runner-{self.run_id}-{slug}-{digest}"
-        return f"{stem}-ws", f"{stem}-gradle"
+    def _stem(self, place: str, name: str) -> str:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{place}-{name}" if place else name)[:60]
+        # The digest: slugs may meet; the random part: a checkout set aside keeps its
+        # volumes, and the ticket run again gets new ones.
+        digest = hashlib.sha256(f"{place}/{name}".encode()).hexdigest()[:8]
+        return f"runner-{self.run_id}-{slug}-{digest}-{secrets.token_hex(2)}"
+
+    def _live(self, key: str | None = None) -> dict[str, list[Volume]]:
+        """The run's volumes by checkout (one, with ``key``), but those set aside."""
+        volumes = self._run_volumes()
+        aside = {v.attrs["Labels"].get(ASIDE_LABEL) for v in volumes
+                 if v.attrs["Labels"].get(ROLE_LABEL) == ASIDE}
+        found: dict[str, list[Volume]] = {}
+        for volume in volumes:
+            labels = volume.attrs["Labels"]
+            if labels.get(ROLE_LABEL) == ASIDE or labels.get(STEM_LABEL) in aside:
+                continue
+            if key is None or labels.get(CHECKOUT_LABEL) == key:
+                found.setdefault(labels.get(CHECKOUT_LABEL, ""), []).append(volume)
+        return found
 
     def _place(self, checkout: Checkout) -> Volumes:
-        workspace, gradle = self._names(checkout.place, checkout.name)
         key = f"{checkout.place}/{checkout.name}"
-        with _engine_must_answer():
-            existing = {v.name for v in self.client.volumes.list(filters={"label": [
-                f"runner.run={self.run_id}", f"{CHECKOUT_LABEL}={key}"]})}
+        with engine_must_answer():
+            existing = self._live(key).get(key, [])
             if checkout.fresh and existing:
                 raise EnvironmentProblem(f"the engine already has a workspace for {key} "
-                                         f"({', '.join(sorted(existing))})")
+                                         f"({', '.join(sorted(v.name for v in existing))})")
             if not checkout.fresh:
-                if workspace not in existing:
+                stems = {v.attrs["Labels"][STEM_LABEL] for v in existing
+                         if v.attrs["Labels"].get(ROLE_LABEL) == "workspace"}
+                if not stems:
                     raise EnvironmentProblem(f"the engine has no workspace for {key}")
-                return Volumes(workspace, gradle, fresh=False)
-            for volume, role in ((workspace, "workspace"), (gradle, "gradle")):
-                self.client.volumes.create(volume, labels={
-                    "runner.run": self.run_id, CHECKOUT_LABEL: key, ROLE_LABEL: role})
-        return Volumes(workspace, gradle, fresh=True)
+                stem = stems.pop()
+                return Volumes(f"{stem}-ws", f"{stem}-gradle", fresh=False)
+            stem = self._stem(checkout.place, checkout.name)
+            for suffix, role in (("ws", "workspace"), ("gradle", "gradle")):
+                self.client.volumes.create(f"{stem}-{suffix}", labels={
+                    "runner.run": self.run_id, CHECKOUT_LABEL: key, ROLE_LABEL: role,
+                    STEM_LABEL: stem})
+        return Volumes(f"{stem}-ws", f"{stem}-gradle", fresh=True)
 
     def kept(self) -> list[tuple[str, str]]:
         found = []
-        for volume in self._run_volumes("workspace"):
-            place, _, name = volume.attrs["Labels"][CHECKOUT_LABEL].rpartition("/")
-            if place.split("/")[0] not in SCRATCH_PLACES:
+        for key, volumes in self._live().items():
+            place, _, name = key.rpartition("/")
+            if place.split("/")[0] not in SCRATCH_PLACES and any(
+                    v.attrs["Labels"].get(ROLE_LABEL) == "workspace" for v in volumes):
                 found.append((place, name))
         return sorted(found)
 
     def discard(self, place: str, name: str | None = None) -> str | None:
-        problems = []
-        for volume in self._run_volumes():
-            key = volume.attrs["Labels"].get(CHECKOUT_LABEL, "")
-            if key == f"{place}/{name}" or (name is None and key.startswith(f"{place}/")):
-                try:
-                    volume.remove(force=True)
-                except DOCKER_ERRORS as e:
-                    problems.append(f"volume {volume.name} stays: {e}")
-        return "; ".join(problems) or None
+        return self._remove(volume for key, volumes in self._live().items()
+                            if key == f"{place}/{name}"
+                            or (name is None and key.startswith(f"{place}/"))
+                            for volume in volumes)
+
+    def clear(self) -> str | None:
+        return self._remove(v for volumes in self._live().values() for v in volumes)
 
     def set_aside(self, place: str, name: str, label: str) -> str:
-        # A volume cannot be renamed: it stays where it is, and is no longer salvaged.
-        workspace, gradle = self._names(place, name)
-        return (f"volumes {workspace} and {gradle} on the engine (docker -H … volume "
-                "inspect shows them)")
+        """A volume cannot be renamed: the pair stays, marked by a third (empty) volume
+        that says so; the checkout's place is free for the ticket to run again."""
+        key = f"{place}/{name}"
+        stems = {v.attrs["Labels"][STEM_LABEL] for v in self._live(key).get(key, [])}
+        with engine_must_answer():
+            for stem in sorted(stems):
+                self.client.volumes.create(f"{stem}-aside", labels={
+                    "runner.run": self.run_id, CHECKOUT_LABEL: key, ROLE_LABEL: ASIDE,
+                    ASIDE_LABEL: stem, "runner.aside-why": label})
+        return ", ".join(f"volumes {stem}-ws and {stem}-gradle" for stem in sorted(stems)
+                         ) or f"nowhere: the engine has no volumes for {key}"
 
-    def _run_volumes(self, role: str | None = None) -> list:
+    def aside(self) -> list[str]:
+        return [f"volumes {v.attrs['Labels'][ASIDE_LABEL]}-ws and -gradle"
+                for v in self._run_volumes(ASIDE)]
+
+    def _remove(self, volumes: Iterable[Volume]) -> str | None:
+        problems = []
+        for volume in volumes:
+            try:
+                volume.remove(force=True)
+            except docker.errors.NotFound:
+                continue
+            except DOCKER_ERRORS as e:
+                problems.append(f"volume {volume.name} stays: {e}")
+        return "; ".join(problems) or None
+
+    def _run_volumes(self, role: str | None = None) -> list[Volume]:
         filters = [f"runner.run={self.run_id}"] + ([f"{ROLE_LABEL}={role}"] if role else [])
         try:
             return self.client.volumes.list(filters={"label": filters})
@@ -165,11 +215,19 @@ class RemoteDockerSandboxes(DockerSandboxes):
             raise EnvironmentProblem(f"could not make the clone in {sandbox.name}: "
                                      f"{made.output.strip().splitlines()[-1:] or made}")
 
+    def _watch_disk(self, sandbox: DockerSandbox) -> AbstractContextManager[object]:
+        """The same watch, with du run inside the sandbox over its volumes."""
+        if sandbox.spec.limits.disk is None or sandbox.spec.checkout is None:
+            return nullcontext()
+        return DiskWatch({WORKSPACE: WORKSPACE, GRADLE_HOME: GRADLE_HOME},
+                         budget=sandbox.spec.limits.disk, stop=sandbox.stop_for,
+                         measure=lambda roots, deadline: _du_inside(sandbox, roots, deadline))
+
     def _own(self, spec: SandboxSpec, placement: Volumes, uid: int, gid: int) -> None:
         """New volumes belong to root; a worker that is not gets them, from a short-lived
         container that may chown and nothing else."""
         try:
-            with _engine_must_answer():
+            with engine_must_answer():
                 self.client.containers.run(
                     spec.image, ["chown", f"{uid}:{gid}", WORKSPACE, GRADLE_HOME], user="0:0",
                     remove=True, network_mode="none", cap_drop=["ALL"], cap_add=["CHOWN"],
@@ -186,6 +244,36 @@ def history_bundle(checkout: Checkout, folder: Path | None) -> Path:
     return checkout.history.bundle(folder or Path(tempfile.gettempdir()))
 
 
+def _du_inside(sandbox: DockerSandbox, roots: list[str],
+               deadline: float | None) -> DiskUsage | None:
+    """du over ``roots`` in the sandbox, as the worker (root without capabilities could read
+    no more), stopped at ``deadline``; None while the sandbox is stopped: never started again
+    for a measurement, which the next command does."""
+    left = PASS_LIMIT if deadline is None else deadline - time.monotonic()
+    if left <= 0:
+        return DiskUsage(0, complete=False)
+    try:
+        exec_id = sandbox.api.exec_create(
+            sandbox.container.id, ["timeout", "-s", "KILL", f"{left:.1f}s", *du_command(roots)],
+            user=sandbox.spec.user)["Id"]
+        stdout, stderr = sandbox.api.exec_start(exec_id, demux=True)
+        code = sandbox.api.exec_inspect(exec_id).get("ExitCode")
+    except DOCKER_ERRORS:
+        code = None
+    if code in (None, 125, 126, 127):
+        # Stopped, or the engine away: the commands will say. Otherwise nothing could start
+        # in it (every pid taken, say), which the watch forgives for a while.
+        return None if sandbox.stopped() else DiskUsage(0, complete=False,
+                                                        failed="du could not run in it")
+    if code not in (0, 1):      # killed (by timeout, or by the worker): not a measure
+        return DiskUsage(0, complete=False)
+    return read_du(_text(stdout), _text(stderr))
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "surrogateescape")
+
+
 def _upload(sandbox: DockerSandbox, folder: str, name: str, data: BinaryIO,
             uid: int, gid: int) -> None:
     """One file into ``folder`` (a volume: a read-only root takes none), owned by the
@@ -198,6 +286,6 @@ def _upload(sandbox: DockerSandbox, folder: str, name: str, data: BinaryIO,
             info.uid, info.gid, info.mode = uid, gid, 0o600
             tar.addfile(info, data)
         archive.seek(0)
-        with _engine_must_answer():
+        with engine_must_answer():
             if not sandbox.container.put_archive(folder, archive):
                 raise EnvironmentProblem(f"could not upload {name} into {sandbox.name}")

@@ -22,7 +22,7 @@ from runner.agents.claude_binary import bundled_binary
 from runner.record import load_result
 from runner.secretenv import files_holding
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, done, tool
-from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
+from tests.helpers import containers, git, make_repo, run_json, runner_cli, write_phase
 
 KEY = "sk-ant-gateway-test-" + "7f3a9c" * 6
 PRICES = {"claude-haiku-5-5": {"input": 1.0, "output": 5.0}}
@@ -71,8 +71,7 @@ class _EnvironScan:
     def _watch(self) -> None:
         while not self._stop.is_set():
             # ignore_removed: workers come and go while it looks.
-            for container in self.engine.containers.list(filters={"label": "runner.run"},
-                                                         ignore_removed=True):
+            for container in containers(self.engine, stopped=False):
                 if not container.labels.get("runner.run-dir", "").startswith(self.under):
                     continue
                 try:
@@ -113,7 +112,7 @@ def three_at_once(tmp_path_factory: pytest.TempPathFactory, engine: docker.Docke
     with FakeMessagesAPI(scripts) as fake, _EnvironScan(engine, root) as scan:
         proc, doc = run_json("run", str(phase), "--repo", str(repo), "--keep", env=_env(fake))
     homes = {}
-    for container in engine.containers.list(all=True, filters={"label": "runner.run"}):
+    for container in containers(engine):
         if not container.labels.get("runner.run-dir", "").startswith(str(root)):
             continue
         try:
@@ -270,4 +269,4 @@ def test_ctrl_c_keeps_claude_codes_work_and_resume_finishes_it(tmp_path: Path,
     kept = f"refs/runner/{run_id}/attempts/S/before-resume"
     assert git(repo, "show", f"{kept}:s.txt") == "part"      # still kept, beside the rerun
     assert git(repo, "show", f"{doc['target']}:s.txt") == "whole"
-    assert engine.containers.list(all=True, filters={"label": f"runner.run={run_id}"}) == []
+    assert containers(engine, run_id) == []

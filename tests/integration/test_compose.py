@@ -88,7 +88,8 @@ def user_dir() -> Iterator[Path]:
 
 
 def _containers(engine: docker.DockerClient, label: str) -> list[str]:
-    return [c.name for c in engine.containers.list(all=True, filters={"label": label})]
+    return [c.name for c in engine.containers.list(all=True, filters={"label": label},
+                                                     ignore_removed=True)]
 
 
 def test_compose_run_drives_the_host_engine_and_leaves_the_users_files(

@@ -16,7 +16,7 @@ import pytest
 
 from runner.runlock import driving
 from tests.conftest import suite_containers
-from tests.helpers import git, make_repo, run_json, write_phase
+from tests.helpers import containers, git, make_repo, run_json, write_phase
 
 SLOW = ('echo partial > "$RUNNER_TICKET.partial"\ngit add -A\ngit commit -q -m "$RUNNER_TICKET: '
         'partial"\nsleep 8\necho done > "$RUNNER_TICKET.done"')
@@ -49,7 +49,7 @@ def _outcomes(run_dir: Path) -> dict:
 
 def _running(engine: docker.DockerClient, run_id: str) -> set[str]:
     return {c.labels["runner.ticket"]
-            for c in engine.containers.list(filters={"label": f"runner.run={run_id}"})}
+            for c in containers(engine, run_id, stopped=False)}
 
 
 def test_sigkill_then_resume(tmp_path: Path, engine: docker.DockerClient,
@@ -128,7 +128,7 @@ def test_killed_container_fails_only_its_ticket_or_retries(
     run_dir = _wait_for(lambda: _run_dir(repo), "the run to start")
     _wait_for(lambda: _running(engine, run_dir.name) == {"K0", "K1", "OK"}, "all three to run")
     time.sleep(1)
-    for container in engine.containers.list(filters={"label": f"runner.run={run_dir.name}"}):
+    for container in containers(engine, run_dir.name, stopped=False):
         if container.labels["runner.ticket"] in ("K0", "K1"):
             container.kill()
     out, err = proc.communicate(timeout=300)

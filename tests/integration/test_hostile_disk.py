@@ -31,7 +31,7 @@ from runner.sandbox.docker import DockerSandboxes
 from runner.context import RunContext
 from runner.worker import sandbox_spec
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
-from tests.helpers import git, make_repo, write_phase
+from tests.helpers import containers, git, make_repo, write_phase
 
 BUDGET = 64 << 20
 HOGS = ("gradlehog", "workspacehog", "checkhog", "llmhog")
@@ -167,7 +167,7 @@ def test_the_bystander_integrates_and_nothing_is_left_running(hogged,
     assert doc["exit_code"] == 1 and hogged["proc"].returncode == 1
     # The self-test's probes ran under the same watch, undisturbed.
     assert doc["preflight"].startswith("passed"), doc["preflight"]
-    left = engine.containers.list(all=True, filters={"label": f"runner.run={doc['run_id']}"})
+    left = containers(engine, doc['run_id'])
     assert left == []
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import docker
 
-from tests.helpers import make_repo, write_phase
+from tests.helpers import containers, make_repo, write_phase
 
 
 def test_ctrl_c_removes_the_runs_containers(tmp_path: Path, engine: docker.DockerClient,
@@ -27,7 +27,7 @@ def test_ctrl_c_removes_the_runs_containers(tmp_path: Path, engine: docker.Docke
     run_id = None
     while time.monotonic() < deadline and run_id is None:
         if run_dirs.is_dir() and (found := [p.name for p in run_dirs.iterdir()]):
-            running = engine.containers.list(filters={"label": f"runner.run={found[0]}"})
+            running = containers(engine, found[0], stopped=False)
             if {c.labels.get("runner.ticket") for c in running} == {"A", "B"}:
                 run_id = found[0]
         time.sleep(0.2)
@@ -37,4 +37,4 @@ def test_ctrl_c_removes_the_runs_containers(tmp_path: Path, engine: docker.Docke
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert f"`runner resume {run_id}` finishes the run" in err.strip().splitlines()[-1]
-    assert engine.containers.list(all=True, filters={"label": f"runner.run={run_id}"}) == []
+    assert containers(engine, run_id) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker
 
-from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
+from tests.helpers import containers, git, make_repo, run_json, runner_cli, write_phase
 
 
 def _start(repo: Path, phase: Path, url: str) -> subprocess.Popen[str]:
@@ -44,8 +44,7 @@ def _phase(root: Path) -> tuple[Path, Path]:
 
 def _running(remote, ticket: str) -> bool:
     """Whether ``ticket``'s worker has started its work (its containers come and go)."""
-    for container in remote.client.containers.list(filters={"label": "runner.run"},
-                                                   ignore_removed=True):
+    for container in containers(remote.client, stopped=False):
         if container.labels.get("runner.ticket") != ticket:
             continue
         try:
@@ -97,8 +96,7 @@ def test_clean_saves_then_removes_the_runs_containers_and_volumes(tmp_path: Path
     cleaned = runner_cli("clean", run_id, "--repo", str(repo))
     assert cleaned.returncode == 0, cleaned.stderr
     assert _volumes(remote_engine, run_id) == []
-    assert remote_engine.client.containers.list(
-        all=True, filters={"label": f"runner.run={run_id}"}) == []
+    assert containers(remote_engine.client, run_id) == []
     # What no ref held was saved before the volumes went.
     assert git(repo, "show", f"refs/runner/{run_id}/attempts/S/cleaned:s.txt") == "s"
 
@@ -122,3 +120,36 @@ def test_an_engine_lost_mid_phase_stops_the_run_and_resume_finishes_it(
     assert {t["id"]: t["status"] for t in doc["tickets"]} == {"A": "integrated",
                                                               "S": "integrated"}
     assert git(repo, "show", f"{doc['target']}:s.txt") == "s"
+
+
+def test_a_workspace_that_cannot_be_collected_is_set_aside_on_the_engine(
+        tmp_path: Path, remote_engine, remote_worker_image) -> None:
+    """Killed while its git holds a lock that is a directory: resume cannot collect it, so
+    its volumes are set aside whole (marked), the ticket runs again in new ones, and a clean
+    keeps them."""
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {"name": "locked", "tickets": [
+        {"id": "L", "agent": "script", "run": "echo staged > staged.txt\ngit add -A\n"
+         "mkdir .git/index.lock\ntouch .started\nsleep 8\nrmdir .git/index.lock"}]})
+    proc = _start(repo, phase, remote_engine.url)
+    _wait_for(lambda: _running(remote_engine, "L"), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    run_id = _run_id(repo)
+    resumed, doc = run_json("resume", run_id, "--repo", str(repo))
+    assert resumed.returncode == 0, resumed.stderr
+    assert git(repo, "show", f"{doc['target']}:staged.txt") == "staged"
+    assert "could not collect the work in its workspace" in resumed.stderr
+    cleaned = runner_cli("clean", run_id, "--repo", str(repo))
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "1 workspaces kept" in cleaned.stdout, cleaned.stdout
+    left = _volumes(remote_engine, run_id)
+    [workspace] = [v for v in left if v.endswith("-ws")]
+    assert any(v.endswith("-aside") for v in left) and len(left) == 3, left
+    # The staged work is there, whole.
+    staged = remote_engine.client.containers.run(
+        remote_worker_image, ["cat", "/w/staged.txt"], remove=True, network_mode="none",
+        volumes={workspace: {"bind": "/w", "mode": "ro"}}, labels={"runner.run": run_id})
+    assert staged == b"staged\n"
+    for volume in left:
+        remote_engine.client.volumes.get(volume).remove(force=True)

@@ -94,3 +94,25 @@ def test_doctor_probes_the_remote_engine_and_copies_the_image_there(
     finally:
         engine.images.remove(tag, force=True)
         remote_engine.client.images.remove(tag, force=True)
+
+
+def test_a_worker_over_its_disk_budget_is_stopped_on_the_remote_engine(
+        tmp_path: Path, remote_engine, remote_worker_image) -> None:
+    """The budget holds where runner cannot see the disk: du runs in the sandbox."""
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "remote-disk", "resources": {"memory": "256m", "disk": "64m"}, "tickets": [
+            {"id": "hog", "agent": "script", "timeout": 180,
+             "run": "echo mine > mine.txt && git add mine.txt && git commit -qm mine\n"
+                    "for i in $(seq 40); do head -c 8M /dev/zero > junk$i; sleep 0.2; done"},
+            {"id": "ok", "agent": "script", "run": "echo ok > ok.txt"}]})
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine", remote_engine.url)
+    tickets = {t["id"]: t for t in doc["tickets"]}
+    assert tickets["ok"]["status"] == "integrated", proc.stderr
+    hog = tickets["hog"]
+    assert hog["status"] == "failed"
+    assert "over its disk budget" in hog["reason"] and "budget 64 MiB" in hog["reason"], hog
+    # Stopped well before it wrote its 320 MiB; what it had committed is kept.
+    written = float(hog["reason"].split("over its disk budget: ")[1].split(" MiB")[0])
+    assert 64 < written < 200, hog["reason"]
+    assert git(repo, "show", f"refs/runner/{doc['run_id']}/hog:mine.txt") == "mine"

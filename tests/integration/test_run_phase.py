@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import git, host_snapshot, make_repo, run_json, write_phase
+from tests.helpers import containers, git, host_snapshot, make_repo, run_json, write_phase
 
 # Three tickets that overlap in time: each leaves a marker, waits for the others to leave
 # theirs, then records what it can see of /workspace and of its Gradle home.
@@ -87,8 +87,8 @@ def test_tickets_ran_concurrently_in_separate_containers(phase_run) -> None:
                  float(_file(repo, target, f"ended-{t}"))) for t in "ABC"}
     for a, b in combinations("ABC", 2):
         assert spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1], spans
-    containers = {_file(repo, target, f"container-{t}") for t in "ABC"}
-    assert len(containers) == 3
+    hostnames = {_file(repo, target, f"container-{t}") for t in "ABC"}
+    assert len(hostnames) == 3
 
 
 def test_no_worker_saw_another_workers_files(phase_run) -> None:
@@ -165,5 +165,5 @@ def test_logs_hold_each_tickets_output(phase_run) -> None:
 
 def test_no_container_of_the_run_is_left(phase_run, engine: docker.DockerClient) -> None:
     _, _, doc, _ = phase_run
-    left = engine.containers.list(all=True, filters={"label": f"runner.run={doc['run_id']}"})
+    left = containers(engine, doc['run_id'])
     assert left == []

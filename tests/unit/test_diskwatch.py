@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.sandbox.diskwatch import DiskWatch, disk_usage, size_text
+from runner.sandbox.diskwatch import DiskUsage, DiskWatch, disk_usage, size_text
 
 MiB = 1 << 20
 
@@ -132,3 +132,29 @@ def test_the_watch_thread_stops_a_tree_that_grows_past_the_budget(tmp_path: Path
         _write(tmp_path / "junk", 2 * MiB)
         assert stopped.wait(30)
     assert reasons[0] == "over its disk budget: 2 MiB written, budget 1 MiB (resources.disk)"
+
+
+def test_a_measure_that_cannot_run_is_forgiven_for_a_pass_limit_then_stops(
+        tmp_path: Path) -> None:
+    """Where du runs in the sandbox, a worker holding every pid keeps it from running: a
+    moment of that is no stop, a pass limit of it is, once, saying so."""
+    answers = [DiskUsage(0)] + [DiskUsage(0, complete=False, failed="du could not run in it")] * 3
+    stopped: list[str] = []
+    watch = DiskWatch({"/workspace": "/workspace"}, budget=MiB, stop=stopped.append,
+                      measure=lambda roots, deadline: answers.pop(0), pass_limit=0.2)
+    watch.check()
+    assert stopped == []
+    time.sleep(0.3)
+    watch.check()
+    watch.check()
+    assert stopped == ["its disk use cannot be measured: du could not run in it for 0.2s"]
+
+
+def test_no_measure_while_the_sandbox_is_stopped_counts_for_nothing(tmp_path: Path) -> None:
+    stopped: list[str] = []
+    watch = DiskWatch({"/workspace": "/workspace"}, budget=MiB, stop=stopped.append,
+                      measure=lambda roots, deadline: None, pass_limit=0.01)
+    time.sleep(0.05)
+    watch.check()
+    watch.check()
+    assert stopped == [] and watch.baseline == 0
