@@ -89,7 +89,8 @@ def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: P
     try:
         host.fetch_bundle(bundle, ref, readable=readable)
     except GitError as e:
-        problems = [line for line in e.stderr.splitlines() if line.startswith("error:")]
+        problems = [line for line in e.stderr.splitlines()
+                    if line.startswith(("error:", "fatal:"))]
         raise CollectError(f"the worker's commits were refused ({bundle} is kept): "
                            f"{(problems or [str(e)])[0]}") from e
     tip = host.resolve(ref)

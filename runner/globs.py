@@ -18,8 +18,12 @@ WILDCARDS = "*?["
 
 def check_glob(pattern: str) -> str:
     """``pattern`` if it is a glob that can match a file in the repo; else ValueError saying
-    what is wrong and what to write instead (the phase file's validators use it)."""
-    compile_glob(pattern)
+    what is wrong and what to write instead (the phase file's validators use it). Only a
+    pattern with wildcards is compiled to be checked: a phase may name thousands of paths."""
+    if any(c in pattern for c in WILDCARDS):
+        compile_glob(pattern)
+    else:
+        _checked_path(pattern)
     return pattern
 
 

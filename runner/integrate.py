@@ -46,15 +46,19 @@ class Integrator:
         self.history: list[tuple[str, str]] = [(t, h) for t, h in history or []]
         if not (clone / ".git").is_dir():
             init_linked_clone(clone, host.objects, BRANCH, self.head)
+        self._published: str | None = None
         if resumed:
             self._git("cherry-pick", "--abort", check=False)
             self._git("reset", "--quiet", "--hard", self.head)
+            self._published = self.head
         else:
-            self._publish()
+            self.publish()
 
-    def integrate(self, *, start: str, tip: str, ticket: str) -> Integration:
+    def integrate(self, *, start: str, tip: str, ticket: str,
+                  publish: bool = True) -> Integration:
         """Cherry-pick start..tip onto the integrated head (the gates ran before), one
-        commit at a time; empty and redundant commits are kept, as the worker made them."""
+        commit at a time; empty and redundant commits are kept, as the worker made them.
+        Without ``publish`` the new head waits for the next publish()."""
         try:
             for commit in self._git("rev-list", "--reverse", f"{start}..{tip}").stdout.split():
                 picked = self._git("cherry-pick", "--no-commit", commit, check=False)
@@ -66,7 +70,8 @@ class Integrator:
             raise
         self.head = self._git("rev-parse", "HEAD").stdout.strip()
         self.history.append((ticket, self.head))
-        self._publish()
+        if publish:
+            self.publish()
         return Integration(ok=True, head=self.head)
 
     def touched(self, files: tuple[str, ...], *, since: str) -> list[str]:
@@ -120,8 +125,13 @@ class Integrator:
     def publish_target(self, target: str) -> None:
         self.host.fetch(self.clone, [f"+refs/heads/{BRANCH}:refs/heads/{target}"])
 
-    def _publish(self) -> None:
-        self.host.fetch(self.clone, [f"+refs/heads/{BRANCH}:{self.integrated_ref}"])
+    def publish(self) -> None:
+        """The integrated head into the host repo (and onto target), if it moved since."""
+        if self.head == self._published:
+            return
+        refs = [f"+refs/heads/{BRANCH}:{self.integrated_ref}"]
         if self.target:
-            self.publish_target(self.target)
+            refs.append(f"+refs/heads/{BRANCH}:refs/heads/{self.target}")
+        self.host.fetch(self.clone, refs)      # one fetch for both
+        self._published = self.head
 

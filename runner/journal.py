@@ -1,5 +1,5 @@
-"""Every state change of every ticket, written atomically as it happens (tickets.json), so a
-look at a run — even one whose runner was killed — shows where each ticket was."""
+"""Every state change of every ticket, appended as it happens (tickets.jsonl), so a look at
+a run — even one whose runner was killed — shows where each ticket was."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 
 from runner.events import Event, EventSink, TicketChanged
+
+TICKET_JOURNAL = "tickets.jsonl"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -20,17 +22,35 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class Journal:
-    """An EventSink in front of another: records ticket states, then passes events on."""
+    """An EventSink in front of another: records each ticket state change, then passes
+    events on. One line appended per change: what a run of thousands of tickets writes grows
+    with its changes, never with their square."""
 
     def __init__(self, path: Path, inner: EventSink) -> None:
         self.path, self.inner = path, inner
-        self.states: dict[str, dict[str, object]] = {}
         self._lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
         if isinstance(event, TicketChanged):
-            with self._lock:
-                self.states[event.ticket] = {"status": str(event.status),
-                                             "detail": event.detail, "at": event.at}
-                write_atomic(self.path, json.dumps(self.states, indent=1))
+            line = json.dumps({"ticket": event.ticket, "status": str(event.status),
+                               "detail": event.detail, "at": event.at})
+            with self._lock, open(self.path, "a") as journal:
+                journal.write(line + "\n")
         self.inner.emit(event)
+
+
+def ticket_states(path: Path) -> dict[str, dict[str, object]]:
+    """Each ticket's latest state in a journal (a torn last line, a killed runner's, is
+    skipped)."""
+    states: dict[str, dict[str, object]] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return states
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        states[entry.pop("ticket")] = entry
+    return states

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
-                      ValidationError, field_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr,
+                      StringConstraints, ValidationError, field_validator)
 
 from runner import safeyaml
 from runner.errors import PhaseFileError
@@ -75,7 +75,8 @@ MIN_CPUS, MAX_CPUS = 0.01, 1024
 MIN_MEMORY, MAX_MEMORY = 6 << 20, (1 << 63) - 1
 MAX_PIDS = 1 << 22
 MAX_TIMEOUT = 7 * 24 * 3600     # seconds; a ticket's timeout past a week is a typo
-MAX_TICKETS = 1000              # what one phase may hold (also bounds concurrency)
+MAX_TICKETS = 10_000            # what one phase may hold
+MAX_CONCURRENCY = 1000          # workers at once (each is a thread and a container)
 
 
 def _bytes_at_most(value: str, limit: int) -> int:
@@ -214,7 +215,7 @@ class Phase(_Strict):
     image: str = "runner-worker:latest"
     # Where the workers run: local, tcp://host:port, ssh://user@host or a Docker context.
     engine: Annotated[str, AfterValidator(check_engine)] = "local"
-    concurrency: int | None = Field(default=None, ge=1, le=MAX_TICKETS)
+    concurrency: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
     network: Literal["none", "bridge"] = "none"
     resources: Resources = Resources()
     models: Models = Models()
@@ -233,6 +234,7 @@ class Phase(_Strict):
     max_reruns: int = Field(default=1, ge=0, le=100)  # reruns of a conflicting ticket
     prices: dict[str, Price] = {}                     # USD per million tokens, per model
     tickets: list[Ticket] = Field(min_length=1, max_length=MAX_TICKETS)
+    _index: tuple[object, dict[str, Ticket]] = PrivateAttr(default=(None, {}))
 
     @field_validator("image")
     @classmethod
@@ -273,7 +275,10 @@ class Phase(_Strict):
         return self.concurrency or min(4, len(self.tickets))
 
     def ticket(self, ticket_id: str) -> Ticket:
-        return next(t for t in self.tickets if t.id == ticket_id)
+        # Looked up per ticket, in phases of thousands: indexed once per list of tickets.
+        if self._index[0] is not self.tickets:
+            self._index = (self.tickets, {t.id: t for t in self.tickets})
+        return self._index[1][ticket_id]
 
     def model_for(self, ticket: Ticket) -> str:
         return ticket.model or getattr(self.models, ticket.tier)

@@ -1,5 +1,7 @@
-"""A run's record: RunResult in memory, run.json on disk (written atomically after every
-ticket's outcome), read back by status, report, clean and resume."""
+"""A run's record: RunResult in memory; on disk run.json, written whole (atomically) when
+the run starts, stops or finishes, and beside it outcomes.jsonl, one line appended per
+ticket outcome since: a ticket costs one line, not a rewrite of every ticket before it.
+Read back (the two together) by status, report, clean and resume."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from runner.journal import write_atomic
 from runner.outcome import SUCCEEDED, Attempt, TicketOutcome
 
 PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
+OUTCOME_LOG = "outcomes.jsonl"     # outcomes since run.json was last written whole
 
 
 @dataclass
@@ -51,6 +54,17 @@ def write_state(result: RunResult) -> None:
     leaves half a file, and resume knows what finished."""
     data = asdict(result) | {"run_dir": str(result.run_dir), "exit_code": result.exit_code}
     write_atomic(result.run_dir / "run.json", json.dumps(data, indent=2, default=str))
+    (result.run_dir / OUTCOME_LOG).unlink(missing_ok=True)   # all of it is in run.json now
+
+
+def record_outcome(result: RunResult, outcome: TicketOutcome, *, steps_from: int) -> None:
+    """Add one ticket's outcome to the record, with the integration steps from
+    ``steps_from`` on (those it added): one line appended, so a crash at any point leaves
+    every earlier line whole (and at worst a torn last one, which a read skips)."""
+    line = json.dumps({"outcome": asdict(outcome), "steps_from": steps_from,
+                       "steps": result.integrated[steps_from:]}, default=str)
+    with open(result.run_dir / OUTCOME_LOG, "a") as log:
+        log.write(line + "\n")
 
 
 def load_result(root: Path) -> RunResult:
@@ -62,6 +76,7 @@ def load_result(root: Path) -> RunResult:
     fields = {f.name for f in dataclasses.fields(RunResult)}
     data = {k: v for k, v in data.items() if k in fields}
     data["run_dir"] = root          # where it is now, even if the repo moved since
+    _replay(root / OUTCOME_LOG, data)
     known = {f.name for f in dataclasses.fields(TicketOutcome)}
     data["outcomes"] = {t: TicketOutcome(**{k: v for k, v in o.items() if k in known}
                                          | {"status": TicketStatus(o["status"]),
@@ -80,3 +95,18 @@ def _attempt(data: dict[str, object]) -> Attempt:
     for name in ("conflicts_with", "files"):
         fields[name] = tuple(fields.get(name) or ())   # type: ignore[arg-type]
     return Attempt(**fields)   # type: ignore[arg-type]
+
+
+def _replay(log: Path, data: dict) -> None:
+    """The outcomes appended since run.json was written, over it, in order."""
+    try:
+        lines = log.read_text().splitlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:          # the torn last line of a runner killed mid-write
+            break
+        data["outcomes"][entry["outcome"]["ticket"]] = entry["outcome"]
+        data["integrated"] = data.get("integrated", [])[:entry["steps_from"]] + entry["steps"]

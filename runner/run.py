@@ -20,7 +20,7 @@ from runner.gitops import HostRepo, open_host_repo
 from runner.sandbox import Backend
 from runner.sandbox.engines import Engine, check_engine, connect, resolve
 from runner.integrate import Integrator
-from runner.journal import Journal
+from runner.journal import TICKET_JOURNAL, Journal
 from runner.ledger import Ledger, default_prices
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, load_phase
@@ -30,7 +30,7 @@ from runner.phasegate import branch_of, land, phase_gate
 from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_refs
 from runner.runlock import driving
 from runner.outcome import TicketOutcome, conflict_reason
-from runner.record import PHASE_COPY, RunResult, load_result, write_state
+from runner.record import PHASE_COPY, RunResult, load_result, record_outcome, write_state
 from runner.context import RunContext, gateway_for
 from runner.worker import MODEL_AGENTS, open_sandbox, run_ticket
 
@@ -73,7 +73,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
                            target=phase.target_branch, run_dir=root, outcomes={},
                            started=time.time(), options=_recorded(options))
-        sink = Journal(root / "tickets.json", sink)
+        sink = Journal(root / TICKET_JOURNAL, sink)
         ctx = run_context(phase, host, result, backend, sink, options)
         with gateway_for(ctx) as ctx:
             sink.emit(RunStarted(run_id=run_id, phase=phase.name, base_ref=phase.base,
@@ -129,7 +129,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
                          state_dir=root.parent, **result.options)
     backend = backend or connect(resolve(phase.engine))
     backend.ensure_image(phase.image, sink)
-    sink = Journal(root / "tickets.json", sink)
+    sink = Journal(root / TICKET_JOURNAL, sink)
     ctx = run_context(phase, host, result, backend, sink, options)
     with gateway_for(ctx) as ctx:
         done = {t: o for t, o in result.outcomes.items() if not o.interrupted}
@@ -166,7 +166,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
                                  base=result.base_sha, start=outcome.start, tip=outcome.tip)
             if reason is None:
                 merged = integrator.integrate(start=outcome.start, tip=outcome.tip,
-                                              ticket=outcome.ticket)
+                                              ticket=outcome.ticket, publish=False)
                 reason, conflicts = merged.reason, merged.conflicts
                 if not merged.ok:
                     with_whom = integrator.touched(conflicts, since=outcome.start)
@@ -185,8 +185,9 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
 
     def record(outcome: TicketOutcome) -> None:
         result.outcomes[outcome.ticket] = outcome
-        result.integrated = [list(step) for step in integrator.history]
-        write_state(result)
+        steps_from = len(result.integrated)      # integration only appends
+        result.integrated += [list(step) for step in integrator.history[steps_from:]]
+        record_outcome(result, outcome, steps_from=steps_from)
 
     concurrency = 1 if options.sequential else (options.concurrency
                                                 or phase.effective_concurrency)
@@ -200,6 +201,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
             if t.depends_on or attempt or options.sequential else result.base_sha,
             rerun_conflicts=not options.sequential,
             allow_overlap=options.allow_overlap, sink=sink, stop=lambda: _stop(ctx),
+            publish=integrator.publish,
             hard_stop=lambda: ctx.provider.remove_run(ctx.run_id),
             blocked=lambda: "the phase budget is spent" if ctx.ledger.budget_reached() else None)
         result.outcomes = outcomes

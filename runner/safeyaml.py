@@ -21,9 +21,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from runner.errors import PhaseFileError
 
-MAX_BYTES = 1 << 20       # a phase file of a thousand tickets with long prompts fits
+MAX_BYTES = 16 << 20      # a phase file of ten thousand tickets with long prompts fits
 MAX_DEPTH = 32            # a phase file needs 5 (tickets[0].paths[0]); 32 is room to spare
-MAX_NODES = 100_000       # values in the document, each use of an alias counted in full
+MAX_NODES = 2_000_000     # values in the document, each use of an alias counted in full
 
 # libyaml's parser when PyYAML was built with it: the same documents, about 20 times faster.
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

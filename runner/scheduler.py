@@ -2,7 +2,7 @@
 two tickets whose `paths` overlap at the same time.
 
 Workers run in threads; integration happens on the scheduling thread, one ticket at a time,
-as soon as each finishes. A ticket without dependencies starts from base; one with
+as soon as each finishes (those that finished together in one pass, published once). A ticket without dependencies starts from base; one with
 dependencies starts from the integrated head at the moment it starts, which holds the
 integrated work of all its dependencies. A ticket whose commits conflict is run again from
 the integrated head (the sequential fallback), one rerun at a time, up to its max_reruns.
@@ -10,7 +10,8 @@ the integrated head (the sequential fallback), one rerun at a time, up to its ma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import heapq
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -64,26 +65,107 @@ class Planned:
     waits_for: tuple[str, ...]    # every reason it is not in the wave before its own
 
 
+class ReadyQueue:
+    """Which waiting tickets may start, kept up to date as tickets finish, so that each step
+    costs what changed rather than a look at every ticket (a phase may hold thousands).
+
+    A ticket is *ready* when every dependency has succeeded; ready tickets come out in phase
+    order. One that overlaps a running ticket's paths is *parked* under it until it ends."""
+
+    def __init__(self, tickets: Sequence[Ticket], succeeded: Callable[[str], bool]) -> None:
+        self.order = {t.id: i for i, t in enumerate(tickets)}
+        self.waiting = {t.id: t for t in tickets}
+        self.unmet = {t.id: sum(not succeeded(d) for d in t.depends_on) for t in tickets}
+        self.dependents: dict[str, list[str]] = {}
+        for ticket in tickets:
+            for dep in ticket.depends_on:
+                self.dependents.setdefault(dep, []).append(ticket.id)
+        self._heap = [(self.order[t.id], t.id) for t in tickets if not self.unmet[t.id]]
+        heapq.heapify(self._heap)
+        self._parked: dict[str, list[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.waiting)
+
+    def take(self, fits: Callable[[Ticket], str | None], limit: int) -> list[Ticket]:
+        """Up to ``limit`` ready tickets, in phase order, for which ``fits`` names no running
+        ticket they overlap; each it names parks the ticket until it ends."""
+        taken: list[Ticket] = []
+        while self._heap and len(taken) < limit:
+            _, ticket_id = heapq.heappop(self._heap)
+            ticket = self.waiting.get(ticket_id)
+            if ticket is None:
+                continue                       # skipped meanwhile
+            if (holder := fits(ticket)) is not None:
+                self._parked.setdefault(holder, []).append(ticket_id)
+                continue
+            del self.waiting[ticket_id]
+            taken.append(ticket)
+        return taken
+
+    def ended(self, ticket_id: str) -> None:
+        """A running ticket ended (for now): what it held back may start again."""
+        for parked in self._parked.pop(ticket_id, ()):
+            heapq.heappush(self._heap, (self.order[parked], parked))
+
+    def succeeded(self, ticket_id: str) -> None:
+        for dependent in self.dependents.get(ticket_id, ()):
+            self.unmet[dependent] -= 1
+            if not self.unmet[dependent] and dependent in self.waiting:
+                heapq.heappush(self._heap, (self.order[dependent], dependent))
+
+    def drop(self, ticket_id: str) -> Ticket | None:
+        return self.waiting.pop(ticket_id, None)
+
+    def waiting_on(self, ticket_id: str) -> list[str]:
+        """The waiting tickets that depend on ``ticket_id``, in phase order."""
+        return sorted((d for d in self.dependents.get(ticket_id, ()) if d in self.waiting),
+                      key=self.order.__getitem__)
+
+
+def _overlapping(ticket: Ticket, running: Sequence[Ticket], allow_overlap: bool) -> list[str]:
+    if allow_overlap or not ticket.paths:
+        return []
+    return [r.id for r in running if paths_overlap(ticket.paths, r.paths)]
+
+
 def plan_waves(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[list[Planned]]:
-    """The order a run would take if every ticket took the same time and succeeded."""
-    pending, finished, waves = list(phase.tickets), set(), []
-    waiting: dict[str, tuple[str, ...]] = {}
-    while pending:
+    """The order a run would take if every ticket took the same time and succeeded: each
+    wave takes, in phase order, the tickets whose dependencies are in earlier waves and whose
+    paths overlap nobody in it. Why a ticket waited is judged against the wave just before
+    its own (what held it back last, not what stopped it long ago)."""
+    wave_of: dict[str, int] = {}
+    queue = ReadyQueue(phase.tickets, succeeded=lambda _: False)
+    waves: list[list[Ticket]] = []
+    while queue:
         wave: list[Ticket] = []
-        for ticket in list(pending):
-            if len(wave) < concurrency and not blockers(ticket, finished=finished, running=wave,
-                                                        allow_overlap=allow_overlap):
-                wave.append(ticket)
-                pending.remove(ticket)
-        # Why the rest could not join, judged against the whole wave (a ticket looked at early
-        # may overlap one that joined after it); overwritten each wave, so a ticket shows what
-        # held it back in the wave just before its own, not what stopped it long ago.
-        for ticket in pending:
-            why = blockers(ticket, finished=finished, running=wave, allow_overlap=allow_overlap)
-            waiting[ticket.id] = tuple(why or ["a free worker (concurrency)"])
-        waves.append([Planned(t.id, waiting.get(t.id, ())) for t in wave])
-        finished |= {t.id for t in wave}
-    return waves
+
+        def fits(ticket: Ticket) -> str | None:
+            return next(iter(_overlapping(ticket, wave, allow_overlap)), None)
+
+        while len(wave) < concurrency and (taken := queue.take(fits, 1)):
+            wave += taken
+        for ticket in wave:            # parked under a member: it may go in the next wave
+            queue.ended(ticket.id)
+        for ticket in wave:
+            wave_of[ticket.id] = len(waves)
+            queue.succeeded(ticket.id)
+        waves.append(wave)
+    planned = []
+    for number, wave in enumerate(waves):
+        before = waves[number - 1] if number else []
+        planned.append([Planned(t.id, _waited(t, number, before, wave_of, allow_overlap))
+                        for t in wave])
+    return planned
+
+
+def _waited(ticket: Ticket, number: int, before: list[Ticket], wave_of: dict[str, int],
+            allow_overlap: bool) -> tuple[str, ...]:
+    if not number:
+        return ()
+    why = [f"{d} (dependency)" for d in ticket.depends_on if wave_of[d] == number - 1]
+    why += [f"{r} (overlap)" for r in _overlapping(ticket, before, allow_overlap)]
+    return tuple(why or ["a free worker (concurrency)"])
 
 
 def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Integrate,
@@ -94,6 +176,7 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
              done: Mapping[str, TicketOutcome] | None = None,
              on_result: Callable[[TicketOutcome], None] = lambda o: None,
              rerun_conflicts: bool = True,
+             publish: Callable[[], None] = lambda: None,
              ) -> dict[str, TicketOutcome]:
     """Run every ticket not already ``done``; return each one's final outcome, in phase
     order, reporting each to ``on_result`` as it becomes final.
@@ -103,10 +186,10 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
     workers run (they then collect their work and return); a second interrupt while they do
     calls ``hard_stop``. Either way the interrupt goes on up. Without ``rerun_conflicts``
     (a sequential run, where every ticket starts from the integrated head) a conflict fails
-    its ticket at once.
+    its ticket at once. ``publish`` is called after each pass of integrations, before their
+    outcomes are final (so a recorded outcome is always in what was published).
     """
     results: dict[str, TicketOutcome] = dict(done or {})
-    pending = [t for t in phase.tickets if t.id not in results]
     reruns: list[tuple[Ticket, int]] = []          # conflicted tickets, with their attempt
     running: dict[Future[TicketOutcome], tuple[Ticket, int]] = {}
     earlier: dict[str, list[TicketOutcome]] = {}   # a rerun ticket's earlier attempts
@@ -114,26 +197,39 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
     def succeeded(ticket_id: str) -> bool:
         return ticket_id in results and results[ticket_id].status in SUCCEEDED
 
-    def final(outcome: TicketOutcome) -> None:
-        """A ticket's outcome is final: recorded, then told (here only, once)."""
-        results[outcome.ticket] = outcome
-        on_result(outcome)
-        sink.emit(TicketChanged(outcome.ticket, outcome.status, outcome.reason))
+    queue = ReadyQueue([t for t in phase.tickets if t.id not in results], succeeded)
 
-    def skip(ticket: Ticket, reason: str) -> None:
-        final(TicketOutcome(ticket.id, TicketStatus.SKIPPED, reason))
+    def final(outcome: TicketOutcome) -> None:
+        """A ticket's outcome is final: recorded, then told (here only, once); those that
+        depend on it become ready, or are skipped when it did not succeed (and theirs in
+        turn: a worklist, since a chain may be thousands long)."""
+        todo = [outcome]
+        while todo:
+            outcome = todo.pop()
+            results[outcome.ticket] = outcome
+            on_result(outcome)
+            sink.emit(TicketChanged(outcome.ticket, outcome.status, outcome.reason))
+            if outcome.status in SUCCEEDED:
+                queue.succeeded(outcome.ticket)
+                continue
+            todo += [TicketOutcome(dependent, TicketStatus.SKIPPED,
+                                   f"dependency {outcome.ticket} did not succeed")
+                     for dependent in reversed(queue.waiting_on(outcome.ticket))
+                     if queue.drop(dependent)]
+
+    def skip(ticket_id: str, reason: str) -> None:
+        final(TicketOutcome(ticket_id, TicketStatus.SKIPPED, reason))
 
     def skip_blocked() -> None:
         stopped = blocked()
-        for ticket in list(pending):
-            failed = [d for d in ticket.depends_on if d in results and not succeeded(d)]
-            if failed or stopped:
-                pending.remove(ticket)
-                skip(ticket, stopped or f"dependency {', '.join(failed)} did not succeed")
-        if stopped:
-            for ticket, _ in reruns:
-                skip(ticket, stopped)
-            reruns.clear()
+        if not stopped:
+            return
+        for ticket in [t for t in phase.tickets if t.id in queue.waiting]:
+            if queue.drop(ticket.id):
+                skip(ticket.id, stopped)
+        for ticket, _ in reruns:
+            skip(ticket.id, stopped)
+        reruns.clear()
 
     def start(pool: ThreadPoolExecutor, ticket: Ticket, attempt: int) -> None:
         running[pool.submit(run_one, ticket, start_point(ticket, attempt), attempt)] = (
@@ -149,19 +245,15 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
                 reruns.pop(0)
                 start(pool, ticket, attempt)
                 active.append(ticket)
-        for ticket in list(pending):
-            if len(running) >= concurrency:
-                return
-            finished = {t for t in results if succeeded(t)}
-            if not blockers(ticket, finished=finished, running=active,
-                            allow_overlap=allow_overlap):
-                pending.remove(ticket)
-                start(pool, ticket, 0)
-                active.append(ticket)
+
+        def fits(ticket: Ticket) -> str | None:
+            return next(iter(_overlapping(ticket, active, allow_overlap)), None)
+
+        while len(running) < concurrency and (taken := queue.take(fits, 1)):
+            start(pool, taken[0], 0)
+            active.append(taken[0])
 
     def settle(ticket: Ticket, attempt: int, outcome: TicketOutcome) -> None:
-        if outcome.status == TicketStatus.COLLECTING:
-            outcome = integrate(outcome)
         conflicted = conflict_reason(outcome.conflicts_with, outcome.conflict_files)
         reruns_left = attempt < (phase.reruns_for(ticket) if rerun_conflicts else 0)
         why = (conflicted if outcome.conflict and reruns_left else
@@ -175,19 +267,36 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
             return
         final(with_attempts(earlier.pop(ticket.id, []), replace(outcome, reruns=attempt)))
 
+    # Resumed: what depends on a ticket that finished without succeeding is skipped now.
+    for ticket_id in [t for t, o in results.items() if o.status not in SUCCEEDED]:
+        for dependent in queue.waiting_on(ticket_id):
+            if queue.drop(dependent):
+                skip(dependent, f"dependency {ticket_id} did not succeed")
+    pending = [t for t in phase.tickets if t.id in queue.waiting]
     for ticket in pending:
         sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED))
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="worker") as pool:
         try:
-            while pending or running or reruns:
+            while queue or running or reruns:
                 skip_blocked()
                 start_ready(pool)
                 if not running:
-                    continue  # only skips happened this round; look again
+                    if queue or reruns:   # nothing runs, yet something waits: a bug
+                        raise RuntimeError("the scheduler has tickets waiting on nothing")
+                    break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    ticket, attempt = running.pop(future)
-                    settle(ticket, attempt, future.result())
+                # Every ticket that finished meanwhile is integrated in one pass, in phase
+                # order, and the result published once, before any of them is final.
+                batch = sorted(((*running.pop(f), f.result()) for f in done),
+                               key=lambda item: queue.order[item[0].id])
+                for ticket, _, _ in batch:
+                    queue.ended(ticket.id)
+                batch = [(ticket, attempt, integrate(outcome)
+                          if outcome.status == TicketStatus.COLLECTING else outcome)
+                         for ticket, attempt, outcome in batch]
+                publish()
+                for ticket, attempt, outcome in batch:
+                    settle(ticket, attempt, outcome)
         except BaseException:
             # Workers collect what they did and return; one may have been starting its
             # command just then, so stop again if some are still busy after a while.

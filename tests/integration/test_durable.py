@@ -9,11 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import docker
 import pytest
 
+from runner.journal import TICKET_JOURNAL, ticket_states
+from runner.record import load_result
 from runner.runlock import driving
 from tests.conftest import suite_containers
 from tests.helpers import containers, git, make_repo, run_json, write_phase
@@ -44,7 +47,7 @@ def _run_dir(repo: Path) -> Path | None:
 
 
 def _outcomes(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())["outcomes"]
+    return {t: asdict(o) for t, o in load_result(run_dir).outcomes.items()}
 
 
 def _running(engine: docker.DockerClient, run_id: str) -> set[str]:
@@ -69,7 +72,7 @@ def test_sigkill_then_resume(tmp_path: Path, engine: docker.DockerClient,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {t: o["tip"] for t, o in _outcomes(run_dir).items()}
-    journal = json.loads((run_dir / "tickets.json").read_text())
+    journal = ticket_states(run_dir / TICKET_JOURNAL)
     assert journal["F1"]["status"] == "integrated" and journal["S1"]["status"] == "running"
     since = int(time.time())
     resumed, doc = run_json("resume", run_id, "--repo", str(repo))

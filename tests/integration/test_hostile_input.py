@@ -37,6 +37,6 @@ def test_a_dry_run_stops_at_an_image_the_engine_refuses(engine: docker.DockerCli
     """Not "unknown": a run would stop there, so the plan does too (exit 3, one line)."""
     from runner.plan import _image_state
 
-    assert _image_state("runner-worker:latest") == "present"
+    assert _image_state("runner-worker:latest", "local") == "present"
     with pytest.raises(ImageError, match="^image Runner Worker: the Docker engine refuses"):
-        _image_state("Runner Worker")
+        _image_state("Runner Worker", "local")

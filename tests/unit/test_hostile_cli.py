@@ -52,9 +52,9 @@ FILES: dict[str, tuple[bytes, str]] = {
     "an image reference Docker rejects": (
         ("name: p\nimage: 'Runner Worker:latest'\ntickets:\n" + TICKET).encode(),
         "image: 'Runner Worker:latest' is not an image reference"),
-    "an alias bomb": (_bomb().encode(), "holds more than 100,000 values"),
-    "two megabytes": (("name: p\ntickets:\n" + TICKET + "#" * (2 << 20)).encode(),
-                      "larger than 1 MiB"),
+    "an alias bomb": (_bomb().encode(), "holds more than 2,000,000 values"),
+    "seventeen megabytes": (("name: p\ntickets:\n" + TICKET + "#" * (17 << 20)).encode(),
+                      "larger than 16 MiB"),
     "no limits at all": (("name: p\nresources: {cpus: 0.0000000001, memory: '0'}\ntickets:\n"
                           + TICKET).encode(), "resources.cpus: 1e-10 CPUs is not a limit"),
     "an endless timeout": (b"name: p\ntickets:\n  - {id: A, agent: script, run: x, "

@@ -148,3 +148,68 @@ def test_conflicts_are_rerun_one_at_a_time_from_the_new_head(tmp_path: Path) -> 
     reruns = [(t, s) for t, n, s in starts if n]
     assert reruns[0][1] == f"base+{first}"
     assert reruns[1][1] == f"base+{first}+{reruns[0][0]}"   # each rerun sees the one before
+
+
+def _instant(phase, concurrency: int = 4, fail: set[str] = frozenset(), hold=None):
+    """Drive ``phase`` with workers that return at once (``hold`` may keep one busy)."""
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def run_one(ticket, start, attempt):
+        with lock:
+            order.append(ticket.id)
+        if hold:
+            hold(ticket.id)
+        status = TicketStatus.FAILED if ticket.id in fail else TicketStatus.COLLECTING
+        return TicketOutcome(ticket.id, status, start=start, tip=f"tip-{ticket.id}")
+
+    results = schedule(phase, concurrency=concurrency, run_one=run_one,
+                       integrate=lambda o: finished(o, TicketStatus.INTEGRATED),
+                       start_point=lambda t, n: "base", sink=EventCollector())
+    return order, results
+
+
+def test_a_long_chain_runs_in_order_and_a_failure_skips_all_after_it(tmp_path: Path) -> None:
+    count = 3000
+    phase = _phase(tmp_path, "".join(
+        f"  - {{id: T{i}, agent: script, run: x{f', depends_on: [T{i - 1}]' if i else ''}}}\n"
+        for i in range(count)))
+    order, results = _instant(phase)
+    assert order == [f"T{i}" for i in range(count)]
+    assert all(o.status == "integrated" for o in results.values())
+    order, results = _instant(phase, fail={"T10"})
+    assert order == [f"T{i}" for i in range(11)]
+    assert results["T10"].status == "failed"
+    skipped = [t for t, o in results.items() if o.status == "skipped"]
+    assert skipped == [f"T{i}" for i in range(11, count)]
+    assert results["T11"].reason == "dependency T10 did not succeed"
+    assert results["T12"].reason == "dependency T11 did not succeed"
+
+
+def test_a_ticket_overlapping_a_running_one_waits_for_it_then_goes_in_phase_order(
+        tmp_path: Path) -> None:
+    # A holds src; B and D overlap it and wait; C and E do not and go first.
+    phase = _phase(tmp_path, "".join(
+        f"  - {{id: {t}, agent: script, run: x, paths: [{p}]}}\n"
+        for t, p in [("A", "src"), ("B", "src/b"), ("C", "docs"), ("D", "src/d"), ("E", "e")]))
+    release = threading.Event()
+
+    def hold(ticket_id: str) -> None:
+        if ticket_id == "A":
+            assert release.wait(10)
+        elif ticket_id == "E":
+            release.set()          # C and E ran while A held src
+
+    order, results = _instant(phase, concurrency=3, hold=hold)
+    assert order[:3] == ["A", "C", "E"] and order[3:] == ["B", "D"]
+    assert all(o.status == "integrated" for o in results.values())
+
+
+def test_plan_waves_of_thousands_of_tickets(tmp_path: Path) -> None:
+    phase = _phase(tmp_path, "".join(
+        f"  - {{id: T{i}, agent: script, run: x, paths: [f{i % 5}]}}\n" for i in range(2000)))
+    waves = plan_waves(phase, concurrency=4, allow_overlap=False)
+    # Five paths, four workers: every wave is full but the last; no wave holds a path twice.
+    assert sum(len(w) for w in waves) == 2000 and len(waves) == 500
+    for wave in waves:
+        assert len({int(p.ticket[1:]) % 5 for p in wave}) == len(wave)
