@@ -12,6 +12,7 @@ N tickets (the goal: under 300 MB for 1,000) and its ratio to the baseline.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -42,16 +43,19 @@ def peak_mb(root: Path, count: int, concurrency: int) -> tuple[float, float]:
                                                         "run": f"echo {i} > f{i}.txt"}
                                                        for i in range(count)]})
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(phase), "--repo",
-                             str(repo)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, status_kb(proc.pid, "VmHWM") or 0)
-        time.sleep(0.2)
-    _, err = proc.communicate()
+    with open(root / "stdout.json", "w") as out, open(root / "stderr.log", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(phase), "--repo",
+                                 str(repo), "--json"], stdout=out, stderr=err)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, status_kb(proc.pid, "VmHWM") or 0)
+            time.sleep(0.2)
     if proc.returncode != 0:
-        raise SystemExit(f"runner run failed ({proc.returncode}):\n{err[-3000:]}")
+        doc = json.loads((root / "stdout.json").read_text() or "{}")
+        failed = [(t["id"], t["status"], t["reason"]) for t in doc.get("tickets", [])
+                  if t["status"] != "integrated"]
+        raise SystemExit(f"runner run failed ({proc.returncode}): {failed[:5]}\n"
+                         f"{(root / 'stderr.log').read_text()[-3000:]}")
     return peak / 1024, time.perf_counter() - started
 
 

@@ -8,6 +8,7 @@ object checked (through a quarantine repo: see HostRepo.fetch_bundle).
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,13 @@ from pathlib import Path
 from runner.authorship import RUN_TRAILER, TICKET_TRAILER, without_runner_trailers
 from runner.errors import GitError
 from runner.gitops import SAFE_CONFIG, HostRepo
-from runner.sandbox import GRADLE_HOME, Sandbox
+from runner.sandbox import GRADLE_HOME, Sandbox, read_output
 from runner.text import last_line
 
 GIT = ("git", *SAFE_CONFIG)
 BUNDLE_LIMIT = 1 << 30
+BUNDLE_ATTEMPTS = 3
+OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # The worker's git (bookworm's 2.39) has `commit --trailer` (2.32 and later).
 COMMIT_LEFTOVERS = (
     f"{shlex.join(GIT)} add -A && if {shlex.join(GIT)} diff --cached --quiet; then exit 0; fi"
@@ -63,8 +66,8 @@ def discard_leftovers(sandbox: Sandbox, timeout: float = 300) -> None:
 
 def head_of(sandbox: Sandbox, timeout: float = 300) -> str:
     """The commit the worker's clone has checked out."""
-    head = sandbox.exec([*GIT, "rev-parse", "--verify", "HEAD"], timeout=timeout)
-    if not head.ok:
+    head = read_output(sandbox, [*GIT, "rev-parse", "--verify", "HEAD"], timeout=timeout)
+    if not head.ok or not OBJECT_ID.fullmatch(head.output.strip()):
         raise CollectError(f"cannot read the worker's HEAD: {last_line(head.output)}")
     return head.output.strip()
 
@@ -81,18 +84,24 @@ def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: P
     if head == start:
         return Collected(ref=None, tip=None, commits=0)
     bundle.parent.mkdir(parents=True, exist_ok=True)
-    bundle.unlink(missing_ok=True)
-    made = sandbox.exec_to_file([*GIT, "bundle", "create", "--quiet", "-", "HEAD", f"^{start}"],
-                                timeout=timeout, dest=bundle, limit=BUNDLE_LIMIT)
-    if not made.ok:
-        raise CollectError(f"git bundle failed in the worker: {last_line(made.output)}")
-    try:
-        host.fetch_bundle(bundle, ref, readable=readable)
-    except GitError as e:
-        problems = [line for line in e.stderr.splitlines()
-                    if line.startswith(("error:", "fatal:"))]
-        raise CollectError(f"the worker's commits were refused ({bundle} is kept): "
-                           f"{(problems or [str(e)])[0]}") from e
+    # An engine may drop or cut an exec's output (see read_output); git checks every byte
+    # of a bundle, so one it refuses is made again, and the last refusal is the reason.
+    for attempt in range(1, BUNDLE_ATTEMPTS + 1):
+        bundle.unlink(missing_ok=True)
+        made = sandbox.exec_to_file([*GIT, "bundle", "create", "--quiet", "-", "HEAD",
+                                     f"^{start}"], timeout=timeout, dest=bundle,
+                                    limit=BUNDLE_LIMIT)
+        if not made.ok:
+            raise CollectError(f"git bundle failed in the worker: {last_line(made.output)}")
+        try:
+            host.fetch_bundle(bundle, ref, readable=readable)
+            break
+        except GitError as e:
+            if attempt == BUNDLE_ATTEMPTS:
+                problems = [line for line in e.stderr.splitlines()
+                            if line.startswith(("error:", "fatal:"))]
+                raise CollectError(f"the worker's commits were refused ({bundle} is kept): "
+                                   f"{(problems or [str(e)])[0]}") from e
     tip = host.resolve(ref)
     assert tip is not None
     if tip != head:

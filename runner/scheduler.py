@@ -2,8 +2,8 @@
 two tickets whose `paths` overlap at the same time.
 
 Workers run in threads; integration happens on the scheduling thread, one ticket at a time,
-as soon as each finishes (those that finished together in one pass, published once). A ticket without dependencies starts from base; one with
-dependencies starts from the integrated head at the moment it starts, which holds the
+as soon as each finishes (those that finished together in one pass, published once). A
+ticket without dependencies starts from base; one with dependencies starts from the integrated head at the moment it starts, which holds the
 integrated work of all its dependencies. A ticket whose commits conflict is run again from
 the integrated head (the sequential fallback), one rerun at a time, up to its max_reruns.
 """
@@ -87,21 +87,20 @@ class ReadyQueue:
     def __bool__(self) -> bool:
         return bool(self.waiting)
 
-    def take(self, fits: Callable[[Ticket], str | None], limit: int) -> list[Ticket]:
-        """Up to ``limit`` ready tickets, in phase order, for which ``fits`` names no running
-        ticket they overlap; each it names parks the ticket until it ends."""
-        taken: list[Ticket] = []
-        while self._heap and len(taken) < limit:
+    def take(self, holder: Callable[[Ticket], str | None]) -> Ticket | None:
+        """The first ready ticket, in phase order, for which ``holder`` names no running
+        ticket it overlaps; one it names parks the ticket until that one ends."""
+        while self._heap:
             _, ticket_id = heapq.heappop(self._heap)
             ticket = self.waiting.get(ticket_id)
             if ticket is None:
                 continue                       # skipped meanwhile
-            if (holder := fits(ticket)) is not None:
-                self._parked.setdefault(holder, []).append(ticket_id)
+            if (held_by := holder(ticket)) is not None:
+                self._parked.setdefault(held_by, []).append(ticket_id)
                 continue
             del self.waiting[ticket_id]
-            taken.append(ticket)
-        return taken
+            return ticket
+        return None
 
     def ended(self, ticket_id: str) -> None:
         """A running ticket ended (for now): what it held back may start again."""
@@ -140,11 +139,11 @@ def plan_waves(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[l
     while queue:
         wave: list[Ticket] = []
 
-        def fits(ticket: Ticket) -> str | None:
+        def holder(ticket: Ticket) -> str | None:
             return next(iter(_overlapping(ticket, wave, allow_overlap)), None)
 
-        while len(wave) < concurrency and (taken := queue.take(fits, 1)):
-            wave += taken
+        while len(wave) < concurrency and (ticket := queue.take(holder)):
+            wave.append(ticket)
         for ticket in wave:            # parked under a member: it may go in the next wave
             queue.ended(ticket.id)
         for ticket in wave:
@@ -212,10 +211,13 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
             if outcome.status in SUCCEEDED:
                 queue.succeeded(outcome.ticket)
                 continue
-            todo += [TicketOutcome(dependent, TicketStatus.SKIPPED,
-                                   f"dependency {outcome.ticket} did not succeed")
-                     for dependent in reversed(queue.waiting_on(outcome.ticket))
-                     if queue.drop(dependent)]
+            todo += reversed(dependents_skipped(outcome.ticket))
+
+    def dependents_skipped(ticket_id: str) -> list[TicketOutcome]:
+        """The waiting dependents of a ticket that did not succeed, taken out, skipped."""
+        return [TicketOutcome(dependent, TicketStatus.SKIPPED,
+                              f"dependency {ticket_id} did not succeed")
+                for dependent in queue.waiting_on(ticket_id) if queue.drop(dependent)]
 
     def skip(ticket_id: str, reason: str) -> None:
         final(TicketOutcome(ticket_id, TicketStatus.SKIPPED, reason))
@@ -246,12 +248,12 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
                 start(pool, ticket, attempt)
                 active.append(ticket)
 
-        def fits(ticket: Ticket) -> str | None:
+        def holder(ticket: Ticket) -> str | None:
             return next(iter(_overlapping(ticket, active, allow_overlap)), None)
 
-        while len(running) < concurrency and (taken := queue.take(fits, 1)):
-            start(pool, taken[0], 0)
-            active.append(taken[0])
+        while len(running) < concurrency and (ticket := queue.take(holder)):
+            start(pool, ticket, 0)
+            active.append(ticket)
 
     def settle(ticket: Ticket, attempt: int, outcome: TicketOutcome) -> None:
         conflicted = conflict_reason(outcome.conflicts_with, outcome.conflict_files)
@@ -269,9 +271,8 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
 
     # Resumed: what depends on a ticket that finished without succeeding is skipped now.
     for ticket_id in [t for t, o in results.items() if o.status not in SUCCEEDED]:
-        for dependent in queue.waiting_on(ticket_id):
-            if queue.drop(dependent):
-                skip(dependent, f"dependency {ticket_id} did not succeed")
+        for skipped in dependents_skipped(ticket_id):
+            final(skipped)
     pending = [t for t in phase.tickets if t.id in queue.waiting]
     for ticket in pending:
         sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from runner.gitops import git_out
 from runner.sandbox import (CLAUDE_BINARY, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE,
-                            RUN_OBJECTS, WORKSPACE, Checkout, Sandbox)
+                            RUN_OBJECTS, WORKSPACE, Checkout, Sandbox, read_output)
 from runner.secretenv import MIN_SECRET_LENGTH, GivenEnv, refused_env
 from runner.context import RunContext
 from runner.worker import open_sandbox, sandbox_spec
@@ -187,12 +187,13 @@ def _other(probe: str) -> str:
 
 def _facts(sandbox: Sandbox, other_marker: str, host_marker: str,
            host_object: str, gateway: bool) -> dict[str, str]:
-    result = sandbox.exec(["bash", "-c", FACTS, "probe", other_marker, host_marker, host_object],
-                          timeout=60)
+    result = read_output(sandbox, ["bash", "-c", FACTS, "probe", other_marker, host_marker,
+                                   host_object], timeout=60)
     output = result.output
     if gateway:
-        output += "\n" + sandbox.exec(["bash", "-c", GATEWAY_FACTS, "probe", str(GATEWAY_PORT),
-                                       UNLISTED_HOST], timeout=60).output
+        output += "\n" + read_output(sandbox, ["bash", "-c", GATEWAY_FACTS, "probe",
+                                              str(GATEWAY_PORT), UNLISTED_HOST],
+                                    timeout=60).output
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
 

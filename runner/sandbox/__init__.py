@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -224,6 +224,28 @@ class Backend(Protocol):
     def remove_sandbox(self, name: str) -> bool:
         """Remove one, running or not; False if it was gone already."""
         ...
+
+
+END_MARK = "runner-end-of-output-7f3a"   # printed after a read's output: it came whole
+
+
+def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
+                attempts: int = 3) -> ExecResult:
+    """Run ``argv``, a command that only reads (so it may run again), and return its output
+    whole. An engine may drop an exec's output now and then, the exit code intact (moby
+    #27289; seen here under load): the command prints END_MARK after it, and one whose mark
+    did not arrive runs again; after ``attempts`` the result fails, saying so."""
+    script = '"$@"; code=$?; printf "\\n%s\\n" "$0"; exit "$code"'
+    for _ in range(attempts):
+        result = sandbox.exec(["sh", "-c", script, END_MARK, *argv], timeout=timeout)
+        before, mark, after = result.output.rpartition(f"\n{END_MARK}\n")
+        if mark:
+            return replace(result, output=before + after)
+        if result.timed_out or result.stopped:
+            return result
+    return replace(result, exit_code=result.exit_code or 1,
+                   output=f"its output did not arrive whole in {attempts} tries: "
+                          + result.output[-200:])
 
 
 LINE_LIMIT = 16_000    # characters of one output line handed on; the rest is cut
