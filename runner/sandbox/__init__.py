@@ -226,26 +226,35 @@ class Backend(Protocol):
         ...
 
 
-END_MARK = "runner-end-of-output-7f3a"   # printed after a read's output: it came whole
+START_MARK = "runner-start-of-output-7f3a"   # printed around a read's output: it came whole
+END_MARK = "runner-end-of-output-7f3a"
 
 
 def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
                 attempts: int = 3) -> ExecResult:
     """Run ``argv``, a command that only reads (so it may run again), and return its output
-    whole. An engine may drop an exec's output now and then, the exit code intact (moby
-    #27289; seen here under load): the command prints END_MARK after it, and one whose mark
-    did not arrive runs again; after ``attempts`` the result fails, saying so."""
-    script = '"$@"; code=$?; printf "\\n%s\\n" "$0"; exit "$code"'
+    whole. An engine may drop the start or the end of an exec's output now and then, the
+    exit code intact (moby#27289; here, under load, about one exec in a few hundred): the
+    command prints START_MARK before and END_MARK after it, and one whose marks did not both
+    arrive runs again; after ``attempts`` the result fails, saying so. Its output must fit
+    in the tail an exec keeps (64,000 characters)."""
     for _ in range(attempts):
-        result = sandbox.exec(["sh", "-c", script, END_MARK, *argv], timeout=timeout)
-        before, mark, after = result.output.rpartition(f"\n{END_MARK}\n")
-        if mark:
-            return replace(result, output=before + after)
+        result = sandbox.exec(["sh", "-c", _MARKED, START_MARK, END_MARK, *argv],
+                              timeout=timeout)
+        before, start, rest = result.output.partition(f"{START_MARK}\n")
+        inner, end, after = rest.rpartition(f"\n{END_MARK}\n")
+        if start and end:
+            return replace(result, output=before + inner + after)
         if result.timed_out or result.stopped:
             return result
     return replace(result, exit_code=result.exit_code or 1,
                    output=f"its output did not arrive whole in {attempts} tries: "
                           + result.output[-200:])
+
+
+# $0: the start mark, $1: the end mark, then the command.
+_MARKED = ('printf "%s\\n" "$0"; end=$1; shift; "$@"; code=$?; printf "\\n%s\\n" "$end"; '
+           'exit "$code"')
 
 
 LINE_LIMIT = 16_000    # characters of one output line handed on; the rest is cut

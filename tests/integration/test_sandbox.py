@@ -13,7 +13,7 @@ from runner.events import EventCollector
 from runner.gitops import open_host_repo
 from runner.objectstore import STORE, RunObjects
 from runner.phase import load_phase
-from runner.sandbox import END_MARK, read_output
+from runner.sandbox import END_MARK, START_MARK, read_output
 from runner.sandbox import docker as docker_sandbox
 from runner.sandbox.docker import DockerSandboxes
 from runner.sandbox.images import RECIPE_LABEL
@@ -161,11 +161,12 @@ def test_a_reset_ends_every_worker_process_and_keeps_the_container(worker) -> No
 
 
 def test_a_read_comes_whole_or_runs_again(worker) -> None:
-    """read_output strips its end mark, keeps the exit code, and runs a read whose mark did
+    """read_output strips its marks, keeps the exit code, and runs a read whose end mark did
     not arrive again (here: its shell killed before the mark), then fails saying so."""
     _, _, sandbox, _ = worker
     read = read_output(sandbox, ["sh", "-c", "echo one; echo two >&2; exit 3"], timeout=60)
     assert read.exit_code == 3 and END_MARK not in read.output
+    assert START_MARK not in read.output
     assert sorted(read.output.split()) == ["one", "two"]
     lost = read_output(sandbox, ["sh", "-c", "echo x >> /tmp/tries; kill -9 $PPID"],
                        timeout=60)
