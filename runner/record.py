@@ -50,8 +50,8 @@ class RunResult:
 
 
 def write_state(result: RunResult) -> None:
-    """Atomically record the run (run.json), after every ticket's outcome: a crash never
-    leaves half a file, and resume knows what finished."""
+    """Atomically record the whole run (run.json), folding in the outcomes appended since:
+    a crash never leaves half a file, and resume knows what finished."""
     data = asdict(result) | {"run_dir": str(result.run_dir), "exit_code": result.exit_code}
     write_atomic(result.run_dir / "run.json", json.dumps(data, indent=2, default=str))
     (result.run_dir / OUTCOME_LOG).unlink(missing_ok=True)   # all of it is in run.json now

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,8 +25,8 @@ from runner.integrate import Integrator
 from runner.journal import TICKET_JOURNAL, Journal
 from runner.ledger import Ledger, default_prices
 from runner.objectstore import STORE, RunObjects
-from runner.phase import Phase, load_phase
-from runner.scheduler import finished, schedule
+from runner.phase import Phase, Ticket, load_phase
+from runner.scheduler import finished, first_wave, schedule
 from runner.selftest import run_selftest
 from runner.phasegate import branch_of, land, phase_gate
 from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_refs
@@ -81,7 +83,11 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                                  tickets=tuple(t.id for t in phase.tickets)))
             _save_previous_target(host, run_id, result.target, sink)
             write_state(result)
-            if options.preflight and (refused := _preflight(ctx, result)):
+            # The first tickets' checkouts are made while the self-test runs; nothing runs
+            # in them before it passes.
+            ahead = first_wave(phase, concurrency=_concurrency(phase, options),
+                               allow_overlap=options.allow_overlap)
+            if options.preflight and (refused := _preflight(ctx, result, ahead=ahead)):
                 # Recorded as refused, not left "running": there is nothing to resume.
                 result.state, result.refused, result.ended = "refused", refused, time.time()
                 write_state(result)
@@ -189,11 +195,9 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
         result.integrated += [list(step) for step in integrator.history[steps_from:]]
         record_outcome(result, outcome, steps_from=steps_from)
 
-    concurrency = 1 if options.sequential else (options.concurrency
-                                                or phase.effective_concurrency)
     try:
         outcomes = schedule(
-            phase, concurrency=concurrency, done=done, on_result=record,
+            phase, concurrency=_concurrency(phase, options), done=done, on_result=record,
             run_one=lambda t, start, n: run_ticket(ctx, t, start, n), integrate=integrate,
             # Sequential: each ticket sees the work of those before it, as the seed's
             # fallback did, so none of them conflicts.
@@ -348,18 +352,28 @@ def _needs_key(phase: Phase, shown: int = 5) -> str:
     return " and ".join(who) + (" need" if len(ids) > 1 or len(who) > 1 else " needs")
 
 
-def _preflight(ctx: RunContext, result: RunResult) -> str | None:
-    """The isolation self-test, exactly as workers start: why no ticket may start, or None."""
+def _concurrency(phase: Phase, options: RunOptions) -> int:
+    return 1 if options.sequential else options.concurrency or phase.effective_concurrency
+
+
+def _preflight(ctx: RunContext, result: RunResult, *,
+               ahead: Sequence[Ticket] = ()) -> str | None:
+    """The isolation self-test, exactly as workers start: why no ticket may start, or None.
+    Meanwhile the checkouts of ``ahead`` (the first tickets) are made; a refusal discards
+    them, and nothing has run in them."""
     started = time.perf_counter()
-    try:
-        selftest = run_selftest(ctx, result.base_sha)
-    except BaseException:           # interrupted: no ticket has started; nothing to keep
-        ctx.provider.remove_run(ctx.run_id)
-        result.state = "interrupted"
-        write_state(result)
-        raise
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead") as pool:
+        pool.submit(_make_ahead, ctx, ahead, result.base_sha)
+        try:
+            selftest = run_selftest(ctx, result.base_sha)
+        except BaseException:       # interrupted: no ticket has started; nothing to keep
+            ctx.provider.remove_run(ctx.run_id)
+            result.state = "interrupted"
+            write_state(result)
+            raise
     seconds = time.perf_counter() - started
     if not selftest.passed:
+        ctx.provider.discard("")
         result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)
         write_state(result)
         first = selftest.failed[0]
@@ -368,6 +382,17 @@ def _preflight(ctx: RunContext, result: RunResult) -> str | None:
     result.preflight = f"passed ({len(selftest.checks)} checks, {seconds:.1f}s)"
     ctx.sink.emit(Notice(f"isolation self-test {result.preflight}"))
     return None
+
+
+def _make_ahead(ctx: RunContext, tickets: Sequence[Ticket], start: str) -> None:
+    """Best effort: a checkout that could not be made ahead is made when its ticket starts."""
+    for ticket in tickets:
+        if ctx.cancelled.is_set():
+            return
+        try:
+            ctx.provider.prepare(ctx.checkout(ticket.id, start))
+        except Exception:   # the ticket makes its own when it starts, and says what fails
+            ctx.provider.discard("", ticket.id)
 
 
 def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:

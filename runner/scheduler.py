@@ -137,13 +137,7 @@ def plan_waves(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[l
     queue = ReadyQueue(phase.tickets, succeeded=lambda _: False)
     waves: list[list[Ticket]] = []
     while queue:
-        wave: list[Ticket] = []
-
-        def holder(ticket: Ticket) -> str | None:
-            return next(iter(_overlapping(ticket, wave, allow_overlap)), None)
-
-        while len(wave) < concurrency and (ticket := queue.take(holder)):
-            wave.append(ticket)
+        wave = _next_wave(queue, concurrency, allow_overlap)
         for ticket in wave:            # parked under a member: it may go in the next wave
             queue.ended(ticket.id)
         for ticket in wave:
@@ -156,6 +150,23 @@ def plan_waves(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[l
         planned.append([Planned(t.id, _waited(t, number, before, wave_of, allow_overlap))
                         for t in wave])
     return planned
+
+
+def first_wave(phase: Phase, *, concurrency: int, allow_overlap: bool) -> list[Ticket]:
+    """The tickets a run starts first (from base), as schedule() picks them."""
+    return _next_wave(ReadyQueue(phase.tickets, succeeded=lambda _: False), concurrency,
+                      allow_overlap)
+
+
+def _next_wave(queue: ReadyQueue, concurrency: int, allow_overlap: bool) -> list[Ticket]:
+    wave: list[Ticket] = []
+
+    def holder(ticket: Ticket) -> str | None:
+        return next(iter(_overlapping(ticket, wave, allow_overlap)), None)
+
+    while len(wave) < concurrency and (ticket := queue.take(holder)):
+        wave.append(ticket)
+    return wave
 
 
 def _waited(ticket: Ticket, number: int, before: list[Ticket], wave_of: dict[str, int],

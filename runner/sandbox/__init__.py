@@ -162,6 +162,11 @@ class SandboxProvider(Protocol):
         interrupt: the workers then collect what they committed)."""
         ...
 
+    def prepare(self, checkout: Checkout) -> None:
+        """Make ``checkout`` ahead of its sandbox (while the self-test runs, say); the open()
+        of a spec with the same checkout then uses it. A backend may make nothing ahead."""
+        ...
+
     def kept(self) -> list[tuple[str, str]]:
         """The (place, name) of every checkout of the run this provider keeps, but those of
         its probes and phase checks: what a resume or a clean must salvage."""

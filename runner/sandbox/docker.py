@@ -94,6 +94,12 @@ SCRATCH_PLACES = ("selftest", "checks")
 ASIDE = "unsalvaged"     # where checkouts whose work could not be collected are set aside
 
 
+def _made_ahead(checkout: Checkout) -> tuple[str, ...]:
+    """What a checkout made ahead must match to be used."""
+    return (checkout.place, checkout.name, checkout.branch, checkout.start,
+            checkout.gradle_properties)
+
+
 class DockerSandboxes:
     """Opens DockerSandbox containers from SandboxSpecs (the SandboxProvider for Docker).
 
@@ -103,6 +109,8 @@ class DockerSandboxes:
     def __init__(self, client: docker.DockerClient, root: Path | None = None) -> None:
         self.client = client
         self.root = root
+        self._prepared: dict[tuple[str, ...], Workspace] = {}   # made ahead, not yet opened
+        self._lock = threading.Lock()
 
     def _paths(self, place: str, name: str) -> tuple[Path, Path]:
         if self.root is None:
@@ -119,9 +127,19 @@ class DockerSandboxes:
         if not checkout.fresh:
             return Workspace(clone=clone, gradle_home=home, branch=checkout.branch,
                              start=checkout.start)
-        return create_workspace(checkout.history, clone=clone, gradle_home=home,
-                                branch=checkout.branch, start=checkout.start,
-                                gradle_properties=checkout.gradle_properties)
+        with self._lock:
+            made = self._prepared.pop(_made_ahead(checkout), None)
+        return made or create_workspace(checkout.history, clone=clone, gradle_home=home,
+                                        branch=checkout.branch, start=checkout.start,
+                                        gradle_properties=checkout.gradle_properties)
+
+    def prepare(self, checkout: Checkout) -> None:
+        if not checkout.fresh:
+            return
+        made = self._place(checkout)
+        assert isinstance(made, Workspace)
+        with self._lock:
+            self._prepared[_made_ahead(checkout)] = made
 
     def kept(self) -> list[tuple[str, str]]:
         if self.root is None:

@@ -119,6 +119,9 @@ class RemoteDockerSandboxes(DockerSandboxes):
                     STEM_LABEL: stem})
         return Volumes(f"{stem}-ws", f"{stem}-gradle", fresh=True)
 
+    def prepare(self, checkout: Checkout) -> None:
+        """Nothing ahead: the clone is made inside its sandbox."""
+
     def kept(self) -> list[tuple[str, str]]:
         found = []
         for key, volumes in self._live().items():

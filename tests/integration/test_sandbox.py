@@ -172,3 +172,21 @@ def test_a_read_comes_whole_or_runs_again(worker) -> None:
                        timeout=60)
     assert not lost.ok and "did not arrive whole in 3 tries" in lost.output
     assert sandbox.exec(["cat", "/tmp/tries"], timeout=60).output.split() == ["x"] * 3
+
+
+def test_a_checkout_made_ahead_is_the_one_its_sandbox_opens(tmp_path: Path, worker) -> None:
+    ctx, _, _, repo = worker
+    head = git(repo, "rev-parse", "HEAD")
+    checkout = ctx.checkout("Y", head)
+    ctx.provider.prepare(checkout)
+    clone = tmp_path / "run" / "workspaces" / "Y"
+    made = clone.stat().st_ino
+    (clone / "made-ahead").write_text("")      # the runner's, before the worker is there
+    with ctx.provider.open(sandbox_spec(ctx, "Y", checkout)) as sandbox:
+        assert sandbox.exec(["test", "-e", "made-ahead"], timeout=60).exit_code == 0
+    assert clone.stat().st_ino == made
+    # Made ahead for one open: a second open of the same checkout makes its own (refused
+    # here: the first is still there).
+    with pytest.raises(FileExistsError):
+        with ctx.provider.open(sandbox_spec(ctx, "Y", checkout)):
+            pass

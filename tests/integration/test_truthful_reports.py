@@ -178,6 +178,8 @@ def test_a_run_refused_by_the_self_test_is_recorded_as_refused(
     record = json.loads((Path(doc["run_dir"]) / "run.json").read_text())
     assert record["state"] == "refused" and record["exit_code"] == 3
     assert "ANTHROPIC_API_KEY" in record["refused"]
+    # A's checkout, made while the self-test ran, went with the refusal.
+    assert not (Path(doc["run_dir"]) / "workspaces").exists()
     status = runner_cli("status", "--repo", str(repo)).stdout
     assert "refused" in status and "interrupted" not in status
     assert "ANTHROPIC_API_KEY" in runner_cli("status", doc["run_id"], "--repo",
