@@ -25,7 +25,7 @@ from runner.gatewayenv import gateway_env
 from runner.logcap import CappedLog, LockedLog, LogWriter, SinkValve
 from runner.phase import Ticket
 from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, Checkout,
-                            Limits, Mount, Sandbox, SandboxSpec)
+                            Limits, Mount, Sandbox, SandboxSpec, read_output)
 from runner.text import one_line
 from runner.transcript import Transcript
 from runner.outcome import NOTHING_CHANGED, TicketOutcome
@@ -206,6 +206,23 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
     return outcome(TicketStatus.COLLECTING)
 
 
+REVIEW_DIFF = 60_000     # characters of a change the review reads; it is told of the rest
+# $@: git diff; its size first, then its first REVIEW_DIFF bytes (git runs twice: no copy).
+_DIFF_HEAD = f'size=$("$@" | wc -c); echo "$size"; "$@" | head -c {REVIEW_DIFF}'
+
+
+def review_diff(sandbox: Sandbox, start: str, head: str) -> str | None:
+    """The change from ``start`` to ``head`` as the review reads it, whole or cut (saying
+    how much was cut); None when its output did not arrive whole."""
+    shown = read_output(sandbox, ["sh", "-c", _DIFF_HEAD, "diff", *GIT, "diff",
+                                  f"{start}..{head}"], timeout=120)
+    size, _, diff = shown.output.partition("\n")
+    if not shown.ok or not size.strip().isdigit():
+        return None
+    left = int(size) - len(diff.encode())
+    return diff + (f"\n[… {left:,} more bytes of the diff not shown]" if left > 0 else "")
+
+
 def _stop_if_engine_gone(ctx: RunContext, ticket: Ticket, error: Exception) -> None:
     """A failure because the engine went away is the run's, not the ticket's: stop the run
     (resume redoes what was under way) instead of failing tickets one by one."""
@@ -275,7 +292,10 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: LogWriter,
             return checked
         from runner.review import review_change   # the anthropic SDK, only for a review
 
-        diff = sandbox.exec([*GIT, "diff", f"{start}..{judged[-1]}"], timeout=120).output
+        diff = review_diff(sandbox, start, judged[-1])
+        if diff is None:
+            return CheckResult(ok=False, reason="the review could not read the change (its "
+                               "output did not arrive whole)")
         verdict = review_change(ticket=ticket, diff=diff, model=ctx.phase.review_model,
                                 deadline=deadline, cancelled=ctx.cancelled, account=account)
         reviews.append(str(verdict))

@@ -141,3 +141,23 @@ def test_review_gate_sends_changes_back_as_a_fix_loop(tmp_path: Path, worker_ima
     assert tickets["SC"]["status"] == "failed"
     assert tickets["SC"]["reason"] == "the review requested changes: the file name is wrong"
     assert tickets["RV"]["tokens"] == 150 * 2 + 320 * 2   # worker calls + review calls
+
+
+def test_the_review_reads_the_start_of_a_big_change_and_is_told_the_rest(
+        tmp_path: Path, worker_image: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "big-review", "review": {"tier": "complex"}, "tickets": [
+            {"id": "BIG", "agent": "script",
+             "run": "for i in $(seq 20000); do echo \"line $i of a big file\"; done > big.txt"}]})
+    with FakeMessagesAPI({"review:BIG": [_verdict("approve", "fine")]}) as fake:
+        env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), env=env)
+    assert doc["tickets"][0]["status"] == "integrated", proc.stderr
+    content = fake.requests_for("review:BIG")[0].body["messages"][0]["content"]
+    change = content.split("The change:\n", 1)[1]
+    assert change.startswith("diff --git a/big.txt b/big.txt")
+    assert "+line 1 of a big file\n" in change
+    left = int(change.rsplit("[… ", 1)[1].split(" more bytes")[0].replace(",", ""))
+    size = len(git(repo, "diff", f"{doc['base']}..{doc['target']}").encode()) + 1
+    assert abs(60_000 + left - size) < 200, (left, size)   # all of it, counted
