@@ -206,7 +206,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
     return outcome(TicketStatus.COLLECTING)
 
 
-REVIEW_DIFF = 60_000     # characters of a change the review reads; it is told of the rest
+REVIEW_DIFF = 60_000     # bytes of a change the review reads; it is told of the rest
 # $@: git diff; its size first, then its first REVIEW_DIFF bytes (git runs twice: no copy).
 _DIFF_HEAD = f'size=$("$@" | wc -c); echo "$size"; "$@" | head -c {REVIEW_DIFF}'
 
