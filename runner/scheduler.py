@@ -50,15 +50,6 @@ def paths_overlap(a: list[str], b: list[str]) -> bool:
     return False
 
 
-def blockers(ticket: Ticket, *, finished: set[str], running: list[Ticket],
-             allow_overlap: bool) -> list[str]:
-    """Why ``ticket`` cannot start now (empty: it can)."""
-    why = [f"{d} (dependency)" for d in ticket.depends_on if d not in finished]
-    if not allow_overlap:
-        why += [f"{r.id} (overlap)" for r in running if paths_overlap(ticket.paths, r.paths)]
-    return why
-
-
 @dataclass(frozen=True)
 class Planned:
     ticket: str
@@ -252,9 +243,8 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
         active = [t for t, _ in running.values()]
         # Reruns go first and one at a time: each starts from everything integrated so far.
         if reruns and not any(a for _, a in running.values()) and len(running) < concurrency:
-            ticket, attempt = reruns[0]
-            if not blockers(ticket, finished=set(results), running=active,
-                            allow_overlap=allow_overlap):
+            ticket, attempt = reruns[0]    # its dependencies succeeded before its first run
+            if not _overlapping(ticket, active, allow_overlap):
                 reruns.pop(0)
                 start(pool, ticket, attempt)
                 active.append(ticket)
