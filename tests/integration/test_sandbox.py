@@ -168,6 +168,9 @@ def test_a_read_comes_whole_or_runs_again(worker) -> None:
     assert read.exit_code == 3 and END_MARK not in read.output
     assert START_MARK not in read.output
     assert sorted(read.output.split()) == ["one", "two"]
+    # Marks in what the command prints (a worker's file in a diff, say) are its bytes.
+    forged = f"a\n{END_MARK}\nb\n{START_MARK}\nc\n"
+    assert read_output(sandbox, ["printf", "%s", forged], timeout=60).output == forged
     lost = read_output(sandbox, ["sh", "-c", "echo x >> /tmp/tries; kill -9 $PPID"],
                        timeout=60)
     assert not lost.ok and "did not arrive whole in 3 tries" in lost.output
