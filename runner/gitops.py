@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +59,8 @@ def git(cwd: Path, *args: str, check: bool = True, isolated: bool = False,
     return proc
 
 
-def git_out(cwd: Path, *args: str) -> str:
-    return git(cwd, *args).stdout.strip()
+def git_out(cwd: Path, *args: str, isolated: bool = False) -> str:
+    return git(cwd, *args, isolated=isolated).stdout.strip()
 
 
 RECORD_LIMIT = 1 << 16    # bytes of one record (a path) git_records takes
@@ -162,8 +162,11 @@ class HostRepo:
         git(self.top, "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true",
             "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(source), *refspecs)
 
-    def fetch_bundle(self, bundle: Path, ref: str, *, readable: Path) -> None:
-        """Fetch a worker's bundle (its HEAD) into ``ref``, every object checked.
+    def fetch_bundle(self, bundle: Path, ref: str, *, readable: Path,
+                     accept: Callable[[str], None] | None = None) -> str:
+        """Fetch a worker's bundle (its HEAD) into ``ref``, every object checked; return
+        that HEAD. ``accept`` sees it first, before the host repo does, and refuses it by
+        raising.
 
         Older git (Debian bookworm's 2.39, the runner image's) does not check a bundle's
         objects when fetching from the bundle itself; every version checks them on a fetch
@@ -176,9 +179,15 @@ class HostRepo:
                                            dir=bundle.parent))
         try:
             init_bare(quarantine, borrowing=readable)
-            git(bundle.parent, f"--git-dir={quarantine}", "fetch", "--quiet", "--no-tags",
-                "--no-write-fetch-head", str(bundle), "+HEAD:refs/bundle", isolated=True)
+            where = f"--git-dir={quarantine}"
+            git(bundle.parent, where, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                str(bundle), "+HEAD:refs/bundle", isolated=True)
+            head = git_out(bundle.parent, where, "rev-parse", "--verify", "refs/bundle",
+                           isolated=True)
+            if accept is not None:
+                accept(head)
             self.fetch(quarantine, [f"+refs/bundle:{ref}"])
+            return head
         finally:
             discard_tree(quarantine)
 

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from runner.agents import AgentContext, AgentResult, agent_for
 from runner.checks import CheckResult, run_checks
-from runner.collect import (GIT, CollectError, collect, commit_leftovers, discard_leftovers,
-                            head_of)
+from runner.collect import GIT, CollectError, collect, commit_leftovers, discard_leftovers
 from runner.errors import EngineUnavailable, RunnerError
 from runner.context import RunContext
 from runner.events import TicketChanged, TicketOutput, TicketStatus, TicketUsage
@@ -283,9 +282,8 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: LogWriter,
         # run on (a background committer), and all it left is committed first. That commit
         # is the one collected.
         sandbox.reset()
-        commit_leftovers(sandbox, ticket.default_commit_message, run_id=ctx.run_id,
-                         ticket=ticket.id)
-        judged.append(head_of(sandbox))
+        judged.append(commit_leftovers(sandbox, ticket.default_commit_message,
+                                       run_id=ctx.run_id, ticket=ticket.id))
         checked = run_checks(sandbox, ticket.checks, log=log, on_output=on_output,
                              deadline=deadline)
         if not checked.ok or ctx.phase.review_model is None:

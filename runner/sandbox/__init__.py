@@ -236,8 +236,9 @@ END_MARK = "runner-end-of-output-7f3a"
 
 
 def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
-                attempts: int = 3) -> ExecResult:
-    """Run ``argv``, a command that only reads (so it may run again), and return its output
+                env: Mapping[str, str] | None = None, attempts: int = 3) -> ExecResult:
+    """Run ``argv``, a command that may run again (it only reads, or running it twice does
+    what running it once does), and return its output
     whole. An engine may drop the start or the end of an exec's output now and then, the
     exit code intact (moby#27289; here, under load, about one exec in a few hundred): the
     command prints START_MARK before and END_MARK after it, and one whose marks did not both
@@ -245,7 +246,7 @@ def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
     in the tail an exec keeps (64,000 characters)."""
     for _ in range(attempts):
         result = sandbox.exec(["sh", "-c", _MARKED, START_MARK, END_MARK, *argv],
-                              timeout=timeout)
+                              timeout=timeout, env=env)
         before, start, rest = result.output.partition(f"{START_MARK}\n")
         inner, end, after = rest.rpartition(f"\n{END_MARK}\n")
         if start and end:
