@@ -34,7 +34,7 @@ from runner.runlock import driving
 from runner.outcome import TicketOutcome, conflict_reason
 from runner.record import PHASE_COPY, RunResult, load_result, record_outcome, write_state
 from runner.context import RunContext, gateway_for
-from runner.worker import MODEL_AGENTS, open_sandbox, run_ticket
+from runner.worker import MODEL_AGENTS, open_sandbox, run_ticket, sandbox_spec
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -222,6 +222,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
                          f"{ctx.run_id}`", level="warning"))
         raise
     finally:
+        ctx.provider.settle()        # every sandbox of the run gone before it ends
         result.ended = time.time()
         result.target_sha = host.resolve(f"refs/heads/{result.target}")
         write_state(result)
@@ -359,11 +360,12 @@ def _concurrency(phase: Phase, options: RunOptions) -> int:
 def _preflight(ctx: RunContext, result: RunResult, *,
                ahead: Sequence[Ticket] = ()) -> str | None:
     """The isolation self-test, exactly as workers start: why no ticket may start, or None.
-    Meanwhile the checkouts of ``ahead`` (the first tickets) are made; a refusal discards
+    Meanwhile the sandboxes of ``ahead`` (the first tickets) are made; a refusal discards
     them, and nothing has run in them."""
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead") as pool:
-        pool.submit(_make_ahead, ctx, ahead, result.base_sha)
+    with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="ahead") as pool:
+        for ticket in ahead:
+            pool.submit(_make_ahead, ctx, ticket, result.base_sha)
         try:
             selftest = run_selftest(ctx, result.base_sha)
         except BaseException:       # interrupted: no ticket has started; nothing to keep
@@ -384,15 +386,19 @@ def _preflight(ctx: RunContext, result: RunResult, *,
     return None
 
 
-def _make_ahead(ctx: RunContext, tickets: Sequence[Ticket], start: str) -> None:
-    """Best effort: a checkout that could not be made ahead is made when its ticket starts."""
-    for ticket in tickets:
-        if ctx.cancelled.is_set():
-            return
-        try:
-            ctx.provider.prepare(ctx.checkout(ticket.id, start))
-        except Exception:   # the ticket makes its own when it starts, and says what fails
-            ctx.provider.discard("", ticket.id)
+AHEAD = 8      # sandboxes made at once while the self-test runs
+
+
+def _make_ahead(ctx: RunContext, ticket: Ticket, start: str) -> None:
+    """Best effort: what could not be made ahead is made when its ticket starts. With a
+    gateway only the checkout: a sandbox's socket is served once its ticket runs."""
+    if ctx.cancelled.is_set():
+        return
+    try:
+        ctx.provider.prepare(sandbox_spec(ctx, ticket.id, ctx.checkout(ticket.id, start)),
+                             start=ctx.gateway is None)
+    except Exception:   # the ticket makes its own when it starts, and says what fails
+        ctx.provider.discard("", ticket.id)
 
 
 def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:

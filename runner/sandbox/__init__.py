@@ -140,7 +140,8 @@ class SandboxProvider(Protocol):
     shares_disk: bool
 
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> AbstractContextManager[Sandbox]:
-        """Start a sandbox; it is removed when the context exits unless ``keep``."""
+        """Start a sandbox; it is removed when the context exits unless ``keep`` (maybe in
+        the background: discard, set_aside, clear and settle wait for it)."""
         ...
 
     def remove_run(self, run_id: str) -> int:
@@ -162,9 +163,16 @@ class SandboxProvider(Protocol):
         interrupt: the workers then collect what they committed)."""
         ...
 
-    def prepare(self, checkout: Checkout) -> None:
-        """Make ``checkout`` ahead of its sandbox (while the self-test runs, say); the open()
-        of a spec with the same checkout then uses it. A backend may make nothing ahead."""
+    def prepare(self, spec: SandboxSpec, *, start: bool = True) -> None:
+        """Make ``spec``'s sandbox ahead of its open() (while the self-test runs, say): its
+        checkout, and with ``start`` the sandbox itself, started, with nothing run in it.
+        The open() of the same spec then uses it; of another spec under its name, only
+        its checkout, if that is the same. A backend may make less ahead, or nothing."""
+        ...
+
+    def settle(self) -> None:
+        """Remove what was made ahead and never opened, and wait until every sandbox closed
+        is gone (a backend may remove them in the background): the end of a run."""
         ...
 
     def kept(self) -> list[tuple[str, str]]:

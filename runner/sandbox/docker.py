@@ -12,7 +12,9 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import docker
@@ -94,22 +96,33 @@ SCRATCH_PLACES = ("selftest", "checks")
 ASIDE = "unsalvaged"     # where checkouts whose work could not be collected are set aside
 
 
-def _made_ahead(checkout: Checkout) -> tuple[str, ...]:
-    """What a checkout made ahead must match to be used."""
-    return (checkout.place, checkout.name, checkout.branch, checkout.start,
-            checkout.gradle_properties)
+@dataclass
+class _Ahead:
+    """A sandbox made ahead of its open(): its checkout, and its started container when
+    asked for (nothing runs in it but its keeper)."""
+
+    spec: SandboxSpec
+    placement: object
+    sandbox: DockerSandbox | None
+
+
+REMOVERS = 4     # containers removed at once, off the tickets' way
 
 
 class DockerSandboxes:
     """Opens DockerSandbox containers from SandboxSpecs (the SandboxProvider for Docker).
 
     The engine shares the runner's disk: a checkout is a linked clone and a Gradle home in
-    the run's directory (``root``), bind-mounted with the run's object store read-only."""
+    the run's directory (``root``), bind-mounted with the run's object store read-only.
+    A sandbox's container is removed on a thread of its own once it is closed: the ticket
+    goes on meanwhile, and whatever needs it gone (a discard, a clear, settle()) waits."""
 
     def __init__(self, client: docker.DockerClient, root: Path | None = None) -> None:
         self.client = client
         self.root = root
-        self._prepared: dict[tuple[str, ...], Workspace] = {}   # made ahead, not yet opened
+        self._ahead: dict[str, _Ahead] = {}     # by sandbox name: made ahead, not yet opened
+        self._removing: set[Future[None]] = set()
+        self._remover: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def _paths(self, place: str, name: str) -> tuple[Path, Path]:
@@ -127,19 +140,54 @@ class DockerSandboxes:
         if not checkout.fresh:
             return Workspace(clone=clone, gradle_home=home, branch=checkout.branch,
                              start=checkout.start)
-        with self._lock:
-            made = self._prepared.pop(_made_ahead(checkout), None)
-        return made or create_workspace(checkout.history, clone=clone, gradle_home=home,
-                                        branch=checkout.branch, start=checkout.start,
-                                        gradle_properties=checkout.gradle_properties)
+        return create_workspace(checkout.history, clone=clone, gradle_home=home,
+                                branch=checkout.branch, start=checkout.start,
+                                gradle_properties=checkout.gradle_properties)
 
-    def prepare(self, checkout: Checkout) -> None:
-        if not checkout.fresh:
-            return
-        made = self._place(checkout)
-        assert isinstance(made, Workspace)
+    def prepare(self, spec: SandboxSpec, *, start: bool = True) -> None:
+        placement = self._place(spec.checkout) if spec.checkout else None
+        sandbox = self._start(spec, placement) if start else None
         with self._lock:
-            self._prepared[_made_ahead(checkout)] = made
+            self._ahead[spec.name] = _Ahead(spec, placement, sandbox)
+
+    def settle(self) -> None:
+        self._drop_ahead()
+        self._drain()
+
+    def _drop_ahead(self, place: str | None = None, name: str | None = None) -> None:
+        """Forget what was made ahead (in ``place``, of ``name``) and remove its containers."""
+        def dropped(made: _Ahead) -> bool:
+            checkout = made.spec.checkout
+            return place is None or (checkout is not None and checkout.place == place
+                                     and name in (None, checkout.name))
+
+        with self._lock:
+            gone = [made for made in self._ahead.values() if dropped(made)]
+            self._ahead = {key: made for key, made in self._ahead.items() if not dropped(made)}
+        for made in gone:
+            if made.sandbox is not None:
+                self._remove_later(made.sandbox.container)
+
+    def _drain(self) -> None:
+        """Wait for every container being removed."""
+        while True:
+            with self._lock:
+                removing = list(self._removing)
+            if not removing:
+                return
+            wait(removing)
+
+    def _remove_later(self, container: Container) -> None:
+        with self._lock:
+            if self._remover is None:
+                self._remover = ThreadPoolExecutor(REMOVERS, thread_name_prefix="remove")
+            removal = self._remover.submit(_remove, container)
+            self._removing.add(removal)
+        removal.add_done_callback(self._removed)
+
+    def _removed(self, removal: Future[None]) -> None:
+        with self._lock:
+            self._removing.discard(removal)
 
     def kept(self) -> list[tuple[str, str]]:
         if self.root is None:
@@ -148,7 +196,25 @@ class DockerSandboxes:
         return [(place, clone.name) for place in places
                 for clone in sorted((self.root / place / "workspaces").glob("*"))]
 
+    # What needs a checkout's sandboxes gone first waits for them here; the _ methods after
+    # are what a backend does with its checkouts (sandbox/remote.py: volumes).
     def discard(self, place: str, name: str | None = None) -> str | None:
+        self._idle(place, name)
+        return self._discard(place, name)
+
+    def set_aside(self, place: str, name: str, label: str) -> str:
+        self._idle(place, name)
+        return self._set_aside(place, name, label)
+
+    def clear(self) -> str | None:
+        self.settle()
+        return self._clear()
+
+    def _idle(self, place: str, name: str | None) -> None:
+        self._drop_ahead(place, name)
+        self._drain()
+
+    def _discard(self, place: str, name: str | None) -> str | None:
         if self.root is None:
             return None
         if name is None:
@@ -158,7 +224,7 @@ class DockerSandboxes:
         problems = [problem for tree in trees if (problem := discard_tree(tree))]
         return "; ".join(problems) or None
 
-    def set_aside(self, place: str, name: str, label: str) -> str:
+    def _set_aside(self, place: str, name: str, label: str) -> str:
         assert self.root is not None
         aside = self.root / ASIDE / f"{name}-{label}-{os.urandom(2).hex()}"
         aside.mkdir(parents=True)
@@ -171,7 +237,7 @@ class DockerSandboxes:
         return [] if self.root is None else [str(p) for p in
                                              sorted((self.root / ASIDE).glob("*"))]
 
-    def clear(self) -> str | None:
+    def _clear(self) -> str | None:
         if self.root is None:
             return None
         trees = [self.root / name for name in ("workspaces", "gradle", "reruns",
@@ -210,7 +276,34 @@ class DockerSandboxes:
 
     @contextmanager
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
-        placement = self._place(spec.checkout) if spec.checkout else None
+        sandbox = self._made_ahead(spec) or self._start(
+            spec, self._place(spec.checkout) if spec.checkout else None)
+        try:
+            with self._watch_disk(sandbox):
+                yield sandbox
+        finally:
+            if not keep:
+                self._remove_later(sandbox.container)
+
+    def _made_ahead(self, spec: SandboxSpec) -> DockerSandbox | None:
+        """The sandbox made ahead for ``spec``, started now if only its checkout was; None
+        when nothing was made ahead for it (or for another spec under its name)."""
+        with self._lock:
+            made = self._ahead.pop(spec.name, None)
+        if made is None:
+            return None
+        if made.spec == spec and made.sandbox is not None:
+            return made.sandbox
+        if made.sandbox is not None:
+            self._remove_later(made.sandbox.container)
+        if made.spec.checkout != spec.checkout:     # made for another start: not this one's
+            if made.spec.checkout is not None:
+                self.discard(made.spec.checkout.place, made.spec.checkout.name)
+            return None
+        return self._start(spec, made.placement)
+
+    def _start(self, spec: SandboxSpec, placement: object) -> DockerSandbox:
+        """Create and start ``spec``'s container over ``placement``, ready for commands."""
         with engine_must_answer():
             container = self._create(spec, self._mounts(spec, placement))
         try:
@@ -224,14 +317,10 @@ class DockerSandboxes:
                                     placement if isinstance(placement, Workspace) else None)
             if spec.checkout is not None:
                 self._provision(sandbox, spec.checkout, placement)
-            with self._watch_disk(sandbox):
-                yield sandbox
-        finally:
-            if not keep:
-                try:
-                    container.remove(force=True)
-                except DOCKER_ERRORS:   # gone already, or no engine to ask: `clean` finds it
-                    pass
+            return sandbox
+        except BaseException:
+            self._remove_later(container)
+            raise
 
     def stop_processes(self, run_id: str) -> None:
         # Best effort, container by container: an interrupt goes on regardless.
@@ -242,6 +331,9 @@ class DockerSandboxes:
                 pass
 
     def remove_run(self, run_id: str) -> int:
+        with self._lock:      # what was made ahead goes with the rest
+            self._ahead = {name: replace(made, sandbox=None)
+                           for name, made in self._ahead.items()}
         containers = self._run_containers(run_id, all=True)
         for container in containers:
             try:
@@ -276,25 +368,39 @@ class DockerSandboxes:
             return []
 
     def _create(self, spec: SandboxSpec, mounts: list[DockerMount]) -> Container:
-        try:
-            # create (not run): run would silently try to pull a missing image.
-            return self.client.containers.create(
-                spec.image, command=keeper_command(spec), name=spec.name,
-                # The container's own process is KEEPER's; every command runs as the worker.
-                labels=dict(spec.labels), environment=dict(spec.env), user=KEEPER,
-                working_dir=spec.workdir, mounts=mounts, network_mode=spec.network,
-                init=True, read_only=True,
-                tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1g"},
-                cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-                pids_limit=spec.limits.pids, mem_limit=spec.limits.memory,
-                memswap_limit=spec.limits.memory, nano_cpus=int(spec.limits.cpus * 1e9),
-            )
-        except docker.errors.ImageNotFound as e:
-            raise EnvironmentProblem(f"image {spec.image} is missing; run `runner images "
-                                     "build`") from e
-        except docker.errors.APIError as e:
-            reason = explain_mount_error(str(e.explanation or e))
-            raise EnvironmentProblem(f"cannot create container {spec.name}: {reason}") from e
+        for attempt in (1, 2):
+            try:
+                # create (not run): run would silently try to pull a missing image.
+                return self.client.containers.create(
+                    spec.image, command=keeper_command(spec), name=spec.name,
+                    # The container's own process is KEEPER's; every command runs as the
+                    # worker.
+                    labels=dict(spec.labels), environment=dict(spec.env), user=KEEPER,
+                    working_dir=spec.workdir, mounts=mounts, network_mode=spec.network,
+                    init=True, read_only=True,
+                    tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1g"},
+                    cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+                    pids_limit=spec.limits.pids, mem_limit=spec.limits.memory,
+                    memswap_limit=spec.limits.memory, nano_cpus=int(spec.limits.cpus * 1e9),
+                )
+            except docker.errors.ImageNotFound as e:
+                raise EnvironmentProblem(f"image {spec.image} is missing; run `runner images "
+                                         "build`") from e
+            except docker.errors.APIError as e:
+                if e.status_code == 409 and attempt == 1 and self._removing:
+                    self._drain()    # the name is an earlier sandbox's, still being removed
+                    continue
+                reason = explain_mount_error(str(e.explanation or e))
+                raise EnvironmentProblem(f"cannot create container {spec.name}: "
+                                         f"{reason}") from e
+        raise AssertionError("unreachable")
+
+
+def _remove(container: Container) -> None:
+    try:
+        container.remove(force=True)
+    except DOCKER_ERRORS:   # gone already, or no engine to ask: `clean` finds it
+        pass
 
 
 class DockerSandbox:

@@ -119,9 +119,6 @@ class RemoteDockerSandboxes(DockerSandboxes):
                     STEM_LABEL: stem})
         return Volumes(f"{stem}-ws", f"{stem}-gradle", fresh=True)
 
-    def prepare(self, checkout: Checkout) -> None:
-        """Nothing ahead: the clone is made inside its sandbox."""
-
     def kept(self) -> list[tuple[str, str]]:
         found = []
         for key, volumes in self._live().items():
@@ -131,16 +128,16 @@ class RemoteDockerSandboxes(DockerSandboxes):
                 found.append((place, name))
         return sorted(found)
 
-    def discard(self, place: str, name: str | None = None) -> str | None:
+    def _discard(self, place: str, name: str | None) -> str | None:
         return self._remove(volume for key, volumes in self._live().items()
                             if key == f"{place}/{name}"
                             or (name is None and key.startswith(f"{place}/"))
                             for volume in volumes)
 
-    def clear(self) -> str | None:
+    def _clear(self) -> str | None:
         return self._remove(v for volumes in self._live().values() for v in volumes)
 
-    def set_aside(self, place: str, name: str, label: str) -> str:
+    def _set_aside(self, place: str, name: str, label: str) -> str:
         """A volume cannot be renamed: the pair stays, marked by a third (empty) volume
         that says so; the checkout's place is free for the ticket to run again."""
         key = f"{place}/{name}"

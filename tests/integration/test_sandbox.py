@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -57,6 +58,7 @@ def worker(tmp_path: Path, engine: docker.DockerClient, worker_image: str,
     with ctx.provider.open(sandbox_spec(ctx, "X", ctx.checkout("X", head))) as sandbox:
         workspace = sandbox.workspace
         yield ctx, workspace, sandbox, repo
+    ctx.provider.settle()
 
 
 def test_inside_the_worker(worker) -> None:
@@ -181,7 +183,7 @@ def test_a_checkout_made_ahead_is_the_one_its_sandbox_opens(tmp_path: Path, work
     ctx, _, _, repo = worker
     head = git(repo, "rev-parse", "HEAD")
     checkout = ctx.checkout("Y", head)
-    ctx.provider.prepare(checkout)
+    ctx.provider.prepare(sandbox_spec(ctx, "Y", checkout), start=False)
     clone = tmp_path / "run" / "workspaces" / "Y"
     made = clone.stat().st_ino
     (clone / "made-ahead").write_text("")      # the runner's, before the worker is there
@@ -193,3 +195,45 @@ def test_a_checkout_made_ahead_is_the_one_its_sandbox_opens(tmp_path: Path, work
     with pytest.raises(FileExistsError):
         with ctx.provider.open(sandbox_spec(ctx, "Y", checkout)):
             pass
+
+
+def _running(engine: docker.DockerClient, name: str) -> list[str]:
+    return [c.status for c in engine.containers.list(all=True, filters={"name": f"^{name}$"})]
+
+
+def test_a_sandbox_made_ahead_is_started_and_runs_nothing_until_opened(
+        worker, engine: docker.DockerClient) -> None:
+    ctx, _, _, repo = worker
+    head = git(repo, "rev-parse", "HEAD")
+    spec = sandbox_spec(ctx, "Y", ctx.checkout("Y", head))
+    ctx.provider.prepare(spec)
+    assert _running(engine, spec.name) == ["running"]
+    top = engine.containers.get(spec.name).top(ps_args="-o pid,args")["Processes"]
+    assert [args for _, args in top] == ["/sbin/docker-init -- sleep infinity",
+                                         "sleep infinity"], top
+    with ctx.provider.open(spec) as sandbox:
+        assert sandbox.container.name == spec.name
+        assert sandbox.exec(["git", "rev-parse", "HEAD"], timeout=60).output.strip() == head
+    ctx.provider.settle()          # its removal went on meanwhile; settle waits for it
+    assert _running(engine, spec.name) == []
+
+
+def test_what_was_made_ahead_for_another_spec_is_not_used(
+        worker, engine: docker.DockerClient) -> None:
+    ctx, _, _, repo = worker
+    head = git(repo, "rev-parse", "HEAD")
+    checkout = ctx.checkout("Y", head)
+    ahead = sandbox_spec(ctx, "Y", checkout)
+    ctx.provider.prepare(ahead)
+    first = engine.containers.get(ahead.name).id
+    other = replace(ahead, env={**ahead.env, "EXTRA": "1"})
+    with ctx.provider.open(other) as sandbox:      # its checkout is the one made ahead
+        assert sandbox.container.id != first
+        assert sandbox.exec(["sh", "-c", "echo $EXTRA"], timeout=60).output.strip() == "1"
+    ctx.provider.settle()
+    assert _running(engine, ahead.name) == []
+    # Never opened: settle removes it, and discard takes its checkout too.
+    ctx.provider.prepare(sandbox_spec(ctx, "Z", ctx.checkout("Z", head)))
+    ctx.provider.discard("", "Z")
+    assert _running(engine, sandbox_spec(ctx, "Z", checkout).name) == []
+    assert not (ctx.root / "workspaces" / "Z").exists()
