@@ -124,7 +124,9 @@ class Sandbox(Protocol):
         ...
 
     def reset(self) -> None:
-        """Stop every process the worker left behind; its files stay as they are."""
+        """Stop every process the worker left behind; its files stay as they are. A backend
+        may do it as the first step of the next command: nothing that command does runs
+        beside them."""
         ...
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,

@@ -41,6 +41,9 @@ WATCHDOG_SLACK = 30    # seconds after that before the host kills the whole cont
 # a reset can kill all of the worker's processes at once without restarting it.
 KEEPER = "65534:65534"
 KEEP_UP = ["sleep", "infinity"]
+# A reset as a command's first step: kill(-1) signals every process of the caller's uid but
+# the caller itself (and init), so the shell ends them all, then becomes the command.
+RESET_FIRST = 'kill -KILL -1 2>/dev/null; exec "$@"'
 
 
 def keeper_command(spec: SandboxSpec) -> list[str]:
@@ -414,6 +417,7 @@ class DockerSandbox:
         self._stop_counted = False
         self._stops = 0            # stops of the sandbox's own (disk), so far
         self._last_stop = ""
+        self._reset_due = False    # reset() asked: the next command kills the rest first
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
@@ -455,8 +459,19 @@ class DockerSandbox:
         return files_holding(needle, [self.workspace.clone, self.workspace.gradle_home])
 
     def reset(self) -> None:
+        """Done by the next command, as its first step and in its own exec (one exec fewer
+        than a kill of its own): its shell kills every other process of the worker's uid at
+        once, then becomes the command. Where that cannot be (the worker runs as KEEPER's
+        uid), at once."""
+        if self._kills_alone():
+            self._reset_due = True
+            return
         with engine_must_answer():
             self._reset()
+
+    def _kills_alone(self) -> bool:
+        """Whether a kill(-1) as the worker spares the container's own process."""
+        return self.spec.user.split(":")[0] != KEEPER.split(":")[0]
 
     def _reset(self) -> None:
         self._note_if_stopped()
@@ -474,7 +489,7 @@ class DockerSandbox:
         them all at once, so no fork slips through. The container's own process belongs to
         KEEPER and stays, so the container and its /tmp live on. False when that cannot run
         (a fork bomb holding every pid, a stopped container): then it is restarted."""
-        if self.spec.user.split(":")[0] == KEEPER.split(":")[0] or self.stopped():
+        if not self._kills_alone() or self.stopped():
             return False
         try:
             exec_id = self.api.exec_create(self.container.id, ["kill", "-KILL", "-1"],
@@ -504,6 +519,9 @@ class DockerSandbox:
         started again so collection can still run."""
         self._ensure_running()
         wrapped = ["timeout", "-k", str(KILL_GRACE), f"{max(1, int(timeout))}s", *argv]
+        reset_first, self._reset_due = self._reset_due, False
+        if reset_first:
+            wrapped = ["sh", "-c", RESET_FIRST, "sh", *wrapped]
         started = time.monotonic()
         killed = threading.Event()
         timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill, [killed])
@@ -513,6 +531,10 @@ class DockerSandbox:
             code = self._stream(wrapped, env, take)
         except docker.errors.APIError:
             if not (killed.is_set() or self.stopped()):
+                if reset_first:      # it could not start (a fork bomb): a reset of its own
+                    timer.cancel()
+                    self._reset()
+                    return self._run_under_timeout(argv, timeout, env, take)
                 raise
             code = None
         finally:
