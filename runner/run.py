@@ -363,16 +363,18 @@ def _preflight(ctx: RunContext, result: RunResult, *,
     Meanwhile the sandboxes of ``ahead`` (the first tickets) are made; a refusal discards
     them, and nothing has run in them."""
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="ahead") as pool:
+    pool = ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="ahead")
+    try:
         for ticket in ahead:
             pool.submit(_make_ahead, ctx, ticket, result.base_sha)
-        try:
-            selftest = run_selftest(ctx, result.base_sha)
-        except BaseException:       # interrupted: no ticket has started; nothing to keep
-            ctx.provider.remove_run(ctx.run_id)
-            result.state = "interrupted"
-            write_state(result)
-            raise
+        selftest = run_selftest(ctx, result.base_sha)
+    except BaseException:       # interrupted: no ticket has started; nothing to keep
+        pool.shutdown(cancel_futures=True)    # what is being made ahead, then it all goes
+        ctx.provider.remove_run(ctx.run_id)
+        result.state = "interrupted"
+        write_state(result)
+        raise
+    pool.shutdown()
     seconds = time.perf_counter() - started
     if not selftest.passed:
         ctx.provider.discard("")
