@@ -195,6 +195,10 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
         result.integrated += [list(step) for step in integrator.history[steps_from:]]
         record_outcome(result, outcome, steps_from=steps_from)
 
+    # The sandboxes of tickets about to be ready are made while their dependencies run:
+    # started, the start commit checked out once it is known (not with a gateway, whose
+    # socket is served once a ticket runs).
+    ahead = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ahead")
     try:
         outcomes = schedule(
             phase, concurrency=_concurrency(phase, options), done=done, on_result=record,
@@ -206,6 +210,8 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
             rerun_conflicts=not options.sequential,
             allow_overlap=options.allow_overlap, sink=sink, stop=lambda: _stop(ctx),
             publish=integrator.publish,
+            prepare=(lambda t: ahead.submit(_make_ahead, ctx, t, "")) if ctx.gateway is None
+            else lambda t: None,
             hard_stop=lambda: ctx.provider.remove_run(ctx.run_id),
             blocked=lambda: "the phase budget is spent" if ctx.ledger.budget_reached() else None)
         result.outcomes = outcomes
@@ -222,6 +228,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
                          f"{ctx.run_id}`", level="warning"))
         raise
     finally:
+        ahead.shutdown(cancel_futures=True)
         ctx.provider.settle()        # every sandbox of the run gone before it ends
         result.ended = time.time()
         result.target_sha = host.resolve(f"refs/heads/{result.target}")
@@ -393,14 +400,15 @@ AHEAD = 8      # sandboxes made at once while the self-test runs
 
 def _make_ahead(ctx: RunContext, ticket: Ticket, start: str) -> None:
     """Best effort: what could not be made ahead is made when its ticket starts. With a
-    gateway only the checkout: a sandbox's socket is served once its ticket runs."""
+    gateway only the checkout: a sandbox's socket is served once its ticket runs. A
+    ``start`` of "" is checked out when the ticket opens it."""
     if ctx.cancelled.is_set():
         return
     try:
         ctx.provider.prepare(sandbox_spec(ctx, ticket.id, ctx.checkout(ticket.id, start)),
-                             start=ctx.gateway is None)
-    except Exception:   # the ticket makes its own when it starts, and says what fails
-        ctx.provider.discard("", ticket.id)
+                             started=ctx.gateway is None)
+    except Exception:   # nothing is left of it: the ticket makes its own, saying what fails
+        pass
 
 
 def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:

@@ -178,6 +178,7 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
              on_result: Callable[[TicketOutcome], None] = lambda o: None,
              rerun_conflicts: bool = True,
              publish: Callable[[], None] = lambda: None,
+             prepare: Callable[[Ticket], None] = lambda t: None,
              ) -> dict[str, TicketOutcome]:
     """Run every ticket not already ``done``; return each one's final outcome, in phase
     order, reporting each to ``on_result`` as it becomes final.
@@ -189,11 +190,15 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
     (a sequential run, where every ticket starts from the integrated head) a conflict fails
     its ticket at once. ``publish`` is called after each pass of integrations, before their
     outcomes are final (so a recorded outcome is always in what was published).
+    ``prepare`` is told of a ticket that will be ready once a ticket just started succeeds
+    (its last unmet dependency), at most ``concurrency`` of them at a time: what it needs
+    may be made meanwhile.
     """
     results: dict[str, TicketOutcome] = dict(done or {})
     reruns: list[tuple[Ticket, int]] = []          # conflicted tickets, with their attempt
     running: dict[Future[TicketOutcome], tuple[Ticket, int]] = {}
     earlier: dict[str, list[TicketOutcome]] = {}   # a rerun ticket's earlier attempts
+    prepared: set[str] = set()                     # told to prepare, not started yet
 
     def succeeded(ticket_id: str) -> bool:
         return ticket_id in results and results[ticket_id].status in SUCCEEDED
@@ -208,6 +213,7 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
         while todo:
             outcome = todo.pop()
             results[outcome.ticket] = outcome
+            prepared.discard(outcome.ticket)
             on_result(outcome)
             sink.emit(TicketChanged(outcome.ticket, outcome.status, outcome.reason))
             if outcome.status in SUCCEEDED:
@@ -238,6 +244,13 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
     def start(pool: ThreadPoolExecutor, ticket: Ticket, attempt: int) -> None:
         running[pool.submit(run_one, ticket, start_point(ticket, attempt), attempt)] = (
             ticket, attempt)
+        prepared.discard(ticket.id)
+        for dependent in queue.waiting_on(ticket.id):
+            if len(prepared) >= concurrency:
+                break
+            if queue.unmet[dependent] == 1 and dependent not in prepared:
+                prepared.add(dependent)
+                prepare(queue.waiting[dependent])
 
     def start_ready(pool: ThreadPoolExecutor) -> None:
         active = [t for t, _ in running.values()]

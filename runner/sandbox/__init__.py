@@ -49,7 +49,8 @@ class Checkout:
     """The clone a sandbox works in, which its provider makes and keeps: ``start`` checked
     out on ``branch``, borrowing only what ``history`` holds (base's history and the run's
     integrated work). ``place`` and ``name`` say which one, within the run: a ticket
-    ("", "T1"), a rerun ("reruns/1", "T1"), a probe ("selftest", "_probe1")."""
+    ("", "T1"), a rerun ("reruns/1", "T1"), a probe ("selftest", "_probe1"). A ``start`` of
+    "" is one not known yet: a sandbox made ahead for a ticket whose dependencies run."""
 
     name: str
     branch: str
@@ -165,11 +166,13 @@ class SandboxProvider(Protocol):
         interrupt: the workers then collect what they committed)."""
         ...
 
-    def prepare(self, spec: SandboxSpec, *, start: bool = True) -> None:
+    def prepare(self, spec: SandboxSpec, *, started: bool = True) -> None:
         """Make ``spec``'s sandbox ahead of its open() (while the self-test runs, say): its
-        checkout, and with ``start`` the sandbox itself, started, with nothing run in it.
-        The open() of the same spec then uses it; of another spec under its name, only
-        its checkout, if that is the same. A backend may make less ahead, or nothing."""
+        checkout, and with ``started`` the sandbox itself, started, with nothing run in it.
+        The open() of the same spec then uses it — of one whose checkout has the start
+        this one's left open (""), with that start checked out then; of another spec under
+        its name, only its checkout, if that is the same. An open() of its name while it
+        is being made waits for it. A backend may make less ahead, or nothing."""
         ...
 
     def settle(self) -> None:

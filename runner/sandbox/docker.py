@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import docker
@@ -31,7 +31,7 @@ from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CA
 from runner.sandbox.diskwatch import DiskWatch
 from runner.secretenv import files_holding
 from runner.trees import discard_tree
-from runner.sandbox.workspace import Workspace, create_workspace
+from runner.sandbox.workspace import Workspace, create_workspace, fill_workspace
 
 KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
 STOPPED_EXIT = 137     # SIGKILL: the watchdog, the OOM killer, or a worker killing its init
@@ -102,11 +102,20 @@ ASIDE = "unsalvaged"     # where checkouts whose work could not be collected are
 @dataclass
 class _Ahead:
     """A sandbox made ahead of its open(): its checkout, and its started container when
-    asked for (nothing runs in it but its keeper)."""
+    asked for (nothing runs in it but its keeper); ``ready`` once made (or not)."""
 
     spec: SandboxSpec
-    placement: object
-    sandbox: DockerSandbox | None
+    placement: object = None
+    sandbox: DockerSandbox | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
+def _fits(ahead: SandboxSpec, spec: SandboxSpec) -> bool:
+    """Whether a sandbox made ahead for ``ahead`` serves ``spec``: the same, but that its
+    checkout's start may have been left to its open()."""
+    if ahead.checkout is None or spec.checkout is None or ahead.checkout.start:
+        return ahead == spec
+    return ahead == replace(spec, checkout=replace(spec.checkout, start=""))
 
 
 REMOVERS = 4     # containers removed at once, off the tickets' way
@@ -124,6 +133,7 @@ class DockerSandboxes:
         self.client = client
         self.root = root
         self._ahead: dict[str, _Ahead] = {}     # by sandbox name: made ahead, not yet opened
+        self._opened: set[str] = set()          # names open() was asked for: none made ahead
         self._removing: set[Future[None]] = set()
         self._remover: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -147,18 +157,33 @@ class DockerSandboxes:
                                 branch=checkout.branch, start=checkout.start,
                                 gradle_properties=checkout.gradle_properties)
 
-    def prepare(self, spec: SandboxSpec, *, start: bool = True) -> None:
-        placement = self._place(spec.checkout) if spec.checkout else None
-        sandbox = self._start(spec, placement) if start else None
-        with self._lock:
-            self._ahead[spec.name] = _Ahead(spec, placement, sandbox)
+    def prepare(self, spec: SandboxSpec, *, started: bool = True) -> None:
+        made = _Ahead(spec)
+        with self._lock:      # an open() of the same name meanwhile waits for it
+            if spec.name in self._opened:
+                return        # its open() came first: it made its own
+            self._ahead[spec.name] = made
+        try:
+            made.placement = self._place(spec.checkout) if spec.checkout else None
+            made.sandbox = self._start(spec, made.placement) if started else None
+        except BaseException:     # what it made goes (its open() makes its own)
+            with self._lock:
+                if self._ahead.get(spec.name) is made:
+                    del self._ahead[spec.name]
+            made.placement = None
+            if spec.checkout is not None:
+                self._discard(spec.checkout.place, spec.checkout.name)
+            raise
+        finally:
+            made.ready.set()
 
     def settle(self) -> None:
         self._drop_ahead()
-        self._drain()
+        self._drain()    # what was closed meanwhile
 
     def _drop_ahead(self, place: str | None = None, name: str | None = None) -> None:
-        """Forget what was made ahead (in ``place``, of ``name``) and remove its containers."""
+        """Forget what was made ahead (in ``place``, of ``name``) and never opened: its
+        container and its checkout go (nothing ran in them)."""
         def dropped(made: _Ahead) -> bool:
             checkout = made.spec.checkout
             return place is None or (checkout is not None and checkout.place == place
@@ -168,8 +193,13 @@ class DockerSandboxes:
             gone = [made for made in self._ahead.values() if dropped(made)]
             self._ahead = {key: made for key, made in self._ahead.items() if not dropped(made)}
         for made in gone:
+            made.ready.wait()        # one still being made is made first
             if made.sandbox is not None:
                 self._remove_later(made.sandbox.container)
+        self._drain()
+        for made in gone:
+            if made.placement is not None and made.spec.checkout is not None:
+                self._discard(made.spec.checkout.place, made.spec.checkout.name)
 
     def _drain(self) -> None:
         """Wait for every container being removed."""
@@ -266,7 +296,11 @@ class DockerSandboxes:
         return mounts
 
     def _provision(self, sandbox: DockerSandbox, checkout: Checkout, placement: object) -> None:
-        """Nothing to do here: the clone was made on the runner's disk."""
+        """The clone made on the runner's disk, if it was left for now (made ahead before
+        its start was known): the container sees it through its bind mount."""
+        if sandbox.workspace is not None and not sandbox.workspace.start:
+            sandbox.workspace = fill_workspace(checkout.history, sandbox.workspace,
+                                               checkout.start)
 
     def _watch_disk(self, sandbox: DockerSandbox) -> AbstractContextManager[object]:
         """Watch the writable mounts (workspace, Gradle home) against the disk budget while
@@ -289,21 +323,31 @@ class DockerSandboxes:
                 self._remove_later(sandbox.container)
 
     def _made_ahead(self, spec: SandboxSpec) -> DockerSandbox | None:
-        """The sandbox made ahead for ``spec``, started now if only its checkout was; None
-        when nothing was made ahead for it (or for another spec under its name)."""
+        """The sandbox made ahead for ``spec`` (its clone made now, if its start was not
+        known then), or started now if only its checkout was made; None when nothing was
+        made ahead for it, or for another spec under its name."""
         with self._lock:
+            self._opened.add(spec.name)
             made = self._ahead.pop(spec.name, None)
         if made is None:
             return None
-        if made.spec == spec and made.sandbox is not None:
+        made.ready.wait()
+        if made.sandbox is not None and _fits(made.spec, spec):
+            if spec.checkout is not None and made.spec.checkout != spec.checkout:
+                try:
+                    made.sandbox.spec = spec
+                    self._provision(made.sandbox, spec.checkout, made.placement)
+                except BaseException:
+                    self._remove_later(made.sandbox.container)
+                    raise
             return made.sandbox
         if made.sandbox is not None:
             self._remove_later(made.sandbox.container)
-        if made.spec.checkout != spec.checkout:     # made for another start: not this one's
-            if made.spec.checkout is not None:
-                self.discard(made.spec.checkout.place, made.spec.checkout.name)
-            return None
-        return self._start(spec, made.placement)
+        if made.spec.checkout == spec.checkout and made.placement is not None:
+            return self._start(spec, made.placement)
+        if made.spec.checkout is not None and made.placement is not None:  # not this one's
+            self.discard(made.spec.checkout.place, made.spec.checkout.name)
+        return None
 
     def _start(self, spec: SandboxSpec, placement: object) -> DockerSandbox:
         """Create and start ``spec``'s container over ``placement``, ready for commands."""
@@ -318,7 +362,7 @@ class DockerSandboxes:
                                          f"{e.explanation or e}") from e
             sandbox = DockerSandbox(container, self.client, spec,
                                     placement if isinstance(placement, Workspace) else None)
-            if spec.checkout is not None:
+            if spec.checkout is not None and spec.checkout.start:    # else at its open()
                 self._provision(sandbox, spec.checkout, placement)
             return sandbox
         except BaseException:

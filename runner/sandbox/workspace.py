@@ -10,7 +10,7 @@ history it starts from but cannot change a byte of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner.gitops import init_linked_clone, set_alternates
@@ -29,13 +29,24 @@ class Workspace:
 def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, branch: str,
                      start: str, gradle_properties: str = "") -> Workspace:
     """Clone ``start`` onto ``branch`` at ``clone``; make a private Gradle home, empty but
-    for ``gradle_properties`` (written now, while nothing of the worker's is there)."""
-    objects.ensure(start)
+    for ``gradle_properties`` (written now, while nothing of the worker's is there). With
+    ``start`` "" (not known yet) the clone's directory is made empty: fill_workspace clones
+    into it later."""
     clone.parent.mkdir(parents=True, exist_ok=True)
     gradle_home.mkdir(parents=True, exist_ok=False)
     if gradle_properties:
         (gradle_home / "gradle.properties").write_text(gradle_properties)
-    init_linked_clone(clone, objects.objects, branch, start)
+    made = Workspace(clone=clone, gradle_home=gradle_home, branch=branch, start="")
+    if not start:
+        clone.mkdir()
+        return made
+    return fill_workspace(objects, made, start)
+
+
+def fill_workspace(objects: RunObjects, workspace: Workspace, start: str) -> Workspace:
+    """Clone ``start`` into the workspace's clone directory, which nothing has written."""
+    objects.ensure(start)
+    init_linked_clone(workspace.clone, objects.objects, workspace.branch, start)
     # From here on the clone belongs to the worker: only the container's view must work.
-    set_alternates(clone, RUN_OBJECTS)
-    return Workspace(clone=clone, gradle_home=gradle_home, branch=branch, start=start)
+    set_alternates(workspace.clone, RUN_OBJECTS)
+    return replace(workspace, start=start)

@@ -183,7 +183,7 @@ def test_a_checkout_made_ahead_is_the_one_its_sandbox_opens(tmp_path: Path, work
     ctx, _, _, repo = worker
     head = git(repo, "rev-parse", "HEAD")
     checkout = ctx.checkout("Y", head)
-    ctx.provider.prepare(sandbox_spec(ctx, "Y", checkout), start=False)
+    ctx.provider.prepare(sandbox_spec(ctx, "Y", checkout), started=False)
     clone = tmp_path / "run" / "workspaces" / "Y"
     made = clone.stat().st_ino
     (clone / "made-ahead").write_text("")      # the runner's, before the worker is there
@@ -236,4 +236,33 @@ def test_what_was_made_ahead_for_another_spec_is_not_used(
     ctx.provider.prepare(sandbox_spec(ctx, "Z", ctx.checkout("Z", head)))
     ctx.provider.discard("", "Z")
     assert _running(engine, sandbox_spec(ctx, "Z", checkout).name) == []
+    assert not (ctx.root / "workspaces" / "Z").exists()
+
+
+def test_a_sandbox_made_before_its_start_is_known_checks_it_out_when_opened(
+        worker, engine: docker.DockerClient) -> None:
+    """A dependent's sandbox is made while its dependency runs: started, its clone empty;
+    its open() checks out the start it got (here a commit made after it was started)."""
+    ctx, _, _, repo = worker
+    ahead = sandbox_spec(ctx, "Y", ctx.checkout("Y", ""))
+    ctx.provider.prepare(ahead)
+    made = engine.containers.get(ahead.name)
+    assert made.status == "running"
+    clone = ctx.root / "workspaces" / "Y"
+    assert list(clone.iterdir()) == []
+    (repo / "later.txt").write_text("later\n")
+    git(repo, "add", "later.txt")
+    git(repo, "commit", "-qm", "later")
+    later = git(repo, "rev-parse", "HEAD")
+    git(repo, "update-ref", ctx.objects.integrated_ref, later)    # as integration would
+    with ctx.provider.open(sandbox_spec(ctx, "Y", ctx.checkout("Y", later))) as sandbox:
+        assert sandbox.container.id == made.id
+        assert sandbox.workspace.start == later
+        seen = sandbox.exec(["sh", "-c", "git rev-parse HEAD; cat later.txt"], timeout=60)
+        assert seen.output.split() == [later, "later"], seen
+    # One made ahead and never opened (its ticket skipped): the run's settle takes it all.
+    skipped = sandbox_spec(ctx, "Z", ctx.checkout("Z", ""))
+    ctx.provider.prepare(skipped)
+    ctx.provider.settle()
+    assert _running(engine, ahead.name) == _running(engine, skipped.name) == []
     assert not (ctx.root / "workspaces" / "Z").exists()

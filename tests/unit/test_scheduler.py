@@ -213,3 +213,44 @@ def test_plan_waves_of_thousands_of_tickets(tmp_path: Path) -> None:
     assert sum(len(w) for w in waves) == 2000 and len(waves) == 500
     for wave in waves:
         assert len({int(p.ticket[1:]) % 5 for p in wave}) == len(wave)
+
+
+def _prepared(phase, concurrency: int) -> list[tuple[str, str]]:
+    """What ``phase`` runs and prepares, in order, with instant workers."""
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def run_one(ticket, start, attempt):
+        with lock:
+            events.append(("run", ticket.id))
+        return TicketOutcome(ticket.id, TicketStatus.COLLECTING, start=start, tip="t")
+
+    def prepare(ticket):
+        with lock:
+            events.append(("prepare", ticket.id))
+
+    results = schedule(phase, concurrency=concurrency, run_one=run_one, prepare=prepare,
+                       integrate=lambda o: finished(o, TicketStatus.INTEGRATED),
+                       start_point=lambda t, n: "base", sink=EventCollector())
+    assert all(o.status == "integrated" for o in results.values())
+    return events
+
+
+def test_a_ticket_is_prepared_when_its_last_unmet_dependency_starts(tmp_path: Path) -> None:
+    # D waits on A and B; B starts once A is integrated, and then D is told of.
+    events = _prepared(_phase(tmp_path, "  - {id: A, agent: script, run: x}\n"
+                                        "  - {id: B, agent: script, run: x}\n"
+                                        "  - {id: D, agent: script, run: x, "
+                                        "depends_on: [A, B]}\n"), concurrency=1)
+    assert [t for kind, t in events if kind == "run"] == ["A", "B", "D"]
+    assert [t for kind, t in events if kind == "prepare"] == ["D"]
+    assert events.index(("run", "A")) < events.index(("prepare", "D")) < \
+        events.index(("run", "D"))
+    # A and B start together: D still waits on the other when each starts (never told);
+    # A's other dependents are, at most `concurrency` of them at a time.
+    events = _prepared(_phase(tmp_path, "".join(
+        f"  - {{id: {t}, agent: script, run: x, depends_on: {deps}}}\n"
+        for t, deps in [("A", []), ("B", []), ("D", ["A", "B"]), ("F", ["A"]),
+                        ("G", ["A"]), ("H", ["A"])])), concurrency=2)
+    assert [t for kind, t in events if kind == "prepare"] == ["F", "G"], events
+    assert events.index(("prepare", "F")) < events.index(("run", "F"))
