@@ -53,9 +53,15 @@ fact docker_host "${DOCKER_HOST:-}"
 fact net "$(ls /sys/class/net | tr '\n' ' ')"
 fact mounts "$(awk '{print $5}' /proc/self/mountinfo | tr '\n' ' ')"
 # Each variable's name and the sha256 of its value: the host judges, and no value leaves.
-env -0 | while IFS= read -r -d '' var; do
-  fact "env.${var%%=*}" "$(printf '%s' "${var#*=}" | sha256sum | cut -d' ' -f1)"
-done
+# The values go to files (printf is the shell's own) and one sha256sum hashes them all.
+values=$(mktemp -d) names=() i=0
+while IFS= read -r -d '' var; do
+  names[i]=${var%%=*}; printf '%s' "${var#*=}" > "$values/$i"; i=$((i + 1))
+done < <(env -0)
+while read -r hash file; do
+  fact "env.${names[$file]}" "$hash"
+done < <(cd "$values" && sha256sum -- *)
+rm -rf "$values"
 fact uid "$(id -u):$(id -g)"
 fact cap_eff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
 fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
