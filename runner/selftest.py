@@ -183,7 +183,7 @@ def run_selftest(ctx: RunContext, start: str,
             probed = [future.result() for future in futures]
         return SelfTestResult(tuple(_judge(ctx, probed)))
     finally:
-        ctx.provider.discard(SELFTEST)   # probes' scratch: nothing in it to keep
+        ctx.provider.discard(SELFTEST, later=True)   # probes' scratch: nothing to keep
         discard_tree(marker_dir)
 
 

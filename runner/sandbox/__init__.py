@@ -185,9 +185,12 @@ class SandboxProvider(Protocol):
         its probes and phase checks: what a resume or a clean must salvage."""
         ...
 
-    def discard(self, place: str, name: str | None = None) -> str | None:
+    def discard(self, place: str, name: str | None = None, *,
+                later: bool = False) -> str | None:
         """Remove a checkout (every one under ``place`` when ``name`` is None); a problem
-        that left something behind, or None."""
+        that left something behind, or None. With ``later`` it may be done in the
+        background, saying nothing (scratch: its sandboxes closed, nothing in it to keep);
+        any discard, clear or settle() after waits for it."""
         ...
 
     def set_aside(self, place: str, name: str, label: str) -> str:

@@ -127,15 +127,18 @@ class DockerSandboxes:
     The engine shares the runner's disk: a checkout is a linked clone and a Gradle home in
     the run's directory (``root``), bind-mounted with the run's object store read-only.
     A sandbox's container is removed on a thread of its own once it is closed: the ticket
-    goes on meanwhile, and whatever needs it gone (a discard, a clear, settle()) waits."""
+    goes on meanwhile, and whatever needs it gone (a discard, a clear, settle()) waits; so
+    does a checkout discarded ``later``."""
 
     def __init__(self, client: docker.DockerClient, root: Path | None = None) -> None:
         self.client = client
         self.root = root
         self._ahead: dict[str, _Ahead] = {}     # by sandbox name: made ahead, not yet opened
         self._opened: set[str] = set()          # names open() was asked for: none made ahead
-        self._removing: set[Future[None]] = set()
+        self._removing: set[Future[None]] = set()          # containers
         self._remover: ThreadPoolExecutor | None = None
+        self._discarding: set[Future[None]] = set()        # checkouts, discard(later=True)
+        self._discarder: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def _paths(self, place: str, name: str) -> tuple[Path, Path]:
@@ -196,19 +199,20 @@ class DockerSandboxes:
             made.ready.wait()        # one still being made is made first
             if made.sandbox is not None:
                 self._remove_later(made.sandbox.container)
-        self._drain()
+        self._drain(checkouts=False)
         for made in gone:
             if made.placement is not None and made.spec.checkout is not None:
                 self._discard(made.spec.checkout.place, made.spec.checkout.name)
 
-    def _drain(self) -> None:
-        """Wait for every container being removed."""
+    def _drain(self, checkouts: bool = True) -> None:
+        """Wait for every container being removed (and, with ``checkouts``, every checkout
+        being discarded)."""
         while True:
             with self._lock:
-                removing = list(self._removing)
-            if not removing:
+                pending = list(self._removing) + (list(self._discarding) if checkouts else [])
+            if not pending:
                 return
-            wait(removing)
+            wait(pending)
 
     def _remove_later(self, container: Container) -> None:
         with self._lock:
@@ -231,9 +235,26 @@ class DockerSandboxes:
 
     # What needs a checkout's sandboxes gone first waits for them here; the _ methods after
     # are what a backend does with its checkouts (sandbox/remote.py: volumes).
-    def discard(self, place: str, name: str | None = None) -> str | None:
+    def discard(self, place: str, name: str | None = None, *,
+                later: bool = False) -> str | None:
+        if later:
+            with self._lock:
+                if self._discarder is None:
+                    self._discarder = ThreadPoolExecutor(1, thread_name_prefix="discard")
+                job = self._discarder.submit(self._discard_when_idle, place, name)
+                self._discarding.add(job)
+            job.add_done_callback(self._discarded)
+            return None
         self._idle(place, name)
         return self._discard(place, name)
+
+    def _discard_when_idle(self, place: str, name: str | None) -> None:
+        self._drop_ahead(place, name)     # which waits for the containers being removed
+        self._discard(place, name)
+
+    def _discarded(self, job: Future[None]) -> None:
+        with self._lock:
+            self._discarding.discard(job)
 
     def set_aside(self, place: str, name: str, label: str) -> str:
         self._idle(place, name)
