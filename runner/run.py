@@ -17,7 +17,6 @@ from runner.collect import CollectError, collect, commit_leftovers
 from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileError, RepoError,
                            RunnerError, SelfTestFailed)
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
-from runner.gates import gate_ticket
 from runner.gitops import HostRepo, open_host_repo
 from runner.sandbox import Backend
 from runner.sandbox.engines import Engine, check_engine, connect, resolve
@@ -167,20 +166,17 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
         sink.emit(TicketChanged(outcome.ticket, TicketStatus.INTEGRATING))
         conflicts: tuple[str, ...] = ()
         with_whom: list[str] = []
-        try:
-            reason = gate_ticket(host, phase, phase.ticket(outcome.ticket),
-                                 base=result.base_sha, start=outcome.start, tip=outcome.tip)
-            if reason is None:
-                merged = integrator.integrate(start=outcome.start, tip=outcome.tip,
-                                              ticket=outcome.ticket, publish=False)
-                reason, conflicts = merged.reason, merged.conflicts
-                if not merged.ok:
-                    with_whom = integrator.touched(conflicts, since=outcome.start)
-                    if conflicts:
-                        reason = conflict_reason(tuple(with_whom), conflicts,
-                                                 merged.conflict_count)
-                    return replace(finished(outcome, TicketStatus.FAILED, reason, conflict=True),
-                                   conflicts_with=tuple(with_whom), conflict_files=conflicts)
+        try:     # its gates passed in its worker's thread (run_ticket)
+            merged = integrator.integrate(start=outcome.start, tip=outcome.tip,
+                                          ticket=outcome.ticket, publish=False)
+            reason, conflicts = merged.reason, merged.conflicts
+            if not merged.ok:
+                with_whom = integrator.touched(conflicts, since=outcome.start)
+                if conflicts:
+                    reason = conflict_reason(tuple(with_whom), conflicts,
+                                             merged.conflict_count)
+                return replace(finished(outcome, TicketStatus.FAILED, reason, conflict=True),
+                               conflicts_with=tuple(with_whom), conflict_files=conflicts)
         except GitError as e:   # this ticket fails; the run and its ref go on
             reason = f"integration failed: {e}"
         except Exception as e:  # a bug, or a size nobody foresaw: this ticket's, not the run's

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from runner.agents import AgentContext, AgentResult, agent_for
 from runner.checks import CheckResult, run_checks
 from runner.collect import GIT, CollectError, collect, commit_leftovers, discard_leftovers
-from runner.errors import EngineUnavailable, RunnerError
+from runner.errors import EngineUnavailable, GitError, RunnerError
+from runner.gates import gate_ticket
 from runner.context import RunContext
 from runner.events import TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Usage
@@ -202,7 +203,17 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
         return outcome(TicketStatus.FAILED, work.reason)
     if not collected or not collected.commits:
         return outcome(TicketStatus.FAILED, NOTHING_CHANGED)
-    return outcome(TicketStatus.COLLECTING)
+    # The gates, here: the lead's thread integrates one ticket after another, and a gate
+    # needs nothing but the host repo.
+    try:
+        refused = gate_ticket(ctx.host, ctx.phase, ticket, base=ctx.objects.base, start=start,
+                              tip=collected.tip)
+    except GitError as e:
+        refused = f"integration failed: {e}"
+    except Exception as e:   # a bug, or a size nobody foresaw: this ticket's, not the run's
+        refused = f"integration failed: internal error: {type(e).__name__}: {e}"
+    return outcome(TicketStatus.FAILED, refused) if refused else outcome(
+        TicketStatus.COLLECTING)
 
 
 REVIEW_DIFF = 60_000     # bytes of a change the review reads; it is told of the rest
