@@ -32,6 +32,8 @@ def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, bra
     for ``gradle_properties`` (written now, while nothing of the worker's is there). With
     ``start`` "" (not known yet) the clone's directory is made empty: fill_workspace clones
     into it later."""
+    if start:
+        objects.ensure(start)     # a start the run may not use refused before anything
     clone.parent.mkdir(parents=True, exist_ok=True)
     gradle_home.mkdir(parents=True, exist_ok=False)
     if gradle_properties:
@@ -40,12 +42,16 @@ def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, bra
     if not start:
         clone.mkdir()
         return made
-    return fill_workspace(objects, made, start)
+    return _clone_into(objects, made, start)
 
 
 def fill_workspace(objects: RunObjects, workspace: Workspace, start: str) -> Workspace:
     """Clone ``start`` into the workspace's clone directory, which nothing has written."""
     objects.ensure(start)
+    return _clone_into(objects, workspace, start)
+
+
+def _clone_into(objects: RunObjects, workspace: Workspace, start: str) -> Workspace:
     init_linked_clone(workspace.clone, objects.objects, workspace.branch, start)
     # From here on the clone belongs to the worker: only the container's view must work.
     set_alternates(workspace.clone, RUN_OBJECTS)
