@@ -291,14 +291,14 @@ def init_linked_clone(dest: Path, objects: Path, branch: str, commit: str) -> No
     """Make a repo at ``dest`` that borrows ``objects`` (alternates, no copies, no hard
     links) and check out ``commit`` on ``branch``, with none of the user's git config."""
     dest = dest.resolve()
-    git(dest.parent, "init", "--quiet", "--template=", str(dest), isolated=True)
+    git(dest.parent, "init", "--quiet", "--template=", f"--initial-branch={branch}", str(dest),
+        isolated=True)
     (dest / ".git" / "objects" / "info").mkdir(parents=True, exist_ok=True)
     set_alternates(dest, objects)
-    # Name the repo explicitly: never let git discover an enclosing repo (the user's).
+    # Name the repo explicitly: never let git discover an enclosing repo (the user's). On
+    # the unborn branch, a reset makes it and checks the commit out.
     where = (f"--git-dir={dest / '.git'}", f"--work-tree={dest}")
-    git(dest, *where, "update-ref", f"refs/heads/{branch}", commit, isolated=True)
-    git(dest, *where, "symbolic-ref", "HEAD", f"refs/heads/{branch}", isolated=True)
-    git(dest, *where, "reset", "--quiet", "--hard", isolated=True)
+    git(dest, *where, "reset", "--quiet", "--hard", commit, isolated=True)
 
 
 def set_alternates(repo: Path, objects: Path | str) -> None:
