@@ -43,9 +43,10 @@ class _Offenders:
 
 
 def gate_ticket(host: HostRepo, phase: Phase, ticket: Ticket, *, base: str, start: str,
-                tip: str) -> str | None:
-    """Why the ticket's commits (start..tip) may not be integrated, or None."""
-    made = host.count_commits(start, tip)
+                tip: str, commits: int | None = None) -> str | None:
+    """Why the ticket's commits (start..tip) may not be integrated, or None. ``commits`` is
+    how many start..tip holds, when the caller has just counted them in the host repo."""
+    made = host.count_commits(start, tip) if commits is None else commits
     if made > MAX_COMMITS:
         return (f"it made {made:,} commits; at most {MAX_COMMITS:,} are integrated, one by "
                 "one: squash them")

@@ -207,7 +207,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
     # needs nothing but the host repo.
     try:
         refused = gate_ticket(ctx.host, ctx.phase, ticket, base=ctx.objects.base, start=start,
-                              tip=collected.tip)
+                              tip=collected.tip, commits=collected.commits)
     except GitError as e:
         refused = f"integration failed: {e}"
     except Exception as e:   # a bug, or a size nobody foresaw: this ticket's, not the run's
