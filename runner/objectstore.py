@@ -30,6 +30,7 @@ class RunObjects:
         self.base_ref = base_ref(run_id)
         self.integrated_ref = integrated_ref(run_id)
         self._lock = threading.Lock()       # workers start (and fill it) concurrently
+        self._known: set[str] = set()       # commits it holds (it only ever gains objects)
 
     @property
     def objects(self) -> Path:
@@ -42,6 +43,7 @@ class RunObjects:
             if self.objects.is_dir() and self._has(commit):
                 return
             if not self.objects.is_dir():
+                self._known.clear()
                 init_bare(self.path)
                 # receive-pack runs here with the user's global config: no hooks of theirs;
                 # a shallow host repo may push.
@@ -76,7 +78,10 @@ class RunObjects:
             return path
 
     def _has(self, commit: str) -> bool:
-        return self._git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
+        if commit not in self._known and self._git(
+                "cat-file", "-e", f"{commit}^{{commit}}").returncode == 0:
+            self._known.add(commit)
+        return commit in self._known
 
     def _git(self, *args: str) -> subprocess.CompletedProcess[str]:
         return git(self.path, f"--git-dir={self.path}", *args, check=False, isolated=True)

@@ -33,62 +33,82 @@ WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, RUN_OBJECTS, GRADLE_RO_CACHE, GATEWAY_D
 UNLISTED_HOST = "runner-selftest.invalid"
 ENV_FACT = "env."   # one fact per variable: env.NAME=sha256 of its value
 
-# Runs in the probe with: $1 = the other probe's marker name, $2 = a host-only marker path.
+# Runs in the probe, before it looks for the other's markers, with: $1 = its own name, $2 = a
+# host-only marker path, $3 = an object only the host repo has, $4 = the gateway's port ("":
+# no gateway), $5 = a host no egress entry lists. Builtins wherever they do: each program
+# started in a probe is a few milliseconds on every run's critical path.
 FACTS = r"""
+me=$1 host_marker=$2 host_object=$3 port=$4 unlisted=$5
 fact() { printf '%s=%s\n' "$1" "$2"; }
-fact pwd "$(pwd)"
-fact git_dir "$(git rev-parse --absolute-git-dir 2>&1)"
-fact branch "$(git rev-parse --abbrev-ref HEAD 2>&1)"
-fact other_marker "$(test -e "/workspace/$1" && echo visible || echo absent)"
-fact other_gradle_marker "$(test -e "$GRADLE_USER_HOME/$1" && echo visible || echo absent)"
+writable() { if { : >> "$1"; } 2>/dev/null; then echo yes; else echo no; fi; }
+# Its own markers first (the other probe looks for them after both have made theirs).
+fact markers "$( [ "$(writable "/workspace/.probe-$me")$(writable \
+  "$GRADLE_USER_HOME/.probe-$me")" = yesyes ] && echo made || echo missing)"
+fact pwd "$PWD"
+{ IFS= read -r git_dir; IFS= read -r branch; } < <(git rev-parse --absolute-git-dir \
+  --abbrev-ref HEAD 2>&1)
+fact git_dir "$git_dir"
+fact branch "$branch"
 fact gradle_home "$GRADLE_USER_HOME"
-fact gradle_writable "$(touch "$GRADLE_USER_HOME/.probe-write" 2>/dev/null && echo yes || echo no)"
-fact host_marker "$(test -e "$2" && echo visible || echo absent)"
+fact gradle_writable "$(writable "$GRADLE_USER_HOME/.probe-write")"
+fact host_marker "$(test -e "$host_marker" && echo visible || echo absent)"
 sockets=""
 for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock; do
   test -e "$s" && sockets="$sockets$s "
 done
 fact sockets "$sockets"
 fact docker_host "${DOCKER_HOST:-}"
-fact net "$(ls /sys/class/net | tr '\n' ' ')"
-fact mounts "$(awk '{print $5}' /proc/self/mountinfo | tr '\n' ' ')"
+net=(/sys/class/net/*)
+fact net "${net[*]##*/}"
+mounts=""
+while read -r _ _ _ _ point _; do mounts="$mounts$point "; done < /proc/self/mountinfo
+fact mounts "$mounts"
 # Each variable's name and the sha256 of its value: the host judges, and no value leaves.
-# The values go to files (printf is the shell's own) and one sha256sum hashes them all.
-values=$(mktemp -d) names=() i=0
+# The values go to files in the probe's own /tmp (printf is the shell's own) and one
+# sha256sum hashes them all.
+names=() i=0
 while IFS= read -r -d '' var; do
-  names[i]=${var%%=*}; printf '%s' "${var#*=}" > "$values/$i"; i=$((i + 1))
+  names[i]=${var%%=*}; printf '%s' "${var#*=}" > "/tmp/.probe-env.$i"; i=$((i + 1))
 done < <(env -0)
 while read -r hash file; do
-  fact "env.${names[$file]}" "$hash"
-done < <(cd "$values" && sha256sum -- *)
-rm -rf "$values"
-fact uid "$(id -u):$(id -g)"
-fact cap_eff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
-fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
-fact objects_writable "$(touch /runner/objects/.probe 2>/dev/null && echo yes || echo no)"
-fact host_object "$(git cat-file -e "$3" 2>/dev/null && echo readable || echo absent)"
-fact rootfs_writable "$(touch /.probe 2>/dev/null && echo yes || echo no)"
+  fact "env.${names[${file##*.}]}" "$hash"
+done < <(sha256sum -- /tmp/.probe-env.*)
+while read -r key first second _; do    # this shell's own: the worker's credentials
+  case $key in
+    Uid:) uid=$second ;; Gid:) gid=$second ;;     # real, effective, ...: the effective
+    CapEff:) cap_eff=$first ;; NoNewPrivs:) no_new_privs=$first ;;
+  esac
+done < /proc/self/status
+fact uid "$uid:$gid"
+fact cap_eff "$cap_eff"
+fact no_new_privs "$no_new_privs"
+fact objects_writable "$(writable /runner/objects/.probe)"
+fact host_object "$(git cat-file -e "$host_object" 2>/dev/null && echo readable || echo absent)"
+fact rootfs_writable "$(writable /.probe)"
 fact dns "$(getent hosts example.com >/dev/null 2>&1 && echo resolves || echo none)"
 """
 
 # With a gateway: does the forwarder answer, as this worker's own gateway, and refuse a host
-# that no egress entry lists? $1 = port, $2 = an unlisted host. HTTP/1.0: the gateway closes
-# after its answer, so `cat` ends.
+# that no egress entry lists? HTTP/1.0: the gateway closes after its answer, so `cat` ends.
 GATEWAY_FACTS = r"""
-fact() { printf '%s=%s\n' "$1" "$2"; }
 ask() {
   timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$1"' && printf "%b" "$2" >&3 && cat <&3' \
     _ "$1" "$2" 2>/dev/null | tr -d '\r'
 }
 fact socat "$(command -v socat >/dev/null && echo present || echo missing)"
-answer="$(ask "$1" 'GET /_runner/whoami HTTP/1.0\r\n\r\n')"
+answer="$(ask "$port" 'GET /_runner/whoami HTTP/1.0\r\n\r\n')"
 fact gateway_status "$(printf '%s\n' "$answer" | head -n 1 | cut -d' ' -f2)"
 fact gateway_caller "$(printf '%s\n' "$answer" | tail -n 1)"
-refused="$(ask "$1" "CONNECT $2:443 HTTP/1.0\r\nHost: $2:443\r\n\r\n")"
+refused="$(ask "$port" "CONNECT $unlisted:443 HTTP/1.0\r\nHost: $unlisted:443\r\n\r\n")"
 fact unlisted_status "$(printf '%s\n' "$refused" | head -n 1 | cut -d' ' -f2)"
 """
 
-
+# Runs in the probe once both have made their markers, with $1 = the other probe's name.
+LOOK = r"""
+seen() { if test -e "$1"; then echo visible; else echo absent; fi; }
+printf 'other_marker=%s\n' "$(seen "/workspace/.probe-$1")"
+printf 'other_gradle_marker=%s\n' "$(seen "$GRADLE_USER_HOME/.probe-$1")"
+"""
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -156,11 +176,11 @@ def run_selftest(ctx: RunContext, start: str,
             checkout = make(name)
             spec = sandbox_spec(ctx, name, checkout)
             with open_sandbox(ctx, name, checkout) as sandbox:
-                sandbox.exec(["touch", f"{WORKSPACE}/.probe-{name}",
-                              f"{GRADLE_HOME}/.probe-{name}"], timeout=60)
+                facts = _facts(sandbox, name, str(host_marker), host_object,
+                               gateway=ctx.gateway is not None)
                 together.wait()
-                facts = _facts(sandbox, f".probe-{_other(name)}", str(host_marker),
-                               host_object, gateway=ctx.gateway is not None)
+                facts |= _seen(read_output(sandbox, ["bash", "-c", LOOK, "look",
+                                                     _other(name)], timeout=60).output)
                 together.wait()
                 key = os.environ.get("ANTHROPIC_API_KEY", "")
                 key_files = (sandbox.files_holding(key.encode())
@@ -191,15 +211,16 @@ def _other(probe: str) -> str:
     return PROBES[1] if probe == PROBES[0] else PROBES[0]
 
 
-def _facts(sandbox: Sandbox, other_marker: str, host_marker: str,
-           host_object: str, gateway: bool) -> dict[str, str]:
-    result = read_output(sandbox, ["bash", "-c", FACTS, "probe", other_marker, host_marker,
-                                   host_object], timeout=60)
-    output = result.output
-    if gateway:
-        output += "\n" + read_output(sandbox, ["bash", "-c", GATEWAY_FACTS, "probe",
-                                              str(GATEWAY_PORT), UNLISTED_HOST],
-                                    timeout=60).output
+def _facts(sandbox: Sandbox, name: str, host_marker: str, host_object: str,
+           gateway: bool) -> dict[str, str]:
+    """What the probe ``name`` reports of itself, its own markers made first."""
+    script = FACTS + (GATEWAY_FACTS if gateway else "")
+    return _seen(read_output(sandbox, ["bash", "-c", script, "probe", name, host_marker,
+                                       host_object, str(GATEWAY_PORT) if gateway else "",
+                                       UNLISTED_HOST], timeout=60).output)
+
+
+def _seen(output: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
 
@@ -271,6 +292,9 @@ _RULES: list[tuple[str, Rule, str]] = [
      "the worker's clone must be a standalone repo at /workspace"),
     ("own branch", _expect("branch", lambda ctx, probe: ctx.branch(probe), "the branch"),
      "the clone must be checked out on the branch runner gave it"),
+    # Without its own markers the other probe's look proves nothing: this one fails too.
+    ("workspace writable", _fact_is("markers", "made", "making its own markers"),
+     "the clone and the Gradle home must belong to the user the worker runs as"),
     ("other worker's files invisible", _fact_is("other_marker", "absent", "the other probe's "
                                                 "marker"),
      "each worker needs its own clone: check the workspace paths are distinct"),

@@ -119,6 +119,7 @@ def _fits(ahead: SandboxSpec, spec: SandboxSpec) -> bool:
 
 
 REMOVERS = 4     # containers removed at once, off the tickets' way
+STARTERS = 64    # containers started while their clones are made (threads made as needed)
 
 
 class DockerSandboxes:
@@ -139,6 +140,7 @@ class DockerSandboxes:
         self._remover: ThreadPoolExecutor | None = None
         self._discarding: set[Future[None]] = set()        # checkouts, discard(later=True)
         self._discarder: ThreadPoolExecutor | None = None
+        self._starts: ThreadPoolExecutor | None = None     # containers started meanwhile
         self._lock = threading.Lock()
 
     def _paths(self, place: str, name: str) -> tuple[Path, Path]:
@@ -334,8 +336,7 @@ class DockerSandboxes:
 
     @contextmanager
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
-        sandbox = self._made_ahead(spec) or self._start(
-            spec, self._place(spec.checkout) if spec.checkout else None)
+        sandbox = self._made_ahead(spec) or self._open_new(spec)
         try:
             with self._watch_disk(sandbox):
                 yield sandbox
@@ -369,6 +370,38 @@ class DockerSandboxes:
         if made.spec.checkout is not None and made.placement is not None:  # not this one's
             self.discard(made.spec.checkout.place, made.spec.checkout.name)
         return None
+
+    def _open_new(self, spec: SandboxSpec) -> DockerSandbox:
+        checkout = spec.checkout
+        if checkout is None or not (checkout.fresh and checkout.start and self.shares_disk):
+            return self._start(spec, self._place(checkout) if checkout else None)
+        # On the runner's disk, the clone is made while the engine creates and starts the
+        # container: its bind mount shows the clone once made, and no command runs in it
+        # before open() returns.
+        checkout.history.ensure(checkout.start)     # refused before anything is made
+        later = replace(checkout, start="")
+        placement = self._place(later)
+        starting = self._starter().submit(self._start, replace(spec, checkout=later),
+                                          placement)
+        try:
+            assert isinstance(placement, Workspace)
+            filled = fill_workspace(checkout.history, placement, checkout.start)
+        except BaseException:
+            starting.add_done_callback(self._remove_started)
+            raise
+        sandbox = starting.result()
+        sandbox.spec, sandbox.workspace = spec, filled
+        return sandbox
+
+    def _starter(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._starts is None:
+                self._starts = ThreadPoolExecutor(STARTERS, thread_name_prefix="start")
+            return self._starts
+
+    def _remove_started(self, starting: Future[DockerSandbox]) -> None:
+        if not starting.cancelled() and starting.exception() is None:
+            self._remove_later(starting.result().container)
 
     def _start(self, spec: SandboxSpec, placement: object) -> DockerSandbox:
         """Create and start ``spec``'s container over ``placement``, ready for commands."""

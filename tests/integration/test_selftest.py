@@ -185,4 +185,4 @@ def test_preflight_runs_by_default(tmp_path: Path, worker_image: str) -> None:
         {"id": "A", "agent": "script", "run": "echo a > a"}]})
     proc, doc = run_json("run", str(phase), "--repo", str(repo))
     assert proc.returncode == 0
-    assert doc["preflight"].startswith("passed (19 checks")
+    assert doc["preflight"].startswith("passed (20 checks")
