@@ -58,6 +58,12 @@ def _check_ids(args: argparse.Namespace) -> None:
     """RUN_ID and TICKET of whichever command, checked before a path is made of them."""
     from runner.ids import checked_run_id, checked_ticket_id
 
+    if (names := getattr(args, "names", None)) is not None:
+        if len(names) > 2:
+            raise InputError(f"runner {args.command} takes [RUN_ID] TICKET, not "
+                             f"{len(names)} names")
+        args.run_id, args.ticket = (None, *names) if len(names) == 1 else names
+
     if getattr(args, "run_id", None) is not None:
         checked_run_id(args.run_id)
     if getattr(args, "ticket", None) is not None:
@@ -128,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     clean.set_defaults(func=_cmd_clean)
 
     report = commands.add_parser("report", help="the postmortem of a run")
-    report.add_argument("run_id", metavar="RUN_ID")
+    report.add_argument("run_id", metavar="RUN_ID", nargs="?",
+                        help="a run's id, or latest (the default)")
     report.add_argument("--format", choices=("md", "json", "junit"), default="md")
     report.add_argument("--output", type=Path, help="write it to this file too")
     report.add_argument("--repo", type=Path, default=Path.cwd())
@@ -140,12 +147,59 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--state-dir", type=Path)
     stats.set_defaults(func=_cmd_stats)
 
-    logs = commands.add_parser("logs", help="a worker's transcript: commands, output, turns")
-    logs.add_argument("run_id", metavar="RUN_ID")
-    logs.add_argument("ticket", metavar="TICKET")
-    logs.add_argument("--repo", type=Path, default=Path.cwd())
-    logs.add_argument("--state-dir", type=Path)
+    logs = _ticket_command(commands, "logs", "a worker's output and transcript: commands, "
+                           "output, turns", "runner logs latest T1 -f")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="follow a running worker's output until its ticket ends")
     logs.set_defaults(func=_cmd_logs)
+
+    diff = _ticket_command(commands, "diff", "a ticket's change against where it started, "
+                           "as git diff shows it", "runner diff T1 --stat")
+    diff.add_argument("--stat", action="store_true", help="only the files and their counts")
+    diff.add_argument("--attempt", type=int, metavar="N",
+                      help="that attempt's change (1: its first run; default: its last)")
+    diff.set_defaults(func=_cmd_diff)
+
+    show_ = _ticket_command(commands, "show", "a ticket's story: what it was asked, its "
+                            "checks, gates, attempts, cost and refs", "runner show latest T1")
+    show_.set_defaults(func=_cmd_show)
+
+    apply = _ticket_command(commands, "apply", "replay a ticket's commits onto a branch of "
+                            "your checkout (git cherry-pick)", "runner apply T1 --onto try-t1")
+    apply.add_argument("--onto", metavar="BRANCH",
+                       help="the branch to put them on (made from HEAD if new; default: the "
+                            "one checked out)")
+    apply.add_argument("--attempt", type=int, metavar="N",
+                       help="that attempt's commits (1: its first run; default: its last)")
+    apply.set_defaults(func=_cmd_apply)
+
+    shell = _ticket_command(commands, "shell", "an interactive shell where the ticket's "
+                            "worker was: its kept container, or a new one over its workspace",
+                            "runner shell latest T1")
+    shell.set_defaults(func=_cmd_shell)
+
+    init = commands.add_parser("init", help="write a commented phase file for this repo: "
+                               "base is the branch checked out, the image one this machine has")
+    init.add_argument("--tickets", type=int, default=2, metavar="N",
+                      help="how many example tickets (default 2)")
+    init.add_argument("--name", help="the phase's name (default: the repo's directory name)")
+    init.add_argument("--output", type=Path, default=Path("phase.yaml"),
+                      help="the file to write (default phase.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+    init.add_argument("--repo", type=Path, default=Path.cwd())
+    init.set_defaults(func=_cmd_init)
+
+    schema = commands.add_parser("schema", help="print the phase file's JSON Schema "
+                                 "(draft 2020-12), for an editor")
+    schema.set_defaults(func=_cmd_schema)
+
+    completion = commands.add_parser("completion", help="print the shell completion script "
+                                     "(commands, options, run and ticket ids) for bash or zsh")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(func=_cmd_completion)
+    complete = commands.add_parser("_complete")       # what the script asks; not listed
+    complete.add_argument("words", nargs=argparse.REMAINDER)
+    complete.set_defaults(func=_cmd_complete)
 
     demo = commands.add_parser("demo", help="make a sample repo and phase, and run it")
     demo.add_argument("--dir", type=Path, help="where to make it (default: a new temp dir)")
@@ -165,6 +219,48 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--engine", help="also copy them to this engine (tcp://host:port, "
                        "ssh://user@host or a Docker context), as a run there would")
     build.set_defaults(func=_cmd_images_build)
+    for name, command in commands.choices.items():
+        if name in EXAMPLES:
+            command.epilog = f"Example: {EXAMPLES[name]}"
+        command.description = command.description or (
+            f"{command_help[0].upper()}{command_help[1:]}."
+            if (command_help := _help_of(commands, name)) else None)
+    build.epilog = f"Example: {EXAMPLES['images']}"
+    return parser
+
+
+# One example per command, in its --help (those over a ticket carry their own).
+EXAMPLES = {
+    "run": "runner run phase.yaml --dry-run   (then without --dry-run)",
+    "doctor": "runner doctor --image runner-worker-jvm:latest",
+    "resume": "runner resume 20260101-120000-ab12",
+    "status": "runner status latest",
+    "clean": "runner clean --all",
+    "report": "runner report latest --format junit --output report.xml",
+    "stats": "runner stats --repo ../my-repo",
+    "demo": "runner demo --dir /tmp/demo --keep",
+    "images": "runner images build --force",
+    "init": "runner init --tickets 3 && runner run phase.yaml --dry-run",
+    "schema": "runner schema > phase.schema.json",
+    "completion": 'eval "$(runner completion bash)"   (in ~/.bashrc; zsh: ~/.zshrc)',
+}
+
+
+def _help_of(commands: argparse._SubParsersAction, name: str) -> str:
+    return next((a.help for a in commands._choices_actions if a.dest == name and a.help), "")
+
+
+def _ticket_command(commands: argparse._SubParsersAction, name: str, about: str,
+                    example: str) -> argparse.ArgumentParser:
+    """A command over one ticket of a run: ``[RUN_ID] TICKET``, RUN_ID being `latest` when
+    left out, TICKET an id or a prefix only it has."""
+    parser = commands.add_parser(
+        name, help=about,
+        epilog=f"RUN_ID: a run's id, or `latest` (the default). TICKET: a ticket's id, or the "
+               f"start of one. Example: {example}")
+    parser.add_argument("names", nargs="+", metavar="[RUN_ID] TICKET")
+    parser.add_argument("--repo", type=Path, default=Path.cwd())
+    parser.add_argument("--state-dir", type=Path)
     return parser
 
 
@@ -244,6 +340,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from runner.status import list_runs, run_table
 
     state = _state_dir(args)
+    if args.run_id == "latest":
+        from runner.picking import pick_run
+
+        args.run_id = pick_run(state, args.run_id).run_id
     show(Console(highlight=False), run_table(state / args.run_id) if args.run_id
          else list_runs(state))
     return 0
@@ -251,11 +351,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from runner.phase import load_phase
+    from runner.picking import pick_run
+    from runner.record import PHASE_COPY
     from runner.report import write_report
-    from runner.record import PHASE_COPY, load_result
 
-    run_dir = _state_dir(args) / args.run_id
-    result = load_result(run_dir)
+    result = pick_run(_state_dir(args), args.run_id)
+    run_dir = result.run_dir
     text, saved = write_report(result, load_phase(run_dir / PHASE_COPY), args.format)
     if args.output:
         args.output.write_text(text)
@@ -292,26 +393,150 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return _absolute(args.state_dir) or open_host_repo(args.repo.resolve()).state_dir
 
 
+def _picked(args: argparse.Namespace):
+    from runner.picking import pick
+
+    return pick(_state_dir(args), args.run_id, args.ticket)
+
+
 def _cmd_logs(args: argparse.Namespace) -> int:
     from runner.transcript import render
 
-    state = _state_dir(args)
-    run_dir = state / args.run_id
-    if not (run_dir / "run.json").is_file():
-        raise InputError(f"no run {args.run_id!r} under {state}; runs there: "
-                         + (", ".join(sorted(p.name for p in state.iterdir() if p.is_dir()))
-                            if state.is_dir() else "none"))
-    log, transcript = (run_dir / "logs" / f"{args.ticket}.log",
-                       run_dir / "transcripts" / f"{args.ticket}.jsonl")
-    if not log.is_file():
-        raise InputError(f"run {args.run_id} has no ticket {args.ticket!r}")
+    picked = _picked(args)
+    run_dir, ticket = picked.result.run_dir, picked.ticket
+    log = run_dir / "logs" / f"{ticket}.log"
+    transcript = run_dir / "transcripts" / f"{ticket}.jsonl"
     console = Console(highlight=False, soft_wrap=True)
-    console.rule(f"{args.ticket}: output", characters="-")
+    if args.follow:
+        from runner.follow import follow, ticket_ended
+
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        follow(log, ticket_ended(run_dir, ticket), write)
+        return 0
+    if not log.is_file():
+        raise InputError(f"{ticket} of run {picked.result.run_id} has no output yet (it has "
+                         "not started); `runner logs -f` waits for it")
+    console.rule(f"{ticket}: output", characters="-")
     console.print(printable(log.read_text(errors="replace")), markup=False, end="")
     if transcript.is_file():
-        console.rule(f"{args.ticket}: transcript", characters="-")
+        console.rule(f"{ticket}: transcript", characters="-")
         for line in render(transcript):
             console.print(line, markup=False)
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from runner.diffs import diff_lines, paged, wants_colour
+    from runner.gitops import open_host_repo
+
+    picked = _picked(args)
+    attempt = picked.attempt(args.attempt)
+    if not attempt.tip or not attempt.start:
+        print(f"{picked.ticket} committed nothing" + (f" in attempt {args.attempt}"
+                                                      if args.attempt else ""))
+        return 0
+    host = open_host_repo(args.repo.resolve())
+    colour = wants_colour(host, sys.stdout)
+    with paged(host) as out:
+        for line in diff_lines(host, attempt.start, attempt.tip, stat=args.stat,
+                               colour=colour):
+            out.write(line + "\n")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from runner.ticketview import ticket_story
+    from runner.phase import load_phase
+    from runner.record import PHASE_COPY
+
+    picked = _picked(args)
+    outcome = picked.outcome
+    try:
+        tickets = {t.id: t for t in load_phase(picked.result.run_dir / PHASE_COPY).tickets}
+    except (OSError, InputError):
+        tickets = {}
+    console = Console(highlight=False, soft_wrap=True)
+    for line in ticket_story(picked.result, tickets.get(picked.ticket), outcome):
+        console.print(line, markup=False)
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from runner.applying import apply_attempt
+    from runner.gitops import open_host_repo
+
+    picked = _picked(args)
+    applied = apply_attempt(open_host_repo(args.repo.resolve()), picked.ticket,
+                            picked.attempt(args.attempt), args.onto)
+    if applied.ok:
+        print(f"applied {picked.ticket}'s {applied.commits} commit"
+              f"{'s' if applied.commits != 1 else ''} onto {applied.branch}")
+        return 0
+    shown = ", ".join(printable(f) for f in applied.conflicts[:10])
+    print(f"{picked.ticket}'s commits conflict with {applied.branch} in {shown}"
+          f"{' …' if len(applied.conflicts) > 10 else ''}: resolve them, `git add` them and "
+          "`git cherry-pick --continue`; or `git cherry-pick --abort` to go back",
+          file=sys.stderr)
+    return 1
+
+
+def _cmd_shell(args: argparse.Namespace) -> int:
+    from runner.gitops import open_host_repo
+    from runner.ticketshell import ticket_shell
+
+    if not sys.stdin.isatty():
+        raise InputError("runner shell needs a terminal (its input is not one)")
+    return ticket_shell(_picked(args), open_host_repo(args.repo.resolve()))
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from runner.completion import SCRIPTS
+
+    sys.stdout.write(SCRIPTS[args.shell])
+    return 0
+
+
+def _cmd_complete(args: argparse.Namespace) -> int:
+    from runner.completion import candidates
+
+    print("\n".join(candidates(_parser(), list(args.words))))
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from runner.gitops import open_host_repo
+    from runner.initphase import current_branch, phase_name, phase_text, pick_image
+
+    if not 1 <= args.tickets <= 100:
+        raise InputError("--tickets must be 1 to 100")
+    if args.output.exists() and not args.force:
+        raise InputError(f"{args.output} exists; give --force to overwrite it, or --output "
+                         "another file")
+    host = open_host_repo(args.repo.resolve())
+    text = phase_text(name=args.name or phase_name(host.top), base=current_branch(host),
+                      image=pick_image(host.top, _image_here), tickets=args.tickets)
+    args.output.write_text(text)
+    print(f"wrote {args.output}; see the plan: runner run {args.output} --dry-run")
+    return 0
+
+
+def _image_here(image: str) -> bool:
+    from runner.errors import EnvironmentProblem
+    from runner.sandbox.engines import LOCAL, connect, resolve
+
+    try:
+        return connect(resolve(LOCAL)).has_image(image)
+    except EnvironmentProblem:       # no engine: the default image, which runner builds
+        return False
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from runner.schema import schema_text
+
+    sys.stdout.write(schema_text())
     return 0
 
 

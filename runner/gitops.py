@@ -59,6 +59,12 @@ def git(cwd: Path, *args: str, check: bool = True, isolated: bool = False,
     return proc
 
 
+def git_lines(cwd: Path, *args: str) -> Iterator[str]:
+    """git's output line by line as git writes it (git_records on newlines; a line longer
+    than RECORD_LIMIT comes in pieces)."""
+    return git_records(cwd, *args, separator=b"\n", pieces=True)
+
+
 def git_out(cwd: Path, *args: str, isolated: bool = False) -> str:
     return git(cwd, *args, isolated=isolated).stdout.strip()
 
@@ -67,11 +73,13 @@ RECORD_LIMIT = 1 << 16    # bytes of one record (a path) git_records takes
 _CHUNK = 1 << 16
 
 
-def git_records(cwd: Path, *args: str, isolated: bool = False) -> Iterator[str]:
+def git_records(cwd: Path, *args: str, isolated: bool = False, separator: bytes = b"\0",
+                pieces: bool = False) -> Iterator[str]:
     """The NUL-separated records of git's ``-z`` output, one at a time as git writes them:
     memory stays bounded whatever number of files or commits a worker made. A record longer
-    than RECORD_LIMIT (a path nested thousands of levels deep) is a GitError, as is git
-    failing. Stop early and git is stopped."""
+    than RECORD_LIMIT (a path nested thousands of levels deep) is a GitError (with
+    ``pieces``, it comes in pieces of that size), as is git failing. Stop early and git is
+    stopped."""
     argv = ["git", *SAFE_CONFIG, *args]
     with tempfile.TemporaryFile() as errors:      # a file: git's stderr never blocks it
         try:
@@ -84,8 +92,11 @@ def git_records(cwd: Path, *args: str, isolated: bool = False) -> Iterator[str]:
         try:
             partial = b""
             while chunk := proc.stdout.read1(_CHUNK):
-                *records, partial = (partial + chunk).split(b"\0")
-                if len(partial) > RECORD_LIMIT:
+                *records, partial = (partial + chunk).split(separator)
+                if len(partial) > RECORD_LIMIT and pieces:
+                    records.append(partial)
+                    partial = b""
+                elif len(partial) > RECORD_LIMIT:
                     raise GitError(args, -1, f"a name in its output is longer than "
                                              f"{RECORD_LIMIT:,} bytes")
                 for record in records:

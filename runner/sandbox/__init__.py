@@ -136,6 +136,11 @@ class Sandbox(Protocol):
         most ``limit`` bytes; the result's output is its stderr."""
         ...
 
+    def interact(self, argv: Sequence[str]) -> int:
+        """Run ``argv`` on this process's terminal (`runner shell`), keys in and output out as
+        they come, until it exits; its exit code."""
+        ...
+
 
 class SandboxProvider(Protocol):
     # Whether its sandboxes see the runner's paths (a local engine): only then does a
@@ -178,6 +183,12 @@ class SandboxProvider(Protocol):
     def settle(self) -> None:
         """Remove what was made ahead and never opened, and wait until every sandbox closed
         is gone (a backend may remove them in the background): the end of a run."""
+        ...
+
+    def reopen(self, spec: SandboxSpec) -> AbstractContextManager[Sandbox | None]:
+        """The newest sandbox a run kept (--keep) of the run and ticket ``spec`` is labelled
+        with, started again if it stopped and left as it is when closed; None when none
+        is kept."""
         ...
 
     def kept(self) -> list[tuple[str, str]]:

@@ -423,6 +423,24 @@ class DockerSandboxes:
             self._remove_later(container)
             raise
 
+    @contextmanager
+    def reopen(self, spec: SandboxSpec) -> Iterator[DockerSandbox | None]:
+        labels = [f"{key}={spec.labels[key]}" for key in ("runner.run", "runner.ticket")]
+        with engine_must_answer():
+            found = [c for c in self.client.containers.list(all=True,
+                                                             filters={"label": labels})
+                     if "runner.shell" not in c.labels]     # another shell's, not the run's
+        if not found:
+            yield None
+            return
+        container = max(found, key=lambda c: c.attrs.get("Created", ""))
+        placement = self._place(spec.checkout) if spec.checkout else None
+        sandbox = DockerSandbox(container, self.client, replace(spec, name=container.name),
+                                placement if isinstance(placement, Workspace) else None)
+        with engine_must_answer():
+            sandbox._ensure_running()
+        yield sandbox
+
     def stop_processes(self, run_id: str) -> None:
         # Best effort, container by container: an interrupt goes on regardless.
         for container in self._run_containers(run_id, all=False):
@@ -550,6 +568,13 @@ class DockerSandbox:
                               output=f"output larger than {limit // 2**20} MiB")
         return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out,
                           stopped=stopped)
+
+    def interact(self, argv: Sequence[str]) -> int:
+        from runner.sandbox.terminal import interact
+
+        self._ensure_running()
+        return interact(self.api, self.container.id, argv, user=self.spec.user,
+                        workdir=self.spec.workdir, env={})
 
     def files_holding(self, needle: bytes) -> list[str] | None:
         if self.workspace is None:      # not on the runner's disk
