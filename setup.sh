@@ -3,7 +3,8 @@
 #   ./setup.sh          runner itself (pip install -e .), and debootstrap when it is missing
 #   ./setup.sh --dev    also the test dependencies (claude-agent-sdk, whose wheel carries
 #                       the Claude Code binary the claude-code tests run), docker-compose,
-#                       and a venv for the non-root-user test
+#                       xmllint, chromium (the HTML report test) and a venv for the
+#                       non-root-user test
 # Docker must be running already (.ci/run starts one when it is not). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,6 +34,12 @@ if $dev; then
     echo "setup: installing libxml2-utils (xmllint) for the JUnit report tests"
     as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq libxml2-utils >/dev/null
+  fi
+  # The HTML report is opened in a real headless browser (Debian's chromium).
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "setup: installing chromium (Debian's package) for the HTML report test"
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends chromium >/dev/null
   fi
   # The non-root host-user test runs runner as another uid: it needs an interpreter that
   # uid can read (pyenv's lives under /root). Debian's python3 in a venv beside the tree.

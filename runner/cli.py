@@ -136,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="the postmortem of a run")
     report.add_argument("run_id", metavar="RUN_ID", nargs="?",
                         help="a run's id, or latest (the default)")
-    report.add_argument("--format", choices=("md", "json", "junit"), default="md")
+    report.add_argument("--format", choices=("md", "html", "json", "junit"), default="md",
+                        help="md (default; saved with timeline.svg), html (one file, "
+                             "saved as report.html), json or junit")
     report.add_argument("--output", type=Path, help="write it to this file too")
     report.add_argument("--repo", type=Path, default=Path.cwd())
     report.add_argument("--state-dir", type=Path)
@@ -355,14 +357,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from runner.record import PHASE_COPY
     from runner.report import write_report
 
+    from runner.gitops import open_host_repo
+
     result = pick_run(_state_dir(args), args.run_id)
     run_dir = result.run_dir
-    text, saved = write_report(result, load_phase(run_dir / PHASE_COPY), args.format)
+    text, saved = write_report(result, load_phase(run_dir / PHASE_COPY), args.format,
+                               host=open_host_repo(args.repo.resolve()))
     if args.output:
         args.output.write_text(text)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if saved:
-        print(f"(saved as {saved}, with its timeline beside it)", file=sys.stderr)
+        print(f"(saved as {saved}" + (", with its timeline beside it)" if args.format == "md"
+                                      else ")"), file=sys.stderr)
     return 0
 
 

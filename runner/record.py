@@ -19,6 +19,9 @@ PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resu
 OUTCOME_LOG = "outcomes.jsonl"     # outcomes since run.json was last written whole
 
 
+SELFTEST_SPAN, CHECKS_SPAN, GAP_SPAN = "self-test", "phase checks", "not running"
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -39,6 +42,9 @@ class RunResult:
     refused: str = ""                    # why the self-test refused it (no ticket started)
     options: dict[str, object] = field(default_factory=dict)
     integrated: list[list[str]] = field(default_factory=list)   # [ticket, head after], in order
+    # What the run did besides its tickets, for its timeline: [what, start, end] in epoch
+    # seconds, what being SELFTEST_SPAN, CHECKS_SPAN or GAP_SPAN (no runner drove it).
+    spans: list[list] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:

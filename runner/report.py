@@ -13,9 +13,11 @@ from runner.events import TicketStatus
 from runner.phase import Phase
 from runner.phasegate import PHASE_CHECKS
 from runner.record import RunResult
+from runner.gitops import HostRepo
 from runner.text import one_line, tail, xml_text
 from runner.connections import connections
 from runner.outcome import TicketOutcome
+from runner.timeline import timeline_svg
 
 def critical_path(result: RunResult, phase: Phase) -> float:
     """The longest chain of ticket times through depends_on (in dependency order, without
@@ -119,38 +121,6 @@ def _checks_case(result: RunResult) -> ET.Element:
     return _case(CHECKS_CASE, 0.0, failure=result.checks_reason, output=output)
 
 
-# One colour per attempt's result (or, for a ticket that never ran, its status).
-COLOURS = {"integrated": "#2e7d32", "conflicted": "#ef6c00", "stopped": "#9e9e9e",
-           "failed": "#c62828", "changed nothing": "#c62828", "skipped": "#9e9e9e"}
-
-
-def timeline_svg(result: RunResult) -> str:
-    """A Gantt chart of the workers: one row per ticket, one bar per attempt."""
-    outcomes = list(result.outcomes.values())
-    wall = max(1e-6, max([result.ended] + [o.ended for o in outcomes]) - result.started)
-    left, width, row = 110, 640, 26
-    svg = ET.Element("svg", xmlns="http://www.w3.org/2000/svg", width=str(left + width + 20),
-                     height=str(row * (len(outcomes) + 1) + 10), role="img")
-    ET.SubElement(svg, "title").text = f"timeline of run {result.run_id}"
-    for i, o in enumerate(outcomes):
-        y = 8 + i * row
-        ET.SubElement(svg, "text", x="4", y=str(y + 15), attrib={"font-size": "12",
-                      "font-family": "monospace"}).text = xml_text(o.ticket)
-        segments = [(a.started, a.seconds, a.result, f"attempt {a.number + 1}: {a.result}")
-                    for a in o.attempts] or [(o.started, o.seconds, str(o.status), str(o.status))]
-        for started, seconds, what, label in segments:
-            x = left + width * max(0.0, started - result.started) / wall if started else left
-            colour = COLOURS.get(what, "#1565c0")
-            bar = ET.SubElement(svg, "rect", x=f"{x:.1f}", y=str(y),
-                                width=f"{max(2.0, width * seconds / wall):.1f}",
-                                height=str(row - 8), fill=colour,
-                                attrib={"class": "ticket", "data-ticket": xml_text(o.ticket)})
-            ET.SubElement(bar, "title").text = xml_text(f"{o.ticket} {label}, {seconds:.1f}s")
-    ET.SubElement(svg, "text", x=str(left), y=str(row * (len(outcomes) + 1)),
-                  attrib={"font-size": "11"}).text = f"0 s … {wall:.1f} s"
-    return ET.tostring(svg, encoding="unicode")
-
-
 def md(text: str) -> str:
     """Text a worker chose, as markdown shows it literally on one line: no HTML, no
     emphasis, links, table cells or headings of its own."""
@@ -227,12 +197,22 @@ def as_markdown(result: RunResult, phase: Phase, svg_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: RunResult, phase: Phase, fmt: str) -> tuple[str, Path | None]:
-    """The report in ``fmt``; markdown is also saved in the run dir, beside its timeline."""
+def write_report(result: RunResult, phase: Phase, fmt: str,
+                 host: HostRepo | None = None) -> tuple[str, Path | None]:
+    """The report in ``fmt``; markdown is also saved in the run dir, beside its timeline, and
+    HTML as one file there (its diffs read from ``host``)."""
     if fmt == "json":
         return as_json(result, phase), None
     if fmt == "junit":
         return as_junit(result), None
+    if fmt == "html":
+        from runner.diffs import diff_lines
+        from runner.htmlreport import as_html
+
+        assert host is not None
+        page = as_html(result, phase, lambda a: diff_lines(host, a.start or "", a.tip or ""))
+        (result.run_dir / "report.html").write_text(page)
+        return page, result.run_dir / "report.html"
     (result.run_dir / "timeline.svg").write_text(timeline_svg(result))
     text = as_markdown(result, phase, "timeline.svg")
     (result.run_dir / "report.md").write_text(text)

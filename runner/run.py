@@ -31,7 +31,8 @@ from runner.phasegate import branch_of, land, phase_gate
 from runner.refs import attempt_ref, integrated_ref, previous_target_ref, run_refs
 from runner.runlock import driving
 from runner.outcome import TicketOutcome, conflict_reason
-from runner.record import PHASE_COPY, RunResult, load_result, record_outcome, write_state
+from runner.record import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, SELFTEST_SPAN, RunResult,
+                           load_result, record_outcome, write_state)
 from runner.context import RunContext, gateway_for
 from runner.worker import MODEL_AGENTS, open_sandbox, run_ticket, sandbox_spec
 
@@ -125,6 +126,9 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
         raise SelfTestFailed(f"run {run_id} was refused before any ticket started, so there "
                              f"is nothing to resume ({result.refused}); fix that, then start "
                              "a new run with `runner run`")
+    # Since it stopped (a killed runner wrote no end: its last ticket's end, or its start).
+    stopped = result.ended or max([o.ended for o in result.outcomes.values()] + [result.started])
+    result.spans.append([GAP_SPAN, stopped, time.time()])
     result.state = "running"                 # claim it before salvaging
     write_state(result)
     phase = load_phase(root / PHASE_COPY)
@@ -212,7 +216,9 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
             blocked=lambda: "the phase budget is spent" if ctx.ledger.budget_reached() else None)
         result.outcomes = outcomes
         if phase.checks:
+            began = time.time()
             gate = phase_gate(ctx, integrator)
+            result.spans.append([CHECKS_SPAN, began, time.time()])
             result.checks_passed, result.checks_reason = gate.ok, gate.reason
             result.culprit = gate.culprit
         if options.land and result.exit_code == 0:
@@ -365,7 +371,7 @@ def _preflight(ctx: RunContext, result: RunResult, *,
     """The isolation self-test, exactly as workers start: why no ticket may start, or None.
     Meanwhile the sandboxes of ``ahead`` (the first tickets) are made; a refusal discards
     them, and nothing has run in them."""
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     pool = ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="ahead")
     try:
         for ticket in ahead:
@@ -379,6 +385,7 @@ def _preflight(ctx: RunContext, result: RunResult, *,
         raise
     pool.shutdown()
     seconds = time.perf_counter() - started
+    result.spans.append([SELFTEST_SPAN, began, began + seconds])
     if not selftest.passed:
         ctx.provider.discard("")
         result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)

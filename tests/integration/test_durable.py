@@ -112,9 +112,14 @@ def test_sigterm_marks_the_run_interrupted_and_resume_finishes_it(
     # What the worker had committed was collected when it stopped.
     assert git(repo, "show", f"refs/runner/{run_dir.name}/S1:S1.partial") == "partial"
     assert _running(engine, run_dir.name) == set()
+    stopped = record["ended"]
     resumed, doc = run_json("resume", run_dir.name, "--repo", str(repo))
     assert resumed.returncode == 0, resumed.stderr
     assert git(repo, "show", f"{doc['target']}:S1.done") == "done"
+    # Its timeline knows when it stood still.
+    spans = json.loads((run_dir / "run.json").read_text())["spans"]
+    [gap] = [s for s in spans if s[0] == "not running"]
+    assert gap[1] == stopped and gap[2] > stopped
 
 
 def test_killed_container_fails_only_its_ticket_or_retries(

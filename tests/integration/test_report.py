@@ -42,8 +42,12 @@ def test_markdown_report_with_timeline(finished_run) -> None:
     assert (run_dir / "report.md").read_text() == text
     svg = ET.parse(run_dir / "timeline.svg").getroot()
     assert svg.tag == f"{SVG}svg"
-    bars = [r.get("data-ticket") for r in svg.iter(f"{SVG}rect")]
-    assert bars == ["OK", "BAD", "AFTER"]
+    bars = [r.get("data-row") for r in svg.iter(f"{SVG}rect") if r.get("class") == "bar"]
+    assert bars == ["self-test", "OK", "BAD"]     # the run's own row, then tickets'
+    rows = [t.text for t in svg.iter(f"{SVG}text") if t.get("font-family") == "monospace"]
+    assert rows == ["self-test", "OK", "BAD", "AFTER"]    # AFTER never ran: a row, no bar
+    axis = [t.text for t in svg.iter(f"{SVG}text") if t.get("text-anchor") == "middle"]
+    assert axis[0] == "0s" and len(axis) >= 3
 
 
 def test_json_and_junit_reports_parse(finished_run) -> None:
