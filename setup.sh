@@ -3,8 +3,8 @@
 #   ./setup.sh          runner itself (pip install -e .), and debootstrap when it is missing
 #   ./setup.sh --dev    also the test dependencies (claude-agent-sdk, whose wheel carries
 #                       the Claude Code binary the claude-code tests run), docker-compose,
-#                       xmllint, chromium (the HTML report test) and a venv for the
-#                       non-root-user test
+#                       xmllint, chromium (the HTML report test), zsh (the completion
+#                       test) and a venv for the non-root-user test
 # Docker must be running already (.ci/run starts one when it is not). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,6 +40,12 @@ if $dev; then
     echo "setup: installing chromium (Debian's package) for the HTML report test"
     as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  # Shell completion is tested in a real zsh too.
+  if ! command -v zsh >/dev/null 2>&1; then
+    echo "setup: installing zsh (Debian's package) for the completion test"
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends zsh >/dev/null
   fi
   # The non-root host-user test runs runner as another uid: it needs an interpreter that
   # uid can read (pyenv's lives under /root). Debian's python3 in a venv beside the tree.

@@ -31,7 +31,13 @@ def apply_attempt(host: HostRepo, ticket: str, attempt: Attempt, onto: str | Non
     if not attempt.tip or not attempt.start:
         raise InputError(f"{ticket} has no commits to apply (it committed nothing)")
     top = _worktree(host)
-    if dirty := git_out(top, "status", "--porcelain", "--untracked-files=no"):
+    counted = git(top, "rev-list", "--count", f"{attempt.start}..{attempt.tip}", check=False)
+    if counted.returncode != 0:
+        raise InputError(f"{ticket}'s commits ({attempt.tip[:12]}) are not in {top}; run "
+                         "runner apply in the repo the run was made in (or fetch its refs)")
+    count = int(counted.stdout)
+    dirty = git(top, "status", "--porcelain", "--untracked-files=no").stdout
+    if dirty.strip():
         first = one_line(dirty.splitlines()[0][3:])
         raise InputError(f"{top} has uncommitted changes ({first} …); commit or stash them, "
                          "then apply")
@@ -41,7 +47,6 @@ def apply_attempt(host: HostRepo, ticket: str, attempt: Attempt, onto: str | Non
     if not branch:
         raise InputError(f"{top} has no branch checked out (a detached HEAD); give --onto "
                          "BRANCH")
-    count = int(git_out(top, "rev-list", "--count", f"{attempt.start}..{attempt.tip}"))
     # The person's own git (their hooks and identity), not runner's isolated one: it is
     # their commit now. -x names where each commit came from.
     picked = subprocess.run(["git", "cherry-pick", "-x", f"{attempt.start}..{attempt.tip}"],
@@ -49,8 +54,10 @@ def apply_attempt(host: HostRepo, ticket: str, attempt: Attempt, onto: str | Non
     if picked.returncode == 0:
         return Applied(branch, count)
     conflicts = tuple(git_out(top, "diff", "--name-only", "--diff-filter=U").splitlines())
-    if not conflicts:
-        raise InputError(f"git cherry-pick failed: {one_line(picked.stderr.strip())[-300:]}")
+    if not conflicts:      # it stopped on something else: back to where the branch was
+        git(top, "cherry-pick", "--abort", check=False)
+        raise InputError(f"git cherry-pick failed, and was aborted ({branch} is as it was): "
+                         f"{one_line(picked.stderr.strip())[-300:]}")
     return Applied(branch, count, conflicts)
 
 

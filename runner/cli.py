@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunnerError as e:
         err.print(f"runner: error: {one_line(str(e))}", markup=False, style="red", soft_wrap=True)
         return e.exit_code
+    except BrokenPipeError:      # `runner diff T1 | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as e:
         run_id = getattr(e, "run_id", None)
         err.print("runner: interrupted; " + (
@@ -361,8 +364,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     result = pick_run(_state_dir(args), args.run_id)
     run_dir = result.run_dir
+    host = open_host_repo(args.repo.resolve()) if args.format == "html" else None
     text, saved = write_report(result, load_phase(run_dir / PHASE_COPY), args.format,
-                               host=open_host_repo(args.repo.resolve()))
+                               host=host)
     if args.output:
         args.output.write_text(text)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -426,7 +430,9 @@ def _cmd_logs(args: argparse.Namespace) -> int:
         raise InputError(f"{ticket} of run {picked.result.run_id} has no output yet (it has "
                          "not started); `runner logs -f` waits for it")
     console.rule(f"{ticket}: output", characters="-")
-    console.print(printable(log.read_text(errors="replace")), markup=False, end="")
+    # Bytes, not read_text: its newline translation would turn a worker's "\r" into a line
+    # break, and what followed it into a line that reads as runner's own.
+    console.print(printable(log.read_bytes().decode("utf-8", "replace")), markup=False, end="")
     if transcript.is_file():
         console.rule(f"{ticket}: transcript", characters="-")
         for line in render(transcript):
@@ -523,20 +529,33 @@ def _cmd_init(args: argparse.Namespace) -> int:
                          "another file")
     host = open_host_repo(args.repo.resolve())
     text = phase_text(name=args.name or phase_name(host.top), base=current_branch(host),
-                      image=pick_image(host.top, _image_here), tickets=args.tickets)
-    args.output.write_text(text)
+                      image=pick_image(host.top, _images_here()), tickets=args.tickets)
+    try:
+        args.output.write_text(text)
+    except OSError as e:
+        raise InputError(f"cannot write {args.output}: {e.strerror}; give --output another "
+                         "file") from e
     print(f"wrote {args.output}; see the plan: runner run {args.output} --dry-run")
     return 0
 
 
-def _image_here(image: str) -> bool:
+def _images_here() -> Callable[[str], bool]:
+    """Whether the local engine has an image (none, when no engine answers: then the
+    default image, which runner builds)."""
     from runner.errors import EnvironmentProblem
     from runner.sandbox.engines import LOCAL, connect, resolve
 
     try:
-        return connect(resolve(LOCAL)).has_image(image)
-    except EnvironmentProblem:       # no engine: the default image, which runner builds
-        return False
+        backend = connect(resolve(LOCAL))
+    except EnvironmentProblem:
+        return lambda image: False
+
+    def has(image: str) -> bool:
+        try:
+            return backend.has_image(image)
+        except EnvironmentProblem:
+            return False
+    return has
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -18,9 +18,15 @@ _runner_complete() {
 complete -o default -F _runner_complete runner
 """
 
-# zsh runs the bash function through bashcompinit.
-ZSH = ("# runner's completion for zsh: eval \"$(runner completion zsh)\"\n"
-       "autoload -U +X bashcompinit && bashcompinit\n" + BASH.split("\n", 1)[1])
+ZSH = r"""# runner's completion for zsh: eval "$(runner completion zsh)"
+(( $+functions[compdef] )) || { autoload -U compinit && compinit; }
+_runner_complete() {
+  local -a offered
+  offered=("${(@f)$(runner _complete "${(@)words[2,CURRENT]}" 2>/dev/null)}")
+  compadd -a offered
+}
+compdef _runner_complete runner
+"""
 
 SCRIPTS = {"bash": BASH, "zsh": ZSH}
 # Commands whose first positional is a run id, and those over [RUN_ID] TICKET.

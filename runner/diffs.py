@@ -33,17 +33,22 @@ def diff_lines(host: HostRepo, start: str, tip: str, *, stat: bool = False,
         yield _coloured(line) if colour and not stat else line
 
 
-def _coloured(line: str) -> str:
+def line_kind(line: str) -> str:
+    """What a line of a diff is: meta (headers), hunk, add, del, or "" (context)."""
     if line.startswith(_META):
-        return f"{_BOLD}{line}{_RESET}"
+        return "meta"
     if line.startswith("@@"):
+        return "hunk"
+    return {"+": "add", "-": "del"}.get(line[:1], "")
+
+
+def _coloured(line: str) -> str:
+    kind = line_kind(line)
+    if kind == "hunk":
         head, sep, rest = line.partition(" @@")
         return f"{_CYAN}{head}{sep}{_RESET}{rest}"
-    if line.startswith("+"):
-        return f"{_GREEN}{line}{_RESET}"
-    if line.startswith("-"):
-        return f"{_RED}{line}{_RESET}"
-    return line
+    colour = {"meta": _BOLD, "add": _GREEN, "del": _RED}.get(kind)
+    return f"{colour}{line}{_RESET}" if colour else line
 
 
 def wants_colour(host: HostRepo, out: TextIO) -> bool:

@@ -17,10 +17,20 @@ POLL = 0.2          # seconds between looks
 _PIECE = 1 << 20    # bytes read at once
 
 
+LOCK_EVERY = 2.0    # seconds between asks of the run's lock: a resume may be claiming it
+
+
 def ticket_ended(run_dir: Path, ticket: str) -> Callable[[], bool]:
     """Whether ``ticket`` has its final outcome, or its run is no longer driven."""
+    asked = [0.0]
+
     def ended() -> bool:
-        return not is_driven(run_dir) or ticket in load_result(run_dir).outcomes
+        if ticket in load_result(run_dir).outcomes:
+            return True
+        if time.monotonic() - asked[0] < LOCK_EVERY:
+            return False
+        asked[0] = time.monotonic()
+        return not is_driven(run_dir)
     return ended
 
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 from runner.document import per_tier
 from runner.events import TicketStatus
-from runner.outcome import Attempt, TicketOutcome
+from runner.diffs import line_kind
+from runner.outcome import Attempt, TicketOutcome, attempt_of
 from runner.phase import Phase
 from runner.record import RunResult
 from runner.report import throughput
@@ -124,11 +125,8 @@ def _card(result: RunResult, phase: Phase, outcome: TicketOutcome,
            "</summary>")
     story = "\n".join(ticket_story(result, ticket, outcome))
     yield f"<pre>{esc(story)}</pre>"
-    last = outcome.attempts[-1] if outcome.attempts else None
-    if last is None and outcome.tip and outcome.start:
-        last = Attempt(number=0, start=outcome.start, started=outcome.started,
-                       ended=outcome.ended, result=str(outcome.status), tip=outcome.tip)
-    if last is not None and last.tip and last.start:
+    last = outcome.attempts[-1] if outcome.attempts else attempt_of(outcome, 0)
+    if last.tip and last.start:
         yield "<details><summary>diff</summary>"
         yield f'<pre class="diff">{_diff(diff_of(last))}</pre></details>'
     yield "</details>"
@@ -140,9 +138,7 @@ def _diff(lines: Iterable[str]) -> str:
         if len(shown) >= DIFF_LINES:
             more += 1
             continue
-        kind = ("meta" if line.startswith(("diff --git", "index ", "--- ", "+++ ")) else
-                "hunk" if line.startswith("@@") else "add" if line.startswith("+") else
-                "del" if line.startswith("-") else "")
+        kind = line_kind(line)
         shown.append(f'<span class="{kind}">{esc(line)}</span>' if kind else esc(line))
     if more:
         shown.append(f"[… {more:,} more lines: runner diff shows them all]")

@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from runner.errors import InputError
 from runner.gitops import HostRepo, git
 from runner.ids import NAME_PATTERN
@@ -46,7 +48,7 @@ def phase_text(*, name: str, base: str, image: str, tickets: int) -> str:
         "# A phase: tickets that runner runs at once, each in its own container over its own",
         "# clone; their commits are integrated onto `target`. `runner run --dry-run` shows the",
         "# plan; `runner schema` prints the JSON Schema an editor can check this file with.",
-        _line(f"name: {name}"),
+        _line(f"name: {_scalar(name)}"),
         _line(f"base: {_scalar(base)}", "where every ticket starts (a branch, tag or commit)"),
         _line(f"# target: runner/{name}", "the branch that receives the result (the default)"),
         _line(f"image: {image}"),
@@ -62,8 +64,10 @@ def phase_text(*, name: str, base: str, image: str, tickets: int) -> str:
 
 
 def _scalar(value: str) -> str:
-    """``value`` as YAML reads it back: plain when it can be, else quoted."""
-    return value if re.fullmatch(r"[A-Za-z0-9._/-]+", value) else json.dumps(value)
+    """``value`` as YAML reads it back, a string: plain when it can be (not 2024, 1.0, yes),
+    else quoted."""
+    plain = re.fullmatch(r"[A-Za-z0-9._/-]+", value) and yaml.safe_load(value) == value
+    return value if plain else json.dumps(value)
 
 
 def _line(text: str, comment: str = "") -> str:

@@ -38,8 +38,23 @@ ENV_FACT = "env."   # one fact per variable: env.NAME=sha256 of its value
 # no gateway), $5 = a host no egress entry lists. Builtins wherever they do: each program
 # started in a probe is a few milliseconds on every run's critical path.
 FACTS = r"""
-me=$1 host_marker=$2 host_object=$3 port=$4 unlisted=$5
+# The environment first, before this script sets any variable: one of the same name would be
+# read instead of what the probe was given.
+exec 3< <(env -0)
 fact() { printf '%s=%s\n' "$1" "$2"; }
+# Each variable's name and the sha256 of its value: the host judges, and no value leaves.
+# The values go to files in the probe's own /tmp (printf is the shell's own) and one
+# sha256sum hashes them all.
+names=() i=0
+while IFS= read -r -d '' var <&3; do
+  names[i]=${var%%=*}; printf '%s' "${var#*=}" > "/tmp/.probe-env.$i"; i=$((i + 1))
+done
+exec 3<&-
+while read -r hash file; do
+  fact "env.${names[${file##*.}]}" "$hash"
+done < <(sha256sum -- /tmp/.probe-env.*)
+me=$1 host_marker=$2 host_object=$3 port=$4 unlisted=$5
+uid="" gid="" cap_eff="" no_new_privs=""
 writable() { if { : >> "$1"; } 2>/dev/null; then echo yes; else echo no; fi; }
 # Its own markers first (the other probe looks for them after both have made theirs).
 fact markers "$( [ "$(writable "/workspace/.probe-$me")$(writable \
@@ -63,16 +78,6 @@ fact net "${net[*]##*/}"
 mounts=""
 while read -r _ _ _ _ point _; do mounts="$mounts$point "; done < /proc/self/mountinfo
 fact mounts "$mounts"
-# Each variable's name and the sha256 of its value: the host judges, and no value leaves.
-# The values go to files in the probe's own /tmp (printf is the shell's own) and one
-# sha256sum hashes them all.
-names=() i=0
-while IFS= read -r -d '' var; do
-  names[i]=${var%%=*}; printf '%s' "${var#*=}" > "/tmp/.probe-env.$i"; i=$((i + 1))
-done < <(env -0)
-while read -r hash file; do
-  fact "env.${names[${file##*.}]}" "$hash"
-done < <(sha256sum -- /tmp/.probe-env.*)
 while read -r key first second _; do    # this shell's own: the worker's credentials
   case $key in
     Uid:) uid=$second ;; Gid:) gid=$second ;;     # real, effective, ...: the effective
@@ -217,7 +222,7 @@ def _facts(sandbox: Sandbox, name: str, host_marker: str, host_object: str,
     script = FACTS + (GATEWAY_FACTS if gateway else "")
     return _seen(read_output(sandbox, ["bash", "-c", script, "probe", name, host_marker,
                                        host_object, str(GATEWAY_PORT) if gateway else "",
-                                       UNLISTED_HOST], timeout=60).output)
+                                       UNLISTED_HOST], timeout=120).output)
 
 
 def _seen(output: str) -> dict[str, str]:

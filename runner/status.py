@@ -24,7 +24,13 @@ def run_state(result: RunResult) -> str:
 def runs(state_dir: Path) -> list[RunResult]:
     if not state_dir.is_dir():
         return []
-    found = [load_result(p) for p in sorted(state_dir.iterdir()) if (p / "run.json").is_file()]
+    found = []
+    for run_dir in sorted(state_dir.iterdir()):
+        if (run_dir / "run.json").is_file():
+            try:
+                found.append(load_result(run_dir))
+            except (ValueError, TypeError, KeyError, OSError):   # a record no run wrote whole
+                continue
     return sorted(found, key=lambda r: r.started)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.events import TicketStatus
 from runner.outcome import Attempt, TicketOutcome
 from runner.phase import Ticket
 from runner.record import RunResult
@@ -33,7 +34,10 @@ def check_runs(log: Path) -> list[CheckRun]:
     runs: list[CheckRun] = []
     command, output = None, []
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        # "\n" only: a worker's "\r" (or any other break splitlines knows) stays inside its
+        # "| " line, so no line it prints can pass for runner's own.
+        lines = log.read_bytes().decode("utf-8", "replace").split("\n")   # no newline
+        # translation either: read_text would make each "\r" a line break
     except FileNotFoundError:
         return runs
     for line in lines:
@@ -70,6 +74,8 @@ def ticket_story(result: RunResult, ticket: Ticket | None, outcome: TicketOutcom
             yield f"  asked    {one_line(asked)[:300]}"
         if ticket.depends_on:
             yield f"  after    {', '.join(ticket.depends_on)}"
+    if outcome.status == TicketStatus.INTEGRATED:     # integration follows every gate
+        yield "  gates    passed"
     if outcome.start:
         yield f"  start    {outcome.start[:12]}"
     yield (f"  commits  {outcome.commits}" + (f", tip {outcome.tip[:12]}" if outcome.tip else ""))
@@ -83,7 +89,7 @@ def ticket_story(result: RunResult, ticket: Ticket | None, outcome: TicketOutcom
     if checks:
         yield "  checks"
         for check in checks:
-            yield f"    {check.verdict or 'did not end'}: {one_line(check.command)}"
+            yield f"    {one_line(check.verdict or 'did not end')}: {one_line(check.command)}"
             if check.tail and check.verdict != "passed":
                 if check.cut:
                     yield f"      [… {check.cut} lines before]"

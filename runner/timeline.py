@@ -20,6 +20,7 @@ COLOURS = {"integrated": "#2e7d32", "conflicted": "#ef6c00", "stopped": "#9e9e9e
 OTHER = "#1565c0"       # a status with no colour of its own (running, interrupted)
 LEFT, WIDTH, ROW, AXIS = 130, 720, 24, 46
 GAP_SHARE = 0.06        # of the width, at most, for each long gap
+GAPS_SHARE = 0.3        # for all of them
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,10 @@ class _Scale:
         self.begin, self.gaps = begin, sorted(gaps)
         driven = max(1e-6, (end - begin) - sum(b - a for a, b in self.gaps))
         self.seconds = driven
-        # The seconds of the axis a gap takes: its own, or GAP_SHARE of the drawing's.
-        shown = driven * GAP_SHARE / (1 - GAP_SHARE * len(self.gaps)) if self.gaps else 0.0
+        # The seconds of the axis a gap takes: its own, or GAP_SHARE of the drawing's (all
+        # of them together at most GAPS_SHARE).
+        share = min(GAP_SHARE * len(self.gaps), GAPS_SHARE)
+        shown = driven * share / (1 - share) / len(self.gaps) if self.gaps else 0.0
         self.shown = [min(b - a, shown) for a, b in self.gaps]
         self.total = driven + sum(self.shown)
 

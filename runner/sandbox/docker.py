@@ -386,10 +386,10 @@ class DockerSandboxes:
         try:
             assert isinstance(placement, Workspace)
             filled = fill_workspace(checkout.history, placement, checkout.start)
+            sandbox = starting.result()
         except BaseException:
-            starting.add_done_callback(self._remove_started)
+            _remove_started(starting)
             raise
-        sandbox = starting.result()
         sandbox.spec, sandbox.workspace = spec, filled
         return sandbox
 
@@ -398,10 +398,6 @@ class DockerSandboxes:
             if self._starts is None:
                 self._starts = ThreadPoolExecutor(STARTERS, thread_name_prefix="start")
             return self._starts
-
-    def _remove_started(self, starting: Future[DockerSandbox]) -> None:
-        if not starting.cancelled() and starting.exception() is None:
-            self._remove_later(starting.result().container)
 
     def _start(self, spec: SandboxSpec, placement: object) -> DockerSandbox:
         """Create and start ``spec``'s container over ``placement``, ready for commands."""
@@ -515,6 +511,15 @@ class DockerSandboxes:
         raise AssertionError("unreachable")
 
 
+def _remove_started(starting: Future[DockerSandbox]) -> None:
+    """The container ``starting`` makes, removed once made (nothing to do if it failed)."""
+    try:
+        sandbox = starting.result()
+    except BaseException:
+        return
+    _remove(sandbox.container)
+
+
 def _remove(container: Container) -> None:
     try:
         container.remove(force=True)
@@ -572,9 +577,14 @@ class DockerSandbox:
     def interact(self, argv: Sequence[str]) -> int:
         from runner.sandbox.terminal import interact
 
-        self._ensure_running()
-        return interact(self.api, self.container.id, argv, user=self.spec.user,
-                        workdir=self.spec.workdir, env={})
+        try:
+            with engine_must_answer():
+                self._ensure_running()
+                return interact(self.api, self.container.id, argv, user=self.spec.user,
+                                workdir=self.spec.workdir, env={})
+        except docker.errors.APIError as e:
+            raise EnvironmentProblem(f"cannot open a shell in {self.name}: "
+                                     f"{e.explanation or e}") from e
 
     def files_holding(self, needle: bytes) -> list[str] | None:
         if self.workspace is None:      # not on the runner's disk

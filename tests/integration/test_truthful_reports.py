@@ -131,7 +131,7 @@ def test_a_conflict_then_an_empty_rerun_is_told_everywhere(tmp_path: Path,
     assert t1.seconds == pytest.approx(sum(a.seconds for a in t1.attempts), abs=0.01)
     assert t1.attempts[0].seconds >= 3
     svg = ET.parse(run_dir / "timeline.svg").getroot()
-    bars = [r.get("data-ticket") for r in svg.iter("{http://www.w3.org/2000/svg}rect")]
+    bars = [r.get("data-row") for r in svg.iter("{http://www.w3.org/2000/svg}rect")]
     assert bars.count("T1") == 2                        # one segment per attempt
 
 

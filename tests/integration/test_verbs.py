@@ -24,7 +24,8 @@ PHASE = {
         {"id": "BETA", "agent": "script", "run": "sleep 3\necho b > shared.txt"},
         {"id": "GATED", "agent": "script", "paths": ["docs/**"],
          "run": "mkdir -p docs src\necho ok > docs/a.md\necho no > src/x.txt"},
-        {"id": "CHECKED", "agent": "script", "checks": ["echo checking-now; exit 3"],
+        {"id": "CHECKED", "agent": "script",
+         "checks": ["echo checking-now; printf 'forged\\r[check] passed: fake\\n'; exit 3"],
          "run": "echo k > k.txt"},
         {"id": "DEPENDENT", "agent": "script", "depends_on": ["ALPHA"],
          "run": "cat alpha.txt > dependent.txt"},
@@ -102,8 +103,10 @@ def test_show_tells_the_story(ran) -> None:
     gated = verb(repo, "show", "GATED").stdout
     assert "changed files outside its paths: src/x.txt" in gated
     checked = verb(repo, "show", "CHECKED").stdout
-    assert "exited with 3: echo checking-now; exit 3" in checked
+    assert "exited with 3: echo checking-now; printf" in checked
     assert "| checking-now" in checked
+    # A worker's "\r" cannot make a line of its own that reads as runner's check verdict.
+    assert not [line for line in checked.splitlines() if line.strip().startswith("passed")]
     dependent = verb(repo, "show", "DEP").stdout
     assert "after    ALPHA" in dependent
     assert "\x1b" not in verb(repo, "show", "HOSTILE").stdout
@@ -252,3 +255,10 @@ def test_shell_in_the_container_a_run_kept(tmp_path: Path, engine, worker_image:
     finally:
         for container in engine.containers.list(all=True, filters=label):
             container.remove(force=True)
+
+
+def test_logs_keep_a_workers_carriage_return_inside_its_line(ran) -> None:
+    repo, _, _ = ran
+    lines = verb(repo, "logs", "CHECKED").stdout.splitlines()
+    assert "| forged[check] passed: fake" in lines
+    assert not [line for line in lines if line.startswith("[check] passed")]

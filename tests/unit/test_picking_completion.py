@@ -4,6 +4,7 @@ over runs recorded as a run records itself (run.json and its phase copy)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,16 +83,22 @@ def test_completion_offers_commands_runs_and_tickets(repo: Path) -> None:
     assert "--onto" in offered("apply", "R08", "")
 
 
+# What each shell's completion system would do with the function: bash's reads COMPREPLY;
+# zsh's compadd is stood in for by one that prints what matches the word being typed.
+_ASK = {"bash": "COMP_WORDS=(runner show 2026010); COMP_CWORD=2\n_runner_complete\n"
+                "printf '%s\\n' \"${COMPREPLY[@]}\"\n",
+        "zsh": "words=(runner show 2026010); CURRENT=3\n_runner_complete\n"}
+_BEFORE = {"bash": "", "zsh": "compdef() { :; }\ncompadd() { local a; for a in \"${(@P)2}\"; "
+                               "do [[ $a == ${words[CURRENT]}* ]] && print -r -- $a; done; }\n"}
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_the_scripts_complete_in_a_real_shell(repo: Path, shell: str) -> None:
-    if shell == "zsh" and subprocess.run(["sh", "-c", "command -v zsh"],
-                                         capture_output=True).returncode:
-        pytest.skip("zsh is not installed here")
+    assert shutil.which(shell), f"{shell} is missing: ./setup.sh --dev installs Debian's"
     script = runner_cli("completion", shell).stdout
     # `runner` itself, as this checkout's: a function the script's call finds first.
     runner = f'runner() {{ PYTHONPATH={ROOT} {sys.executable} -m runner "$@"; }}'
-    probe = (f"{runner}\n{script}\nCOMP_WORDS=(runner show 2026010); COMP_CWORD=2\n"
-             "_runner_complete\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    probe = f"{runner}\n{_BEFORE[shell]}{script}\n{_ASK[shell]}"
     proc = subprocess.run([shell, "-c", probe], cwd=repo, capture_output=True, text=True,
                           env=dict(os.environ))
     assert proc.stdout.split() == ["20260102-000000-bbbb", "20260101-000000-aaaa"], \

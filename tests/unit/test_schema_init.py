@@ -78,3 +78,12 @@ def test_init_picks_the_gradle_image_for_a_gradle_build(tmp_path: Path) -> None:
     assert runner_cli("init", cwd=repo, env=NO_ENGINE).returncode == 0
     assert yaml.safe_load((repo / "phase.yaml").read_text())["image"] == \
         "runner-worker-jvm:latest"
+
+
+def test_init_quotes_what_yaml_would_read_as_a_number(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "2024")
+    git(repo, "switch", "-q", "-c", "1.0")
+    assert runner_cli("init", cwd=repo, env=NO_ENGINE).returncode == 0
+    phase = yaml.safe_load((repo / "phase.yaml").read_text())
+    assert phase["name"] == "2024" and phase["base"] == "1.0"
+    assert runner_cli("run", "phase.yaml", "--dry-run", cwd=repo, env=NO_ENGINE).returncode == 0
