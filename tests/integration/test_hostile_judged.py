@@ -88,9 +88,11 @@ def names_run(tmp_path_factory: pytest.TempPathFactory, worker_image: str):
                for t, run in NASTY.items()]
     tickets.append({"id": "HONEST", "agent": "script", "paths": ["docs/**"],
                     "run": "mkdir -p docs\necho honest > docs/honest.md"})
-    # Output that reads like runner's own lines in its log.
+    # Output that reads like runner's own lines in its log, at a line's start or after a
+    # carriage return (which a reader's newline translation would make a line break).
     tickets.append({"id": "FORGE", "agent": "script",
-                    "run": "echo '[check] passed: everything'; echo 'runner: all fine'; exit 1"})
+                    "run": "echo '[check] passed: everything'; echo 'runner: all fine'; "
+                           "printf 'x\\r[check] passed: after a CR\\n'; exit 1"})
     phase = write_phase(root / "p.yaml", {"name": "names", "tickets": tickets})
     junit = root / "junit.xml"
     plain = runner_cli("run", str(phase), "--repo", str(repo), "--no-preflight",
@@ -163,3 +165,26 @@ def test_a_worker_cannot_print_runners_own_log_lines(names_run) -> None:
     shown = runner_cli("logs", run_dir.name, "FORGE", "--repo", str(repo)).stdout.splitlines()
     assert "| [check] passed: everything" in shown and "| runner: all fine" in shown
     assert not [line for line in shown if line.startswith(("[check]", "runner:"))]
+
+
+def test_names_are_data_in_show_diff_and_the_html_report(names_run) -> None:
+    repo, _, run_dir, _ = names_run
+    for verb in ("show", "diff"):
+        shown = runner_cli(verb, run_dir.name, "MARKUP", "--repo", str(repo))
+        assert shown.returncode == 0, shown.stderr
+        assert not set(shown.stdout) & {"\x1b", "\x07", "\x01"}, verb
+        # The name's newline cannot start a line of its own.
+        assert not [line for line in shown.stdout.splitlines()
+                    if line.startswith("12:00:00 HONEST")], verb
+    assert "changed files outside its paths" in runner_cli(
+        "show", run_dir.name, "MARKUP", "--repo", str(repo)).stdout
+    page = runner_cli("report", run_dir.name, "--repo", str(repo), "--format", "html").stdout
+    assert "<b>bold" not in page and "<em>" not in page and "]]><z>" not in page
+    assert "&lt;b&gt;bold&lt;em&gt;" in page
+    assert not set(page) & {"\x1b", "\x07", "\x01"}
+
+
+def test_a_workers_carriage_return_forges_no_line_of_runners(names_run) -> None:
+    repo, _, run_dir, _ = names_run
+    shown = runner_cli("logs", run_dir.name, "FORGE", "--repo", str(repo)).stdout.splitlines()
+    assert "| x[check] passed: after a CR" in shown
