@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, metavar="N", help="workers at once")
     run.add_argument("--image", help="the worker image (overrides the phase's)")
     run.add_argument("--engine", help="where the workers run: local (default), "
-                     "tcp://host:port, ssh://user@host or a Docker context name")
+                     "tcp://host:port, ssh://user@host, a Docker context name, kubernetes or "
+                     "kubernetes:CONTEXT")
     run.add_argument("--network", choices=("none", "bridge"), help="the workers' network")
     for tier in ("simple", "nuanced", "complex"):
         run.add_argument(f"--model-{tier}", metavar="MODEL", help=f"the {tier} tier's model")
@@ -104,12 +105,13 @@ def _parser() -> argparse.ArgumentParser:
                           "to target")
     run.set_defaults(func=_cmd_run)
 
-    doctor = commands.add_parser("doctor", help="check Docker, images, disk, and run the "
-                                 "isolation self-test")
+    doctor = commands.add_parser("doctor", help="check the engine, images, disk, and run "
+                                 "the isolation self-test")
     doctor.add_argument("--image", default="runner-worker:latest",
                         help="the worker image to probe (default runner-worker:latest)")
     doctor.add_argument("--engine", default="local",
-                        help="the engine to probe (default local; tcp://…, ssh://…, a context)")
+                        help="the engine to probe (default local; tcp://…, ssh://…, a context, "
+                             "kubernetes[:CONTEXT])")
     doctor.set_defaults(func=_cmd_doctor)
 
     resume = commands.add_parser("resume", help="finish an interrupted run; finished "
@@ -584,7 +586,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     report = run_doctor(PlainSink(sys.stderr, show_output=False), image=args.image,
                         state_dir=_default_state_dir(), engine_name=args.engine)
-    grid = Grid(f"runner doctor — Docker engine {report.engine}",
+    grid = Grid(f"runner doctor — {report.title} engine {report.engine}",
                 ("check", "result", "detail / what to do"))
     for check in report.checks:
         grid.add(check.name, Cell("pass", "green") if check.passed else Cell("FAIL", "red"),
@@ -614,12 +616,16 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
     for line in build_images(sink, force=args.force, offline_base=args.offline_base):
         print(line)
     if args.engine:
-        from runner.sandbox.engines import check_engine, connect, resolve
+        from runner.sandbox.engines import KUBERNETES, check_engine, connect, resolve
 
         try:
             engine = resolve(check_engine(args.engine))
         except ValueError as e:
             raise InputError(f"--engine: {e}") from e
+        if engine.kind == KUBERNETES:
+            raise InputError("--engine: runner cannot send images into a Kubernetes cluster; "
+                             "push them to a registry its nodes pull from, and name that in "
+                             "the phase's `image:`")
         if not engine.local:
             remote = connect(engine)
             for name in BUILDABLE:

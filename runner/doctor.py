@@ -17,7 +17,7 @@ from runner.sandbox import Backend
 from runner.sandbox.images import BUILDABLE, WORKER_DOCKERFILE
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, Ticket
-from runner.sandbox.engines import LOCAL, connect, resolve
+from runner.sandbox.engines import KUBERNETES, LOCAL, connect, resolve
 from runner.selftest import Check, run_selftest
 from runner.context import RunContext, gateway_for
 
@@ -30,6 +30,7 @@ class DoctorReport:
     engine: str
     checks: tuple[Check, ...]
     selftest_seconds: float
+    title: str = "Docker"         # what kind of engine it is
 
     @property
     def passed(self) -> bool:
@@ -43,11 +44,16 @@ def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE,
         backend = connect(engine)
         version = backend.version()
     except RunnerError as e:
-        return DoctorReport("unreachable", (Check("Docker answers", False, str(e),
-                                                  "start the Docker engine"),), 0.0)
+        return DoctorReport("unreachable", (Check(f"{engine.title} answers", False, str(e),
+                                                  f"start the {engine.title} engine"),), 0.0,
+                            engine.title)
     where = "" if engine.local else f" at {engine.name}"
-    checks = [Check("Docker answers", True, f"engine {version}{where}")]
+    checks = [Check(f"{engine.title} answers", True, f"engine {version}{where}")]
     checks += [_image_check(backend, name) for name in BUILDABLE]
+    if engine.kind == KUBERNETES:
+        checks.append(Check("NetworkPolicy", True, "each run's Pods get one that denies all "
+                            "traffic in and out; whether the cluster enforces it is what the "
+                            "self-test's network check proves"))
     checks.append(_disk_check(state_dir))
     checks.append(_claude_check())
     started = time.perf_counter()
@@ -56,7 +62,7 @@ def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE,
         checks += selftest_in_scratch_repo(backend, sink, image, scratch=state_dir)
     except RunnerError as e:
         checks.append(Check("isolation self-test", False, str(e), "fix the error above"))
-    return DoctorReport(version, tuple(checks), time.perf_counter() - started)
+    return DoctorReport(version, tuple(checks), time.perf_counter() - started, engine.title)
 
 
 def selftest_in_scratch_repo(backend: Backend, sink: EventSink, image: str, *,
@@ -88,6 +94,9 @@ def selftest_in_scratch_repo(backend: Backend, sink: EventSink, image: str, *,
 def _image_check(backend: Backend, name: str) -> Check:
     if backend.has_image(name):
         return Check(f"image {name}", True, "present")
+    if backend.engine.kind == KUBERNETES:
+        return Check(f"image {name}", True, "on none of the cluster's nodes yet: they pull it "
+                     "when a Pod starts, so a registry they reach must have it")
     if not backend.shares_disk:
         return Check(f"image {name}", True, "missing; a run sends it from this machine "
                      f"(`runner images build --engine {backend.engine.name}` does it now)")

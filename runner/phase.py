@@ -213,8 +213,12 @@ class Phase(_Strict):
     base: str = "HEAD"
     target: str | None = None
     image: str = "runner-worker:latest"
-    # Where the workers run: local, tcp://host:port, ssh://user@host or a Docker context.
+    # Where the workers run: local, tcp://host:port, ssh://user@host, a Docker context,
+    # kubernetes or kubernetes:CONTEXT.
     engine: Annotated[str, AfterValidator(check_engine)] = "local"
+    # The sandboxes' runtime: Docker's --runtime (runsc, kata-runtime) or, on Kubernetes, the
+    # Pods' runtimeClassName (gvisor, kata): a stronger boundary where the engine offers one.
+    runtime: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")] | None = None
     concurrency: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
     network: Literal["none", "bridge"] = "none"
     resources: Resources = Resources()

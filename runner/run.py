@@ -380,6 +380,7 @@ def _preflight(ctx: RunContext, result: RunResult, *,
     except BaseException:       # interrupted: no ticket has started; nothing to keep
         pool.shutdown(cancel_futures=True)    # what is being made ahead, then it all goes
         ctx.provider.remove_run(ctx.run_id)
+        ctx.provider.settle()
         result.state = "interrupted"
         write_state(result)
         raise
@@ -388,6 +389,7 @@ def _preflight(ctx: RunContext, result: RunResult, *,
     result.spans.append([SELFTEST_SPAN, began, began + seconds])
     if not selftest.passed:
         ctx.provider.discard("")
+        ctx.provider.settle()       # nothing of the run's stays on the engine
         result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)
         write_state(result)
         first = selftest.failed[0]

@@ -75,6 +75,28 @@ fact sockets "$sockets"
 fact docker_host "${DOCKER_HOST:-}"
 net=(/sys/class/net/*)
 fact net "${net[*]##*/}"
+# An interface besides lo (a Pod's eth0, under a NetworkPolicy): try what a Pod can most often
+# reach, at once, 2 s each: the API server's Service, the name servers, the default route's
+# gateway. A connection made, or refused, means traffic goes out.
+tried=() reached=""
+if [ "${net[*]##*/}" != lo ]; then
+  [ -n "${KUBERNETES_SERVICE_HOST:-}" ] && tried+=("$KUBERNETES_SERVICE_HOST:${KUBERNETES_SERVICE_PORT:-443}")
+  while read -r key value _; do
+    [ "$key" = nameserver ] && tried+=("$value:53")
+  done < /etc/resolv.conf
+  while read -r _ dest gw _; do
+    [ "$dest" = 00000000 ] && [ "$gw" != 00000000 ] && \
+      tried+=("$((16#${gw:6:2})).$((16#${gw:4:2})).$((16#${gw:2:2})).$((16#${gw:0:2})):80")
+  done < <(tail -n +2 /proc/net/route)
+  for target in "${tried[@]}"; do
+    ( said=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/${1%:*}/${1##*:}"' _ "$target" 2>&1) \
+        || [[ $said == *refused* ]] ) && echo "$target" &
+  done > /tmp/.probe-reached
+  wait
+  reached=$(tr '\n' ' ' < /tmp/.probe-reached)
+fi
+fact tried "${tried[*]}"
+fact reached "$reached"
 mounts=""
 while read -r _ _ _ _ point _; do mounts="$mounts$point "; done < /proc/self/mountinfo
 fact mounts "$mounts"
@@ -130,6 +152,7 @@ class Probed:
     seen: dict[str, str]
     given: GivenEnv
     key_files: list[str] | None = None   # its files holding the key (None: not looked)
+    user: str = ""                       # the uid:gid its sandbox runs its commands as
 
 
 @dataclass(frozen=True)
@@ -190,9 +213,10 @@ def run_selftest(ctx: RunContext, start: str,
                 key = os.environ.get("ANTHROPIC_API_KEY", "")
                 key_files = (sandbox.files_holding(key.encode())
                              if len(key) >= MIN_SECRET_LENGTH else [])
+                user = sandbox.user
             given = GivenEnv(spec=spec.env, image=spec.image,
                              image_env=ctx.provider.image_env(spec.image))
-            return Probed(name, facts, given, key_files)
+            return Probed(name, facts, given, key_files, user)
         except BaseException:
             together.abort()   # never leave the other probe waiting
             raise
@@ -264,14 +288,31 @@ def _secrets(ctx: RunContext, probe: Probed) -> str | None:
 
 
 def _network(ctx: RunContext, probe: Probed) -> str | None:
+    """Only lo; or, beside it, an interface through which nothing answers (a Pod under the
+    run's NetworkPolicy, on a cluster that enforces it)."""
     if ctx.phase.network != "none":
         return None
     interfaces = probe.seen.get("net", "").split()
-    return None if interfaces == ["lo"] else f"network interfaces {interfaces}"
+    if interfaces == ["lo"]:
+        return None
+    reached, tried = probe.seen.get("reached", "").split(), probe.seen.get("tried", "").split()
+    if reached:
+        return (f"network interfaces {interfaces}, and it reached {', '.join(reached)}: "
+                "traffic goes out (on Kubernetes: the cluster does not enforce the run's "
+                "NetworkPolicy)")
+    return None if tried else (f"network interfaces {interfaces}, and nothing to try "
+                               "reaching through them: isolation cannot be told")
 
 
 def _fact_is(key: str, expected: str, what: str) -> Rule:
     return _expect(key, lambda ctx, probe: expected, what)
+
+
+def _fact_of(key: str, want: Callable[[Probed], str], what: str) -> Rule:
+    def rule(ctx: RunContext, probe: Probed) -> str | None:
+        got, expected = probe.seen.get(key, "<missing>"), want(probe)
+        return None if got == expected else f"{what} is {got!r}, expected {expected!r}"
+    return rule
 
 
 def _own_gateway(ctx: RunContext, probe: Probed) -> str | None:
@@ -315,15 +356,17 @@ _RULES: list[tuple[str, Rule, str]] = [
     ("no DOCKER_HOST", _fact_is("docker_host", "", "DOCKER_HOST"),
      "do not pass DOCKER_HOST to workers"),
     ("no network (network: none)", _network,
-     "run workers with network none, or set network: bridge in the phase on purpose"),
+     "run workers with network none, or set network: bridge in the phase on purpose; on "
+     "Kubernetes, use a cluster whose network plugin enforces NetworkPolicy"),
     ("only its own mounts", _mounts, "remove the extra mounts from the worker container"),
     ("no host secrets in env", _secrets,
      "remove each where it comes from: rebuild the image without it (an image's ENV "
      "reaches every worker), or take it out of the worker spec; one from neither leaked "
      "from the host's environment (a command ticket that needs a host variable names it "
      "in `env:`)"),
-    ("runs as the host user", _expect("uid", lambda ctx, probe: ctx.user, "uid:gid"),
-     "workers must run as the uid:gid of the user running runner"),
+    ("runs as the worker's user", _fact_of("uid", lambda probe: probe.user, "uid:gid"),
+     "workers must run as the uid:gid runner gives them (the host user's; a non-root one in "
+     "a Pod): the image must not override it"),
     ("all capabilities dropped", _fact_is("cap_eff", "0000000000000000", "CapEff"),
      "start workers with cap_drop ALL"),
     ("no new privileges", _fact_is("no_new_privs", "1", "NoNewPrivs"),

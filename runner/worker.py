@@ -56,7 +56,7 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> Sandbox
                    if ctx.provider.shares_disk else {})},
         limits=Limits(cpus=phase.resources.cpus, memory=phase.resources.memory,
                       pids=phase.resources.pids, disk=phase.resources.disk_bytes),
-        network=phase.network, user=ctx.user)
+        network=phase.network, user=ctx.user, runtime=phase.runtime)
 
 
 @contextmanager

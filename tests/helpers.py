@@ -17,6 +17,18 @@ IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid
             "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
 
 
+# The phase every backend must integrate the same: three at once, a dependent one, and a
+# conflicting pair (both rewrite shared.txt; the second reruns on the new head).
+ENGINE_TICKETS = [
+    {"id": "A", "agent": "script", "run": "echo a > a.txt", "paths": ["a.txt"]},
+    {"id": "B", "agent": "script", "run": "mkdir -p deep && echo b > deep/b.txt"},
+    {"id": "C", "agent": "script", "run": "echo c > c.txt"},
+    {"id": "D", "agent": "script", "depends_on": ["A", "B"],
+     "run": "cat a.txt deep/b.txt > d.txt"},
+    {"id": "P1", "agent": "script", "run": "echo one >> shared.txt"},
+    {"id": "P2", "agent": "script", "run": "echo two >> shared.txt"},
+]
+
 def git(repo: Path, *args: str) -> str:
     # safe.directory: some test repos belong to another uid (the non-root user test).
     proc = subprocess.run(["git", "-c", "safe.directory=*", *args], cwd=repo,

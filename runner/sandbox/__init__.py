@@ -6,13 +6,15 @@ a SandboxSpec — the work (a Checkout: which commit on which
 branch, what the worker may read), its limits, labels, network and way out — and opened by
 a SandboxProvider, which owns the workspace: it makes the clone and the private Gradle home
 where its sandboxes can use them, keeps them as long as the run needs them, and removes or
-sets them aside when told. The Docker implementation lives in ``sandbox/docker.py`` (this machine's engine) and
-``sandbox/remote.py`` (another's), behind ``sandbox/dockerengine.py``.
+sets them aside when told. The Docker implementation lives in ``sandbox/docker.py`` (this
+machine's engine) and ``sandbox/remote.py`` (another's), behind ``sandbox/dockerengine.py``;
+the Kubernetes one (a Pod per sandbox) in ``sandbox/kube/``.
 Everything else reaches a workspace only through a sandbox's commands (exec).
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -86,6 +88,7 @@ class SandboxSpec:
     # into the sandbox and serves it on 127.0.0.1:GATEWAY_PORT there; the socket's directory
     # holds nothing else.
     gateway: Path | None = None
+    runtime: str | None = None     # the engine's runtime for it (runsc, a RuntimeClass)
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,63 @@ class ExecResult:
 
 
 OutputHandler = Callable[[str], None]
+# A reset as a command's first step: kill(-1) signals every process of the caller's uid but
+# the caller itself (and its pid namespace's init), so the shell ends them all, then becomes
+# the command.
+RESET_FIRST = 'kill -KILL -1 2>/dev/null; exec "$@"'
+
+
+def under_timeout(argv: Sequence[str], timeout: float, *, grace: int,
+                  reset_first: bool = False) -> list[str]:
+    """``argv`` as a backend runs it: under `timeout` (TERM at ``timeout``, KILL ``grace``
+    seconds later), after a reset of the worker's processes when asked."""
+    timed = ["timeout", "-k", str(grace), f"{max(1, int(timeout))}s", *argv]
+    return ["sh", "-c", RESET_FIRST, "sh", *timed] if reset_first else timed
+Take = Callable[[int, bytes], None]        # (stream: 1 stdout, 2 stderr; bytes) as they come
+# Runs a command, feeding its output to a Take: (exit code, timed out, why the sandbox
+# stopped it ("" if it did not)).
+RunCommand = Callable[[Take], tuple[int, bool, str]]
+
+
+def output_of(run: RunCommand, on_output: OutputHandler | None) -> ExecResult:
+    """A backend's exec: ``run``'s lines to ``on_output``, the tail of its output kept."""
+    tail = OutputTail(on_output)
+
+    def take(stream: int, chunk: bytes) -> None:
+        tail.feed(chunk.decode("utf-8", "replace"), stream)
+
+    code, timed_out, stopped = run(take)
+    return ExecResult(exit_code=code, output=tail.close(), timed_out=timed_out,
+                      stopped=stopped)
+
+
+def output_to_file(run: RunCommand, dest: Path, limit: int) -> ExecResult:
+    """A backend's exec_to_file: ``run``'s stdout into a new file ``dest``, at most ``limit``
+    bytes (past it: drained, kept nowhere, and the result fails); its output is stderr."""
+    errors = OutputTail()
+    written = 0
+    # dest is in a runner-owned directory; O_EXCL and O_NOFOLLOW all the same.
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        def take(stream: int, chunk: bytes) -> None:
+            nonlocal written
+            if stream == 2:
+                errors.feed(chunk.decode("utf-8", "replace"), stream)
+            elif written <= limit:
+                written += len(chunk)
+                out.write(chunk)
+
+        code, timed_out, stopped = run(take)
+    if written > limit:
+        return ExecResult(exit_code=code or 1, timed_out=timed_out, stopped=stopped,
+                          output=f"output larger than {limit // 2**20} MiB")
+    return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out,
+                      stopped=stopped)
 
 
 class Sandbox(Protocol):
     name: str
+    user: str           # uid:gid its commands run as (the spec's, or the backend's own)
     restarts: int       # times it was found stopped (killed from outside) and started again
     # Why the sandbox stopped its worker itself, over a limit it enforces while open (disk);
     # "" if it did not. Its files stay, and commands run again after it (collection).
@@ -153,7 +209,10 @@ class SandboxProvider(Protocol):
         ...
 
     def remove_run(self, run_id: str) -> int:
-        """Remove every sandbox of a run at once (a hard stop, cleanup); return how many."""
+        """Remove every sandbox of a run at once (a hard stop, cleanup); return how many. A
+        backend whose checkouts live only as long as their sandboxes (Kubernetes' emptyDir)
+        keeps those that hold one of kept(), with nothing running in them, for the salvage
+        that follows; discard() and clear() remove them."""
         ...
 
     def image_env(self, image: str) -> Mapping[str, str]:

@@ -27,7 +27,7 @@ from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.hostview import explain_mount_error
 from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS,
                             TIMEOUT_EXIT, WORKSPACE, Checkout, ExecResult, OutputHandler,
-                            OutputTail, SandboxSpec)
+                            SandboxSpec, output_of, output_to_file, under_timeout)
 from runner.sandbox.diskwatch import DiskWatch
 from runner.secretenv import files_holding
 from runner.trees import discard_tree
@@ -41,9 +41,6 @@ WATCHDOG_SLACK = 30    # seconds after that before the host kills the whole cont
 # a reset can kill all of the worker's processes at once without restarting it.
 KEEPER = "65534:65534"
 KEEP_UP = ["sleep", "infinity"]
-# A reset as a command's first step: kill(-1) signals every process of the caller's uid but
-# the caller itself (and init), so the shell ends them all, then becomes the command.
-RESET_FIRST = 'kill -KILL -1 2>/dev/null; exec "$@"'
 
 
 def keeper_command(spec: SandboxSpec) -> list[str]:
@@ -497,6 +494,7 @@ class DockerSandboxes:
                     cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
                     pids_limit=spec.limits.pids, mem_limit=spec.limits.memory,
                     memswap_limit=spec.limits.memory, nano_cpus=int(spec.limits.cpus * 1e9),
+                    runtime=spec.runtime,
                 )
             except docker.errors.ImageNotFound as e:
                 raise EnvironmentProblem(f"image {spec.image} is missing; run `runner images "
@@ -533,6 +531,7 @@ class DockerSandbox:
         self.container, self.api, self.spec = container, client.api, spec
         self.workspace = workspace     # its checkout on the runner's disk (a local engine)
         self.name = spec.name
+        self.user = spec.user
         self.restarts = 0
         self.stopped_for = ""
         self._stop_counted = False
@@ -543,36 +542,11 @@ class DockerSandbox:
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
              env: Mapping[str, str] | None = None) -> ExecResult:
-        tail = OutputTail(on_output)
-
-        def take(stream: int, chunk: bytes) -> None:
-            tail.feed(chunk.decode("utf-8", "replace"), stream)
-
-        code, timed_out, stopped = self._run(argv, timeout, env, take)
-        return ExecResult(exit_code=code, output=tail.close(), timed_out=timed_out,
-                          stopped=stopped)
+        return output_of(lambda take: self._run(argv, timeout, env, take), on_output)
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
                      limit: int) -> ExecResult:
-        errors = OutputTail()
-        written = 0
-        # dest is in a runner-owned directory; O_EXCL and O_NOFOLLOW all the same.
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            def take(stream: int, chunk: bytes) -> None:
-                nonlocal written
-                if stream == 2:
-                    errors.feed(chunk.decode("utf-8", "replace"), stream)
-                elif written <= limit:   # past the limit: drain, keep nothing more
-                    written += len(chunk)
-                    out.write(chunk)
-
-            code, timed_out, stopped = self._run(argv, timeout, None, take)
-        if written > limit:
-            return ExecResult(exit_code=code or 1, timed_out=timed_out, stopped=stopped,
-                              output=f"output larger than {limit // 2**20} MiB")
-        return ExecResult(exit_code=code, output=errors.close(), timed_out=timed_out,
-                          stopped=stopped)
+        return output_to_file(lambda take: self._run(argv, timeout, None, take), dest, limit)
 
     def interact(self, argv: Sequence[str]) -> int:
         from runner.sandbox.terminal import interact
@@ -651,10 +625,8 @@ class DockerSandbox:
         about the worker (it may have killed its own init), not an error of runner's: it is
         started again so collection can still run."""
         self._ensure_running()
-        wrapped = ["timeout", "-k", str(KILL_GRACE), f"{max(1, int(timeout))}s", *argv]
         reset_first, self._reset_due = self._reset_due, False
-        if reset_first:
-            wrapped = ["sh", "-c", RESET_FIRST, "sh", *wrapped]
+        wrapped = under_timeout(argv, timeout, grace=KILL_GRACE, reset_first=reset_first)
         started = time.monotonic()
         killed = threading.Event()
         timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill, [killed])

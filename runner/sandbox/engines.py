@@ -4,7 +4,9 @@
 ``local`` (the default: the Docker engine of this machine, through DOCKER_HOST or its
 socket; it shares the runner's disk), a ``tcp://host:port`` or ``ssh://user@host`` URL, or
 the name of a Docker context. Those three are another machine's engine: it shares no disk
-with the runner, so workspaces live in its volumes (sandbox/remote.py).
+with the runner, so workspaces live in its volumes (sandbox/remote.py). ``kubernetes`` (the
+current context of KUBECONFIG or ~/.kube/config, or the cluster runner runs in) or
+``kubernetes:CONTEXT``: a Pod per sandbox (sandbox/kube/).
 """
 
 from __future__ import annotations
@@ -17,35 +19,46 @@ if TYPE_CHECKING:
     from runner.sandbox import Backend
 
 LOCAL = "local"
+KUBERNETES = "kubernetes"
 _URL = re.compile(r"(tcp|ssh)://[^\s/]+")
 _CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
+_KUBE = re.compile(rf"{KUBERNETES}(:\S+)?")     # a context may hold ":" (EKS ARNs)
+FORMS = ("local, tcp://host:port, ssh://user@host, the name of a Docker context, kubernetes "
+         "or kubernetes:CONTEXT")
+
+
 def check_engine(value: str) -> str:
     """The phase field's validator: one line saying what forms there are."""
-    if value == LOCAL or _URL.fullmatch(value) or (_CONTEXT.fullmatch(value)
-                                                  and not value.startswith("kubernetes")):
+    if value == LOCAL or _URL.fullmatch(value) or _KUBE.fullmatch(value) or (
+            _CONTEXT.fullmatch(value) and not value.startswith(KUBERNETES)):
         return value
-    if value.startswith("kubernetes"):
-        raise ValueError("a Kubernetes engine is not built yet; use local, tcp://host:port, "
-                         "ssh://user@host or a Docker context name")
-    raise ValueError(f"{value!r} is not an engine: give local, tcp://host:port, "
-                     "ssh://user@host or the name of a Docker context")
+    raise ValueError(f"{value!r} is not an engine: give {FORMS}")
 
 
 @dataclass(frozen=True)
 class Engine:
     name: str            # as the user gave it
     url: str | None      # what docker-py connects to (None: this machine's, from the env)
+    kind: str = "docker"            # or KUBERNETES
+    context: str | None = None      # the kubeconfig context (None: its current one)
 
     @property
     def local(self) -> bool:
-        return self.url is None
+        return self.kind == "docker" and self.url is None
+
+    @property
+    def title(self) -> str:
+        """What to call it in a sentence: "Docker" or "Kubernetes"."""
+        return "Kubernetes" if self.kind == KUBERNETES else "Docker"
 
 
 def resolve(name: str) -> Engine:
     if name == LOCAL:
         return Engine(name, None)
+    if _KUBE.fullmatch(name):
+        return Engine(name, None, kind=KUBERNETES, context=name.partition(":")[2] or None)
     if _URL.fullmatch(name):
         return Engine(name, name)
     return Engine(name, _context_url(name))
@@ -66,6 +79,10 @@ def _context_url(name: str) -> str:
 
 def connect(engine: Engine) -> Backend:
     """The backend of ``engine``, answering, or EngineUnavailable saying what to do."""
+    if engine.kind == KUBERNETES:
+        from runner.sandbox.kube import KubeBackend
+
+        return KubeBackend.connect(engine)
     from runner.sandbox.dockerengine import DockerBackend
 
     return DockerBackend.connect(engine)

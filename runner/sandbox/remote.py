@@ -36,6 +36,7 @@ from docker.types import Mount as DockerMount
 from runner.errors import EnvironmentProblem
 from runner.sandbox import GRADLE_HOME, STRICT_BASH, WORKSPACE, Checkout, SandboxSpec
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
+from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
 from runner.sandbox.docker import (DOCKER_ERRORS, SCRATCH_PLACES, DockerSandbox,
                                    DockerSandboxes, engine_must_answer)
 
@@ -44,19 +45,6 @@ ROLE_LABEL = "runner.volume"           # workspace | gradle | aside
 STEM_LABEL = "runner.stem"             # what a checkout's two volumes' names start with
 ASIDE = "aside"                        # the role of a volume marking a checkout set aside
 ASIDE_LABEL = "runner.aside"           # on it: the stem of the checkout it marks
-HISTORY = ".runner-history.bundle"     # uploaded into the workspace, removed once cloned
-# Inside the sandbox, as the worker: a repo at /workspace with the bundle's objects and the
-# start commit checked out on its branch; the bundle's own refs do not stay.
-CLONE = r"""
-cd /workspace
-git init --quiet --template= .
-git fetch --quiet --no-tags "$1" '+refs/*:refs/runner-history/*'
-git update-ref "refs/heads/$2" "$3"
-git symbolic-ref HEAD "refs/heads/$2"
-git reset --quiet --hard
-git for-each-ref --format='delete %(refname)' refs/runner-history | git update-ref --stdin
-rm -f "$1"
-"""
 
 
 @dataclass(frozen=True)
@@ -236,12 +224,6 @@ class RemoteDockerSandboxes(DockerSandboxes):
         except docker.errors.APIError as e:
             raise EnvironmentProblem(f"cannot give the workspace volumes to uid {uid}: "
                                      f"{e.explanation or e}") from e
-
-
-def history_bundle(checkout: Checkout, folder: Path | None) -> Path:
-    """What the worker may read, as a bundle: the run's store once it holds ``start``."""
-    checkout.history.ensure(checkout.start)
-    return checkout.history.bundle(folder or Path(tempfile.gettempdir()))
 
 
 def _du_inside(sandbox: DockerSandbox, roots: list[str],

@@ -156,7 +156,7 @@ class RemoteEngine:
             container.remove(force=True, v=True)
         for volume in self.host.volumes.list(filters=mine):
             volume.remove(force=True)
-        _remove_cgroups(self.name)
+        remove_cgroups(self.name)
 
     def _logs(self, tail: int = 40) -> str:
         try:
@@ -287,7 +287,7 @@ def exec_with_stdin(api: docker.APIClient, container: str, argv: Sequence[str],
     return api.exec_inspect(exec_id).get("ExitCode"), bytes(out[1]), bytes(out[2])
 
 
-def _remove_cgroups(name: str) -> None:
+def remove_cgroups(name: str) -> None:
     """rmdir the (empty, once the engine is gone) cgroups under /<name>, deepest first; a
     cgroup whose last process is still exiting gets a moment."""
     for tree in CGROUP_ROOT.glob(f"*/{name}"):

@@ -1,3 +1,3 @@
-"""Fixtures integration tests share beyond tests/conftest.py: the remote test engine."""
+"""Fixtures integration tests share beyond tests/conftest.py: the test engines."""
 
-from tests.engines import remote_engine, remote_worker_image  # noqa: F401  (pytest fixtures)
+from tests.engines import kube_cluster, remote_engine, remote_worker_image  # noqa: F401

@@ -12,18 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
+from tests.helpers import (ENGINE_TICKETS as TICKETS, git, make_repo, run_json,
+                           runner_cli, write_phase)
 
-TICKETS = [
-    {"id": "A", "agent": "script", "run": "echo a > a.txt", "paths": ["a.txt"]},
-    {"id": "B", "agent": "script", "run": "mkdir -p deep && echo b > deep/b.txt"},
-    {"id": "C", "agent": "script", "run": "echo c > c.txt"},
-    {"id": "D", "agent": "script", "depends_on": ["A", "B"],
-     "run": "cat a.txt deep/b.txt > d.txt"},
-    # A conflicting pair: both rewrite shared.txt; the second reruns on the new head.
-    {"id": "P1", "agent": "script", "run": "echo one >> shared.txt"},
-    {"id": "P2", "agent": "script", "run": "echo two >> shared.txt"},
-]
 
 
 def _run(root: Path, *flags: str) -> tuple[Path, object, dict]:

@@ -26,7 +26,7 @@ def test_doctor_passes_and_prints_the_table(worker_image: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for check in ("Docker answers", "other worker's files invisible", "Gradle home private",
                   "no docker socket", "no host secrets in env", "host repo unreachable",
-                  "runs as the host user", "disk space for workspaces", "Claude Code binary",
+                  "runs as the worker's user", "disk space for workspaces", "Claude Code binary",
                   "gateway answers, as its own", "unlisted host refused"):
         assert check in proc.stdout
     assert " 0 failed" in proc.stdout

@@ -21,7 +21,9 @@ TICKET = {"id": "A", "agent": "script", "run": "true"}
 
 
 @pytest.mark.parametrize("value", ["local", "tcp://10.0.0.5:2375", "ssh://me@build-box",
-                                   "build-box", "my.context+2"])
+                                   "build-box", "my.context+2", "kubernetes",
+                                   "kubernetes:prod",
+                                   "kubernetes:arn:aws:eks:eu-west-1:1:cluster/x"])
 def test_engine_forms_accepted(value: str) -> None:
     assert check_engine(value) == value
 
@@ -29,7 +31,8 @@ def test_engine_forms_accepted(value: str) -> None:
 @pytest.mark.parametrize("value, says", [
     ("", "is not an engine"), ("http://x:2375", "is not an engine"),
     ("tcp://", "is not an engine"), ("-rm", "is not an engine"),
-    ("kubernetes", "not built yet"), ("kubernetes:prod", "not built yet")])
+    ("kubernetes:", "is not an engine"), ("kubernetes:a b", "is not an engine"),
+    ("kubernetes-prod", "is not an engine")])
 def test_engine_forms_refused(value: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         check_engine(value)
@@ -38,6 +41,13 @@ def test_engine_forms_refused(value: str, says: str) -> None:
 def test_urls_are_remote_and_local_is_this_machines() -> None:
     assert resolve("local").local and resolve("local").url is None
     assert resolve("tcp://h:1").url == "tcp://h:1" and not resolve("tcp://h:1").local
+
+
+def test_kubernetes_names_its_context() -> None:
+    assert resolve("kubernetes").kind == "kubernetes" and resolve("kubernetes").context is None
+    prod = resolve("kubernetes:prod")
+    assert (prod.kind, prod.context, prod.local, prod.title) == ("kubernetes", "prod", False,
+                                                                 "Kubernetes")
 
 
 def test_flag_over_environment_over_file() -> None:
@@ -66,10 +76,11 @@ def _run(tmp_path: Path, phase: str, *flags: str) -> subprocess.CompletedProcess
      "egress: need the runner's gateway"),
     ("name: p\ntickets:\n  - {id: A, agent: command, run: 'true'}\n",
      "claude-code and command tickets need the runner's gateway")])
+@pytest.mark.parametrize("engine", ["tcp://127.0.0.1:1", "kubernetes"])
 def test_what_needs_the_gateway_is_refused_on_a_remote_engine(tmp_path: Path, phase: str,
-                                                              says: str) -> None:
-    # Port 1 on loopback: nothing answers there, and nothing may be asked.
-    proc = _run(tmp_path, phase, "--engine", "tcp://127.0.0.1:1")
+                                                              says: str, engine: str) -> None:
+    # Port 1 on loopback: nothing answers there, and nothing may be asked (no cluster either).
+    proc = _run(tmp_path, phase, "--engine", engine)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     [line] = proc.stderr.strip().splitlines()
     assert says in line and "--engine local" in line and "Traceback" not in proc.stderr

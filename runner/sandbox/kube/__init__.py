@@ -1,0 +1,183 @@
+"""Kubernetes as a Backend: a Pod per sandbox, through the official ``kubernetes`` client.
+
+``--engine kubernetes`` uses the current context of KUBECONFIG (or ~/.kube/config), or the
+cluster runner itself runs in; ``kubernetes:CONTEXT`` names a context. The lead, the run's
+object store and the API key stay where runner runs: a worker's clone goes into its Pod as a
+git bundle on an exec stream's stdin, and its work comes out as the bundle collect already
+makes, on the stream's stdout. What runner makes there carries the label ``runner.run``: the
+run's Pods and one NetworkPolicy that denies all traffic in and out of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from runner.errors import EngineUnavailable, EnvironmentProblem
+from runner.events import EventSink, Notice
+from runner.sandbox import SandboxProvider, SandboxRecord, Take
+from runner.sandbox.engines import Engine
+from runner.sandbox.kube.pods import RUN, spec_labels
+
+API_TIMEOUT = 30          # seconds one API call may take
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+T = TypeVar("T")
+
+
+@dataclass
+class Cluster:
+    """The API server runner talks to, and the namespace its objects go in."""
+
+    api: Any                 # kubernetes.client.ApiClient
+    namespace: str
+    where: str               # the server's address, for messages
+
+    def __post_init__(self) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(self.api)
+        self.net = client.NetworkingV1Api(self.api)
+        self.versions = client.VersionApi(self.api)
+
+    def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """An API call with a time limit; a server that does not answer is
+        EngineUnavailable, its own errors (ApiException with a status) stay what they are."""
+        with must_answer(self.where):
+            return method(*args, _request_timeout=API_TIMEOUT, **kwargs)
+
+    def exec(self, pod: str, argv: Sequence[str], take: Take, *,
+             stdin: Iterable[bytes] | None = None,
+             stop: Callable[[], bool] = lambda: False) -> int:
+        """Run ``argv`` in ``pod`` through pods/exec (sandbox/kube/execs.py); its exit code."""
+        from runner.sandbox.kube.execs import run_in_pod
+
+        return run_in_pod(self.api.configuration, self.namespace, pod, argv, take,
+                          stdin=stdin, stop=stop)
+
+    def answers(self) -> bool:
+        try:
+            self.call(self.versions.get_code)
+            return True
+        except Exception:     # noqa: BLE001 - any failure to answer is "no"
+            return False
+
+
+@contextmanager
+def must_answer(where: str) -> Iterator[None]:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except ApiException as e:
+        if e.status:          # the server answered, with an error
+            raise
+        raise EngineUnavailable(f"the Kubernetes API server at {where} stopped answering "
+                                f"({e.reason})") from e
+    except (HTTPError, OSError) as e:
+        raise EngineUnavailable(f"the Kubernetes API server at {where} stopped answering "
+                                f"({e.__class__.__name__})") from e
+
+
+def is_missing(error: Exception) -> bool:
+    return getattr(error, "status", None) == 404
+
+
+def load_cluster(context: str | None) -> Cluster:
+    """The cluster of ``context`` (None: the kubeconfig's current one, or the cluster runner
+    runs in when there is no kubeconfig)."""
+    from kubernetes import client, config
+
+    kubeconfig = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+    try:
+        if os.environ.get("KUBECONFIG") or Path(kubeconfig).is_file() or context:
+            api = config.new_client_from_config(context=context)
+            contexts, active = config.list_kube_config_contexts()
+            chosen = next((c for c in contexts if c["name"] == context), active) or {}
+            namespace = (chosen.get("context") or {}).get("namespace") or "default"
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()
+            api = client.ApiClient()
+            namespace = IN_CLUSTER_NAMESPACE.read_text().strip()
+        else:
+            raise EngineUnavailable("no cluster to use: set KUBECONFIG or write "
+                                    "~/.kube/config, or run runner inside the cluster")
+    except (config.ConfigException, OSError, ValueError) as e:
+        raise EngineUnavailable(f"kubeconfig ({kubeconfig}): {str(e).splitlines()[0]}; "
+                                "check it names the context and its cluster") from e
+    return Cluster(api, namespace, api.configuration.host)
+
+
+def normalized_image(reference: str) -> str:
+    """An image reference as a node lists it: with its registry and tag
+    (``runner-worker:latest`` is ``docker.io/library/runner-worker:latest``)."""
+    name, at, digest = reference.partition("@")
+    first, slash, _ = name.partition("/")
+    if not slash or not ("." in first or ":" in first or first == "localhost"):
+        name = f"docker.io/{name if slash else 'library/' + name}"
+    if not at and ":" not in name.rpartition("/")[2]:
+        name += ":latest"
+    return name + at + digest
+
+
+class KubeBackend:
+    shares_disk = False
+
+    def __init__(self, cluster: Cluster, engine: Engine) -> None:
+        self.cluster, self.engine = cluster, engine
+
+    @classmethod
+    def connect(cls, engine: Engine) -> KubeBackend:
+        cluster = load_cluster(engine.context)
+        if not cluster.answers():
+            raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} does not "
+                                    "answer; check the cluster is up and reachable from here")
+        return cls(cluster, engine)
+
+    def version(self) -> str:
+        return str(self.cluster.call(self.cluster.versions.get_code).git_version)
+
+    def provider(self, *, run_id: str, root: Path) -> SandboxProvider:
+        from runner.sandbox.kube.provider import KubeSandboxes
+
+        return KubeSandboxes(self.cluster, run_id=run_id, root=root)
+
+    def has_image(self, image: str) -> bool:
+        """Whether a node of the cluster has ``image`` (a node that lacks it pulls it)."""
+        wanted = normalized_image(image)
+        nodes = self.cluster.call(self.cluster.core.list_node).items
+        return any(wanted in (normalized_image(name) for name in (held.names or []))
+                   for node in nodes for held in (node.status.images or []))
+
+    def ensure_image(self, image: str, sink: EventSink) -> None:
+        """runner cannot send an image into a cluster: a node pulls it from a registry. One
+        that no node has yet is said, not refused (the pull may work); one that cannot be
+        pulled stops the first Pod, saying so."""
+        if not self.has_image(image):
+            sink.emit(Notice(f"image {image} is on none of the cluster's nodes yet: a node "
+                             "pulls it when a Pod starts, so a registry they reach must have "
+                             "it", level="warning"))
+
+    def sandboxes(self) -> list[SandboxRecord]:
+        pods = self.cluster.call(self.cluster.core.list_namespaced_pod, self.cluster.namespace,
+                                 label_selector=RUN).items
+        return [SandboxRecord(name=pod.metadata.name, run_id=pod.metadata.labels.get(RUN, ""),
+                              labels=spec_labels(pod.metadata.annotations)
+                              or dict(pod.metadata.labels or {}))
+                for pod in pods]
+
+    def remove_sandbox(self, name: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.cluster.call(self.cluster.core.delete_namespaced_pod, name,
+                              self.cluster.namespace, grace_period_seconds=0)
+            return True
+        except ApiException as e:
+            if is_missing(e):
+                return False
+            raise EnvironmentProblem(f"cannot remove Pod {name}: {e.reason}") from e

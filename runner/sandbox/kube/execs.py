@@ -1,0 +1,88 @@
+"""A command in a Pod through the API server's pods/exec stream (a websocket, with the
+official client's WSClient): output as it comes, stdin when given, and the exit code from the
+stream's status channel.
+
+The API servers this was built against speak the v4 channel protocol, which cannot close
+stdin: data sent in is framed by its size instead (``head -c SIZE`` reads exactly that much),
+see ``upload``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
+
+from runner.sandbox import Take
+from runner.sandbox.kube.pods import CONTAINER
+
+POLL = 1.0      # seconds one wait for output may block (then it looks at the clock again)
+
+
+class StreamLost(Exception):
+    """The stream ended without the command's status: the Pod, its node or the API server
+    went away meanwhile."""
+
+
+def run_in_pod(configuration: Any, namespace: str, pod: str, argv: Sequence[str], take: Take,
+               *, stdin: Iterable[bytes] | None = None,
+               stop: Callable[[], bool] = lambda: False) -> int:
+    """Run ``argv`` in ``pod``, feeding (stream, bytes) to ``take``; its exit code.
+    ``stop`` is asked between waits: True ends the wait (the caller killed the Pod)."""
+    # A client of its own: the client's stream() swaps a method of the ApiClient it is given
+    # while it connects, so a client shared between threads would send their plain calls
+    # through the websocket (and theirs through plain HTTP).
+    with ApiClient(configuration) as api:
+        ws = stream(CoreV1Api(api).connect_get_namespaced_pod_exec, pod, namespace,
+                    container=CONTAINER, command=list(argv), stdin=stdin is not None,
+                    stdout=True, stderr=True, tty=False, _preload_content=False, binary=True)
+    try:
+        for chunk in stdin or ():
+            ws.write_stdin(chunk)
+        while ws.is_open() and not stop():
+            ws.update(timeout=POLL)
+            _drain(ws, take)
+        _drain(ws, take)
+        status = ws.read_channel(ERROR_CHANNEL, timeout=0)
+    finally:
+        ws.close()
+    return exit_code(status)
+
+
+def _drain(ws: Any, take: Take) -> None:
+    for channel in (STDOUT_CHANNEL, STDERR_CHANNEL):
+        data = ws.read_channel(channel, timeout=0)
+        if data:
+            take(channel, data)
+
+
+def exit_code(status: bytes | str) -> int:
+    """The exit code in an exec's status (``{"status": "Success"}``, or a Failure whose
+    cause is an ExitCode); StreamLost when there is none."""
+    try:
+        parsed = json.loads(status) if status else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise StreamLost("the exec stream ended without a status")
+    if parsed.get("status") == "Success":
+        return 0
+    for cause in (parsed.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            return int(cause.get("message", 1))
+    raise StreamLost(str(parsed.get("message") or parsed)[:300])
+
+
+# $1: the size, $2: the path. Whole or not at all: written aside, counted, then moved.
+UPLOAD = ('umask 077; head -c "$1" > "$2.part" && [ "$(wc -c < "$2.part")" = "$1" ] '
+          '&& mv "$2.part" "$2"')
+CHUNK = 1 << 20
+
+
+def chunks(read: Callable[[int], bytes]) -> Iterable[bytes]:
+    while chunk := read(CHUNK):
+        yield chunk

@@ -1,0 +1,162 @@
+"""What runner asks a Kubernetes cluster for, as plain manifests: the Pod of one sandbox, with
+the Docker backend's hardening in Kubernetes terms, and the NetworkPolicy that shuts the run's
+Pods off from everything.
+
+Labels in Kubernetes are restricted (63 characters of [A-Za-z0-9._-]); runner's labels carry
+paths and ticket ids. So every label of a spec is an annotation, verbatim, and only the ones
+a selector needs are labels too: the run, and a digest of the checkout a Pod holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from runner.phase import size_in_bytes
+from runner.sandbox import GRADLE_HOME, WORKSPACE, SandboxSpec
+
+CONTAINER = "worker"          # the one container of a sandbox's Pod
+RUN = "runner.run"            # label: the run (every object runner makes carries it)
+SANDBOX = "runner.sandbox"    # label: what the object is (pod | policy)
+CHECKOUT = "runner.checkout"  # label: a digest of "<place>/<name>" of the checkout it holds
+ASIDE = "runner.aside"        # label: a checkout set aside (its Pod stays through a clean)
+LABELS = "runner.labels"      # annotation: the spec's labels, as JSON
+KEY = "runner.checkout-key"   # annotation: "<place>/<name>" of the checkout it holds
+NAME = "runner.name"          # annotation: the sandbox's name, as runner gave it
+# The uid:gid a Pod runs as when runner runs as root: the Pod has no host disk to match, and
+# exec cannot change user, so every command runs as this one.
+POD_USER = (1000, 1000)
+TMP_SIZE = "1Gi"              # as the Docker backend's /tmp
+# The container's own process: a shell that reaps whatever the worker orphans (bash waits for
+# any child) and never exits on its own. As pid 1 of the container it gets no signal the
+# worker sends it, so a reset (kill -KILL -1, as the worker) ends everything else.
+KEEP_UP = ["bash", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+def label_value(value: str) -> str | None:
+    """``value`` if Kubernetes takes it as a label value, else None."""
+    return value if len(value) <= 63 and _LABEL_VALUE.fullmatch(value) else None
+
+
+def checkout_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def pod_name(name: str) -> str:
+    """A DNS-1123 name for the sandbox ``name`` (any string runner makes): lower case, the
+    rest folded to "-", with a digest of the whole so that two names never meet."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:50].strip("-") or "sandbox"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def pod_user(user: str) -> tuple[int, int]:
+    """The uid:gid a Pod runs as: the worker's, unless that is root (then POD_USER)."""
+    uid, gid = (int(part) for part in user.split(":"))
+    return POD_USER if uid == 0 else (uid, gid)
+
+
+def memory_quantity(memory: str) -> str:
+    """A Docker-style size ("2g": binary units) as a Kubernetes quantity in bytes."""
+    return str(size_in_bytes(memory))
+
+
+def pod_manifest(spec: SandboxSpec, *, run_id: str,
+                 command: list[str] | None = None) -> dict[str, Any]:
+    """The Pod of ``spec``: one container over emptyDir volumes (its workspace and Gradle home
+    live as long as the Pod), hardened as the Docker backend's containers are. ``command``
+    replaces the keeper (a Pod that runs one command and ends)."""
+    uid, gid = pod_user(spec.user)
+    labels = {RUN: run_id, SANDBOX: "pod"}
+    annotations = {LABELS: json.dumps(dict(spec.labels), sort_keys=True), NAME: spec.name}
+    for key, value in spec.labels.items():
+        if label_value(value) and key not in labels:
+            labels[key] = value
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}]
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.checkout is not None:
+        key = f"{spec.checkout.place}/{spec.checkout.name}"
+        labels[CHECKOUT] = checkout_digest(key)
+        annotations[KEY] = key
+        volumes += [{"name": "workspace", "emptyDir": {}}, {"name": "gradle", "emptyDir": {}}]
+        mounts += [{"name": "workspace", "mountPath": WORKSPACE},
+                   {"name": "gradle", "mountPath": GRADLE_HOME}]
+    limits = {"cpu": f"{int(spec.limits.cpus * 1000)}m",
+              "memory": memory_quantity(spec.limits.memory)}
+    pod: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name(spec.name), "labels": labels,
+                     "annotations": annotations},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,      # no variables naming the cluster's Services
+            "terminationGracePeriodSeconds": 0,
+            "dnsPolicy": "Default",
+            "securityContext": {"runAsUser": uid, "runAsGroup": gid,
+                                "runAsNonRoot": uid != 0,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": volumes,
+            "containers": [{
+                "name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",
+                "command": command or KEEP_UP, "workingDir": spec.workdir,
+                "env": [{"name": name, "value": value} for name, value in spec.env.items()],
+                "volumeMounts": mounts,
+                # Requests equal to limits: the scheduler places it where they fit.
+                "resources": {"requests": dict(limits), "limits": limits},
+                "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+            }],
+        },
+    }
+    if spec.checkout is not None:
+        pod["spec"]["initContainers"] = [_owner(spec, uid, gid, mounts[1:])]
+    if spec.runtime:
+        pod["spec"]["runtimeClassName"] = spec.runtime
+    return pod
+
+
+def _owner(spec: SandboxSpec, uid: int, gid: int,
+           mounts: list[dict[str, str]]) -> dict[str, Any]:
+    """emptyDir volumes are made root's (mode 0777), and git refuses a repo that is not its
+    user's: before the worker starts, a container that may chown and nothing else gives
+    them to it (as the remote Docker backend does its volumes)."""
+    return {
+        "name": "own", "image": spec.image, "imagePullPolicy": "IfNotPresent",
+        "command": ["chown", f"{uid}:{gid}", *(m["mountPath"] for m in mounts)],
+        "volumeMounts": mounts,
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                      "limits": {"cpu": "100m", "memory": "32Mi"}},
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
+                            "allowPrivilegeEscalation": False, "privileged": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
+    }
+
+
+def policy_name(run_id: str) -> str:
+    return pod_name(f"runner-{run_id}-isolated")
+
+
+def policy_manifest(run_id: str) -> dict[str, Any]:
+    """Every Pod of the run: no traffic in, none out (no rule allows any)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": policy_name(run_id), "labels": {RUN: run_id, SANDBOX: "policy"}},
+        "spec": {"podSelector": {"matchLabels": {RUN: run_id}},
+                 "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []},
+    }
+
+
+def spec_labels(annotations: Mapping[str, str] | None) -> dict[str, str]:
+    """The labels runner gave a Pod's spec, read back from its annotations."""
+    try:
+        labels = json.loads((annotations or {}).get(LABELS, "{}"))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}

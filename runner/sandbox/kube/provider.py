@@ -1,0 +1,541 @@
+"""The run's sandboxes on Kubernetes: a Pod each, its checkout on emptyDir volumes that live as
+long as the Pod.
+
+A Pod is started, its clone made inside from the history bundle (sent on an exec's stdin),
+and every command runs through pods/exec as the Pod's user, under ``timeout`` in the Pod and
+a watchdog here that deletes the Pod if even that does not end it. Kubernetes cannot restart
+a Pod's container in place the way Docker restarts a container: a Pod deleted or evicted from
+outside, or one whose node stopped answering, is a sandbox that stopped, and its workspace
+went with it. The ticket then fails as one whose container was stopped (``retries:`` runs it
+again); an interrupted run's Pods stay, so that a resume collects what they hold.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from runner.errors import EngineUnavailable, EnvironmentProblem
+from runner.sandbox import (GRADLE_HOME, STRICT_BASH, TIMEOUT_EXIT, WORKSPACE, Checkout,
+                            ExecResult, Limits, OutputHandler, SandboxSpec, Take, output_of,
+                            output_to_file, under_timeout)
+from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
+from runner.sandbox.kube import Cluster, is_missing
+from runner.sandbox.kube.execs import UPLOAD, StreamLost, chunks
+from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RUN, checkout_digest,
+                                      pod_manifest, pod_name, pod_user, policy_manifest,
+                                      policy_name, spec_labels)
+from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
+
+# As the Docker backend's: `timeout` in the Pod first, then the host's watchdog.
+KILL_GRACE = 10
+STOPPED_EXIT = 137
+WATCHDOG_SLACK = 30
+START_TIMEOUT = 300       # seconds a Pod may take to be scheduled and start
+SCRATCH_PLACES = ("selftest", "checks")
+# A Pod that will not start, by its container's waiting reason: what to tell the user.
+UNSTARTABLE = {
+    "ErrImagePull": "its image cannot be pulled",
+    "ImagePullBackOff": "its image cannot be pulled",
+    "ErrImageNeverPull": "its image is not on the node",
+    "InvalidImageName": "its image name is invalid",
+    "CreateContainerConfigError": "its container cannot be configured",
+    "CreateContainerError": "its container cannot be created",
+    "RunContainerError": "its container cannot start",
+}
+
+
+def _api_error() -> type[Exception]:
+    from kubernetes.client.exceptions import ApiException
+
+    return ApiException
+
+
+class KubeSandboxes:
+    """The SandboxProvider for a cluster: Pods labelled with the run, one NetworkPolicy."""
+
+    shares_disk = False
+
+    def __init__(self, cluster: Cluster, *, run_id: str, root: Path) -> None:
+        self.cluster, self.run_id, self.root = cluster, run_id, root
+        self._policy = False
+        self._lock = threading.Lock()
+        self._image_env: dict[str, dict[str, str]] = {}
+        self._env_lock = threading.Lock()
+
+    # --- opening ----------------------------------------------------------------------
+
+    @contextmanager
+    def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[KubeSandbox]:
+        _refuse_host_paths(spec)
+        checkout = spec.checkout
+        sandbox = (self._attach(spec) if checkout is not None and not checkout.fresh
+                   else self._start(spec))
+        try:
+            with self._watch_disk(sandbox):
+                yield sandbox
+        finally:
+            if not keep:
+                self._delete(sandbox.pod)
+
+    def _start(self, spec: SandboxSpec) -> KubeSandbox:
+        self._ensure_policy()
+        pod = self._create(pod_manifest(spec, run_id=self.run_id))
+        try:
+            self._wait_running(pod, spec.image)
+            sandbox = KubeSandbox(self.cluster, pod, spec)
+            if spec.checkout is not None:
+                self._provision(sandbox, spec.checkout)
+            return sandbox
+        except BaseException:
+            self._delete(pod)
+            raise
+
+    def _create(self, manifest: dict[str, Any]) -> str:
+        name = manifest["metadata"]["name"]
+        try:
+            self.cluster.call(self.cluster.core.create_namespaced_pod, self.cluster.namespace,
+                              manifest)
+            return name
+        except _api_error() as e:
+            raise EnvironmentProblem(f"the cluster refuses Pod {name}: {_reason(e)}") from e
+
+    def _wait_running(self, pod: str, image: str, until: str = "Running") -> None:
+        """Until the Pod's phase is ``until`` (Running; Succeeded for one that runs a
+        command); EnvironmentProblem saying why when it cannot get there."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            status = self._read(pod)
+            if status is None:
+                raise EnvironmentProblem(f"Pod {pod} was deleted while it started")
+            phase, waiting = status.phase, _waiting(status)
+            if phase == until:
+                return
+            if phase in ("Failed", "Succeeded"):
+                raise EnvironmentProblem(f"Pod {pod} ended as it started ({phase}: "
+                                         f"{status.message or status.reason or '-'})")
+            if waiting and waiting.reason in UNSTARTABLE:
+                raise EnvironmentProblem(
+                    f"Pod {pod} cannot start: {UNSTARTABLE[waiting.reason]} ({image}: "
+                    f"{(waiting.message or waiting.reason)[:300]}); the phase's image must be "
+                    "one the cluster's nodes can pull")
+            if time.monotonic() > deadline:
+                raise EnvironmentProblem(f"Pod {pod} did not start in {START_TIMEOUT}s "
+                                         f"({_pending_why(status)})")
+            time.sleep(0.1)
+
+    def _read(self, pod: str) -> Any:
+        try:
+            return self.cluster.call(self.cluster.core.read_namespaced_pod_status, pod,
+                                     self.cluster.namespace).status
+        except _api_error() as e:
+            if is_missing(e):
+                return None
+            raise
+
+    def _provision(self, sandbox: KubeSandbox, checkout: Checkout) -> None:
+        """The clone made inside, as the worker: the history bundle sent on stdin, then git
+        clones it; the Gradle home gets its properties."""
+        bundle = history_bundle(checkout, self.root / "bundles")
+        with bundle.open("rb") as data:
+            sandbox.upload(f"{WORKSPACE}/{HISTORY}", chunks(data.read), bundle.stat().st_size)
+        if checkout.gradle_properties:
+            text = checkout.gradle_properties.encode()
+            sandbox.upload(f"{GRADLE_HOME}/gradle.properties", [text], len(text))
+        made = sandbox.exec([*STRICT_BASH, CLONE, "clone", f"{WORKSPACE}/{HISTORY}",
+                             checkout.branch, checkout.start], timeout=600)
+        if not made.ok:
+            raise EnvironmentProblem(f"could not make the clone in Pod {sandbox.pod}: "
+                                     f"{made.output.strip().splitlines()[-1:] or made}")
+
+    def _attach(self, spec: SandboxSpec) -> KubeSandbox:
+        """The Pod that holds ``spec``'s checkout already (a resume's salvage)."""
+        assert spec.checkout is not None
+        key = f"{spec.checkout.place}/{spec.checkout.name}"
+        pods = [pod for pod in self._pods(f"{CHECKOUT}={checkout_digest(key)},!{ASIDE}")
+                if pod.status.phase == "Running"]
+        if not pods:
+            raise EnvironmentProblem(f"the workspace of {key} is gone: it lived in its Pod, "
+                                     "which is gone")
+        return KubeSandbox(self.cluster, pods[0].metadata.name, spec)
+
+    def _watch_disk(self, sandbox: KubeSandbox) -> AbstractContextManager[object]:
+        """The disk budget, measured by du inside the Pod over its workspace volumes."""
+        if sandbox.spec.limits.disk is None or sandbox.spec.checkout is None:
+            return nullcontext()
+        return DiskWatch({WORKSPACE: WORKSPACE, GRADLE_HOME: GRADLE_HOME},
+                         budget=sandbox.spec.limits.disk, stop=sandbox.stop_for,
+                         measure=sandbox.measure)
+
+    def _ensure_policy(self) -> None:
+        """The run's NetworkPolicy, before its first Pod: nothing in, nothing out."""
+        with self._lock:
+            if self._policy:
+                return
+            try:
+                self.cluster.call(self.cluster.net.create_namespaced_network_policy,
+                                  self.cluster.namespace, policy_manifest(self.run_id))
+            except _api_error() as e:
+                if e.status != 409:      # 409: made by an earlier runner of this run
+                    raise EnvironmentProblem(f"the cluster refuses the run's NetworkPolicy: "
+                                             f"{_reason(e)}") from e
+            self._policy = True
+
+    # --- what a run keeps -------------------------------------------------------------
+
+    def _pods(self, selector: str = "") -> list[Any]:
+        """The run's Pods (matching ``selector`` too)."""
+        wanted = f"{RUN}={self.run_id}" + (f",{selector}" if selector else "")
+        return self.cluster.call(self.cluster.core.list_namespaced_pod,
+                                 self.cluster.namespace, label_selector=wanted).items
+
+    def _delete(self, pod: str) -> None:
+        """Delete a Pod at once (no grace: nothing in it is waited for); one gone already,
+        or a server away, is left to `runner clean`."""
+        try:
+            self.cluster.call(self.cluster.core.delete_namespaced_pod, pod,
+                              self.cluster.namespace, grace_period_seconds=0)
+        except (_api_error(), EngineUnavailable):
+            pass
+
+    def _held(self, place: str, name: str | None) -> list[Any]:
+        """The run's live Pods holding checkouts under ``place`` (of ``name``)."""
+        def matches(key: str) -> bool:
+            return key == f"{place}/{name}" if name is not None else key.startswith(f"{place}/")
+        return [pod for pod in self._pods(f"{CHECKOUT},!{ASIDE}")
+                if matches((pod.metadata.annotations or {}).get(KEY, ""))]
+
+    def kept(self) -> list[tuple[str, str]]:
+        found = []
+        for pod in self._pods(f"{CHECKOUT},!{ASIDE}"):
+            place, _, name = (pod.metadata.annotations or {}).get(KEY, "").rpartition("/")
+            if pod.status.phase == "Running" and place.split("/")[0] not in SCRATCH_PLACES:
+                found.append((place, name))
+        return sorted(set(found))
+
+    def discard(self, place: str, name: str | None = None, *,
+                later: bool = False) -> str | None:
+        for pod in self._held(place, name):
+            self._delete(pod.metadata.name)
+        return None
+
+    def set_aside(self, place: str, name: str, label: str) -> str:
+        """The Pod stays as it is, out of the run's way: no longer its checkout's."""
+        pods = [pod.metadata.name for pod in self._held(place, name)]
+        for pod in pods:
+            self.cluster.call(self.cluster.core.patch_namespaced_pod, pod,
+                              self.cluster.namespace,
+                              {"metadata": {"labels": {CHECKOUT: None, ASIDE: "yes"},
+                                            "annotations": {"runner.aside-why": label}}})
+        return ", ".join(f"Pod {self.cluster.namespace}/{pod}" for pod in pods) or (
+            f"nowhere: no Pod holds {place}/{name}")
+
+    def aside(self) -> list[str]:
+        return [f"Pod {self.cluster.namespace}/{pod.metadata.name}"
+                for pod in self._pods(ASIDE)]
+
+    def clear(self) -> str | None:
+        problems = []
+        for pod in self._pods(f"!{ASIDE}"):
+            self._delete(pod.metadata.name)
+        if self._pods(f"!{ASIDE}"):
+            problems.append("some of the run's Pods stay (the cluster did not delete them)")
+        if not self._pods():       # a Pod set aside keeps the policy that isolates it
+            self._remove_policy()
+        return "; ".join(problems) or None
+
+    def _remove_policy(self) -> None:
+        try:
+            self.cluster.call(self.cluster.net.delete_namespaced_network_policy,
+                              policy_name(self.run_id), self.cluster.namespace)
+        except _api_error() as e:
+            if not is_missing(e):
+                raise EnvironmentProblem(f"cannot remove the run's NetworkPolicy: "
+                                         f"{_reason(e)}") from e
+        self._policy = False
+
+    def prepare(self, spec: SandboxSpec, *, started: bool = True) -> None:
+        """Nothing is made ahead: a Pod's checkout is made inside it once it runs."""
+
+    def settle(self) -> None:
+        """Closed Pods are deleted at once; the policy goes with the run's last Pod."""
+        try:
+            if self._policy and not self._pods():
+                self._remove_policy()
+        except EngineUnavailable:
+            pass        # `runner clean` removes it
+
+    @contextmanager
+    def reopen(self, spec: SandboxSpec) -> Iterator[KubeSandbox | None]:
+        ticket = spec.labels.get("runner.ticket")
+        found = [pod for pod in self._pods() if pod.status.phase == "Running"
+                 and spec_labels(pod.metadata.annotations).get("runner.ticket") == ticket
+                 and "runner.shell" not in spec_labels(pod.metadata.annotations)]
+        if not found:
+            yield None
+            return
+        pod = max(found, key=lambda p: p.metadata.creation_timestamp)
+        yield KubeSandbox(self.cluster, pod.metadata.name, spec)
+
+    def remove_run(self, run_id: str) -> int:
+        """Every Pod of the run goes but those holding a checkout of kept(): those are its
+        workspace, so they stay, every process in them ended, for the salvage after."""
+        pods = self.cluster.call(self.cluster.core.list_namespaced_pod, self.cluster.namespace,
+                                 label_selector=f"{RUN}={run_id}").items
+        holding = {(pod.metadata.annotations or {}).get(KEY) for pod in pods}
+        kept = {f"{place}/{name}" for place, name in self.kept()} & holding
+        stay = [pod for pod in pods if (pod.metadata.annotations or {}).get(KEY) in kept]
+        for pod in pods:
+            if pod not in stay:
+                self._delete(pod.metadata.name)
+        self._stop([pod.metadata.name for pod in stay])
+        return len(pods) - len(stay)
+
+    def stop_processes(self, run_id: str) -> None:
+        """Every worker process of the run ends; the Pods and their files stay."""
+        try:
+            self._stop([pod.metadata.name for pod in self._pods()
+                        if pod.status.phase == "Running"])
+        except EngineUnavailable:
+            pass
+
+    def _stop(self, pods: list[str]) -> None:
+        """kill -KILL -1 as each Pod's user: it spares only the keeper (the container's pid
+        1). Best effort, the Pods at once."""
+        def kill(pod: str) -> None:
+            try:
+                self.cluster.exec(pod, ["kill", "-KILL", "-1"], lambda _s, _c: None)
+            except Exception:    # noqa: BLE001 - gone, or the server away: nothing to stop
+                pass
+
+        if pods:
+            with ThreadPoolExecutor(min(8, len(pods)), thread_name_prefix="stop") as pool:
+                list(pool.map(kill, pods))
+
+    def image_env(self, image: str) -> dict[str, str]:
+        """What ``image`` sets in every Pod made from it: a Pod of it that runs `env -0` with
+        nothing given, read from its log (once per image and run)."""
+        with self._env_lock:        # the probes ask at once: one Pod
+            if image not in self._image_env:
+                self._image_env[image] = self._read_image_env(image)
+            return self._image_env[image]
+
+    def _read_image_env(self, image: str) -> dict[str, str]:
+        spec = SandboxSpec(name=f"runner-{self.run_id}-env-{pod_name(image)}", image=image,
+                           env={}, labels={"runner.run": self.run_id},
+                           limits=Limits(cpus=0.25, memory="128m", pids=64))
+        self._ensure_policy()
+        pod = self._create(pod_manifest(spec, run_id=self.run_id, command=["env", "-0"]))
+        try:
+            self._wait_running(pod, image, until="Succeeded")
+            log = self.cluster.call(self.cluster.core.read_namespaced_pod_log, pod,
+                                    self.cluster.namespace, _preload_content=False).data
+        finally:
+            self._delete(pod)
+        return dict(entry.split("=", 1) for entry in log.decode("utf-8", "replace").split("\0")
+                    if "=" in entry)
+
+    def answers(self) -> bool:
+        return self.cluster.answers()
+
+
+class KubeSandbox:
+    """One Pod, its commands run through pods/exec."""
+
+    def __init__(self, cluster: Cluster, pod: str, spec: SandboxSpec) -> None:
+        self.cluster, self.pod, self.spec = cluster, pod, spec
+        self.name = spec.name
+        self.user = ":".join(map(str, pod_user(spec.user)))
+        self.restarts = 0         # 1 once its Pod was found gone: it is not started again
+        self.stopped_for = ""
+        self._gone = ""           # why its Pod is gone ("" while it runs)
+        self._stops = 0
+        self._last_stop = ""
+        self._reset_due = False
+
+    def exec(self, argv: Sequence[str], *, timeout: float,
+             on_output: OutputHandler | None = None,
+             env: Mapping[str, str] | None = None) -> ExecResult:
+        return output_of(lambda take: self._run(argv, timeout, env, take), on_output)
+
+    def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
+                     limit: int) -> ExecResult:
+        return output_to_file(lambda take: self._run(argv, timeout, None, take), dest, limit)
+
+    def upload(self, path: str, data: Iterable[bytes], size: int) -> None:
+        """Write ``size`` bytes of ``data`` to ``path`` in the Pod, as its user, sent on the
+        exec's stdin (framed by its size: the stream cannot close stdin)."""
+        said = bytearray()
+        with _answering(self.cluster):
+            code = self.cluster.exec(self.pod, ["sh", "-c", UPLOAD, "upload", str(size), path],
+                                     lambda _stream, chunk: said.extend(chunk[-4096:]),
+                                     stdin=data)
+        if code != 0:
+            raise EnvironmentProblem(f"could not send {path} into Pod {self.pod}: "
+                                     f"{said.decode('utf-8', 'replace').strip()[-200:]}")
+
+    def interact(self, argv: Sequence[str]) -> int:
+        raise EnvironmentProblem(
+            f"runner shell cannot open a terminal in a Pod yet; use `kubectl exec -it -n "
+            f"{self.cluster.namespace} {self.pod} -- {' '.join(argv)}`")
+
+    def files_holding(self, needle: bytes) -> list[str] | None:
+        return None     # looking inside would send the needle in
+
+    def reset(self) -> None:
+        """By the next command, as its first step: the keeper is the container's pid 1,
+        which a kill(-1) inside never signals."""
+        self._reset_due = True
+
+    def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
+             take: Take) -> tuple[int, bool, str]:
+        if self._gone:
+            take(2, f"runner: {self._gone}\n".encode())
+            return STOPPED_EXIT, False, ""
+        stops = self._stops
+        # exec takes no environment: `env` sets what the command is given.
+        given = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
+        reset_first, self._reset_due = self._reset_due, False
+        wrapped = under_timeout([*given, *argv], timeout, grace=KILL_GRACE,
+                                reset_first=reset_first)
+        started = time.monotonic()
+        killed = threading.Event()
+        timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill, [killed])
+        timer.daemon = True
+        timer.start()
+        try:
+            with _answering(self.cluster):
+                code = self.cluster.exec(self.pod, wrapped, take, stop=killed.is_set)
+        except (StreamLost, _api_error()) as e:
+            if not self.cluster.answers():
+                raise EngineUnavailable(f"the Kubernetes API server at {self.cluster.where} "
+                                        f"stopped answering ({e})") from e
+            self._lost(str(e))
+            take(2, f"runner: {self._gone}\n".encode())
+            code = STOPPED_EXIT
+        finally:
+            timer.cancel()
+        if self._stops > stops and code == STOPPED_EXIT:
+            return code, False, self._last_stop
+        late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
+        return code, killed.is_set() or code == TIMEOUT_EXIT or late, ""
+
+    def _lost(self, why: str) -> None:
+        """Its Pod is gone (deleted, evicted, ended) or cannot be reached: counted once."""
+        status = None
+        try:
+            status = self.cluster.call(self.cluster.core.read_namespaced_pod_status, self.pod,
+                                       self.cluster.namespace).status
+        except _api_error():
+            pass
+        if status is None:
+            self._gone = f"its Pod {self.pod} was deleted; its workspace went with it"
+        elif status.phase != "Running":
+            self._gone = (f"its Pod {self.pod} stopped ({status.reason or status.phase}: "
+                          f"{(status.message or '-')[:200]}); its workspace went with it")
+        else:
+            self._gone = f"its Pod {self.pod} cannot be reached ({why[:200]})"
+        self.restarts = 1
+
+    def _kill(self, killed: threading.Event) -> None:
+        """The watchdog: the command outlived even `timeout`; its Pod goes."""
+        killed.set()
+        try:
+            self.cluster.call(self.cluster.core.delete_namespaced_pod, self.pod,
+                              self.cluster.namespace, grace_period_seconds=0)
+        except Exception:    # noqa: BLE001 - gone already, or the server away
+            pass
+
+    def stop_for(self, reason: str) -> None:
+        """Stop the worker over a limit (the disk watch's thread): every process of its ends,
+        its files stay for collection."""
+        self.stopped_for = self.stopped_for or reason
+        self._last_stop = reason
+        self._stops += 1
+        try:
+            self.cluster.exec(self.pod, ["kill", "-KILL", "-1"], lambda _s, _c: None)
+        except Exception:    # noqa: BLE001 - the command fails all the same, saying why
+            pass
+
+    def measure(self, roots: list[str], deadline: float | None) -> DiskUsage | None:
+        """du over ``roots`` inside the Pod, stopped at ``deadline``; None while it is gone."""
+        if self._gone:
+            return None
+        left = PASS_LIMIT if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            return DiskUsage(0, complete=False)
+        out, err = io.BytesIO(), io.BytesIO()
+        try:
+            code = self.cluster.exec(
+                self.pod, ["timeout", "-s", "KILL", f"{left:.1f}s", *du_command(roots)],
+                lambda stream, chunk: (out if stream == 1 else err).write(chunk))
+        except Exception:    # noqa: BLE001 - gone, or the server away: the commands say
+            return None
+        if code in (125, 126, 127):
+            return DiskUsage(0, complete=False, failed="du could not run in it")
+        if code not in (0, 1):
+            return DiskUsage(0, complete=False)
+        return read_du(out.getvalue().decode("utf-8", "surrogateescape"),
+                       err.getvalue().decode("utf-8", "surrogateescape"))
+
+
+@contextmanager
+def _answering(cluster: Cluster) -> Iterator[None]:
+    """A stream that could not even open because the server is away is EngineUnavailable."""
+    from urllib3.exceptions import HTTPError
+    from websocket import WebSocketException
+
+    try:
+        yield
+    except _api_error() as e:
+        if e.status == 0 and not cluster.answers():
+            raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
+                                    f"answering ({e.reason})") from e
+        raise
+    except (HTTPError, OSError, WebSocketException) as e:
+        if not cluster.answers():
+            raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
+                                    f"answering ({e.__class__.__name__})") from e
+        raise StreamLost(f"{e.__class__.__name__}: {e}") from e
+
+
+def _refuse_host_paths(spec: SandboxSpec) -> None:
+    if spec.gateway is not None:
+        raise EnvironmentProblem("the gateway cannot reach a Pod yet (its socket is on this "
+                                 "machine): run this phase with `--engine local`")
+    if spec.shared_cache is not None or spec.files:
+        raise EnvironmentProblem("a Pod cannot mount a path of this machine (gradle."
+                                 "shared_cache, the Claude Code binary): leave it out")
+
+
+def _waiting(status: Any) -> Any:
+    for container in status.container_statuses or []:
+        if container.state and container.state.waiting:
+            return container.state.waiting
+    return None
+
+
+def _pending_why(status: Any) -> str:
+    if status is None:
+        return "it is gone"
+    for condition in status.conditions or []:
+        if condition.status != "True" and condition.message:
+            return f"{condition.type}: {condition.message[:300]}"
+    waiting = _waiting(status)
+    return (waiting.message or waiting.reason) if waiting else (status.phase or "pending")
+
+
+def _reason(error: Exception) -> str:
+    import json
+
+    body = getattr(error, "body", None)
+    try:
+        return str(json.loads(body).get("message"))[:300] if body else str(error)[:300]
+    except (ValueError, AttributeError):
+        return str(getattr(error, "reason", error))[:300]

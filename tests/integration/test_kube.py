@@ -1,0 +1,228 @@
+"""A phase on Kubernetes (the test cluster: Debian's kube-apiserver, kubelet and scheduler in a
+container, the API on 127.0.0.1) through `runner run --engine kubernetes`: it integrates as on
+the local engine, the self-test passes on Pods, the Pods carry the hardening (read back from
+the API), a Pod deleted mid-ticket is a ticket run again, an API server gone mid-run is exit 3
+and a resume, and `runner clean` leaves nothing of the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engines.kube import TestCluster
+from tests.helpers import (ENGINE_TICKETS as TICKETS, git, make_repo, run_json,
+                           runner_cli, write_phase)
+
+# The first session on a machine builds the cluster's binaries (about 10 minutes).
+pytestmark = pytest.mark.timeout(1800)
+
+# The test node has two cores, and a kept Pod (--keep) holds what it requested.
+RESOURCES = {"cpus": 0.2, "memory": "512m"}
+
+
+def _env(cluster: TestCluster) -> dict[str, str]:
+    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONWARNINGS": "ignore"}
+
+
+def _api(cluster: TestCluster) -> tuple[Any, Any]:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    return client.CoreV1Api(api), client.NetworkingV1Api(api)
+
+
+def _of_run(cluster: TestCluster, run_id: str) -> dict[str, list[Any]]:
+    core, net = _api(cluster)
+    selector = f"runner.run={run_id}"
+    return {"pods": core.list_namespaced_pod("default", label_selector=selector).items,
+            "policies": net.list_namespaced_network_policy("default",
+                                                           label_selector=selector).items,
+            "claims": core.list_namespaced_persistent_volume_claim(
+                "default", label_selector=selector).items}
+
+
+def _tree(repo: Path, ref: str) -> dict[str, str]:
+    files = git(repo, "ls-tree", "-r", "--name-only", ref).split()
+    return {f: git(repo, "show", f"{ref}:{f}") for f in files if f != "shared.txt"}
+
+
+def _phase_run(root: Path, env: dict[str, str] | None, *flags: str) -> tuple[Path, Any, dict]:
+    repo = make_repo(root / "repo", {"shared.txt": "base\n"})
+    phase = write_phase(root / "p.yaml", {"name": "kube", "concurrency": 3,
+                                           "resources": RESOURCES, "tickets": TICKETS})
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), *flags, env=env)
+    return repo, proc, doc
+
+
+@pytest.fixture(scope="module")
+def kube_run(tmp_path_factory: pytest.TempPathFactory, kube_cluster: TestCluster):
+    root = tmp_path_factory.mktemp("kube")
+    repo, proc, doc = _phase_run(root, _env(kube_cluster), "--keep", "--engine", "kubernetes")
+    kept = _of_run(kube_cluster, doc.get("run_id", "-"))
+    yield {"root": root, "repo": repo, "proc": proc, "doc": doc, "kept": kept}
+    core, net = _api(kube_cluster)
+    core.delete_collection_namespaced_pod("default", grace_period_seconds=0,
+                                          label_selector=f"runner.run={doc.get('run_id')}")
+
+
+def test_a_phase_integrates_on_kubernetes_as_on_the_local_engine(
+        kube_run, tmp_path: Path, worker_image: str) -> None:
+    proc, doc, repo = kube_run["proc"], kube_run["doc"], kube_run["repo"]
+    assert proc.returncode == 0, proc.stderr
+    assert "isolation self-test passed" in proc.stderr
+    assert {t["id"]: t["status"] for t in doc["tickets"]} == {t["id"]: "integrated"
+                                                              for t in TICKETS}
+    local_repo, local, local_doc = _phase_run(tmp_path / "local", None)
+    assert local.returncode == 0, local.stderr
+    assert _tree(repo, doc["target"]) == _tree(local_repo, local_doc["target"])
+    shared = sorted(git(repo, "show", f"{doc['target']}:shared.txt").splitlines())
+    assert shared == ["base", "one", "two"]
+
+
+def test_the_pods_carry_the_hardening(kube_run) -> None:
+    """Read back from the API: what the cluster runs, not what runner meant to send."""
+    pods, [policy] = kube_run["kept"]["pods"], kube_run["kept"]["policies"]
+    assert len(pods) >= len(TICKETS)            # --keep: every ticket's Pod (and the rerun's)
+    for pod in pods:
+        spec = pod.spec
+        assert spec.automount_service_account_token is False
+        assert spec.restart_policy == "Never" and spec.enable_service_links is False
+        assert not spec.host_network and not spec.host_pid and not spec.host_ipc
+        context = spec.security_context
+        assert context.run_as_non_root is True and context.run_as_user != 0
+        assert context.seccomp_profile.type == "RuntimeDefault"
+        [worker] = spec.containers
+        hardened = worker.security_context
+        assert hardened.allow_privilege_escalation is False and hardened.privileged is False
+        assert hardened.read_only_root_filesystem is True
+        assert hardened.capabilities.drop == ["ALL"] and not hardened.capabilities.add
+        assert worker.resources.limits == {"cpu": "200m", "memory": str(512 * 2**20)}
+        assert worker.resources.requests == worker.resources.limits
+        volumes = {v.name: v for v in spec.volumes}
+        assert {"workspace", "gradle", "tmp"} <= set(volumes)
+        assert all(v.empty_dir is not None for v in volumes.values())    # no host path
+        root = str(kube_run["root"])
+        assert root not in json.dumps(pod.to_dict(), default=str)
+        assert pod.metadata.labels["runner.run"] == kube_run["doc"]["run_id"]
+    assert policy.spec.policy_types == ["Ingress", "Egress"]
+    assert not policy.spec.ingress and not policy.spec.egress
+    assert policy.spec.pod_selector.match_labels == {"runner.run": kube_run["doc"]["run_id"]}
+
+
+def test_clean_leaves_no_pod_policy_or_volume_of_the_run(kube_run, kube_cluster) -> None:
+    run_id, repo = kube_run["doc"]["run_id"], kube_run["repo"]
+    cleaned = runner_cli("clean", run_id, "--repo", str(repo), env=_env(kube_cluster))
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert _of_run(kube_cluster, run_id) == {"pods": [], "policies": [], "claims": []}
+    assert git(repo, "rev-parse", kube_run["doc"]["target"])     # refs and records kept
+
+
+def test_a_pod_deleted_mid_ticket_is_run_again(tmp_path: Path, kube_cluster) -> None:
+    """Deleted from outside: its workspace went with it, so the ticket is retried (retries:
+    1) from the start and integrates; the others are untouched."""
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "deleted", "concurrency": 2, "resources": RESOURCES, "tickets": [
+            {"id": "SLOW", "agent": "script", "retries": 1,
+             # Its first Pod is deleted during the sleep; the rerun's (its name says so) is quick.
+             "run": "echo slow > slow.txt\ncase $HOSTNAME in *-rerun1-*) ;; *) sleep 30 ;; esac"},
+            {"id": "OK", "agent": "script", "run": "echo ok > ok.txt"}]})
+    core, _ = _api(kube_cluster)
+    deleted: list[str] = []
+    stop = threading.Event()
+
+    def delete_slow_once() -> None:
+        while not stop.is_set() and not deleted:
+            for pod in core.list_namespaced_pod("default").items:
+                labels = json.loads((pod.metadata.annotations or {}).get("runner.labels", "{}"))
+                if labels.get("runner.ticket") == "SLOW" and pod.status.phase == "Running":
+                    time.sleep(3)                      # it is well into its sleep
+                    core.delete_namespaced_pod(pod.metadata.name, "default",
+                                               grace_period_seconds=0)
+                    deleted.append(pod.metadata.name)
+                    return
+            time.sleep(0.2)
+
+    deleter = threading.Thread(target=delete_slow_once, daemon=True)
+    deleter.start()
+    try:
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
+                             "--no-preflight", env=_env(kube_cluster))
+    finally:
+        stop.set()
+        deleter.join()
+    assert deleted, "the test never saw SLOW's Pod running"
+    tickets = {t["id"]: t for t in doc["tickets"]}
+    assert tickets["OK"]["status"] == "integrated" and not tickets["OK"]["reruns"]
+    slow = tickets["SLOW"]
+    assert slow["status"] == "integrated", proc.stderr
+    assert [a["result"] for a in slow["attempts"]] == ["stopped", "integrated"], slow
+    assert "was deleted" in slow["attempts"][0]["reason"], slow
+    assert "its container was stopped; rerun 1 queued" in proc.stderr
+    assert git(repo, "show", f"{doc['target']}:slow.txt") == "slow"
+    assert _of_run(kube_cluster, doc["run_id"])["pods"] == []
+
+
+def test_the_api_server_gone_mid_run_is_exit_3_and_resume_finishes(
+        tmp_path: Path, kube_cluster) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "apigone", "resources": RESOURCES, "tickets": [
+            {"id": "F", "agent": "script", "run": "echo f > f.txt"},
+            {"id": "S", "agent": "script", "run": "echo part > part.txt\ngit add -A\n"
+             "git commit -q -m 'S: part'\nsleep 8\necho done > done.txt"}]})
+    core, _ = _api(kube_cluster)
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(phase), "--repo",
+                             str(repo), "--engine", "kubernetes", "--no-preflight"],
+                            env=_env(kube_cluster), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not git(repo, "for-each-ref", "refs/runner/*/F") or not any(
+                json.loads((p.metadata.annotations or {}).get("runner.labels", "{}")).get(
+                    "runner.ticket") == "S" and p.status.phase == "Running"
+                for p in core.list_namespaced_pod("default").items):
+            assert time.monotonic() < deadline and proc.poll() is None, "S never started"
+            time.sleep(0.2)
+        time.sleep(2.5)                              # S has committed its part
+        kube_cluster.stop_apiserver()
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+        if not kube_cluster.answers():
+            kube_cluster.start_apiserver()
+    assert proc.returncode == 3, out + err
+    assert "engine stopped answering" in err and "runner resume" in err, err
+    assert "Traceback" not in err
+    [run_dir] = (repo / ".git" / "runner").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["state"] == "interrupted"
+    assert record["outcomes"]["F"]["status"] == "integrated"
+
+    resumed = runner_cli("resume", run_dir.name, "--repo", str(repo), env=_env(kube_cluster))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    target = json.loads((run_dir / "run.json").read_text())["target"]
+    assert git(repo, "show", f"{target}:f.txt") == "f"
+    assert git(repo, "show", f"{target}:done.txt") == "done"
+    # What S had committed before the API went was salvaged from its Pod, not lost.
+    assert git(repo, "show", f"refs/runner/{run_dir.name}/attempts/S/interrupted:part.txt") \
+        == "part"
+    assert _of_run(kube_cluster, run_dir.name) == {"pods": [], "policies": [], "claims": []}
+
+
+def test_doctor_runs_the_self_test_on_pods(kube_cluster) -> None:
+    proc = runner_cli("doctor", "--engine", "kubernetes", env=_env(kube_cluster))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Kubernetes answers" in proc.stdout and "v1.20" in proc.stdout
+    for check in ("NetworkPolicy", "no network (network: none)", "runs as the worker's user",
+                  "other worker's files invisible", "no DNS"):
+        assert check in proc.stdout
+    assert " 0 failed" in proc.stdout

@@ -1,0 +1,111 @@
+"""What runner asks a Kubernetes cluster for, read off the manifests (no cluster): the Pod's
+hardening, names and labels Kubernetes takes whatever runner's are, the run's NetworkPolicy,
+image references as nodes list them, and an exec's status read exactly."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from runner.sandbox import Checkout, Limits, SandboxSpec
+from runner.sandbox.kube import normalized_image
+from runner.sandbox.kube.execs import StreamLost, exit_code
+from runner.sandbox.kube.pods import (CHECKOUT, KEY, POD_USER, RUN, label_value, pod_manifest,
+                                      pod_name, policy_manifest, spec_labels)
+
+DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _spec(**changes: object) -> SandboxSpec:
+    base = dict(name="runner-20261202-010203-ab12-T_1", image="runner-worker:latest",
+                env={"HOME": "/tmp"}, limits=Limits(cpus=1.5, memory="2g", pids=512),
+                labels={"runner.run": "20261202-010203-ab12", "runner.ticket": "T_1/weird id",
+                        "runner.run-dir": "/home/me/repo/.git/runner/x"},
+                checkout=Checkout(name="T_1", branch="runner/p/T_1", start="abc",
+                                  history=None, place="reruns/1"),  # type: ignore[arg-type]
+                user="0:0")
+    base.update(changes)
+    return SandboxSpec(**base)  # type: ignore[arg-type]
+
+
+def test_the_pod_carries_the_docker_backends_hardening() -> None:
+    pod = pod_manifest(_spec(), run_id="20261202-010203-ab12")["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
+    assert pod["securityContext"] == {"runAsUser": POD_USER[0], "runAsGroup": POD_USER[1],
+                                      "runAsNonRoot": True,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    [worker] = pod["containers"]
+    assert worker["securityContext"] == {"allowPrivilegeEscalation": False,
+                                         "privileged": False, "readOnlyRootFilesystem": True,
+                                         "capabilities": {"drop": ["ALL"]}}
+    assert worker["resources"]["limits"] == {"cpu": "1500m", "memory": str(2 * 1024**3)}
+    assert worker["resources"]["requests"] == worker["resources"]["limits"]
+    mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
+    assert mounts == {"/tmp": "tmp", "/workspace": "workspace", "/gradle-home": "gradle"}
+    assert all("emptyDir" in v for v in pod["volumes"])
+    # The one container that is root may chown the workspace volumes and nothing else.
+    [owner] = pod["initContainers"]
+    assert owner["command"] == ["chown", "1000:1000", "/workspace", "/gradle-home"]
+    assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert owner["securityContext"]["allowPrivilegeEscalation"] is False
+    assert "runtimeClassName" not in pod
+
+
+def test_a_non_root_worker_keeps_its_uid_and_a_runtime_is_the_runtime_class() -> None:
+    pod = pod_manifest(_spec(user="1234:99", runtime="gvisor"), run_id="r")["spec"]
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (
+        1234, 99)
+    assert pod["runtimeClassName"] == "gvisor"
+    no_checkout = pod_manifest(_spec(checkout=None), run_id="r")["spec"]
+    assert "initContainers" not in no_checkout
+    assert [v["name"] for v in no_checkout["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize("name", ["runner-20261202-010203-ab12-T_1", "UPPER..and__Under",
+                                  "é" * 80, "-", "a" * 300])
+def test_pod_names_are_dns_names_and_never_meet(name: str) -> None:
+    made = pod_name(name)
+    assert DNS_1123.fullmatch(made) and len(made) <= 63, made
+    assert pod_name(name + "x") != made
+
+
+def test_labels_kubernetes_refuses_travel_as_annotations() -> None:
+    meta = pod_manifest(_spec(), run_id="20261202-010203-ab12")["metadata"]
+    assert meta["labels"][RUN] == "20261202-010203-ab12"
+    assert "runner.ticket" not in meta["labels"] and "runner.run-dir" not in meta["labels"]
+    assert all(label_value(v) for v in meta["labels"].values())
+    assert spec_labels(meta["annotations"]) == dict(_spec().labels)
+    assert meta["annotations"][KEY] == "reruns/1/T_1"
+    assert re.fullmatch(r"[0-9a-f]{16}", meta["labels"][CHECKOUT])
+    assert spec_labels({"runner.labels": "not json"}) == {}
+
+
+def test_the_policy_selects_the_runs_pods_and_allows_nothing() -> None:
+    policy = policy_manifest("20261202-010203-ab12")
+    assert policy["spec"] == {"podSelector": {"matchLabels": {RUN: "20261202-010203-ab12"}},
+                              "policyTypes": ["Ingress", "Egress"], "ingress": [],
+                              "egress": []}
+
+
+@pytest.mark.parametrize("given, listed", [
+    ("runner-worker:latest", "docker.io/library/runner-worker:latest"),
+    ("runner-worker", "docker.io/library/runner-worker:latest"),
+    ("me/worker:1", "docker.io/me/worker:1"),
+    ("registry.local:5000/w:2", "registry.local:5000/w:2"),
+    ("localhost/w", "localhost/w:latest"),
+    ("ghcr.io/o/w@sha256:" + "a" * 64, "ghcr.io/o/w@sha256:" + "a" * 64)])
+def test_image_references_as_nodes_list_them(given: str, listed: str) -> None:
+    assert normalized_image(given) == listed
+
+
+def test_an_exec_status_is_read_exactly() -> None:
+    assert exit_code(b'{"status":"Success"}') == 0
+    failure = {"status": "Failure", "reason": "NonZeroExitCode",
+               "details": {"causes": [{"reason": "ExitCode", "message": "137"}]}}
+    assert exit_code(json.dumps(failure).encode()) == 137
+    for lost in (b"", b"not json", b'{"status":"Failure","message":"container not found"}'):
+        with pytest.raises(StreamLost):
+            exit_code(lost)
