@@ -4,6 +4,7 @@ collected first. Everything on an engine goes through its backend."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from runner.trees import discard_tree
 SCRATCH = ("integration", "bundles")
 
 
-def clean(*, host: HostRepo, state_dir: Path, backend: Backend, sink: EventSink,
+def clean(*, host: HostRepo, state_dir: Path, local: Callable[[], Backend], sink: EventSink,
           run_id: str | None = None, everything: bool = False) -> list[str]:
-    """Clean one run, or every ended run (and orphans on ``backend``, this machine's
-    engine); ``everything`` also removes the runs' records (logs, transcripts, run.json)."""
+    """Clean one run, or every ended run (and orphans on ``local()``, this machine's engine,
+    connected only when a run or the orphans need it: a run on a cluster needs no Docker
+    here); ``everything`` also removes the runs' records (logs, transcripts, run.json)."""
     known = {r.run_id: r for r in runs(state_dir)}
     if run_id is not None and run_id not in known:
         raise InputError(f"no run {run_id!r} in {state_dir}; `runner status` lists the runs")
@@ -43,12 +45,13 @@ def clean(*, host: HostRepo, state_dir: Path, backend: Backend, sink: EventSink,
                     raise
         done: list[str] = []
         if run_id is None:
-            for sandbox in backend.sandboxes():
+            here = local()
+            for sandbox in here.sandboxes():
                 if (sandbox.run_id not in known and not _driven_elsewhere(sandbox)
-                        and backend.remove_sandbox(sandbox.name)):
+                        and here.remove_sandbox(sandbox.name)):
                     done.append(f"removed container {sandbox.name} (orphan)")
         for rid in ended:
-            done += _clean_run(host, state_dir / rid, backend, sink, everything)
+            done += _clean_run(host, state_dir / rid, local, sink, everything)
     return done
 
 
@@ -58,12 +61,12 @@ def _driven_elsewhere(sandbox: SandboxRecord) -> bool:
     return run_dir is not None and is_driven(Path(run_dir))
 
 
-def _clean_run(host: HostRepo, root: Path, here: Backend, sink: EventSink,
+def _clean_run(host: HostRepo, root: Path, local: Callable[[], Backend], sink: EventSink,
                everything: bool) -> list[str]:
     result = load_result(root)
     phase = load_phase(root / PHASE_COPY)
     engine = resolve(phase.engine)
-    backend = here if engine.local else connect(engine)   # its sandboxes are on that engine
+    backend = local() if engine.local else connect(engine)   # its sandboxes are on that engine
     ctx = run_context(phase, host, result, backend, sink,
                       RunOptions(repo=host.top, phase_file=root / PHASE_COPY))
     removed = ctx.provider.remove_run(root.name)

@@ -384,8 +384,10 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     from runner.progress import PlainSink
     from runner.sandbox.engines import LOCAL, connect, resolve
 
+    from functools import cache
+
     for line in clean(host=open_host_repo(args.repo.resolve()), state_dir=_state_dir(args),
-                      backend=connect(resolve(LOCAL)),
+                      local=cache(lambda: connect(resolve(LOCAL))),
                       sink=PlainSink(sys.stderr, show_output=False),
                       run_id=args.run_id, everything=args.everything):
         print(line)

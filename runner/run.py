@@ -19,7 +19,7 @@ from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileEr
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
 from runner.gitops import HostRepo, open_host_repo
 from runner.sandbox import Backend
-from runner.sandbox.engines import Engine, check_engine, connect, resolve
+from runner.sandbox.engines import KUBERNETES, Engine, check_engine, connect, resolve
 from runner.integrate import Integrator
 from runner.journal import TICKET_JOURNAL, Journal
 from runner.ledger import Ledger, default_prices
@@ -294,6 +294,10 @@ def _check_remote(phase: Phase, options: RunOptions, engine: Engine) -> None:
         raise PhaseFileError(options.phase_file, f"gradle.shared_cache is a directory on this "
                              f"machine, which {engine.name} cannot mount: leave it out",
                              field="gradle.shared_cache")
+    if engine.kind == KUBERNETES and phase.network != "none":
+        raise PhaseFileError(options.phase_file, "network: bridge is not built for Kubernetes "
+                             "(the run's Pods get a NetworkPolicy that denies all traffic): "
+                             "leave it out, or run with --engine local", field="network")
 
 
 def _recorded(options: RunOptions) -> dict[str, object]:

@@ -35,8 +35,8 @@ ENV_FACT = "env."   # one fact per variable: env.NAME=sha256 of its value
 
 # Runs in the probe, before it looks for the other's markers, with: $1 = its own name, $2 = a
 # host-only marker path, $3 = an object only the host repo has, $4 = the gateway's port ("":
-# no gateway), $5 = a host no egress entry lists. Builtins wherever they do: each program
-# started in a probe is a few milliseconds on every run's critical path.
+# no gateway), $5 = a host no egress entry lists, $6 = the phase's network. Builtins wherever
+# they do: each program started in a probe is a few milliseconds on every run's critical path.
 FACTS = r"""
 # The environment first, before this script sets any variable: one of the same name would be
 # read instead of what the probe was given.
@@ -75,22 +75,24 @@ fact sockets "$sockets"
 fact docker_host "${DOCKER_HOST:-}"
 net=(/sys/class/net/*)
 fact net "${net[*]##*/}"
-# An interface besides lo (a Pod's eth0, under a NetworkPolicy): try what a Pod can most often
-# reach, at once, 2 s each: the API server's Service, the name servers, the default route's
-# gateway. A connection made, or refused, means traffic goes out.
+# An interface besides lo (a Pod's eth0, under a NetworkPolicy) when the phase wants no
+# network ($6 = none): try what a Pod can most often reach, at once, 2 s each: the API
+# server's Service, the name servers (not loopback ones: those are the Pod's own), the
+# default route's gateway. A connection made, or refused, means traffic goes out.
 tried=() reached=""
-if [ "${net[*]##*/}" != lo ]; then
-  [ -n "${KUBERNETES_SERVICE_HOST:-}" ] && tried+=("$KUBERNETES_SERVICE_HOST:${KUBERNETES_SERVICE_PORT:-443}")
+if [ "${net[*]##*/}" != lo ] && [ "$6" = none ]; then
+  [ -n "${KUBERNETES_SERVICE_HOST:-}" ] && \
+    tried+=("$KUBERNETES_SERVICE_HOST:${KUBERNETES_SERVICE_PORT:-443}")
   while read -r key value _; do
-    [ "$key" = nameserver ] && tried+=("$value:53")
+    [ "$key" = nameserver ] && [[ $value != 127.* && $value != ::1 ]] && tried+=("$value:53")
   done < /etc/resolv.conf
   while read -r _ dest gw _; do
     [ "$dest" = 00000000 ] && [ "$gw" != 00000000 ] && \
       tried+=("$((16#${gw:6:2})).$((16#${gw:4:2})).$((16#${gw:2:2})).$((16#${gw:0:2})):80")
   done < <(tail -n +2 /proc/net/route)
   for target in "${tried[@]}"; do
-    ( said=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/${1%:*}/${1##*:}"' _ "$target" 2>&1) \
-        || [[ $said == *refused* ]] ) && echo "$target" &
+    ( said=$(LC_ALL=C timeout 2 bash -c 'exec 3<>"/dev/tcp/${1%:*}/${1##*:}"' _ "$target" \
+        2>&1) || [[ $said == *refused* ]] ) && echo "$target" &
   done > /tmp/.probe-reached
   wait
   reached=$(tr '\n' ' ' < /tmp/.probe-reached)
@@ -112,7 +114,7 @@ fact no_new_privs "$no_new_privs"
 fact objects_writable "$(writable /runner/objects/.probe)"
 fact host_object "$(git cat-file -e "$host_object" 2>/dev/null && echo readable || echo absent)"
 fact rootfs_writable "$(writable /.probe)"
-fact dns "$(getent hosts example.com >/dev/null 2>&1 && echo resolves || echo none)"
+fact dns "$(timeout 5 getent hosts example.com >/dev/null 2>&1 && echo resolves || echo none)"
 """
 
 # With a gateway: does the forwarder answer, as this worker's own gateway, and refuse a host
@@ -205,7 +207,7 @@ def run_selftest(ctx: RunContext, start: str,
             spec = sandbox_spec(ctx, name, checkout)
             with open_sandbox(ctx, name, checkout) as sandbox:
                 facts = _facts(sandbox, name, str(host_marker), host_object,
-                               gateway=ctx.gateway is not None)
+                               gateway=ctx.gateway is not None, network=ctx.phase.network)
                 together.wait()
                 facts |= _seen(read_output(sandbox, ["bash", "-c", LOOK, "look",
                                                      _other(name)], timeout=60).output)
@@ -241,12 +243,12 @@ def _other(probe: str) -> str:
 
 
 def _facts(sandbox: Sandbox, name: str, host_marker: str, host_object: str,
-           gateway: bool) -> dict[str, str]:
+           gateway: bool, network: str) -> dict[str, str]:
     """What the probe ``name`` reports of itself, its own markers made first."""
     script = FACTS + (GATEWAY_FACTS if gateway else "")
     return _seen(read_output(sandbox, ["bash", "-c", script, "probe", name, host_marker,
                                        host_object, str(GATEWAY_PORT) if gateway else "",
-                                       UNLISTED_HOST], timeout=120).output)
+                                       UNLISTED_HOST, network], timeout=120).output)
 
 
 def _seen(output: str) -> dict[str, str]:
@@ -308,11 +310,12 @@ def _fact_is(key: str, expected: str, what: str) -> Rule:
     return _expect(key, lambda ctx, probe: expected, what)
 
 
-def _fact_of(key: str, want: Callable[[Probed], str], what: str) -> Rule:
-    def rule(ctx: RunContext, probe: Probed) -> str | None:
-        got, expected = probe.seen.get(key, "<missing>"), want(probe)
-        return None if got == expected else f"{what} is {got!r}, expected {expected!r}"
-    return rule
+def _runs_as(ctx: RunContext, probe: Probed) -> str | None:
+    """The host user's uid:gid on a local engine (its files are the user's); elsewhere the one
+    the backend runs the sandbox's commands as (a Pod's non-root uid)."""
+    expected = ctx.user if ctx.provider.shares_disk else probe.user
+    got = probe.seen.get("uid", "<missing>")
+    return None if got == expected else f"uid:gid is {got!r}, expected {expected!r}"
 
 
 def _own_gateway(ctx: RunContext, probe: Probed) -> str | None:
@@ -364,7 +367,7 @@ _RULES: list[tuple[str, Rule, str]] = [
      "reaches every worker), or take it out of the worker spec; one from neither leaked "
      "from the host's environment (a command ticket that needs a host variable names it "
      "in `env:`)"),
-    ("runs as the worker's user", _fact_of("uid", lambda probe: probe.user, "uid:gid"),
+    ("runs as the worker's user", _runs_as,
      "workers must run as the uid:gid runner gives them (the host user's; a non-root one in "
      "a Pod): the image must not override it"),
     ("all capabilities dropped", _fact_is("cap_eff", "0000000000000000", "CapEff"),

@@ -35,6 +35,11 @@ CLAUDE_BINARY = "/runner/claude/claude"   # Claude Code, read-only, for claude-c
 GATEWAY_DIR = "/runner/gateway"  # the directory of the worker's gateway socket, read-only
 GATEWAY_PORT = 3128              # where the forwarder serves the gateway on the worker's loopback
 TIMEOUT_EXIT = 124                # what `timeout` returns when it stopped the command
+KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
+STOPPED_EXIT = 137     # SIGKILL: the watchdog, the OOM killer, or a worker killing its init
+WATCHDOG_SLACK = 30    # seconds after that before the host stops the whole sandbox
+# Where a provider's own scratch checkouts are (probes, phase checks): never salvaged.
+SCRATCH_PLACES = ("selftest", "checks")
 # Scripts and checks run like CI steps: stop at the first failing command, also in pipelines.
 STRICT_BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")
 

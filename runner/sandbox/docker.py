@@ -25,17 +25,15 @@ from docker.types import Mount as DockerMount
 
 from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.hostview import explain_mount_error
-from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS,
-                            TIMEOUT_EXIT, WORKSPACE, Checkout, ExecResult, OutputHandler,
+from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE,
+                            KILL_GRACE, RUN_OBJECTS, SCRATCH_PLACES, STOPPED_EXIT, TIMEOUT_EXIT,
+                            WATCHDOG_SLACK, WORKSPACE, Checkout, ExecResult, OutputHandler,
                             SandboxSpec, output_of, output_to_file, under_timeout)
 from runner.sandbox.diskwatch import DiskWatch
 from runner.secretenv import files_holding
 from runner.trees import discard_tree
 from runner.sandbox.workspace import Workspace, create_workspace, fill_workspace
 
-KILL_GRACE = 10        # seconds between `timeout`'s TERM and its KILL
-STOPPED_EXIT = 137     # SIGKILL: the watchdog, the OOM killer, or a worker killing its init
-WATCHDOG_SLACK = 30    # seconds after that before the host kills the whole container
 # The uid:gid of the process that keeps a container up (`sleep infinity` under its init):
 # nobody, never the worker's, so a worker can neither signal it nor stop the container, and
 # a reset can kill all of the worker's processes at once without restarting it.
@@ -90,9 +88,6 @@ def engine_must_answer() -> Iterator[None]:
                                 ) from e
 
 
-# Where a local engine's checkouts are under the run's directory: scratch of the provider's
-# own (probes, phase checks) is never salvaged.
-SCRATCH_PLACES = ("selftest", "checks")
 ASIDE = "unsalvaged"     # where checkouts whose work could not be collected are set aside
 
 

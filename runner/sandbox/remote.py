@@ -34,10 +34,11 @@ from docker.models.volumes import Volume
 from docker.types import Mount as DockerMount
 
 from runner.errors import EnvironmentProblem
-from runner.sandbox import GRADLE_HOME, STRICT_BASH, WORKSPACE, Checkout, SandboxSpec
+from runner.sandbox import (GRADLE_HOME, SCRATCH_PLACES, STRICT_BASH, WORKSPACE, Checkout,
+                            SandboxSpec)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
-from runner.sandbox.docker import (DOCKER_ERRORS, SCRATCH_PLACES, DockerSandbox,
+from runner.sandbox.docker import (DOCKER_ERRORS, DockerSandbox,
                                    DockerSandboxes, engine_must_answer)
 
 CHECKOUT_LABEL = "runner.checkout"     # <place>/<name> of the checkout a volume holds

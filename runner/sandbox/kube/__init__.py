@@ -43,11 +43,28 @@ class Cluster:
         self.net = client.NetworkingV1Api(self.api)
         self.versions = client.VersionApi(self.api)
 
-    def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """An API call with a time limit; a server that does not answer is
-        EngineUnavailable, its own errors (ApiException with a status) stay what they are."""
-        with must_answer(self.where):
-            return method(*args, _request_timeout=API_TIMEOUT, **kwargs)
+    def call(self, method: Callable[..., T], *args: Any, expect: tuple[int, ...] = (),
+             **kwargs: Any) -> T:
+        """An API call with a time limit. A server that does not answer is EngineUnavailable;
+        an error it answers with is the ApiException when its status is one of ``expect``
+        (the caller handles it), else EnvironmentProblem saying what the cluster refused."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            with must_answer(self.where):
+                return method(*args, _request_timeout=API_TIMEOUT, **kwargs)
+        except ApiException as e:
+            if e.status in expect:
+                raise
+            what = getattr(method, "__name__", "a call").replace("_", " ")
+            raise EnvironmentProblem(f"the Kubernetes API refused {what} ({e.status}: "
+                                     f"{api_reason(e)})") from e
+
+    def delete_pod(self, pod: str) -> None:
+        """Delete ``pod`` at once (no grace: the API forgets it now, and its node kills what
+        is left in it); ApiException(404) when it is gone already."""
+        self.call(self.core.delete_namespaced_pod, pod, self.namespace, grace_period_seconds=0,
+                  expect=(404,))
 
     def exec(self, pod: str, argv: Sequence[str], take: Take, *,
              stdin: Iterable[bytes] | None = None,
@@ -60,7 +77,7 @@ class Cluster:
 
     def answers(self) -> bool:
         try:
-            self.call(self.versions.get_code)
+            self.versions.get_code(_request_timeout=5)
             return True
         except Exception:     # noqa: BLE001 - any failure to answer is "no"
             return False
@@ -83,8 +100,16 @@ def must_answer(where: str) -> Iterator[None]:
                                 f"({e.__class__.__name__})") from e
 
 
-def is_missing(error: Exception) -> bool:
-    return getattr(error, "status", None) == 404
+def api_reason(error: Exception) -> str:
+    """The message an API error carries (its body's), on one line."""
+    import json
+
+    body = getattr(error, "body", None)
+    try:
+        message = json.loads(body).get("message") if body else None
+    except (ValueError, AttributeError):
+        message = None
+    return " ".join(str(message or getattr(error, "reason", None) or error).split())[:300]
 
 
 def load_cluster(context: str | None) -> Cluster:
@@ -109,6 +134,7 @@ def load_cluster(context: str | None) -> Cluster:
     except (config.ConfigException, OSError, ValueError) as e:
         raise EngineUnavailable(f"kubeconfig ({kubeconfig}): {str(e).splitlines()[0]}; "
                                 "check it names the context and its cluster") from e
+    api.configuration.retries = 1     # urllib3's default 3 would make a dead server minutes
     return Cluster(api, namespace, api.configuration.host)
 
 
@@ -147,9 +173,15 @@ class KubeBackend:
         return KubeSandboxes(self.cluster, run_id=run_id, root=root)
 
     def has_image(self, image: str) -> bool:
-        """Whether a node of the cluster has ``image`` (a node that lacks it pulls it)."""
+        """Whether a node of the cluster has ``image`` (a node that lacks it pulls it); True
+        when runner may not list nodes (it cannot tell, and a Pod's start will)."""
+        from kubernetes.client.exceptions import ApiException
+
         wanted = normalized_image(image)
-        nodes = self.cluster.call(self.cluster.core.list_node).items
+        try:
+            nodes = self.cluster.call(self.cluster.core.list_node, expect=(401, 403)).items
+        except ApiException:
+            return True
         return any(wanted in (normalized_image(name) for name in (held.names or []))
                    for node in nodes for held in (node.status.images or []))
 
@@ -174,10 +206,7 @@ class KubeBackend:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.cluster.call(self.cluster.core.delete_namespaced_pod, name,
-                              self.cluster.namespace, grace_period_seconds=0)
+            self.cluster.delete_pod(name)
             return True
-        except ApiException as e:
-            if is_missing(e):
-                return False
-            raise EnvironmentProblem(f"cannot remove Pod {name}: {e.reason}") from e
+        except ApiException:         # 404: gone already
+            return False

@@ -10,22 +10,34 @@ see ``upload``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
+import websocket
+
+from runner.errors import EnvironmentProblem
 from runner.sandbox import Take
 from runner.sandbox.kube.pods import CONTAINER
 
 POLL = 1.0      # seconds one wait for output may block (then it looks at the clock again)
+# The client sets no socket timeout: a server that stalls mid-frame or mid-handshake would
+# hold a thread for ever. Output is read only once poll() says it is there, so a command
+# that prints nothing for hours is not cut by this.
+websocket.setdefaulttimeout(60)
 
 
-class StreamLost(Exception):
+class StreamLost(EnvironmentProblem):
     """The stream ended without the command's status: the Pod, its node or the API server
     went away meanwhile."""
+
+
+class LocalFailure(Exception):
+    """What took the command's output here failed (this machine's disk, say): not the
+    stream's fault; ``__cause__`` is the error."""
 
 
 def run_in_pod(configuration: Any, namespace: str, pod: str, argv: Sequence[str], take: Take,
@@ -40,24 +52,41 @@ def run_in_pod(configuration: Any, namespace: str, pod: str, argv: Sequence[str]
         ws = stream(CoreV1Api(api).connect_get_namespaced_pod_exec, pod, namespace,
                     container=CONTAINER, command=list(argv), stdin=stdin is not None,
                     stdout=True, stderr=True, tty=False, _preload_content=False, binary=True)
+    # The client keeps a copy of all output for the stream's life (a bundle, a worker
+    # printing for hours) unless made with capture_all=False, which stream() cannot pass on
+    # (the generated method refuses arguments it does not know): the copy goes nowhere.
+    ws._all = _Nowhere()
+    status = b""
     try:
         for chunk in stdin or ():
             ws.write_stdin(chunk)
         while ws.is_open() and not stop():
             ws.update(timeout=POLL)
-            _drain(ws, take)
-        _drain(ws, take)
-        status = ws.read_channel(ERROR_CHANNEL, timeout=0)
+            status += _drain(ws, take)
+        status += _drain(ws, take)
     finally:
         ws.close()
     return exit_code(status)
 
 
-def _drain(ws: Any, take: Take) -> None:
+class _Nowhere:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def getvalue(self) -> bytes:
+        return b""
+
+
+def _drain(ws: Any, take: Take) -> bytes:
+    """Hand on what came, and return what came on the status channel."""
     for channel in (STDOUT_CHANNEL, STDERR_CHANNEL):
         data = ws.read_channel(channel, timeout=0)
         if data:
-            take(channel, data)
+            try:
+                take(channel, data)
+            except Exception as e:
+                raise LocalFailure(str(e)) from e
+    return ws.read_channel(ERROR_CHANNEL, timeout=0) or b""
 
 
 def exit_code(status: bytes | str) -> int:
@@ -78,8 +107,18 @@ def exit_code(status: bytes | str) -> int:
 
 
 # $1: the size, $2: the path. Whole or not at all: written aside, counted, then moved.
-UPLOAD = ('umask 077; head -c "$1" > "$2.part" && [ "$(wc -c < "$2.part")" = "$1" ] '
+UPLOAD = ('umask 077; timeout 600 head -c "$1" > "$2.part" && [ "$(wc -c < "$2.part")" = "$1" ] '
           '&& mv "$2.part" "$2"')
+# A command given variables: they come on stdin (NUL-separated, $1 bytes), never in the exec's
+# URL (proxies cut long ones; API audit logs keep them); the command's own stdin is empty.
+WITH_ENV = ('while IFS= read -r -d "" kv; do export "$kv"; done < <(head -c "$1"); shift; '
+            'exec "$@" </dev/null')
+
+
+def env_on_stdin(env: Mapping[str, str], argv: Sequence[str]) -> tuple[list[str], bytes]:
+    """``argv`` wrapped to take ``env`` from stdin, and the bytes to send."""
+    data = b"".join(f"{name}={value}".encode() + b"\0" for name, value in env.items())
+    return ["bash", "-c", WITH_ENV, "with-env", str(len(data)), *argv], data
 CHUNK = 1 << 20
 
 

@@ -31,9 +31,10 @@ NAME = "runner.name"          # annotation: the sandbox's name, as runner gave i
 POD_USER = (1000, 1000)
 TMP_SIZE = "1Gi"              # as the Docker backend's /tmp
 # The container's own process: a shell that reaps whatever the worker orphans (bash waits for
-# any child) and never exits on its own. As pid 1 of the container it gets no signal the
-# worker sends it, so a reset (kill -KILL -1, as the worker) ends everything else.
-KEEP_UP = ["bash", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+# any child) and never exits on its own. As pid 1 of the container with no signal handler
+# of its own, it gets no signal the worker sends it, so a reset (kill -KILL -1, as the
+# worker) ends everything else, and the worker cannot end the Pod.
+KEEP_UP = ["bash", "-c", "while :; do sleep 3600 & wait $!; done"]
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
@@ -82,7 +83,11 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str,
         key = f"{spec.checkout.place}/{spec.checkout.name}"
         labels[CHECKOUT] = checkout_digest(key)
         annotations[KEY] = key
-        volumes += [{"name": "workspace", "emptyDir": {}}, {"name": "gradle", "emptyDir": {}}]
+        # The disk budget is watched (du in the Pod, as on a remote engine); twice it is the
+        # node's own backstop, should the watch not be there to stop it.
+        bound = ({"sizeLimit": str(2 * spec.limits.disk)} if spec.limits.disk else {})
+        volumes += [{"name": "workspace", "emptyDir": dict(bound)},
+                    {"name": "gradle", "emptyDir": dict(bound)}]
         mounts += [{"name": "workspace", "mountPath": WORKSPACE},
                    {"name": "gradle", "mountPath": GRADLE_HOME}]
     limits = {"cpu": f"{int(spec.limits.cpus * 1000)}m",

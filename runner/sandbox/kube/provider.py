@@ -13,6 +13,7 @@ again); an interrupted run's Pods stay, so that a resume collects what they hold
 from __future__ import annotations
 
 import io
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,23 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import EngineUnavailable, EnvironmentProblem
-from runner.sandbox import (GRADLE_HOME, STRICT_BASH, TIMEOUT_EXIT, WORKSPACE, Checkout,
+from runner.sandbox import (GRADLE_HOME, KILL_GRACE, SCRATCH_PLACES, STOPPED_EXIT, STRICT_BASH,
+                            TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE, Checkout,
                             ExecResult, Limits, OutputHandler, SandboxSpec, Take, output_of,
                             output_to_file, under_timeout)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
-from runner.sandbox.kube import Cluster, is_missing
-from runner.sandbox.kube.execs import UPLOAD, StreamLost, chunks
+from runner.sandbox.kube import Cluster, api_reason
+from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks, env_on_stdin
 from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RUN, checkout_digest,
                                       pod_manifest, pod_name, pod_user, policy_manifest,
                                       policy_name, spec_labels)
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
 
-# As the Docker backend's: `timeout` in the Pod first, then the host's watchdog.
-KILL_GRACE = 10
-STOPPED_EXIT = 137
-WATCHDOG_SLACK = 30
 START_TIMEOUT = 300       # seconds a Pod may take to be scheduled and start
-SCRATCH_PLACES = ("selftest", "checks")
 # A Pod that will not start, by its container's waiting reason: what to tell the user.
 UNSTARTABLE = {
     "ErrImagePull": "its image cannot be pulled",
@@ -80,13 +77,24 @@ class KubeSandboxes:
         try:
             with self._watch_disk(sandbox):
                 yield sandbox
+        except BaseException:
+            # Its checkout lives in the Pod: what could not be collected stays there, its
+            # processes ended, for salvage (kept()), set_aside() or discard() to deal with.
+            if keep or checkout is None or sandbox.gone or _scratch(checkout.place):
+                raise
+            keep = True
+            sandbox.stop_processes()
+            raise
         finally:
             if not keep:
+                # Its processes first: what the worker left running must not outlive the
+                # policy, which goes with the run's last Pod.
+                sandbox.stop_processes()
                 self._delete(sandbox.pod)
 
     def _start(self, spec: SandboxSpec) -> KubeSandbox:
         self._ensure_policy()
-        pod = self._create(pod_manifest(spec, run_id=self.run_id))
+        pod = self._create(_named(pod_manifest(spec, run_id=self.run_id)))
         try:
             self._wait_running(pod, spec.image)
             sandbox = KubeSandbox(self.cluster, pod, spec)
@@ -98,13 +106,9 @@ class KubeSandboxes:
             raise
 
     def _create(self, manifest: dict[str, Any]) -> str:
-        name = manifest["metadata"]["name"]
-        try:
-            self.cluster.call(self.cluster.core.create_namespaced_pod, self.cluster.namespace,
-                              manifest)
-            return name
-        except _api_error() as e:
-            raise EnvironmentProblem(f"the cluster refuses Pod {name}: {_reason(e)}") from e
+        self.cluster.call(self.cluster.core.create_namespaced_pod, self.cluster.namespace,
+                          manifest)
+        return str(manifest["metadata"]["name"])
 
     def _wait_running(self, pod: str, image: str, until: str = "Running") -> None:
         """Until the Pod's phase is ``until`` (Running; Succeeded for one that runs a
@@ -128,16 +132,11 @@ class KubeSandboxes:
             if time.monotonic() > deadline:
                 raise EnvironmentProblem(f"Pod {pod} did not start in {START_TIMEOUT}s "
                                          f"({_pending_why(status)})")
-            time.sleep(0.1)
+            time.sleep(min(0.1 + (time.monotonic() - deadline + START_TIMEOUT) / 20, 2.0))
 
     def _read(self, pod: str) -> Any:
-        try:
-            return self.cluster.call(self.cluster.core.read_namespaced_pod_status, pod,
-                                     self.cluster.namespace).status
-        except _api_error() as e:
-            if is_missing(e):
-                return None
-            raise
+        """Its status, or None when it is gone (or being deleted)."""
+        return _status(self.cluster, pod)
 
     def _provision(self, sandbox: KubeSandbox, checkout: Checkout) -> None:
         """The clone made inside, as the worker: the history bundle sent on stdin, then git
@@ -180,11 +179,10 @@ class KubeSandboxes:
                 return
             try:
                 self.cluster.call(self.cluster.net.create_namespaced_network_policy,
-                                  self.cluster.namespace, policy_manifest(self.run_id))
-            except _api_error() as e:
-                if e.status != 409:      # 409: made by an earlier runner of this run
-                    raise EnvironmentProblem(f"the cluster refuses the run's NetworkPolicy: "
-                                             f"{_reason(e)}") from e
+                                  self.cluster.namespace, policy_manifest(self.run_id),
+                                  expect=(409,))
+            except _api_error():
+                pass             # made by an earlier runner of this run (a resume)
             self._policy = True
 
     # --- what a run keeps -------------------------------------------------------------
@@ -192,16 +190,16 @@ class KubeSandboxes:
     def _pods(self, selector: str = "") -> list[Any]:
         """The run's Pods (matching ``selector`` too)."""
         wanted = f"{RUN}={self.run_id}" + (f",{selector}" if selector else "")
-        return self.cluster.call(self.cluster.core.list_namespaced_pod,
-                                 self.cluster.namespace, label_selector=wanted).items
+        return [pod for pod in self.cluster.call(self.cluster.core.list_namespaced_pod,
+                                                 self.cluster.namespace,
+                                                 label_selector=wanted).items
+                if pod.metadata.deletion_timestamp is None]
 
     def _delete(self, pod: str) -> None:
-        """Delete a Pod at once (no grace: nothing in it is waited for); one gone already,
-        or a server away, is left to `runner clean`."""
+        """Delete a Pod now; one gone already, or a server away, is left to `runner clean`."""
         try:
-            self.cluster.call(self.cluster.core.delete_namespaced_pod, pod,
-                              self.cluster.namespace, grace_period_seconds=0)
-        except (_api_error(), EngineUnavailable):
+            self.cluster.delete_pod(pod)
+        except (_api_error(), EnvironmentProblem):
             pass
 
     def _held(self, place: str, name: str | None) -> list[Any]:
@@ -233,6 +231,7 @@ class KubeSandboxes:
                               self.cluster.namespace,
                               {"metadata": {"labels": {CHECKOUT: None, ASIDE: "yes"},
                                             "annotations": {"runner.aside-why": label}}})
+            _stop(self.cluster, [pod])
         return ", ".join(f"Pod {self.cluster.namespace}/{pod}" for pod in pods) or (
             f"nowhere: no Pod holds {place}/{name}")
 
@@ -241,34 +240,32 @@ class KubeSandboxes:
                 for pod in self._pods(ASIDE)]
 
     def clear(self) -> str | None:
-        problems = []
         for pod in self._pods(f"!{ASIDE}"):
             self._delete(pod.metadata.name)
         if self._pods(f"!{ASIDE}"):
-            problems.append("some of the run's Pods stay (the cluster did not delete them)")
-        if not self._pods():       # a Pod set aside keeps the policy that isolates it
+            return "some of the run's Pods stay (the cluster did not delete them)"
+        if not self._pods(ASIDE):       # a Pod set aside keeps the policy that isolates it
             self._remove_policy()
-        return "; ".join(problems) or None
+        return None
 
     def _remove_policy(self) -> None:
         try:
             self.cluster.call(self.cluster.net.delete_namespaced_network_policy,
-                              policy_name(self.run_id), self.cluster.namespace)
-        except _api_error() as e:
-            if not is_missing(e):
-                raise EnvironmentProblem(f"cannot remove the run's NetworkPolicy: "
-                                         f"{_reason(e)}") from e
+                              policy_name(self.run_id), self.cluster.namespace, expect=(404,))
+        except _api_error():
+            pass          # gone already
         self._policy = False
 
     def prepare(self, spec: SandboxSpec, *, started: bool = True) -> None:
         """Nothing is made ahead: a Pod's checkout is made inside it once it runs."""
 
     def settle(self) -> None:
-        """Closed Pods are deleted at once; the policy goes with the run's last Pod."""
+        """Closed Pods are deleted at once; the policy goes with the run's last Pod (one kept
+        keeps it: `runner clean` removes both)."""
         try:
             if self._policy and not self._pods():
                 self._remove_policy()
-        except EngineUnavailable:
+        except EnvironmentProblem:
             pass        # `runner clean` removes it
 
     @contextmanager
@@ -284,39 +281,29 @@ class KubeSandboxes:
         yield KubeSandbox(self.cluster, pod.metadata.name, spec)
 
     def remove_run(self, run_id: str) -> int:
-        """Every Pod of the run goes but those holding a checkout of kept(): those are its
-        workspace, so they stay, every process in them ended, for the salvage after."""
-        pods = self.cluster.call(self.cluster.core.list_namespaced_pod, self.cluster.namespace,
-                                 label_selector=f"{RUN}={run_id}").items
-        holding = {(pod.metadata.annotations or {}).get(KEY) for pod in pods}
-        kept = {f"{place}/{name}" for place, name in self.kept()} & holding
-        stay = [pod for pod in pods if (pod.metadata.annotations or {}).get(KEY) in kept]
+        """Every Pod of the run goes but those holding a checkout of kept() and those set
+        aside: they are workspaces, so they stay, every process in them ended, for the
+        salvage after (or for whoever looks at what was set aside)."""
+        try:
+            pods = self._pods()
+            kept = {f"{place}/{name}" for place, name in self.kept()}
+        except EnvironmentProblem:
+            return 0        # nothing to reach: `runner clean` finds them later
+        stay = [pod for pod in pods if (pod.metadata.annotations or {}).get(KEY) in kept
+                or ASIDE in (pod.metadata.labels or {})]
         for pod in pods:
             if pod not in stay:
                 self._delete(pod.metadata.name)
-        self._stop([pod.metadata.name for pod in stay])
+        _stop(self.cluster, [pod.metadata.name for pod in stay])
         return len(pods) - len(stay)
 
     def stop_processes(self, run_id: str) -> None:
         """Every worker process of the run ends; the Pods and their files stay."""
         try:
-            self._stop([pod.metadata.name for pod in self._pods()
-                        if pod.status.phase == "Running"])
-        except EngineUnavailable:
+            _stop(self.cluster, [pod.metadata.name for pod in self._pods()
+                                 if pod.status.phase == "Running"])
+        except EnvironmentProblem:
             pass
-
-    def _stop(self, pods: list[str]) -> None:
-        """kill -KILL -1 as each Pod's user: it spares only the keeper (the container's pid
-        1). Best effort, the Pods at once."""
-        def kill(pod: str) -> None:
-            try:
-                self.cluster.exec(pod, ["kill", "-KILL", "-1"], lambda _s, _c: None)
-            except Exception:    # noqa: BLE001 - gone, or the server away: nothing to stop
-                pass
-
-        if pods:
-            with ThreadPoolExecutor(min(8, len(pods)), thread_name_prefix="stop") as pool:
-                list(pool.map(kill, pods))
 
     def image_env(self, image: str) -> dict[str, str]:
         """What ``image`` sets in every Pod made from it: a Pod of it that runs `env -0` with
@@ -331,7 +318,8 @@ class KubeSandboxes:
                            env={}, labels={"runner.run": self.run_id},
                            limits=Limits(cpus=0.25, memory="128m", pids=64))
         self._ensure_policy()
-        pod = self._create(pod_manifest(spec, run_id=self.run_id, command=["env", "-0"]))
+        pod = self._create(_named(pod_manifest(spec, run_id=self.run_id,
+                                               command=["env", "-0"])))
         try:
             self._wait_running(pod, image, until="Succeeded")
             log = self.cluster.call(self.cluster.core.read_namespaced_pod_log, pod,
@@ -393,17 +381,25 @@ class KubeSandbox:
         which a kill(-1) inside never signals."""
         self._reset_due = True
 
+    @property
+    def gone(self) -> bool:
+        return bool(self._gone)
+
+    def stop_processes(self) -> None:
+        _stop(self.cluster, [self.pod])
+
     def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
              take: Take) -> tuple[int, bool, str]:
         if self._gone:
             take(2, f"runner: {self._gone}\n".encode())
             return STOPPED_EXIT, False, ""
         stops = self._stops
-        # exec takes no environment: `env` sets what the command is given.
-        given = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
+        stdin: list[bytes] | None = None
+        if env:          # exec takes no environment, and argv travels in its URL
+            argv, data = env_on_stdin(env, argv)
+            stdin = [data]
         reset_first, self._reset_due = self._reset_due, False
-        wrapped = under_timeout([*given, *argv], timeout, grace=KILL_GRACE,
-                                reset_first=reset_first)
+        wrapped = under_timeout(argv, timeout, grace=KILL_GRACE, reset_first=reset_first)
         started = time.monotonic()
         killed = threading.Event()
         timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill, [killed])
@@ -411,13 +407,14 @@ class KubeSandbox:
         timer.start()
         try:
             with _answering(self.cluster):
-                code = self.cluster.exec(self.pod, wrapped, take, stop=killed.is_set)
+                code = self.cluster.exec(self.pod, wrapped, take, stdin=stdin,
+                                         stop=killed.is_set)
         except (StreamLost, _api_error()) as e:
             if not self.cluster.answers():
                 raise EngineUnavailable(f"the Kubernetes API server at {self.cluster.where} "
                                         f"stopped answering ({e})") from e
-            self._lost(str(e))
-            take(2, f"runner: {self._gone}\n".encode())
+            if not killed.is_set():           # the watchdog's own stop is no loss
+                take(2, f"runner: {self._lost(str(e))}\n".encode())
             code = STOPPED_EXIT
         finally:
             timer.cancel()
@@ -426,31 +423,39 @@ class KubeSandbox:
         late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
         return code, killed.is_set() or code == TIMEOUT_EXIT or late, ""
 
-    def _lost(self, why: str) -> None:
-        """Its Pod is gone (deleted, evicted, ended) or cannot be reached: counted once."""
-        status = None
+    def _lost(self, why: str) -> str:
+        """The command's stream broke: its Pod is gone (deleted, evicted, ended) or its node
+        stopped answering, which is a sandbox that stopped (counted once, never started
+        again); or the stream alone broke, which fails this command only. What happened."""
         try:
-            status = self.cluster.call(self.cluster.core.read_namespaced_pod_status, self.pod,
-                                       self.cluster.namespace).status
+            pod = self.cluster.call(self.cluster.core.read_namespaced_pod, self.pod,
+                                    self.cluster.namespace, expect=(404,))
         except _api_error():
-            pass
-        if status is None:
+            pod = None
+        if pod is None or pod.metadata.deletion_timestamp is not None:
             self._gone = f"its Pod {self.pod} was deleted; its workspace went with it"
-        elif status.phase != "Running":
-            self._gone = (f"its Pod {self.pod} stopped ({status.reason or status.phase}: "
-                          f"{(status.message or '-')[:200]}); its workspace went with it")
+        elif pod.status.phase != "Running":
+            self._gone = (f"its Pod {self.pod} stopped ({pod.status.reason or pod.status.phase}"
+                          f": {(pod.status.message or '-')[:200]}); its workspace went with it")
+        elif not _node_ready(self.cluster, pod.spec.node_name):
+            self._gone = (f"the node of its Pod {self.pod} ({pod.spec.node_name}) stopped "
+                          "answering")
         else:
-            self._gone = f"its Pod {self.pod} cannot be reached ({why[:200]})"
+            return f"the command's stream to Pod {self.pod} broke ({why[:200]})"
         self.restarts = 1
+        return self._gone
 
     def _kill(self, killed: threading.Event) -> None:
-        """The watchdog: the command outlived even `timeout`; its Pod goes."""
+        """The watchdog: the command outlived even `timeout` (the worker can kill that):
+        every process in the Pod ends; a Pod where nothing can be run to do it goes."""
         killed.set()
-        try:
-            self.cluster.call(self.cluster.core.delete_namespaced_pod, self.pod,
-                              self.cluster.namespace, grace_period_seconds=0)
-        except Exception:    # noqa: BLE001 - gone already, or the server away
-            pass
+        if _stop(self.cluster, [self.pod]):
+            self._gone = (f"runner deleted its Pod {self.pod}: a command outlived its timeout "
+                          "and nothing could be run there to stop it")
+            try:
+                self.cluster.delete_pod(self.pod)
+            except (_api_error(), EnvironmentProblem):
+                pass
 
     def stop_for(self, reason: str) -> None:
         """Stop the worker over a limit (the disk watch's thread): every process of its ends,
@@ -458,10 +463,7 @@ class KubeSandbox:
         self.stopped_for = self.stopped_for or reason
         self._last_stop = reason
         self._stops += 1
-        try:
-            self.cluster.exec(self.pod, ["kill", "-KILL", "-1"], lambda _s, _c: None)
-        except Exception:    # noqa: BLE001 - the command fails all the same, saying why
-            pass
+        _stop(self.cluster, [self.pod])
 
     def measure(self, roots: list[str], deadline: float | None) -> DiskUsage | None:
         """du over ``roots`` inside the Pod, stopped at ``deadline``; None while it is gone."""
@@ -485,19 +487,71 @@ class KubeSandbox:
                        err.getvalue().decode("utf-8", "surrogateescape"))
 
 
+KILL_ALL = ["sh", "-c", "kill -KILL -1 2>/dev/null; true"]   # the shell's own kill: no procps
+
+
+def _stop(cluster: Cluster, pods: list[str]) -> list[str]:
+    """End every process in ``pods`` but the keeper (kill -KILL -1 as the Pod's user spares
+    the container's pid 1), the Pods at once; those where it could not run."""
+    def kill(pod: str) -> bool:
+        try:
+            return cluster.exec(pod, KILL_ALL, lambda _s, _c: None) == 0
+        except Exception:    # noqa: BLE001 - gone, or the server away
+            return False
+
+    if not pods:
+        return []
+    with ThreadPoolExecutor(min(8, len(pods)), thread_name_prefix="stop") as pool:
+        return [pod for pod, done in zip(pods, pool.map(kill, pods), strict=True) if not done]
+
+
+def _status(cluster: Cluster, pod: str) -> Any:
+    """A Pod's status; None when it is gone or being deleted."""
+    try:
+        found = cluster.call(cluster.core.read_namespaced_pod, pod, cluster.namespace,
+                             expect=(404,))
+    except _api_error():
+        return None
+    return None if found.metadata.deletion_timestamp is not None else found.status
+
+
+def _node_ready(cluster: Cluster, node: str | None) -> bool:
+    """Whether ``node`` reports Ready (True too when runner may not read nodes)."""
+    if not node:
+        return True
+    try:
+        found = cluster.call(cluster.core.read_node_status, node, expect=(401, 403, 404))
+    except _api_error() as e:
+        return e.status != 404
+    return any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
+
+
+def _named(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A name of its own: a Pod set aside keeps its name, and the ticket runs again."""
+    manifest["metadata"]["name"] += f"-{secrets.token_hex(2)}"
+    return manifest
+
+
+def _scratch(place: str) -> bool:
+    return place.split("/")[0] in SCRATCH_PLACES
+
+
 @contextmanager
 def _answering(cluster: Cluster) -> Iterator[None]:
-    """A stream that could not even open because the server is away is EngineUnavailable."""
+    """A stream that broke is StreamLost, or EngineUnavailable when the server is away; a
+    failure here, taking its output (this machine's disk), is that failure."""
     from urllib3.exceptions import HTTPError
     from websocket import WebSocketException
 
     try:
         yield
+    except LocalFailure as e:
+        raise e.__cause__ or e from None
     except _api_error() as e:
         if e.status == 0 and not cluster.answers():
             raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
                                     f"answering ({e.reason})") from e
-        raise
+        raise StreamLost(f"the exec was refused: {api_reason(e)}") from e
     except (HTTPError, OSError, WebSocketException) as e:
         if not cluster.answers():
             raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
@@ -515,7 +569,8 @@ def _refuse_host_paths(spec: SandboxSpec) -> None:
 
 
 def _waiting(status: Any) -> Any:
-    for container in status.container_statuses or []:
+    for container in [*(status.init_container_statuses or []),
+                      *(status.container_statuses or [])]:
         if container.state and container.state.waiting:
             return container.state.waiting
     return None
@@ -529,13 +584,3 @@ def _pending_why(status: Any) -> str:
             return f"{condition.type}: {condition.message[:300]}"
     waiting = _waiting(status)
     return (waiting.message or waiting.reason) if waiting else (status.phase or "pending")
-
-
-def _reason(error: Exception) -> str:
-    import json
-
-    body = getattr(error, "body", None)
-    try:
-        return str(json.loads(body).get("message"))[:300] if body else str(error)[:300]
-    except (ValueError, AttributeError):
-        return str(getattr(error, "reason", error))[:300]
