@@ -135,6 +135,14 @@ def load_cluster(context: str | None) -> Cluster:
         raise EngineUnavailable(f"kubeconfig ({kubeconfig}): {str(e).splitlines()[0]}; "
                                 "check it names the context and its cluster") from e
     api.configuration.retries = 1     # urllib3's default 3 would make a dead server minutes
+    if not api.configuration.verify_ssl:
+        # The kubeconfig says insecure-skip-tls-verify on purpose (a test cluster): urllib3
+        # would say so on every call, thousands of lines of a run's log.
+        import warnings
+
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
     return Cluster(api, namespace, api.configuration.host)
 
 
