@@ -22,6 +22,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.sandbox import (GRADLE_HOME, KILL_GRACE, SCRATCH_PLACES, STOPPED_EXIT, STRICT_BASH,
                             TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE, Checkout,
@@ -46,12 +48,6 @@ UNSTARTABLE = {
     "CreateContainerError": "its container cannot be created",
     "RunContainerError": "its container cannot start",
 }
-
-
-def _api_error() -> type[Exception]:
-    from kubernetes.client.exceptions import ApiException
-
-    return ApiException
 
 
 class KubeSandboxes:
@@ -115,7 +111,7 @@ class KubeSandboxes:
         command); EnvironmentProblem saying why when it cannot get there."""
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            status = self._read(pod)
+            status = _status(self.cluster, pod)
             if status is None:
                 raise EnvironmentProblem(f"Pod {pod} was deleted while it started")
             phase, waiting = status.phase, _waiting(status)
@@ -133,10 +129,6 @@ class KubeSandboxes:
                 raise EnvironmentProblem(f"Pod {pod} did not start in {START_TIMEOUT}s "
                                          f"({_pending_why(status)})")
             time.sleep(min(0.1 + (time.monotonic() - deadline + START_TIMEOUT) / 20, 2.0))
-
-    def _read(self, pod: str) -> Any:
-        """Its status, or None when it is gone (or being deleted)."""
-        return _status(self.cluster, pod)
 
     def _provision(self, sandbox: KubeSandbox, checkout: Checkout) -> None:
         """The clone made inside, as the worker: the history bundle sent on stdin, then git
@@ -181,7 +173,7 @@ class KubeSandboxes:
                 self.cluster.call(self.cluster.net.create_namespaced_network_policy,
                                   self.cluster.namespace, policy_manifest(self.run_id),
                                   expect=(409,))
-            except _api_error():
+            except ApiException:
                 pass             # made by an earlier runner of this run (a resume)
             self._policy = True
 
@@ -199,7 +191,7 @@ class KubeSandboxes:
         """Delete a Pod now; one gone already, or a server away, is left to `runner clean`."""
         try:
             self.cluster.delete_pod(pod)
-        except (_api_error(), EnvironmentProblem):
+        except (ApiException, EnvironmentProblem):
             pass
 
     def _held(self, place: str, name: str | None) -> list[Any]:
@@ -252,7 +244,7 @@ class KubeSandboxes:
         try:
             self.cluster.call(self.cluster.net.delete_namespaced_network_policy,
                               policy_name(self.run_id), self.cluster.namespace, expect=(404,))
-        except _api_error():
+        except ApiException:
             pass          # gone already
         self._policy = False
 
@@ -409,7 +401,7 @@ class KubeSandbox:
             with _answering(self.cluster):
                 code = self.cluster.exec(self.pod, wrapped, take, stdin=stdin,
                                          stop=killed.is_set)
-        except (StreamLost, _api_error()) as e:
+        except (StreamLost, ApiException) as e:
             if not self.cluster.answers():
                 raise EngineUnavailable(f"the Kubernetes API server at {self.cluster.where} "
                                         f"stopped answering ({e})") from e
@@ -430,7 +422,7 @@ class KubeSandbox:
         try:
             pod = self.cluster.call(self.cluster.core.read_namespaced_pod, self.pod,
                                     self.cluster.namespace, expect=(404,))
-        except _api_error():
+        except ApiException:
             pod = None
         if pod is None or pod.metadata.deletion_timestamp is not None:
             self._gone = f"its Pod {self.pod} was deleted; its workspace went with it"
@@ -454,7 +446,7 @@ class KubeSandbox:
                           "and nothing could be run there to stop it")
             try:
                 self.cluster.delete_pod(self.pod)
-            except (_api_error(), EnvironmentProblem):
+            except (ApiException, EnvironmentProblem):
                 pass
 
     def stop_for(self, reason: str) -> None:
@@ -510,7 +502,7 @@ def _status(cluster: Cluster, pod: str) -> Any:
     try:
         found = cluster.call(cluster.core.read_namespaced_pod, pod, cluster.namespace,
                              expect=(404,))
-    except _api_error():
+    except ApiException:
         return None
     return None if found.metadata.deletion_timestamp is not None else found.status
 
@@ -521,7 +513,7 @@ def _node_ready(cluster: Cluster, node: str | None) -> bool:
         return True
     try:
         found = cluster.call(cluster.core.read_node_status, node, expect=(401, 403, 404))
-    except _api_error() as e:
+    except ApiException as e:
         return e.status != 404
     return any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
 
@@ -547,7 +539,7 @@ def _answering(cluster: Cluster) -> Iterator[None]:
         yield
     except LocalFailure as e:
         raise e.__cause__ or e from None
-    except _api_error() as e:
+    except ApiException as e:
         if e.status == 0 and not cluster.answers():
             raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
                                     f"answering ({e.reason})") from e
