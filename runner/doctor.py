@@ -16,8 +16,8 @@ from runner.hostview import scratch_parent
 from runner.sandbox import Backend
 from runner.sandbox.images import BUILDABLE, WORKER_DOCKERFILE
 from runner.objectstore import STORE, RunObjects
-from runner.phase import Phase, Ticket
-from runner.sandbox.engines import KUBERNETES, LOCAL, connect, resolve
+from runner.phase import Phase, Resources, Ticket
+from runner.sandbox.engines import KUBERNETES, LOCAL, Engine, connect, resolve
 from runner.selftest import Check, run_selftest
 from runner.context import RunContext, gateway_for
 
@@ -55,7 +55,7 @@ def run_doctor(sink: EventSink, *, state_dir: Path, image: str = DEFAULT_IMAGE,
                             "traffic in and out; whether the cluster enforces it is what the "
                             "self-test's network check proves"))
     checks.append(_disk_check(state_dir))
-    checks.append(_claude_check())
+    checks.append(_claude_check(engine))
     started = time.perf_counter()
     try:
         backend.ensure_image(image, sink)
@@ -77,9 +77,11 @@ def selftest_in_scratch_repo(backend: Backend, sink: EventSink, image: str, *,
         git(repo, "-c", "user.name=runner", "-c", "user.email=runner@localhost", "commit",
             "--quiet", "--allow-empty", "-m", "doctor")
         # A command ticket: the probes get the gateway, so the way out is proven here too
-        # (on a local engine: a remote one cannot carry it yet).
-        agent = "command" if backend.shares_disk else "script"
-        phase = Phase(name="doctor", image=image,
+        # (where the engine carries it).
+        agent = "command" if backend.engine.carries_gateway else "script"
+        # The probes only look around: half a core each, so that two fit side by side on a
+        # small cluster's node, relays and all.
+        phase = Phase(name="doctor", image=image, resources=Resources(cpus=0.5, memory="1g"),
                       tickets=[Ticket(id="probe", agent=agent, run="true")])
         host, run_id = open_host_repo(repo), f"doctor-{secrets.token_hex(3)}"
         head = git_out(repo, "rev-parse", "HEAD")
@@ -106,11 +108,14 @@ def _image_check(backend: Backend, name: str) -> Check:
                  "run runner from its source checkout, or load the image")
 
 
-def _claude_check() -> Check:
+def _claude_check(engine: Engine) -> Check:
     """Which Claude Code a claude-code ticket would run (with no `claude.binary` in its
     phase); none is a problem only for such tickets."""
     from runner.agents.claude_binary import binary_version, find_binary
 
+    if not engine.local:
+        return Check("Claude Code binary", True, f"not used on {engine.title} "
+                     f"({engine.name}): claude-code tickets run on --engine local only")
     try:
         binary = find_binary()
         return Check("Claude Code binary", True,

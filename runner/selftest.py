@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from runner.errors import EnvironmentProblem
 from runner.gitops import git_out
 from runner.sandbox import (CLAUDE_BINARY, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE,
                             RUN_OBJECTS, WORKSPACE, Checkout, Sandbox, read_output)
@@ -23,6 +25,7 @@ from runner.worker import open_sandbox, sandbox_spec
 from runner.trees import discard_tree
 
 PROBES = ("_probe1", "_probe2")
+TOGETHER_TIMEOUT = 120   # seconds one probe waits for the other at each step
 # Mount points every Docker container has (docker-init is the init binary, read-only),
 # besides the ones runner gives a worker.
 STANDARD_MOUNTS = ("/", "/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hostname",
@@ -199,13 +202,15 @@ def run_selftest(ctx: RunContext, start: str,
                           str(host_marker))
     # Both probes run at once, as workers do: each leaves its markers, waits for the other,
     # looks, and waits again so neither container goes before the other has looked.
-    together = threading.Barrier(len(PROBES), timeout=120)
+    together = threading.Barrier(len(PROBES), timeout=TOGETHER_TIMEOUT)
+    open_now: set[str] = set()       # the probes whose sandboxes are up
+    met: list[bool] = []             # both were up at one time
 
     def probe(name: str) -> Probed:
         try:
             checkout = make(name)
             spec = sandbox_spec(ctx, name, checkout)
-            with open_sandbox(ctx, name, checkout) as sandbox:
+            with open_sandbox(ctx, name, checkout) as sandbox, _up(open_now, name, met):
                 facts = _facts(sandbox, name, str(host_marker), host_object,
                                gateway=ctx.gateway is not None, network=ctx.phase.network)
                 together.wait()
@@ -230,7 +235,7 @@ def run_selftest(ctx: RunContext, start: str,
             errors = [e for f in futures if (e := f.exception()) is not None]
             if errors:
                 raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)),
-                           errors[0])
+                           _waited(bool(met)))
             probed = [future.result() for future in futures]
         return SelfTestResult(tuple(_judge(ctx, probed)))
     finally:
@@ -308,6 +313,28 @@ def _network(ctx: RunContext, probe: Probed) -> str | None:
 
 def _fact_is(key: str, expected: str, what: str) -> Rule:
     return _expect(key, lambda ctx, probe: expected, what)
+
+
+@contextmanager
+def _up(open_now: set[str], name: str, met: list[bool]) -> Iterator[None]:
+    open_now.add(name)          # set.add and len under the GIL: the count is whole
+    if len(open_now) == len(PROBES):
+        met.append(True)
+    try:
+        yield
+    finally:
+        open_now.discard(name)
+
+
+def _waited(both_started: bool) -> EnvironmentProblem:
+    """Why one probe gave up waiting for the other."""
+    if both_started:
+        return EnvironmentProblem(f"a self-test probe waited {TOGETHER_TIMEOUT}s for the other "
+                                  "to finish a step: the engine is answering too slowly")
+    return EnvironmentProblem(f"the self-test's two probes never ran at once (one waited "
+                              f"{TOGETHER_TIMEOUT}s for the other): the engine must have room "
+                              "for two workers side by side (on a cluster: two Pods of "
+                              "`resources:`)")
 
 
 def _runs_as(ctx: RunContext, probe: Probed) -> str | None:

@@ -29,6 +29,19 @@ ENGINE_TICKETS = [
     {"id": "P2", "agent": "script", "run": "echo two >> shared.txt"},
 ]
 
+# A CLI agent's API call (a command ticket's `run:`), as any client makes it: the base URL and
+# the placeholder key it is given, the ticket named for the fake Messages API; the answer goes
+# to answer.json.
+API_CALL = """cat > /tmp/body.json <<EOF
+{"model": "claude-haiku-5-5", "max_tokens": 16, "system": "Ticket: $RUNNER_TICKET",
+ "messages": [{"role": "user", "content": "$RUNNER_PROMPT"}]}
+EOF
+curl -sS --fail-with-body "$ANTHROPIC_BASE_URL/v1/messages" -H "x-api-key: $ANTHROPIC_API_KEY" \\
+  -H "anthropic-version: 2023-06-01" -H "content-type: application/json" \\
+  -d @/tmp/body.json > answer.json
+"""
+
+
 def git(repo: Path, *args: str) -> str:
     # safe.directory: some test repos belong to another uid (the non-root user test).
     proc = subprocess.run(["git", "-c", "safe.directory=*", *args], cwd=repo,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import threading
 from collections.abc import Callable
@@ -19,10 +18,10 @@ from runner.gateway import WHOAMI_PATH, Caller
 from runner.gateway.allowlist import Allowlist
 from runner.gateway.api import ApiRoute
 from runner.gateway.egress import Egress
+from runner.gateway.sockets import bind_unix
 from runner.ledger import Ledger
 
 T = TypeVar("T")
-SUN_PATH = 108           # bytes a unix socket's path may have, with its NUL
 CLOSE_TIMEOUT = 5.0
 # Connections one socket may hold at once: a worker that opens thousands (idle, or never
 # finishing a request) must not take the runner's file descriptors from the others.
@@ -58,30 +57,6 @@ class _Refused(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.close()
-
-
-def bind_unix(directory: Path, name: str) -> socket.socket:
-    """A listening unix socket ``directory/name``, mode 0o666, bound through
-    /proc/self/fd when the path would not fit in sun_path."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        path = str(directory / name)
-        if len(os.fsencode(path)) >= SUN_PATH:
-            path = f"/proc/self/fd/{fd}/{name}"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-            # The container's forwarder runs as another uid; the 0o700 run dir keeps host
-            # users out.
-            os.chmod(name, 0o666, dir_fd=fd)
-            sock.listen(128)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    finally:
-        os.close(fd)
 
 
 class Served:

@@ -49,6 +49,13 @@ class Engine:
         return self.kind == "docker" and self.url is None
 
     @property
+    def carries_gateway(self) -> bool:
+        """Whether the runner's gateway reaches its sandboxes: a local engine's through the
+        socket mounted in, a cluster's through each Pod's relay (kube/tunnel.py); a remote
+        Docker engine's not yet."""
+        return self.local or self.kind == KUBERNETES
+
+    @property
     def title(self) -> str:
         """What to call it in a sentence: "Docker" or "Kubernetes"."""
         return "Kubernetes" if self.kind == KUBERNETES else "Docker"

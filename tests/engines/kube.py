@@ -12,8 +12,9 @@ runs with the remote engine's capabilities (``dind.py``: this machine refuses
 ``--privileged``); its Pods' cgroups live under /<its name>, removed with it.
 
 What it lacks, on purpose: a controller-manager (the node's not-ready taint is lifted and the
-default ServiceAccount made here, as its controllers would; nothing evicts a lost node's Pods) and NetworkPolicy enforcement (no
-CNI that enforces it: the network to nowhere is what isolates Pods).
+default ServiceAccount made here, as its controllers would; nothing evicts a lost node's
+Pods) and NetworkPolicy enforcement (no CNI that enforces it: the network to nowhere is what
+isolates Pods).
 
     python3 -m tests.engines.kube up      start one; prints its KUBECONFIG (to try it by hand)
     python3 -m tests.engines.kube down    remove every cluster this module started

@@ -9,7 +9,7 @@ import yaml
 
 from runner.demo import PHASE as DEMO_PHASE
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
-from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
+from tests.helpers import API_CALL, git, make_repo, run_json, runner_cli, write_phase
 
 KEY = "sk-ant-test-budget"
 
@@ -62,15 +62,7 @@ def test_command_agent_reaches_the_api_through_the_gateway_with_network_none(
     """A CLI agent needs no network and no key: curl, like any client, talks to the base URL
     it is given with the placeholder it holds; the gateway adds the key and meters the call."""
     repo = make_repo(tmp_path / "repo")
-    call = """cat > /tmp/body.json <<EOF
-{"model": "claude-haiku-5-5", "max_tokens": 16, "system": "Ticket: C",
- "messages": [{"role": "user", "content": "$RUNNER_PROMPT"}]}
-EOF
-curl -sS --fail-with-body "$ANTHROPIC_BASE_URL/v1/messages" -H "x-api-key: $ANTHROPIC_API_KEY" \\
-  -H "anthropic-version: 2023-06-01" -H "content-type: application/json" \\
-  -d @/tmp/body.json > answer.json
-echo "$ANTHROPIC_API_KEY" > key.txt
-"""
+    call = API_CALL + 'echo "$ANTHROPIC_API_KEY" > key.txt\n'
     phase = write_phase(tmp_path / "p.yaml", {"name": "cli-gw", "tickets": [
         {"id": "C", "agent": "command", "prompt": "say hi", "run": call}]})
     with FakeMessagesAPI({"C": [Reply([tool("noop")], usage=(11, 7, 0, 0))]}) as fake:

@@ -2,23 +2,27 @@
 container, the API on 127.0.0.1) through `runner run --engine kubernetes`: it integrates as on
 the local engine, the self-test passes on Pods, the Pods carry the hardening (read back from
 the API), a Pod deleted mid-ticket is a ticket run again, an API server gone mid-run is exit 3
-and a resume, and `runner clean` leaves nothing of the run."""
+and a resume, `runner clean` leaves nothing of the run, and the gateway reaches Pods (its key
+and its socket staying on this machine)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.engines.kube import TestCluster
-from tests.helpers import (ENGINE_TICKETS as TICKETS, git, make_repo, run_json,
+from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
+from tests.helpers import (API_CALL, ENGINE_TICKETS as TICKETS, git, make_repo, run_json,
                            runner_cli, write_phase)
 
 # The first session on a machine builds the cluster's binaries (about 10 minutes).
@@ -228,3 +232,83 @@ def test_doctor_runs_the_self_test_on_pods(kube_cluster) -> None:
     assert " 0 failed" in proc.stdout
     # The test cluster's kubeconfig skips TLS verification on purpose: said by no call.
     assert "InsecureRequestWarning" not in proc.stderr
+
+
+KEY = "sk-ant-kube-key-0123456789"
+# Then: what it can see of the relay's processes (nothing: none of them is its to signal), a
+# listed host (through a CONNECT) and an unlisted one; the key it holds.
+WAY_OUT = """ps -eo comm= | sort -u > procs.txt
+curl -sS -p -x "$HTTPS_PROXY" --noproxy '' http://127.0.0.1:{port}/hi > listed.txt
+curl -s -o /dev/null -w '%{{http_connect}}' -p -x "$HTTPS_PROXY" --noproxy '' \\
+  http://127.0.0.2:{port}/ > unlisted.txt || true
+echo "$ANTHROPIC_API_KEY" > key.txt
+"""
+
+
+@pytest.fixture
+def listed_host() -> Iterator[int]:
+    """An HTTP server on this machine's loopback, which only the gateway can reach."""
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"hello from the listed host\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_gateway_reaches_pods_with_the_key_left_here(
+        tmp_path: Path, kube_cluster: TestCluster, listed_host: int) -> None:
+    """Two command tickets at once, each through its own Pod's relay: the API call metered
+    to its ticket with the real key added here, a listed host reached, an unlisted one
+    refused. The worker cannot see the relay's processes, let alone stop them."""
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "kube-gateway", "concurrency": 2, "resources": RESOURCES,
+        "egress": [f"127.0.0.1:{listed_host}"],
+        "tickets": [{"id": t, "agent": "command", "prompt": f"hi from {t}",
+                     # Each in a directory of its own: the two integrate side by side.
+                     "run": f"mkdir {t} && cd {t}\n" + API_CALL
+                     + WAY_OUT.format(port=listed_host)} for t in ("A", "B")]})
+    replies = {t: [Reply([tool("noop")], usage=(11, 7, 0, 0))] for t in ("A", "B")}
+    with FakeMessagesAPI(replies) as fake:
+        env = {**_env(kube_cluster), "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine",
+                             "kubernetes", "--keep", env=env)
+    run_id = doc.get("run_id", "-")
+    kept = _of_run(kube_cluster, run_id)
+    cleaned = runner_cli("clean", run_id, "--repo", str(repo), env=_env(kube_cluster))
+    assert proc.returncode == 0, proc.stderr
+    assert "isolation self-test passed" in proc.stderr
+    for ticket in doc["tickets"]:
+        ref = f"{ticket['ref']}:{ticket['id']}"
+        assert '"noop"' in git(repo, "show", f"{ref}/answer.json")
+        assert ticket["tokens"] == 18                        # metered here, to its ticket
+        [request] = fake.requests_for(ticket["id"])
+        assert request.headers["x-api-key"] == KEY
+        assert request.body["messages"][0]["content"] == f"hi from {ticket['id']}"
+        assert git(repo, "show", f"{ref}/key.txt") == "runner-gateway-placeholder"
+        assert git(repo, "show", f"{ref}/listed.txt") == "hello from the listed host"
+        assert git(repo, "show", f"{ref}/unlisted.txt") == "403"
+        assert "socat" not in git(repo, "show", f"{ref}/procs.txt")
+    pods = [pod for pod in kept["pods"] if "runner.ticket" in pod.metadata.annotations.get(
+        "runner.labels", "")]
+    assert len(pods) == 2, [p.metadata.name for p in kept["pods"]]
+    for pod in pods:
+        assert KEY not in json.dumps(pod.to_dict(), default=str)
+        containers = {c.name: c for c in pod.spec.containers}
+        relay = containers["gateway"].security_context
+        assert relay.run_as_user == 65534 and relay.read_only_root_filesystem is True
+        assert relay.capabilities.drop == ["ALL"] and relay.allow_privilege_escalation is False
+        assert "/relay" not in {m.mount_path for m in containers["worker"].volume_mounts}
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert _of_run(kube_cluster, run_id) == {"pods": [], "policies": [], "claims": []}

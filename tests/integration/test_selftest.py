@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import secrets
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import docker
 import pytest
 
+from runner import selftest
+from runner.errors import EnvironmentProblem
 from runner.events import EventCollector
 from runner.gitops import open_host_repo
 from runner.objectstore import STORE, RunObjects
@@ -43,7 +46,8 @@ def probe_ctx(tmp_path: Path, engine: docker.DockerClient, worker_image: str):
     ctx = RunContext(run_id=run_id, phase=phase, host=host, root=tmp_path / "run",
                      objects=objects, provider=DockerSandboxes(engine, root=tmp_path / "run"),
                      sink=EventCollector())
-    return ctx, head
+    yield ctx, head
+    ctx.provider.settle()           # the probes' containers go in the background: gone now
 
 
 def _failed(result) -> set[str]:
@@ -83,6 +87,21 @@ def test_shared_gradle_home_is_caught(probe_ctx) -> None:
     result = run_selftest(ctx, head, checkout_for=lambda probe: ctx.checkout(
         probe, head, place=SELFTEST, fresh=False))
     assert _failed(result) == {"Gradle home private"}
+
+
+def test_probes_that_never_run_at_once_are_a_clear_error(probe_ctx, monkeypatch) -> None:
+    """An engine with room for one worker at a time (a cluster full but for one Pod): the
+    second probe comes only once the first gave up waiting, and that is said, plainly."""
+    ctx, head = probe_ctx
+    monkeypatch.setattr(selftest, "TOGETHER_TIMEOUT", 1)
+
+    def second_comes_late(probe: str):
+        if probe == "_probe2":
+            time.sleep(4)
+        return ctx.checkout(probe, head, place=SELFTEST)
+
+    with pytest.raises(EnvironmentProblem, match="never ran at once .* room for two workers"):
+        run_selftest(ctx, head, checkout_for=second_comes_late)
 
 
 def test_borrowing_the_host_repos_objects_is_caught(probe_ctx) -> None:

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from pathlib import Path
 
 import pytest
 
 from runner.sandbox import Checkout, Limits, SandboxSpec
 from runner.sandbox.kube import normalized_image
 from runner.sandbox.kube.execs import StreamLost, exit_code
-from runner.sandbox.kube.pods import (CHECKOUT, KEY, POD_USER, RUN, label_value, pod_manifest,
-                                      pod_name, policy_manifest, spec_labels)
+from runner.sandbox.kube.pods import (CHECKOUT, KEY, POD_USER, RUN, label_value, literal,
+                                      pod_manifest, pod_name, policy_manifest, spec_labels)
+from runner.sandbox.kube.relay import RELAY_COMMAND
+from runner.sandbox.kube.tunnel import announced_pids
 
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -64,6 +68,37 @@ def test_a_non_root_worker_keeps_its_uid_and_a_runtime_is_the_runtime_class() ->
     assert [v["name"] for v in no_checkout["volumes"]] == ["tmp"]
 
 
+def test_a_gateway_is_a_relay_beside_the_worker_that_shares_nothing_but_loopback() -> None:
+    without = pod_manifest(_spec(), run_id="r")["spec"]
+    assert [c["name"] for c in without["containers"]] == ["worker"]
+    pod = pod_manifest(_spec(gateway=Path("/home/me/run/w1/gateway.sock")),
+                       run_id="r")["spec"]
+    worker, relay = pod["containers"]
+    assert relay["name"] == "gateway" and relay["image"] == worker["image"]
+    assert relay["securityContext"] == {
+        "runAsUser": 65534, "runAsGroup": 65534, "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False, "privileged": False,
+        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    # Its memory is exact; it requests a sliver of CPU and may burst to start connections.
+    requests, limits = relay["resources"]["requests"], relay["resources"]["limits"]
+    assert requests["memory"] == limits["memory"]
+    assert int(requests["cpu"].rstrip("m")) < int(limits["cpu"].rstrip("m"))
+    assert [m["mountPath"] for m in relay["volumeMounts"]] == ["/relay"]
+    assert "/relay" not in {m["mountPath"] for m in worker["volumeMounts"]}
+    # Nothing of this machine goes in: not the socket's path, not a mount of it.
+    assert "/home/me" not in json.dumps(pod)
+
+
+def test_a_command_reaches_the_container_as_runner_wrote_it() -> None:
+    """Kubernetes expands $(NAME) in a container's command and takes $$ for $; a shell
+    script's $$ and $(...) must arrive unchanged."""
+    assert literal(["sh", "-c", "echo $$ $(id -u) $HOME"]) == \
+        ["sh", "-c", "echo $$$$ $$(id -u) $$HOME"]
+    relay = pod_manifest(_spec(gateway=Path("/g.sock")), run_id="r")["spec"]["containers"][1]
+    assert relay["command"] == literal(RELAY_COMMAND)
+    assert "$$" in shlex.join(RELAY_COMMAND)          # the child names its socket by its pid
+
+
 @pytest.mark.parametrize("name", ["runner-20261202-010203-ab12-T_1", "UPPER..and__Under",
                                   "é" * 80, "-", "a" * 300])
 def test_pod_names_are_dns_names_and_never_meet(name: str) -> None:
@@ -109,3 +144,14 @@ def test_an_exec_status_is_read_exactly() -> None:
     for lost in (b"", b"not json", b'{"status":"Failure","message":"container not found"}'):
         with pytest.raises(StreamLost):
             exit_code(lost)
+
+
+def test_announcements_are_read_whole_across_chunks() -> None:
+    """The relay's pids come as lines, cut anywhere by the stream; the reader's heartbeat (an
+    empty line) and anything that is not a pid are no pid."""
+    pids, rest = announced_pids(b"", b"12\n3")
+    assert (pids, rest) == ([b"12"], b"3")
+    pids, rest = announced_pids(rest, b"4\n\n" + b"x" * 100 + b"\n56 \n7")
+    assert (pids, rest) == ([b"34"], b"7")
+    _, rest = announced_pids(b"", b"9" * 1000)          # never a line: nothing kept grows
+    assert len(rest) <= 16

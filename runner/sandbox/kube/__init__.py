@@ -21,7 +21,7 @@ from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.events import EventSink, Notice
 from runner.sandbox import SandboxProvider, SandboxRecord, Take
 from runner.sandbox.engines import Engine
-from runner.sandbox.kube.pods import RUN, spec_labels
+from runner.sandbox.kube.pods import CONTAINER, RUN, spec_labels
 
 API_TIMEOUT = 30          # seconds one API call may take
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -68,12 +68,21 @@ class Cluster:
 
     def exec(self, pod: str, argv: Sequence[str], take: Take, *,
              stdin: Iterable[bytes] | None = None,
-             stop: Callable[[], bool] = lambda: False) -> int:
+             stop: Callable[[], bool] = lambda: False, container: str = CONTAINER) -> int:
         """Run ``argv`` in ``pod`` through pods/exec (sandbox/kube/execs.py); its exit code."""
         from runner.sandbox.kube.execs import run_in_pod
 
-        return run_in_pod(self.api.configuration, self.namespace, pod, argv, take,
+        return run_in_pod(self.api.configuration, self.namespace, pod, container, argv, take,
                           stdin=stdin, stop=stop)
+
+    def stream(self, pod: str, argv: Sequence[str], *, container: str = CONTAINER,
+               stdin: bool = False) -> Any:
+        """The open stream of an exec (the client's WSClient), for a caller that carries
+        bytes both ways itself (kube/tunnel.py)."""
+        from runner.sandbox.kube.execs import open_exec
+
+        return open_exec(self.api.configuration, self.namespace, pod, container, argv,
+                         stdin=stdin)
 
     def answers(self) -> bool:
         try:

@@ -21,7 +21,6 @@ import websocket
 
 from runner.errors import EnvironmentProblem
 from runner.sandbox import Take
-from runner.sandbox.kube.pods import CONTAINER
 
 POLL = 1.0      # seconds one wait for output may block (then it looks at the clock again)
 # The client sets no socket timeout: a server that stalls mid-frame or mid-handshake would
@@ -40,22 +39,29 @@ class LocalFailure(Exception):
     stream's fault; ``__cause__`` is the error."""
 
 
-def run_in_pod(configuration: Any, namespace: str, pod: str, argv: Sequence[str], take: Take,
-               *, stdin: Iterable[bytes] | None = None,
-               stop: Callable[[], bool] = lambda: False) -> int:
-    """Run ``argv`` in ``pod``, feeding (stream, bytes) to ``take``; its exit code.
-    ``stop`` is asked between waits: True ends the wait (the caller killed the Pod)."""
+def open_exec(configuration: Any, namespace: str, pod: str, container: str,
+              argv: Sequence[str], *, stdin: bool) -> Any:
+    """The exec stream (the client's WSClient, binary) of ``argv`` in ``container``."""
     # A client of its own: the client's stream() swaps a method of the ApiClient it is given
     # while it connects, so a client shared between threads would send their plain calls
     # through the websocket (and theirs through plain HTTP).
     with ApiClient(configuration) as api:
         ws = stream(CoreV1Api(api).connect_get_namespaced_pod_exec, pod, namespace,
-                    container=CONTAINER, command=list(argv), stdin=stdin is not None,
-                    stdout=True, stderr=True, tty=False, _preload_content=False, binary=True)
+                    container=container, command=list(argv), stdin=stdin, stdout=True,
+                    stderr=True, tty=False, _preload_content=False, binary=True)
     # The client keeps a copy of all output for the stream's life (a bundle, a worker
     # printing for hours) unless made with capture_all=False, which stream() cannot pass on
     # (the generated method refuses arguments it does not know): the copy goes nowhere.
     ws._all = _Nowhere()
+    return ws
+
+
+def run_in_pod(configuration: Any, namespace: str, pod: str, container: str,
+               argv: Sequence[str], take: Take, *, stdin: Iterable[bytes] | None = None,
+               stop: Callable[[], bool] = lambda: False) -> int:
+    """Run ``argv`` in ``pod``'s ``container``, feeding (stream, bytes) to ``take``; its exit
+    code. ``stop`` is asked between waits: True ends the wait (the caller killed the Pod)."""
+    ws = open_exec(configuration, namespace, pod, container, argv, stdin=stdin is not None)
     status = b""
     try:
         for chunk in stdin or ():

@@ -17,8 +17,9 @@ from typing import Any
 
 from runner.phase import size_in_bytes
 from runner.sandbox import GRADLE_HOME, WORKSPACE, SandboxSpec
+from runner.sandbox.kube.relay import RELAY, RELAY_COMMAND, RELAY_DIR
 
-CONTAINER = "worker"          # the one container of a sandbox's Pod
+CONTAINER = "worker"          # the worker's container (the one a Pod has without a gateway)
 RUN = "runner.run"            # label: the run (every object runner makes carries it)
 SANDBOX = "runner.sandbox"    # label: what the object is (pod | policy)
 CHECKOUT = "runner.checkout"  # label: a digest of "<place>/<name>" of the checkout it holds
@@ -29,6 +30,7 @@ NAME = "runner.name"          # annotation: the sandbox's name, as runner gave i
 # The uid:gid a Pod runs as when runner runs as root: the Pod has no host disk to match, and
 # exec cannot change user, so every command runs as this one.
 POD_USER = (1000, 1000)
+RELAY_USER = 65534            # the gateway's relay: nobody, neither the worker's uid nor root
 TMP_SIZE = "1Gi"              # as the Docker backend's /tmp
 # The container's own process: a shell that reaps whatever the worker orphans (bash waits for
 # any child) and never exits on its own. As pid 1 of the container with no signal handler
@@ -108,8 +110,9 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str,
             "volumes": volumes,
             "containers": [{
                 "name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",
-                "command": command or KEEP_UP, "workingDir": spec.workdir,
-                "env": [{"name": name, "value": value} for name, value in spec.env.items()],
+                "command": literal(command or KEEP_UP), "workingDir": spec.workdir,
+                "env": [{"name": name, "value": literal([value])[0]}
+                        for name, value in spec.env.items()],
                 "volumeMounts": mounts,
                 # Requests equal to limits: the scheduler places it where they fit.
                 "resources": {"requests": dict(limits), "limits": limits},
@@ -121,6 +124,9 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str,
     }
     if spec.checkout is not None:
         pod["spec"]["initContainers"] = [_owner(spec, uid, gid, mounts[1:])]
+    if spec.gateway is not None:      # its way out: the relay beside it (kube/tunnel.py)
+        pod["spec"]["containers"].append(_relay(spec.image))
+        volumes.append({"name": "relay", "emptyDir": {"sizeLimit": "16Mi"}})
     if spec.runtime:
         pod["spec"]["runtimeClassName"] = spec.runtime
     return pod
@@ -133,7 +139,7 @@ def _owner(spec: SandboxSpec, uid: int, gid: int,
     them to it (as the remote Docker backend does its volumes)."""
     return {
         "name": "own", "image": spec.image, "imagePullPolicy": "IfNotPresent",
-        "command": ["chown", f"{uid}:{gid}", *(m["mountPath"] for m in mounts)],
+        "command": literal(["chown", f"{uid}:{gid}", *(m["mountPath"] for m in mounts)]),
         "volumeMounts": mounts,
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
                       "limits": {"cpu": "100m", "memory": "32Mi"}},
@@ -142,6 +148,29 @@ def _owner(spec: SandboxSpec, uid: int, gid: int,
                             "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
     }
+
+
+def _relay(image: str) -> dict[str, Any]:
+    """The gateway's relay, from the worker's image (socat), hardened as the worker is."""
+    return {
+        "name": RELAY, "image": image, "imagePullPolicy": "IfNotPresent",
+        "command": literal(RELAY_COMMAND),
+        "volumeMounts": [{"name": "relay", "mountPath": RELAY_DIR}],
+        # Requests what it needs idle; its limit lets each new connection's processes start
+        # in a tenth of a second rather than half a second. The worker's own stay exact.
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                      "limits": {"cpu": "500m", "memory": "64Mi"}},
+        "securityContext": {"runAsUser": RELAY_USER, "runAsGroup": RELAY_USER,
+                            "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                            "privileged": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+
+
+def literal(argv: list[str]) -> list[str]:
+    """``argv`` as a container's command (or variables' values) that Kubernetes passes on
+    as they are: it expands $(NAME) there and takes $$ for $."""
+    return [arg.replace("$", "$$") for arg in argv]
 
 
 def policy_name(run_id: str) -> str:

@@ -35,6 +35,8 @@ from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks, 
 from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RUN, checkout_digest,
                                       pod_manifest, pod_name, pod_user, policy_manifest,
                                       policy_name, spec_labels)
+from runner.sandbox.kube.relay import RELAY
+from runner.sandbox.kube.tunnel import GatewayTunnel
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
 
 START_TIMEOUT = 300       # seconds a Pod may take to be scheduled and start
@@ -70,7 +72,10 @@ class KubeSandboxes:
         checkout = spec.checkout
         sandbox = (self._attach(spec) if checkout is not None and not checkout.fresh
                    else self._start(spec))
+        tunnel: GatewayTunnel | None = None
         try:
+            if spec.gateway is not None:
+                tunnel = GatewayTunnel(self.cluster, sandbox.pod, spec.gateway).start()
             with self._watch_disk(sandbox):
                 yield sandbox
         except BaseException:
@@ -82,6 +87,8 @@ class KubeSandboxes:
             sandbox.stop_processes()
             raise
         finally:
+            if tunnel is not None:
+                tunnel.close()
             if not keep:
                 # Its processes first: what the worker left running must not outlive the
                 # policy, which goes with the run's last Pod.
@@ -115,7 +122,16 @@ class KubeSandboxes:
             if status is None:
                 raise EnvironmentProblem(f"Pod {pod} was deleted while it started")
             phase, waiting = status.phase, _waiting(status)
-            if phase == until:
+            containers = status.container_statuses or []
+            ended = next((c for c in containers if c.state and c.state.terminated), None)
+            if phase == until and until != "Running":
+                return
+            if phase == "Running" and ended is not None:     # the gateway's relay, say
+                why = ended.state.terminated
+                raise EnvironmentProblem(f"Pod {pod}: its container {ended.name} ended as it "
+                                         f"started ({why.reason}: {(why.message or '-')[:200]}, "
+                                         f"exit {why.exit_code})")
+            if phase == until and all(c.state and c.state.running for c in containers):
                 return
             if phase in ("Failed", "Succeeded"):
                 raise EnvironmentProblem(f"Pod {pod} ended as it started ({phase}: "
@@ -154,7 +170,11 @@ class KubeSandboxes:
         if not pods:
             raise EnvironmentProblem(f"the workspace of {key} is gone: it lived in its Pod, "
                                      "which is gone")
-        return KubeSandbox(self.cluster, pods[0].metadata.name, spec)
+        pod = pods[0]
+        if spec.gateway is not None and RELAY not in {c.name for c in pod.spec.containers}:
+            raise EnvironmentProblem(f"Pod {pod.metadata.name}, which holds {key}, was made "
+                                     "without the gateway's relay, which this phase needs")
+        return KubeSandbox(self.cluster, pod.metadata.name, spec)
 
     def _watch_disk(self, sandbox: KubeSandbox) -> AbstractContextManager[object]:
         """The disk budget, measured by du inside the Pod over its workspace volumes."""
@@ -552,9 +572,6 @@ def _answering(cluster: Cluster) -> Iterator[None]:
 
 
 def _refuse_host_paths(spec: SandboxSpec) -> None:
-    if spec.gateway is not None:
-        raise EnvironmentProblem("the gateway cannot reach a Pod yet (its socket is on this "
-                                 "machine): run this phase with `--engine local`")
     if spec.shared_cache is not None or spec.files:
         raise EnvironmentProblem("a Pod cannot mount a path of this machine (gradle."
                                  "shared_cache, the Claude Code binary): leave it out")
