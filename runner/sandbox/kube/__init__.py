@@ -129,8 +129,9 @@ def load_cluster(context: str | None) -> Cluster:
     kubeconfig = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
     try:
         if os.environ.get("KUBECONFIG") or Path(kubeconfig).is_file() or context:
-            api = config.new_client_from_config(context=context)
-            contexts, active = config.list_kube_config_contexts()
+            # Named, not left to the client: it reads KUBECONFIG once, when it is imported.
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
             chosen = next((c for c in contexts if c["name"] == context), active) or {}
             namespace = (chosen.get("context") or {}).get("namespace") or "default"
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):

@@ -124,7 +124,7 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str,
     }
     if spec.checkout is not None:
         pod["spec"]["initContainers"] = [_owner(spec, uid, gid, mounts[1:])]
-    if spec.gateway is not None:      # its way out: the relay beside it (kube/tunnel.py)
+    if spec.gateway is not None:      # its way out: the relay beside it (kube/relay.py)
         pod["spec"]["containers"].append(_relay(spec.image))
         volumes.append({"name": "relay", "emptyDir": {"sizeLimit": "16Mi"}})
     if spec.runtime:

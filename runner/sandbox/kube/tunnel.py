@@ -122,11 +122,11 @@ class GatewayTunnel:
                 self._joining.discard(child)
 
     def _pace(self) -> None:
+        """Until this join's turn: JOIN_RATE a second."""
         with self._lock:
-            now = time.monotonic()
-            start, self._next_join = (max(now, self._next_join),
-                                      max(now, self._next_join) + 1 / JOIN_RATE)
-        self._closed.wait(max(0.0, start - now))
+            start = max(time.monotonic(), self._next_join)
+            self._next_join = start + 1 / JOIN_RATE
+        self._closed.wait(max(0.0, start - time.monotonic()))
 
     def _joined(self, child: bytes) -> closing[Any]:
         """A JOIN told ``child``: the spare, while it is young and its stream still open,
