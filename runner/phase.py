@@ -139,6 +139,18 @@ class GradleConfig(_Strict):
     shared_cache: Path | None = None
 
 
+class KubernetesConfig(_Strict):
+    """How a phase's workers are kept on Kubernetes (nothing else reads it)."""
+
+    # Where each worker's checkout lives: "pod" (emptyDir volumes, gone with their Pod) or
+    # "claim" (a PersistentVolumeClaim each, which outlives it: a Pod lost mid-ticket is
+    # replaced over the same files, and what an interrupted run's workers hold is salvaged).
+    workspaces: Literal["pod", "claim"] = "pod"
+    # The claims' StorageClass (default: the cluster's default class).
+    storage_class: Annotated[str, StringConstraints(
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None = None
+
+
 class ClaudeConfig(_Strict):
     """Which Claude Code binary claude-code tickets run (default: `claude` on PATH, else the
     one in an installed claude-agent-sdk)."""
@@ -225,6 +237,7 @@ class Phase(_Strict):
     models: Models = Models()
     gradle: GradleConfig = GradleConfig()
     claude: ClaudeConfig = ClaudeConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
     # Hosts workers may reach through the gateway (host, host:port, *.domain); none by default.
     egress: list[EgressEntry] = []
     checks: list[str] = []

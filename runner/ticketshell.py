@@ -47,7 +47,8 @@ def ticket_shell(picked: Picked, host: HostRepo) -> int:
                   "it as it is", flush=True)
             return kept.interact(SHELL)
     if not any(clone == ticket for where, clone in ctx.provider.kept() if where == place):
-        raise InputError(f"{ticket}'s workspace is gone (`runner clean` removed it); its "
+        raise InputError(f"{ticket}'s workspace is gone (`runner clean` removed it, or it "
+                         "went with its Pod: `kubernetes: {workspaces: claim}` keeps it); its "
                          "commits are in its ref: `runner diff` and `runner apply` show them")
     spec = replace(spec, name=f"{spec.name}-shell-{secrets.token_hex(2)}",
                    labels={**spec.labels, "runner.shell": "1"})

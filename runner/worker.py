@@ -24,7 +24,7 @@ from runner.ledger import Usage
 from runner.gatewayenv import gateway_env
 from runner.logcap import CappedLog, LockedLog, LogWriter, SinkValve
 from runner.phase import Ticket
-from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, Checkout,
+from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, Checkout, Durable,
                             Limits, Mount, Sandbox, SandboxSpec, read_output)
 from runner.text import one_line
 from runner.transcript import Transcript
@@ -56,7 +56,9 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> Sandbox
                    if ctx.provider.shares_disk else {})},
         limits=Limits(cpus=phase.resources.cpus, memory=phase.resources.memory,
                       pids=phase.resources.pids, disk=phase.resources.disk_bytes),
-        network=phase.network, user=ctx.user, runtime=phase.runtime)
+        network=phase.network, user=ctx.user, runtime=phase.runtime,
+        durable=(Durable(phase.kubernetes.storage_class)
+                 if phase.kubernetes.workspaces == "claim" else None))
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,33 @@ def containers(client: docker.DockerClient, run: str | None = None, *,
     inspect of each is skipped (ignore_removed) instead of failing the test with a 404."""
     label = "runner.run" if run is None else f"runner.run={run}"
     return client.containers.list(all=stopped, filters={"label": label}, ignore_removed=True)
+
+
+def in_a_terminal(argv: list[str], typed: bytes, timeout: float = 120,
+                  env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run ``argv`` on a pseudo-terminal, type ``typed`` once it has said it opened, and read
+    all it prints until it exits."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:     # the child: the real command, on the terminal
+        os.execvpe(argv[0], argv, {**(env or os.environ), **IDENTITY, "TERM": "dumb"})
+    output, sent, deadline = b"", False, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:          # the child is gone: its terminal closed
+                break
+            if not data:
+                break
+            output += data
+        if not sent and b"runner: a shell in" in output:
+            time.sleep(1)            # the shell's prompt; typed keys wait in the TTY anyway
+            os.write(fd, typed)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")

@@ -69,6 +69,15 @@ class Checkout:
 
 
 @dataclass(frozen=True)
+class Durable:
+    """A checkout that must outlive its sandbox, on an engine whose checkouts would otherwise
+    go with it (a Pod's emptyDir): kept on a volume of ``storage_class`` (None: the engine's
+    default). Docker's checkouts outlive their containers already."""
+
+    storage_class: str | None = None
+
+
+@dataclass(frozen=True)
 class Limits:
     cpus: float
     memory: str
@@ -94,6 +103,7 @@ class SandboxSpec:
     # holds nothing else.
     gateway: Path | None = None
     runtime: str | None = None     # the engine's runtime for it (runsc, a RuntimeClass)
+    durable: Durable | None = None  # None: its checkout kept as the engine keeps them
 
 
 @dataclass(frozen=True)

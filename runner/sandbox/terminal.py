@@ -1,6 +1,7 @@
 """An interactive command in a Docker container, on this process's terminal (`runner shell`):
 an exec with a TTY whose socket is joined to the local terminal, kept in raw mode meanwhile,
-and told the terminal's size whenever it changes."""
+and told the terminal's size whenever it changes. ``raw`` and ``write_all`` serve a Pod's
+shell too (kube/shell.py)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def interact(api: docker.APIClient, container: str, argv: Sequence[str], *, user
     previous = signal.signal(signal.SIGWINCH, resize)
     try:
         resize()
-        with _raw(sys.stdin.fileno()):
+        with raw(sys.stdin.fileno()):
             _pump(sock, sys.stdin.fileno(), sys.stdout.fileno())
     finally:
         signal.signal(signal.SIGWINCH, previous)
@@ -47,8 +48,8 @@ def interact(api: docker.APIClient, container: str, argv: Sequence[str], *, user
 
 
 @contextmanager
-def _raw(fd: int) -> Iterator[None]:
-    """The terminal in raw mode (keys go to the container as typed; its TTY echoes)."""
+def raw(fd: int) -> Iterator[None]:
+    """The terminal in raw mode (keys go to the sandbox as typed; its TTY echoes)."""
     if not os.isatty(fd):
         yield
         return
@@ -72,7 +73,7 @@ def _pump(sock: socket.socket, stdin: int, stdout: int) -> None:
             data = sock.recv(_PIECE)
             if not data:
                 return
-            _write_all(stdout, data)
+            write_all(stdout, data)
         if stdin in ready:
             keys = os.read(stdin, _PIECE)
             if not keys:             # our input ended: the container's does too
@@ -82,6 +83,6 @@ def _pump(sock: socket.socket, stdin: int, stdout: int) -> None:
             sock.sendall(keys)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]

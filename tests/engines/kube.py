@@ -1,7 +1,8 @@
 """A real one-node Kubernetes cluster for tests: Debian's source package built here, run in a
 container of the host's engine.
 
-The binaries (kube-apiserver, kubelet, kube-scheduler, and the Pods' static pause) are built
+The binaries (kube-apiserver, kubelet, kube-scheduler, kube-controller-manager, and the Pods'
+static pause) are built
 once per machine by ``kubenode/build.sh`` and cached outside the clone, keyed by the source
 package's version. The node is one container (``kubenode/``: etcd, the API server, the
 scheduler, containerd and the kubelet, Debian's packages but for the binaries, mounted
@@ -11,10 +12,12 @@ server is published on 127.0.0.1 only. A Pod's eth0 is a wire to nowhere (``void
 runs with the remote engine's capabilities (``dind.py``: this machine refuses
 ``--privileged``); its Pods' cgroups live under /<its name>, removed with it.
 
-What it lacks, on purpose: a controller-manager (the node's not-ready taint is lifted and the
-default ServiceAccount made here, as its controllers would; nothing evicts a lost node's
-Pods) and NetworkPolicy enforcement (no CNI that enforces it: the network to nowhere is what
-isolates Pods).
+Its controller-manager runs the volume controllers alone: workspace claims bind to volumes
+that Kubernetes' test-only hostPath provisioner makes in the node's /tmp (the default
+StorageClass, ``runner-test-hostpath``, made here). What it lacks, on purpose: the other
+controllers (the node's not-ready taint is lifted and the default ServiceAccount made here,
+as they would; nothing evicts a lost node's Pods) and NetworkPolicy enforcement (no CNI that
+enforces it: the network to nowhere is what isolates Pods).
 
     python3 -m tests.engines.kube up      start one; prints its KUBECONFIG (to try it by hand)
     python3 -m tests.engines.kube down    remove every cluster this module started
@@ -52,6 +55,7 @@ PAUSE_IMAGE = "runner.test/pause:1"     # containerd.toml and node.sh name it
 LABEL = "runner.test-cluster"           # value: the cluster's id; tests remove exactly theirs
 PORT = "6443/tcp"
 STATE = "/var/lib/kube"
+STORAGE_CLASS = "runner-test-hostpath"  # the default class: hostPath volumes in the node's /tmp
 
 
 class ClusterFailed(RuntimeError):
@@ -163,7 +167,7 @@ class TestCluster:
                 ready = [n for n in nodes for c in n.status.conditions or []
                          if c.type == "Ready" and c.status == "True"]
                 if ready:
-                    _as_controllers_would(core, ready)
+                    _as_controllers_would(api, ready)
                     return
                 last = f"nodes {[n.metadata.name for n in nodes]} not Ready"
             except Exception as e:     # noqa: BLE001 - not up yet, whatever it says
@@ -189,21 +193,29 @@ class TestCluster:
         self.kubeconfig.unlink(missing_ok=True)
 
 
-def _as_controllers_would(core: object, ready: list) -> None:
-    """What the controller-manager would do: lift the not-ready taint the kubelet registers
-    its node with, and make the namespace's default ServiceAccount (Pods name it whether they
-    mount its token or not)."""
+def _as_controllers_would(api: object, ready: list) -> None:
+    """What the controllers not run here would do: lift the not-ready taint the kubelet
+    registers its node with, and make the namespace's default ServiceAccount (Pods name it
+    whether they mount its token or not); and what an admin would: a default StorageClass."""
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    core = client.CoreV1Api(api)
     for node in ready:
         if node.spec.taints:
-            core.patch_node(node.metadata.name, {"spec": {"taints": None}})  # type: ignore[attr-defined]
-    try:
-        core.create_namespaced_service_account(  # type: ignore[attr-defined]
-            "default", {"metadata": {"name": "default"}})
-    except ApiException as e:
-        if e.status != 409:
-            raise
+            core.patch_node(node.metadata.name, {"spec": {"taints": None}})
+    made = [(core.create_namespaced_service_account, ("default",),
+             {"metadata": {"name": "default"}}),
+            (client.StorageV1Api(api).create_storage_class, (), {
+                "metadata": {"name": STORAGE_CLASS, "annotations": {
+                    "storageclass.kubernetes.io/is-default-class": "true"}},
+                "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete"})]
+    for create, args, body in made:
+        try:
+            create(*args, body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
 
 
 def start_cluster(host: docker.DockerClient, *, timeout: float = 120) -> TestCluster:

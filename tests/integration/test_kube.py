@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
+from runner.sandbox.kube.pods import pod_user
 from tests.engines.kube import TestCluster
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
-from tests.helpers import (API_CALL, ENGINE_TICKETS as TICKETS, git, make_repo, run_json,
-                           runner_cli, write_phase)
+from tests.helpers import (API_CALL, ENGINE_TICKETS as TICKETS, git, in_a_terminal, make_repo,
+                           run_json, runner_cli, write_phase)
 
 # The first session on a machine builds the cluster's binaries (about 10 minutes).
 pytestmark = pytest.mark.timeout(1800)
@@ -121,6 +122,24 @@ def test_the_pods_carry_the_hardening(kube_run) -> None:
     assert policy.spec.pod_selector.match_labels == {"runner.run": kube_run["doc"]["run_id"]}
 
 
+def test_shell_in_the_pod_a_run_kept(kube_run, kube_cluster) -> None:
+    """A terminal in the Pod --keep left: the worker's files, its user, its read-only root;
+    the Pod stays as it was."""
+    pods = {p.metadata.name for p in _of_run(kube_cluster, kube_run["doc"]["run_id"])["pods"]}
+    code, said = in_a_terminal(
+        [sys.executable, "-m", "runner", "shell", "A", "--repo", str(kube_run["repo"])],
+        b"stty size; cat a.txt; id -u; touch /probe; exit 5\n",
+        env={**_env(kube_cluster), "COLUMNS": "123", "LINES": "45"})
+    assert code == 5, said
+    assert "a shell in" in said and "the container the run kept" in said
+    assert "\na\r\n" in said
+    assert f"\n{pod_user(f'{os.getuid()}:{os.getgid()}')[0]}\r\n" in said
+    assert "Read-only file system" in said
+    assert "45 123" in said            # the terminal's size reached the Pod's
+    assert {p.metadata.name for p in _of_run(kube_cluster,
+                                             kube_run["doc"]["run_id"])["pods"]} == pods
+
+
 def test_clean_leaves_no_pod_policy_or_volume_of_the_run(kube_run, kube_cluster) -> None:
     run_id, repo = kube_run["doc"]["run_id"], kube_run["repo"]
     cleaned = runner_cli("clean", run_id, "--repo", str(repo), env=_env(kube_cluster))
@@ -129,15 +148,34 @@ def test_clean_leaves_no_pod_policy_or_volume_of_the_run(kube_run, kube_cluster)
     assert git(repo, "rev-parse", kube_run["doc"]["target"])     # refs and records kept
 
 
-def test_a_pod_deleted_mid_ticket_is_run_again(tmp_path: Path, kube_cluster) -> None:
-    """Deleted from outside: its workspace went with it, so the ticket is retried (retries:
-    1) from the start and integrates; the others are untouched."""
+def _gone_soon(cluster: TestCluster, run_id: str) -> dict[str, list[Any]]:
+    """What is left of the run once the cluster has had a moment: a claim deleted stays
+    Terminating until its controller sees no Pod uses it."""
+    deadline = time.monotonic() + 30
+    while (left := _of_run(cluster, run_id))["claims"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+# A ticket that commits, then sleeps in its first Pod (deleted then); the rerun's Pod (its
+# name says so) is quick.
+SLOW = """case $HOSTNAME in
+  *-rerun1-*) echo slow > slow.txt ;;
+  *) echo before > before.txt; git add -A; git commit -qm 'SLOW: before'; sleep 30 ;;
+esac"""
+
+
+@pytest.mark.parametrize("workspaces", ["pod", "claim"])
+def test_a_pod_deleted_mid_ticket_is_run_again(tmp_path: Path, kube_cluster,
+                                               workspaces: str) -> None:
+    """Deleted from outside: the ticket is retried (retries: 1) from the start and
+    integrates; the others are untouched. On emptyDir its workspace went with it; over a
+    claim a new Pod took it over, and what the worker had committed was collected."""
     repo = make_repo(tmp_path / "repo")
     phase = write_phase(tmp_path / "p.yaml", {
-        "name": "deleted", "concurrency": 2, "resources": RESOURCES, "tickets": [
-            {"id": "SLOW", "agent": "script", "retries": 1,
-             # Its first Pod is deleted during the sleep; the rerun's (its name says so) is quick.
-             "run": "echo slow > slow.txt\ncase $HOSTNAME in *-rerun1-*) ;; *) sleep 30 ;; esac"},
+        "name": "deleted", "concurrency": 2, "resources": RESOURCES,
+        "kubernetes": {"workspaces": workspaces}, "tickets": [
+            {"id": "SLOW", "agent": "script", "retries": 1, "run": SLOW},
             {"id": "OK", "agent": "script", "run": "echo ok > ok.txt"}]})
     core, _ = _api(kube_cluster)
     deleted: list[str] = []
@@ -172,14 +210,34 @@ def test_a_pod_deleted_mid_ticket_is_run_again(tmp_path: Path, kube_cluster) -> 
     assert "was deleted" in slow["attempts"][0]["reason"], slow
     assert "its container was stopped; rerun 1 queued" in proc.stderr
     assert git(repo, "show", f"{doc['target']}:slow.txt") == "slow"
-    assert _of_run(kube_cluster, doc["run_id"])["pods"] == []
+    first = f"refs/runner/{doc['run_id']}/attempts/SLOW/1"
+    left = _of_run(kube_cluster, doc["run_id"])
+    assert left["pods"] == [] and left["policies"] == []
+    if workspaces == "pod":
+        assert "its workspace went with it" in slow["attempts"][0]["reason"], slow
+        assert not git(repo, "for-each-ref", first)
+        assert left["claims"] == []
+        return
+    assert "a new Pod takes over its workspace" in slow["attempts"][0]["reason"], slow
+    assert git(repo, "show", f"{first}:before.txt") == "before"
+    # The checkouts stay on their claims, as volumes do on Docker, until `runner clean`.
+    assert sorted(c.metadata.annotations["runner.checkout-key"] for c in left["claims"]) == [
+        "/OK", "/SLOW", "reruns/1/SLOW"]
+    cleaned = runner_cli("clean", doc["run_id"], "--repo", str(repo), env=_env(kube_cluster))
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert _gone_soon(kube_cluster, doc["run_id"]) == {"pods": [], "policies": [],
+                                                        "claims": []}
 
 
+@pytest.mark.parametrize("workspaces", ["pod", "claim"])
 def test_the_api_server_gone_mid_run_is_exit_3_and_resume_finishes(
-        tmp_path: Path, kube_cluster) -> None:
+        tmp_path: Path, kube_cluster, workspaces: str) -> None:
+    """Over a claim, S's Pod is also deleted while runner is away: the resume salvages what
+    S committed all the same, from a new Pod over the claim."""
     repo = make_repo(tmp_path / "repo")
     phase = write_phase(tmp_path / "p.yaml", {
-        "name": "apigone", "resources": RESOURCES, "tickets": [
+        "name": "apigone", "resources": RESOURCES, "kubernetes": {"workspaces": workspaces},
+        "tickets": [
             {"id": "F", "agent": "script", "run": "echo f > f.txt"},
             {"id": "S", "agent": "script", "run": "echo part > part.txt\ngit add -A\n"
              "git commit -q -m 'S: part'\nsleep 8\necho done > done.txt"}]})
@@ -210,6 +268,11 @@ def test_the_api_server_gone_mid_run_is_exit_3_and_resume_finishes(
     record = json.loads((run_dir / "run.json").read_text())
     assert record["state"] == "interrupted"
     assert record["outcomes"]["F"]["status"] == "integrated"
+    if workspaces == "claim":
+        claims = _of_run(kube_cluster, run_dir.name)["claims"]
+        assert "/S" in {c.metadata.annotations["runner.checkout-key"] for c in claims}
+        core.delete_collection_namespaced_pod("default", grace_period_seconds=0,
+                                              label_selector=f"runner.run={run_dir.name}")
 
     resumed = runner_cli("resume", run_dir.name, "--repo", str(repo), env=_env(kube_cluster))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -219,7 +282,11 @@ def test_the_api_server_gone_mid_run_is_exit_3_and_resume_finishes(
     # What S had committed before the API went was salvaged from its Pod, not lost.
     assert git(repo, "show", f"refs/runner/{run_dir.name}/attempts/S/interrupted:part.txt") \
         == "part"
-    assert _of_run(kube_cluster, run_dir.name) == {"pods": [], "policies": [], "claims": []}
+    if workspaces == "claim":       # the checkouts stay on their claims until a clean
+        cleaned = runner_cli("clean", run_dir.name, "--repo", str(repo), env=_env(kube_cluster))
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert _gone_soon(kube_cluster, run_dir.name) == {"pods": [], "policies": [],
+                                                       "claims": []}
 
 
 def test_doctor_runs_the_self_test_on_pods(kube_cluster) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import IDENTITY, git, make_repo, run_json, runner_cli, write_phase
+from tests.helpers import (IDENTITY, git, in_a_terminal, make_repo, run_json, runner_cli,
+                           write_phase)
 
 PHASE = {
     "name": "verbs",
@@ -192,38 +193,9 @@ def test_logs_follow_a_running_worker(tmp_path: Path, worker_image: str) -> None
     assert any("| last-line" in line for line in said[first:])
 
 
-def _in_a_terminal(argv: list[str], typed: bytes, timeout: float = 120) -> tuple[int, str]:
-    """Run ``argv`` on a pseudo-terminal, type ``typed`` once it has said it opened, and read
-    all it prints until it exits."""
-    import pty
-    import select
-
-    pid, fd = pty.fork()
-    if pid == 0:     # the child: the real command, on the terminal
-        os.execvpe(argv[0], argv, {**os.environ, **IDENTITY, "TERM": "dumb"})
-    output, sent, deadline = b"", False, time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:          # the child is gone: its terminal closed
-                break
-            if not data:
-                break
-            output += data
-        if not sent and b"runner: a shell in" in output:
-            time.sleep(1)            # the shell's prompt; typed keys wait in the TTY anyway
-            os.write(fd, typed)
-            sent = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
-
-
 def test_shell_in_a_new_container_over_the_workspace(ran, engine) -> None:
     repo, _, doc = ran
-    code, said = _in_a_terminal(
+    code, said = in_a_terminal(
         [sys.executable, "-m", "runner", "shell", "ALPHA", "--repo", str(repo)],
         b"echo sum=$((6*7)); cat alpha.txt; id -u; ls /runner/objects >/dev/null && "
         b"touch /probe; exit 5\n")
@@ -244,7 +216,7 @@ def test_shell_in_the_container_a_run_kept(tmp_path: Path, engine, worker_image:
     label = {"label": f"runner.run={doc['run_id']}"}
     try:
         [kept] = engine.containers.list(all=True, filters=label)
-        code, said = _in_a_terminal(
+        code, said = in_a_terminal(
             [sys.executable, "-m", "runner", "shell", "KEPT", "--repo", str(repo)],
             b"touch /tmp/left-by-the-shell; cat kept.txt; exit\n")
         assert code == 0, said

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from runner.sandbox import Checkout, Limits, SandboxSpec
+from runner.sandbox import Checkout, Durable, Limits, SandboxSpec
 from runner.sandbox.kube import normalized_image
 from runner.sandbox.kube.execs import StreamLost, exit_code
-from runner.sandbox.kube.pods import (CHECKOUT, KEY, POD_USER, RUN, label_value, literal,
-                                      pod_manifest, pod_name, policy_manifest, spec_labels)
+from runner.sandbox.kube.pods import (CHECKOUT, KEY, POD_USER, RUN, SANDBOX, claim_manifest,
+                                      label_value, literal, pod_manifest, pod_name,
+                                      policy_manifest, spec_labels)
 from runner.sandbox.kube.relay import RELAY_COMMAND
 from runner.sandbox.kube.tunnel import announced_pids
 
@@ -56,6 +57,35 @@ def test_the_pod_carries_the_docker_backends_hardening() -> None:
     assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
     assert owner["securityContext"]["allowPrivilegeEscalation"] is False
     assert "runtimeClassName" not in pod
+
+
+def test_a_durable_checkout_is_a_claim_of_its_own_that_the_pod_mounts_twice() -> None:
+    spec = _spec(durable=Durable("fast"), limits=Limits(cpus=1, memory="2g", pids=512,
+                                                        disk=3 << 30))
+    claim = claim_manifest(spec, run_id="r1")
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast",
+                             "resources": {"requests": {"storage": str(6 << 30)}}}
+    labels, annotations = claim["metadata"]["labels"], claim["metadata"]["annotations"]
+    assert labels[RUN] == "r1" and labels[SANDBOX] == "claim"
+    # Found as its Pods are: by the digest of the checkout it holds.
+    assert annotations[KEY] == "reruns/1/T_1"
+    assert labels[CHECKOUT] == pod_manifest(spec, run_id="r1")["metadata"]["labels"][CHECKOUT]
+    # The cluster's default class when none is named.
+    assert "storageClassName" not in claim_manifest(_spec(durable=Durable()),
+                                                    run_id="r1")["spec"]
+
+    pod = pod_manifest(spec, run_id="r1", claim="c-1")["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["checkout"] == {"name": "checkout",
+                                   "persistentVolumeClaim": {"claimName": "c-1"}}
+    assert "workspace" not in volumes and "gradle" not in volumes
+    [worker] = pod["containers"]
+    assert [m for m in worker["volumeMounts"] if m["name"] == "checkout"] == [
+        {"name": "checkout", "mountPath": "/workspace", "subPath": "workspace"},
+        {"name": "checkout", "mountPath": "/gradle-home", "subPath": "gradle"}]
+    [owner] = pod["initContainers"]
+    assert owner["command"] == ["chown", "1000:1000", "/workspace", "/gradle-home"]
 
 
 def test_a_non_root_worker_keeps_its_uid_and_a_runtime_is_the_runtime_class() -> None:

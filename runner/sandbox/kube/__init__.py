@@ -76,13 +76,13 @@ class Cluster:
                           stdin=stdin, stop=stop)
 
     def stream(self, pod: str, argv: Sequence[str], *, container: str = CONTAINER,
-               stdin: bool = False) -> Any:
+               stdin: bool = False, tty: bool = False) -> Any:
         """The open stream of an exec (the client's WSClient), for a caller that carries
-        bytes both ways itself (kube/tunnel.py)."""
+        bytes both ways itself (kube/tunnel.py, kube/shell.py)."""
         from runner.sandbox.kube.execs import open_exec
 
         return open_exec(self.api.configuration, self.namespace, pod, container, argv,
-                         stdin=stdin)
+                         stdin=stdin, tty=tty)
 
     def answers(self) -> bool:
         try:

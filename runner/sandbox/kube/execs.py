@@ -40,15 +40,16 @@ class LocalFailure(Exception):
 
 
 def open_exec(configuration: Any, namespace: str, pod: str, container: str,
-              argv: Sequence[str], *, stdin: bool) -> Any:
-    """The exec stream (the client's WSClient, binary) of ``argv`` in ``container``."""
+              argv: Sequence[str], *, stdin: bool, tty: bool = False) -> Any:
+    """The exec stream (the client's WSClient, binary) of ``argv`` in ``container``; on a
+    TTY its output is all on stdout."""
     # A client of its own: the client's stream() swaps a method of the ApiClient it is given
     # while it connects, so a client shared between threads would send their plain calls
     # through the websocket (and theirs through plain HTTP).
     with ApiClient(configuration) as api:
         ws = stream(CoreV1Api(api).connect_get_namespaced_pod_exec, pod, namespace,
                     container=container, command=list(argv), stdin=stdin, stdout=True,
-                    stderr=True, tty=False, _preload_content=False, binary=True)
+                    stderr=not tty, tty=tty, _preload_content=False, binary=True)
     # The client keeps a copy of all output for the stream's life (a bundle, a worker
     # printing for hours) unless made with capture_all=False, which stream() cannot pass on
     # (the generated method refuses arguments it does not know): the copy goes nowhere.

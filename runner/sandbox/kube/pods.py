@@ -2,6 +2,9 @@
 the Docker backend's hardening in Kubernetes terms, and the NetworkPolicy that shuts the run's
 Pods off from everything.
 
+A checkout that must outlive its Pod (SandboxSpec.durable) is on a PersistentVolumeClaim of
+its own, labelled as its Pods are.
+
 Labels in Kubernetes are restricted (63 characters of [A-Za-z0-9._-]); runner's labels carry
 paths and ticket ids. So every label of a spec is an annotation, verbatim, and only the ones
 a selector needs are labels too: the run, and a digest of the checkout a Pod holds.
@@ -21,7 +24,7 @@ from runner.sandbox.kube.relay import RELAY, RELAY_COMMAND, RELAY_DIR
 
 CONTAINER = "worker"          # the worker's container (the one a Pod has without a gateway)
 RUN = "runner.run"            # label: the run (every object runner makes carries it)
-SANDBOX = "runner.sandbox"    # label: what the object is (pod | policy)
+SANDBOX = "runner.sandbox"    # label: what the object is (pod | claim | policy)
 CHECKOUT = "runner.checkout"  # label: a digest of "<place>/<name>" of the checkout it holds
 ASIDE = "runner.aside"        # label: a checkout set aside (its Pod stays through a clean)
 LABELS = "runner.labels"      # annotation: the spec's labels, as JSON
@@ -68,23 +71,50 @@ def memory_quantity(memory: str) -> str:
     return str(size_in_bytes(memory))
 
 
-def pod_manifest(spec: SandboxSpec, *, run_id: str,
-                 command: list[str] | None = None) -> dict[str, Any]:
-    """The Pod of ``spec``: one container over emptyDir volumes (its workspace and Gradle home
-    live as long as the Pod), hardened as the Docker backend's containers are. ``command``
-    replaces the keeper (a Pod that runs one command and ends)."""
-    uid, gid = pod_user(spec.user)
-    labels = {RUN: run_id, SANDBOX: "pod"}
+def _metadata(spec: SandboxSpec, run_id: str, kind: str) -> dict[str, Any]:
+    """The name, labels and annotations of ``spec``'s object of ``kind`` (pod, claim)."""
+    labels = {RUN: run_id, SANDBOX: kind}
     annotations = {LABELS: json.dumps(dict(spec.labels), sort_keys=True), NAME: spec.name}
     for key, value in spec.labels.items():
         if label_value(value) and key not in labels:
             labels[key] = value
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}]
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
     if spec.checkout is not None:
         key = f"{spec.checkout.place}/{spec.checkout.name}"
         labels[CHECKOUT] = checkout_digest(key)
         annotations[KEY] = key
+    return {"name": pod_name(spec.name), "labels": labels, "annotations": annotations}
+
+
+def claim_manifest(spec: SandboxSpec, *, run_id: str) -> dict[str, Any]:
+    """The PersistentVolumeClaim that keeps ``spec``'s checkout past its Pod (spec.durable):
+    its workspace and Gradle home, each in a directory of it. Its size is twice the disk
+    budget, as each emptyDir's bound."""
+    assert spec.durable is not None and spec.checkout is not None
+    claim: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(spec, run_id, "claim"),
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": str(2 * (spec.limits.disk or 10 << 30))}}},
+    }
+    if spec.durable.storage_class:
+        claim["spec"]["storageClassName"] = spec.durable.storage_class
+    return claim
+
+
+def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = None,
+                 claim: str | None = None) -> dict[str, Any]:
+    """The Pod of ``spec``: one container over emptyDir volumes (its workspace and Gradle home
+    live as long as the Pod) or over ``claim`` (they outlive it), hardened as the Docker
+    backend's containers are. ``command`` replaces the keeper (a Pod that runs one command
+    and ends)."""
+    uid, gid = pod_user(spec.user)
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}]
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    if claim is not None:
+        volumes.append({"name": "checkout", "persistentVolumeClaim": {"claimName": claim}})
+        mounts += [{"name": "checkout", "mountPath": WORKSPACE, "subPath": "workspace"},
+                   {"name": "checkout", "mountPath": GRADLE_HOME, "subPath": "gradle"}]
+    elif spec.checkout is not None:
         # The disk budget is watched (du in the Pod, as on a remote engine); twice it is the
         # node's own backstop, should the watch not be there to stop it.
         bound = ({"sizeLimit": str(2 * spec.limits.disk)} if spec.limits.disk else {})
@@ -96,8 +126,7 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str,
               "memory": memory_quantity(spec.limits.memory)}
     pod: dict[str, Any] = {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod_name(spec.name), "labels": labels,
-                     "annotations": annotations},
+        "metadata": _metadata(spec, run_id, "pod"),
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,

@@ -1,13 +1,16 @@
 """The run's sandboxes on Kubernetes: a Pod each, its checkout on emptyDir volumes that live as
-long as the Pod.
+long as the Pod, or on a PersistentVolumeClaim of its own that outlives it (spec.durable).
 
 A Pod is started, its clone made inside from the history bundle (sent on an exec's stdin),
 and every command runs through pods/exec as the Pod's user, under ``timeout`` in the Pod and
 a watchdog here that deletes the Pod if even that does not end it. Kubernetes cannot restart
 a Pod's container in place the way Docker restarts a container: a Pod deleted or evicted from
-outside, or one whose node stopped answering, is a sandbox that stopped, and its workspace
-went with it. The ticket then fails as one whose container was stopped (``retries:`` runs it
-again); an interrupted run's Pods stay, so that a resume collects what they hold.
+outside, or one whose node stopped answering, is a sandbox that stopped. The ticket then
+fails as one whose container was stopped (``retries:`` runs it again). On emptyDir its
+workspace went with it; on a claim a new Pod takes the workspace over, as Docker starts a
+stopped container again, and what the worker committed is collected. An interrupted run's
+Pods and claims stay, so that a resume collects what they hold (from a new Pod over a claim
+whose Pod is gone).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_comman
 from runner.sandbox.kube import Cluster, api_reason
 from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks, env_on_stdin
 from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RUN, checkout_digest,
-                                      pod_manifest, pod_name, pod_user, policy_manifest,
-                                      policy_name, spec_labels)
+                                      claim_manifest, pod_manifest, pod_name, pod_user,
+                                      policy_manifest, policy_name, spec_labels)
 from runner.sandbox.kube.relay import RELAY
 from runner.sandbox.kube.tunnel import GatewayTunnel
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
@@ -72,79 +75,50 @@ class KubeSandboxes:
         checkout = spec.checkout
         sandbox = (self._attach(spec) if checkout is not None and not checkout.fresh
                    else self._start(spec))
-        tunnel: GatewayTunnel | None = None
         try:
-            if spec.gateway is not None:
-                tunnel = GatewayTunnel(self.cluster, sandbox.pod, spec.gateway).start()
+            sandbox.open_gateway()
             with self._watch_disk(sandbox):
                 yield sandbox
         except BaseException:
-            # Its checkout lives in the Pod: what could not be collected stays there, its
-            # processes ended, for salvage (kept()), set_aside() or discard() to deal with.
-            if keep or checkout is None or sandbox.gone or _scratch(checkout.place):
-                raise
-            keep = True
-            sandbox.stop_processes()
+            # A checkout on emptyDir lives in the Pod: what could not be collected stays
+            # there, its processes ended, for salvage (kept()), set_aside() or discard() to
+            # deal with. One on a claim stays on the claim whatever becomes of the Pod.
+            if not (keep or checkout is None or sandbox.gone or sandbox.claim is not None
+                    or _scratch(checkout.place)):
+                keep = True
+                sandbox.stop_processes()
             raise
         finally:
-            if tunnel is not None:
-                tunnel.close()
+            sandbox.close_gateway()
             if not keep:
                 # Its processes first: what the worker left running must not outlive the
-                # policy, which goes with the run's last Pod.
+                # policy, which goes with the run's last Pod. A claim stays, as a Docker
+                # engine's volumes do, until discard() or clear() (`runner clean`).
                 sandbox.stop_processes()
                 self._delete(sandbox.pod)
 
     def _start(self, spec: SandboxSpec) -> KubeSandbox:
         self._ensure_policy()
-        pod = self._create(_named(pod_manifest(spec, run_id=self.run_id)))
+        claim = None
+        if spec.durable is not None and spec.checkout is not None and not _scratch(
+                spec.checkout.place):
+            manifest = _named(claim_manifest(spec, run_id=self.run_id))
+            self.cluster.call(self.cluster.core.create_namespaced_persistent_volume_claim,
+                              self.cluster.namespace, manifest)
+            claim = manifest["metadata"]["name"]
+        pod = None
         try:
-            self._wait_running(pod, spec.image)
-            sandbox = KubeSandbox(self.cluster, pod, spec)
+            pod = start_pod(self.cluster, spec, self.run_id, claim=claim)
+            sandbox = KubeSandbox(self.cluster, pod, spec, claim=claim, run_id=self.run_id)
             if spec.checkout is not None:
                 self._provision(sandbox, spec.checkout)
             return sandbox
         except BaseException:
-            self._delete(pod)
+            if pod is not None:
+                self._delete(pod)
+            if claim is not None:
+                self._delete_claim(claim)
             raise
-
-    def _create(self, manifest: dict[str, Any]) -> str:
-        self.cluster.call(self.cluster.core.create_namespaced_pod, self.cluster.namespace,
-                          manifest)
-        return str(manifest["metadata"]["name"])
-
-    def _wait_running(self, pod: str, image: str, until: str = "Running") -> None:
-        """Until the Pod's phase is ``until`` (Running; Succeeded for one that runs a
-        command); EnvironmentProblem saying why when it cannot get there."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            status = _status(self.cluster, pod)
-            if status is None:
-                raise EnvironmentProblem(f"Pod {pod} was deleted while it started")
-            phase, waiting = status.phase, _waiting(status)
-            containers = status.container_statuses or []
-            ended = next((c for c in containers if c.state and c.state.terminated), None)
-            if phase == until and until != "Running":
-                return
-            if phase == "Running" and ended is not None:     # the gateway's relay, say
-                why = ended.state.terminated
-                raise EnvironmentProblem(f"Pod {pod}: its container {ended.name} ended as it "
-                                         f"started ({why.reason}: {(why.message or '-')[:200]}, "
-                                         f"exit {why.exit_code})")
-            if phase == until and all(c.state and c.state.running for c in containers):
-                return
-            if phase in ("Failed", "Succeeded"):
-                raise EnvironmentProblem(f"Pod {pod} ended as it started ({phase}: "
-                                         f"{status.message or status.reason or '-'})")
-            if waiting and waiting.reason in UNSTARTABLE:
-                raise EnvironmentProblem(
-                    f"Pod {pod} cannot start: {UNSTARTABLE[waiting.reason]} ({image}: "
-                    f"{(waiting.message or waiting.reason)[:300]}); the phase's image must be "
-                    "one the cluster's nodes can pull")
-            if time.monotonic() > deadline:
-                raise EnvironmentProblem(f"Pod {pod} did not start in {START_TIMEOUT}s "
-                                         f"({_pending_why(status)})")
-            time.sleep(min(0.1 + (time.monotonic() - deadline + START_TIMEOUT) / 20, 2.0))
 
     def _provision(self, sandbox: KubeSandbox, checkout: Checkout) -> None:
         """The clone made inside, as the worker: the history bundle sent on stdin, then git
@@ -162,19 +136,32 @@ class KubeSandboxes:
                                      f"{made.output.strip().splitlines()[-1:] or made}")
 
     def _attach(self, spec: SandboxSpec) -> KubeSandbox:
-        """The Pod that holds ``spec``'s checkout already (a resume's salvage)."""
+        """The Pod that holds ``spec``'s checkout already (a resume's salvage), or a new one
+        over the claim that holds it."""
         assert spec.checkout is not None
         key = f"{spec.checkout.place}/{spec.checkout.name}"
-        pods = [pod for pod in self._pods(f"{CHECKOUT}={checkout_digest(key)},!{ASIDE}")
-                if pod.status.phase == "Running"]
-        if not pods:
+        held = f"{CHECKOUT}={checkout_digest(key)},!{ASIDE}"
+        pods = self._pods(held)
+        running = [pod for pod in pods if pod.status.phase == "Running" and (
+            spec.gateway is None or RELAY in {c.name for c in pod.spec.containers})]
+        if running:
+            pod = running[0]
+            return KubeSandbox(self.cluster, pod.metadata.name, spec, claim=_claim_of(pod),
+                               run_id=self.run_id)
+        claims = sorted(self._claims(held), key=lambda c: c.metadata.creation_timestamp)
+        if not claims:
+            if pods:
+                raise EnvironmentProblem(f"Pod {pods[0].metadata.name}, which holds {key}, "
+                                         "was made without the gateway's relay, which this "
+                                         "phase needs")
             raise EnvironmentProblem(f"the workspace of {key} is gone: it lived in its Pod, "
                                      "which is gone")
-        pod = pods[0]
-        if spec.gateway is not None and RELAY not in {c.name for c in pod.spec.containers}:
-            raise EnvironmentProblem(f"Pod {pod.metadata.name}, which holds {key}, was made "
-                                     "without the gateway's relay, which this phase needs")
-        return KubeSandbox(self.cluster, pod.metadata.name, spec)
+        for pod in pods:       # stopped, or without the relay: the claim's new Pod replaces it
+            self._delete(pod.metadata.name)
+        claim = claims[-1].metadata.name
+        self._ensure_policy()
+        return KubeSandbox(self.cluster, start_pod(self.cluster, spec, self.run_id, claim=claim),
+                           spec, claim=claim, run_id=self.run_id)
 
     def _watch_disk(self, sandbox: KubeSandbox) -> AbstractContextManager[object]:
         """The disk budget, measured by du inside the Pod over its workspace volumes."""
@@ -201,61 +188,104 @@ class KubeSandboxes:
 
     def _pods(self, selector: str = "") -> list[Any]:
         """The run's Pods (matching ``selector`` too)."""
-        wanted = f"{RUN}={self.run_id}" + (f",{selector}" if selector else "")
-        return [pod for pod in self.cluster.call(self.cluster.core.list_namespaced_pod,
-                                                 self.cluster.namespace,
-                                                 label_selector=wanted).items
-                if pod.metadata.deletion_timestamp is None]
+        return self._listed(self.cluster.core.list_namespaced_pod, selector)
 
-    def _delete(self, pod: str) -> None:
-        """Delete a Pod now; one gone already, or a server away, is left to `runner clean`."""
+    def _claims(self, selector: str = "") -> list[Any]:
+        """The run's workspace claims (matching ``selector`` too)."""
+        return self._listed(self.cluster.core.list_namespaced_persistent_volume_claim,
+                            selector)
+
+    def _listed(self, list_them: Any, selector: str) -> list[Any]:
+        wanted = f"{RUN}={self.run_id}" + (f",{selector}" if selector else "")
+        return [found for found in self.cluster.call(list_them, self.cluster.namespace,
+                                                     label_selector=wanted).items
+                if found.metadata.deletion_timestamp is None]
+
+    def _delete(self, pod: str) -> str | None:
+        """Delete a Pod now; what stays, or None. One gone already is no problem; one the
+        server did not delete (or a server away) is left to `runner clean`."""
         try:
             self.cluster.delete_pod(pod)
-        except (ApiException, EnvironmentProblem):
-            pass
+        except ApiException as e:
+            return None if e.status == 404 else f"Pod {pod} stays ({api_reason(e)})"
+        except EnvironmentProblem as e:
+            return f"Pod {pod} stays ({e})"
+        return None
 
-    def _held(self, place: str, name: str | None) -> list[Any]:
-        """The run's live Pods holding checkouts under ``place`` (of ``name``)."""
-        def matches(key: str) -> bool:
+    def _delete_claim(self, claim: str) -> str | None:
+        """Delete a workspace claim (its volume goes once no Pod uses it); what stays, or
+        None."""
+        try:
+            self.cluster.call(self.cluster.core.delete_namespaced_persistent_volume_claim,
+                              claim, self.cluster.namespace, expect=(404,))
+        except ApiException as e:
+            return None if e.status == 404 else f"claim {claim} stays ({api_reason(e)})"
+        except EnvironmentProblem as e:
+            return f"claim {claim} stays ({e})"
+        return None
+
+    def _held(self, place: str, name: str | None) -> tuple[list[Any], list[Any]]:
+        """The run's live Pods and claims holding checkouts under ``place`` (of ``name``)."""
+        def matches(found: Any) -> bool:
+            key = (found.metadata.annotations or {}).get(KEY, "")
             return key == f"{place}/{name}" if name is not None else key.startswith(f"{place}/")
-        return [pod for pod in self._pods(f"{CHECKOUT},!{ASIDE}")
-                if matches((pod.metadata.annotations or {}).get(KEY, ""))]
+        held = f"{CHECKOUT},!{ASIDE}"
+        return ([pod for pod in self._pods(held) if matches(pod)],
+                [claim for claim in self._claims(held) if matches(claim)])
 
     def kept(self) -> list[tuple[str, str]]:
-        found = []
-        for pod in self._pods(f"{CHECKOUT},!{ASIDE}"):
-            place, _, name = (pod.metadata.annotations or {}).get(KEY, "").rpartition("/")
-            if pod.status.phase == "Running" and place.split("/")[0] not in SCRATCH_PLACES:
-                found.append((place, name))
-        return sorted(set(found))
+        """Checkouts in Running Pods, and on claims whatever became of their Pods."""
+        held = f"{CHECKOUT},!{ASIDE}"
+        found = [found for found in self._pods(held) if found.status.phase == "Running"]
+        found += self._claims(held)
+        keys = [(found.metadata.annotations or {}).get(KEY, "").rpartition("/")
+                for found in found]
+        return sorted({(place, name) for place, _, name in keys
+                       if place.split("/")[0] not in SCRATCH_PLACES})
 
     def discard(self, place: str, name: str | None = None, *,
                 later: bool = False) -> str | None:
-        for pod in self._held(place, name):
-            self._delete(pod.metadata.name)
-        return None
+        pods, claims = self._held(place, name)
+        problems = [problem for problem in [
+            *(self._delete(pod.metadata.name) for pod in pods),
+            *(self._delete_claim(claim.metadata.name) for claim in claims)] if problem]
+        return "; ".join(problems) or None
 
     def set_aside(self, place: str, name: str, label: str) -> str:
-        """The Pod stays as it is, out of the run's way: no longer its checkout's."""
-        pods = [pod.metadata.name for pod in self._held(place, name)]
+        """The Pod (and claim) stays as it is, out of the run's way: no longer its
+        checkout's."""
+        pods, claims = self._held(place, name)
+        aside = {"metadata": {"labels": {CHECKOUT: None, ASIDE: "yes"},
+                              "annotations": {"runner.aside-why": label}}}
         for pod in pods:
-            self.cluster.call(self.cluster.core.patch_namespaced_pod, pod,
-                              self.cluster.namespace,
-                              {"metadata": {"labels": {CHECKOUT: None, ASIDE: "yes"},
-                                            "annotations": {"runner.aside-why": label}}})
-            _stop(self.cluster, [pod])
-        return ", ".join(f"Pod {self.cluster.namespace}/{pod}" for pod in pods) or (
-            f"nowhere: no Pod holds {place}/{name}")
+            self.cluster.call(self.cluster.core.patch_namespaced_pod, pod.metadata.name,
+                              self.cluster.namespace, aside)
+        _stop(self.cluster, [pod.metadata.name for pod in pods])
+        for claim in claims:
+            self.cluster.call(self.cluster.core.patch_namespaced_persistent_volume_claim,
+                              claim.metadata.name, self.cluster.namespace, aside)
+        return ", ".join(self._where(pods, claims)) or f"nowhere: nothing holds {place}/{name}"
 
     def aside(self) -> list[str]:
-        return [f"Pod {self.cluster.namespace}/{pod.metadata.name}"
-                for pod in self._pods(ASIDE)]
+        return self._where(self._pods(ASIDE), self._claims(ASIDE))
+
+    def _where(self, pods: list[Any], claims: list[Any]) -> list[str]:
+        """What to call the Pods and claims that hold checkouts, in a sentence (a claim its
+        Pod mounts is named with it)."""
+        mounted = {_claim_of(pod) for pod in pods}
+        return [*(f"Pod {self.cluster.namespace}/{pod.metadata.name}"
+                  + (f" (claim {claim})" if (claim := _claim_of(pod)) else "") for pod in pods),
+                *(f"claim {self.cluster.namespace}/{claim.metadata.name}" for claim in claims
+                  if claim.metadata.name not in mounted)]
 
     def clear(self) -> str | None:
-        for pod in self._pods(f"!{ASIDE}"):
-            self._delete(pod.metadata.name)
-        if self._pods(f"!{ASIDE}"):
-            return "some of the run's Pods stay (the cluster did not delete them)"
+        problems = [problem for problem in [
+            *(self._delete(pod.metadata.name) for pod in self._pods(f"!{ASIDE}")),
+            *(self._delete_claim(claim.metadata.name)
+              for claim in self._claims(f"!{ASIDE}"))] if problem]
+        if problems or self._pods(f"!{ASIDE}") or self._claims(f"!{ASIDE}"):
+            return ("some of the run's Pods or claims stay (the cluster did not delete them"
+                    + (f": {'; '.join(problems)[:300]}" if problems else "") + ")")
         if not self._pods(ASIDE):       # a Pod set aside keeps the policy that isolates it
             self._remove_policy()
         return None
@@ -290,7 +320,8 @@ class KubeSandboxes:
             yield None
             return
         pod = max(found, key=lambda p: p.metadata.creation_timestamp)
-        yield KubeSandbox(self.cluster, pod.metadata.name, spec)
+        yield KubeSandbox(self.cluster, pod.metadata.name, spec, claim=_claim_of(pod),
+                          run_id=self.run_id)
 
     def remove_run(self, run_id: str) -> int:
         """Every Pod of the run goes but those holding a checkout of kept() and those set
@@ -330,10 +361,8 @@ class KubeSandboxes:
                            env={}, labels={"runner.run": self.run_id},
                            limits=Limits(cpus=0.25, memory="128m", pids=64))
         self._ensure_policy()
-        pod = self._create(_named(pod_manifest(spec, run_id=self.run_id,
-                                               command=["env", "-0"])))
+        pod = start_pod(self.cluster, spec, self.run_id, command=["env", "-0"])
         try:
-            self._wait_running(pod, image, until="Succeeded")
             log = self.cluster.call(self.cluster.core.read_namespaced_pod_log, pod,
                                     self.cluster.namespace, _preload_content=False).data
         finally:
@@ -346,18 +375,34 @@ class KubeSandboxes:
 
 
 class KubeSandbox:
-    """One Pod, its commands run through pods/exec."""
+    """One Pod, its commands run through pods/exec; over ``claim``, a Pod lost is replaced by
+    a new one over the same checkout."""
 
-    def __init__(self, cluster: Cluster, pod: str, spec: SandboxSpec) -> None:
+    def __init__(self, cluster: Cluster, pod: str, spec: SandboxSpec, *,
+                 claim: str | None = None, run_id: str = "") -> None:
         self.cluster, self.pod, self.spec = cluster, pod, spec
+        self.claim, self.run_id = claim, run_id
         self.name = spec.name
         self.user = ":".join(map(str, pod_user(spec.user)))
-        self.restarts = 0         # 1 once its Pod was found gone: it is not started again
+        self.restarts = 0         # times its Pod was found gone (over a claim: replaced)
         self.stopped_for = ""
-        self._gone = ""           # why its Pod is gone ("" while it runs)
+        self._gone = ""           # why its Pod is gone for good ("" while it runs)
+        self._replace_due = False  # its Pod is gone, and the next command starts a new one
         self._stops = 0
         self._last_stop = ""
         self._reset_due = False
+        self._tunnel: GatewayTunnel | None = None
+        self._told = ""           # the gateway's trouble last said
+
+    def open_gateway(self) -> None:
+        """The Pod's relay joined to the ticket's gateway socket here, when it has one."""
+        if self.spec.gateway is not None:
+            self._tunnel = GatewayTunnel(self.cluster, self.pod, self.spec.gateway).start()
+
+    def close_gateway(self) -> None:
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
@@ -381,9 +426,14 @@ class KubeSandbox:
                                      f"{said.decode('utf-8', 'replace').strip()[-200:]}")
 
     def interact(self, argv: Sequence[str]) -> int:
-        raise EnvironmentProblem(
-            f"runner shell cannot open a terminal in a Pod yet; use `kubectl exec -it -n "
-            f"{self.cluster.namespace} {self.pod} -- {' '.join(argv)}`")
+        from runner.sandbox.kube.shell import interact
+
+        if self._replace_due:
+            self._replace_pod()
+        if self._gone:
+            raise EnvironmentProblem(f"cannot open a shell in Pod {self.pod}: {self._gone}")
+        with _answering(self.cluster):
+            return interact(self.cluster, self.pod, argv)
 
     def files_holding(self, needle: bytes) -> list[str] | None:
         return None     # looking inside would send the needle in
@@ -402,6 +452,8 @@ class KubeSandbox:
 
     def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
              take: Take) -> tuple[int, bool, str]:
+        if self._replace_due:
+            self._replace_pod()
         if self._gone:
             take(2, f"runner: {self._gone}\n".encode())
             return STOPPED_EXIT, False, ""
@@ -417,6 +469,7 @@ class KubeSandbox:
         timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill, [killed])
         timer.daemon = True
         timer.start()
+        broke = ""
         try:
             with _answering(self.cluster):
                 code = self.cluster.exec(self.pod, wrapped, take, stdin=stdin,
@@ -425,37 +478,74 @@ class KubeSandbox:
             if not self.cluster.answers():
                 raise EngineUnavailable(f"the Kubernetes API server at {self.cluster.where} "
                                         f"stopped answering ({e})") from e
-            if not killed.is_set():           # the watchdog's own stop is no loss
-                take(2, f"runner: {self._lost(str(e))}\n".encode())
-            code = STOPPED_EXIT
+            broke, code = str(e), STOPPED_EXIT
         finally:
             timer.cancel()
+        self._tell_gateway_trouble(take)
         if self._stops > stops and code == STOPPED_EXIT:
             return code, False, self._last_stop
+        # Killed, or its stream cut: by the Pod's end (the watchdog's own stop is no loss)?
+        if code == STOPPED_EXIT and not killed.is_set():
+            if lost := self._pod_lost():
+                take(2, f"runner: {lost}\n".encode())
+                return code, False, lost
+            if broke:
+                take(2, f"runner: the command's stream to Pod {self.pod} broke "
+                        f"({broke[:200]})\n".encode())
         late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
         return code, killed.is_set() or code == TIMEOUT_EXIT or late, ""
 
-    def _lost(self, why: str) -> str:
-        """The command's stream broke: its Pod is gone (deleted, evicted, ended) or its node
-        stopped answering, which is a sandbox that stopped (counted once, never started
-        again); or the stream alone broke, which fails this command only. What happened."""
+    def _tell_gateway_trouble(self, take: Take) -> None:
+        """Why the worker's way out failed, once in its output (the ticket's log)."""
+        trouble = self._tunnel.trouble if self._tunnel is not None else ""
+        if trouble and trouble != self._told:
+            take(2, f"runner: {trouble}\n".encode())
+        self._told = trouble
+
+    def _pod_lost(self) -> str | None:
+        """Whether its Pod is gone (deleted, evicted, ended) or its node stopped answering,
+        which is a sandbox that stopped (counted; over a claim a new Pod takes over before
+        the next command, else it is never started again): what happened, or None while it
+        runs (a command killed in it, or a stream that broke, fails that command only)."""
         try:
             pod = self.cluster.call(self.cluster.core.read_namespaced_pod, self.pod,
                                     self.cluster.namespace, expect=(404,))
         except ApiException:
             pod = None
         if pod is None or pod.metadata.deletion_timestamp is not None:
-            self._gone = f"its Pod {self.pod} was deleted; its workspace went with it"
+            lost = f"its Pod {self.pod} was deleted"
         elif pod.status.phase != "Running":
-            self._gone = (f"its Pod {self.pod} stopped ({pod.status.reason or pod.status.phase}"
-                          f": {(pod.status.message or '-')[:200]}); its workspace went with it")
+            lost = (f"its Pod {self.pod} stopped ({pod.status.reason or pod.status.phase}: "
+                    f"{(pod.status.message or '-')[:200]})")
         elif not _node_ready(self.cluster, pod.spec.node_name):
+            # Its claim may be bound to that node: it stays for a resume's salvage.
             self._gone = (f"the node of its Pod {self.pod} ({pod.spec.node_name}) stopped "
                           "answering")
+            self.restarts += 1
+            return self._gone
         else:
-            return f"the command's stream to Pod {self.pod} broke ({why[:200]})"
-        self.restarts = 1
-        return self._gone
+            return None
+        self.restarts += 1
+        if self.claim is None:
+            self._gone = f"{lost}; its workspace went with it"
+            return self._gone
+        self._replace_due = True
+        return f"{lost}; a new Pod takes over its workspace (claim {self.claim})"
+
+    def _replace_pod(self) -> None:
+        """A new Pod over its claim, as Docker starts a stopped container again: the files
+        are as the worker left them, nothing of what ran is."""
+        self._replace_due = False
+        self.close_gateway()
+        try:
+            self.cluster.delete_pod(self.pod)      # one stopped (evicted) still mounts it
+        except (ApiException, EnvironmentProblem):
+            pass
+        try:
+            self.pod = start_pod(self.cluster, self.spec, self.run_id, claim=self.claim)
+            self.open_gateway()
+        except (ApiException, EnvironmentProblem) as e:
+            self._gone = f"no new Pod could take over its workspace (claim {self.claim}): {e}"
 
     def _kill(self, killed: threading.Event) -> None:
         """The watchdog: the command outlived even `timeout` (the worker can kill that):
@@ -497,6 +587,58 @@ class KubeSandbox:
             return DiskUsage(0, complete=False)
         return read_du(out.getvalue().decode("utf-8", "surrogateescape"),
                        err.getvalue().decode("utf-8", "surrogateescape"))
+
+
+def start_pod(cluster: Cluster, spec: SandboxSpec, run_id: str, *, claim: str | None = None,
+              command: list[str] | None = None) -> str:
+    """A Pod of ``spec`` (over ``claim``), running (one that runs ``command``: ended): its
+    name. One that cannot get there is deleted, and EnvironmentProblem says why."""
+    manifest = _named(pod_manifest(spec, run_id=run_id, command=command, claim=claim))
+    cluster.call(cluster.core.create_namespaced_pod, cluster.namespace, manifest)
+    pod = str(manifest["metadata"]["name"])
+    try:
+        wait_running(cluster, pod, spec.image, until="Succeeded" if command else "Running")
+    except BaseException:
+        try:
+            cluster.delete_pod(pod)
+        except (ApiException, EnvironmentProblem):
+            pass
+        raise
+    return pod
+
+
+def wait_running(cluster: Cluster, pod: str, image: str, until: str = "Running") -> None:
+    """Until the Pod's phase is ``until`` (Running; Succeeded for one that runs a command);
+    EnvironmentProblem saying why when it cannot get there."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        status = _status(cluster, pod)
+        if status is None:
+            raise EnvironmentProblem(f"Pod {pod} was deleted while it started")
+        phase, waiting = status.phase, _waiting(status)
+        containers = status.container_statuses or []
+        ended = next((c for c in containers if c.state and c.state.terminated), None)
+        if phase == until and until != "Running":
+            return
+        if phase == "Running" and ended is not None:     # the gateway's relay, say
+            why = ended.state.terminated
+            raise EnvironmentProblem(f"Pod {pod}: its container {ended.name} ended as it "
+                                     f"started ({why.reason}: {(why.message or '-')[:200]}, "
+                                     f"exit {why.exit_code})")
+        if phase == until and all(c.state and c.state.running for c in containers):
+            return
+        if phase in ("Failed", "Succeeded"):
+            raise EnvironmentProblem(f"Pod {pod} ended as it started ({phase}: "
+                                     f"{status.message or status.reason or '-'})")
+        if waiting and waiting.reason in UNSTARTABLE:
+            raise EnvironmentProblem(
+                f"Pod {pod} cannot start: {UNSTARTABLE[waiting.reason]} ({image}: "
+                f"{(waiting.message or waiting.reason)[:300]}); the phase's image must be "
+                "one the cluster's nodes can pull")
+        if time.monotonic() > deadline:
+            raise EnvironmentProblem(f"Pod {pod} did not start in {START_TIMEOUT}s "
+                                     f"({_pending_why(status)})")
+        time.sleep(min(0.1 + (time.monotonic() - deadline + START_TIMEOUT) / 20, 2.0))
 
 
 KILL_ALL = ["sh", "-c", "kill -KILL -1 2>/dev/null; true"]   # the shell's own kill: no procps
@@ -542,6 +684,12 @@ def _named(manifest: dict[str, Any]) -> dict[str, Any]:
     """A name of its own: a Pod set aside keeps its name, and the ticket runs again."""
     manifest["metadata"]["name"] += f"-{secrets.token_hex(2)}"
     return manifest
+
+
+def _claim_of(pod: Any) -> str | None:
+    """The workspace claim a Pod mounts, if any."""
+    return next((volume.persistent_volume_claim.claim_name for volume in pod.spec.volumes or []
+                 if volume.persistent_volume_claim is not None), None)
 
 
 def _scratch(place: str) -> bool:

@@ -60,6 +60,9 @@ class GatewayTunnel:
         self._next_join = 0.0                 # monotonic time the next join may start
         self._spare: tuple[Any, float] | None = None   # a JOIN started ahead, and when
         self._refilling = False
+        # Why the relay cannot be read now ("" while it can): the sandbox says it in the
+        # ticket's log, since the worker only sees its connections refused.
+        self.trouble = ""
 
     def start(self) -> GatewayTunnel:
         self._reader.start()
@@ -86,11 +89,21 @@ class GatewayTunnel:
             started = time.monotonic()
             self._pending = b""
             try:
-                self.cluster.exec(self.pod, ["sh", "-c", READ_ANNOUNCEMENTS], self._announced,
-                                  stop=self._closed.is_set, container=RELAY)
-            except Exception:      # noqa: BLE001 - the stream broke or the Pod went
-                pass
-            delay = 0.2 if time.monotonic() - started > 10 else min(delay * 2, 5.0)
+                code = self.cluster.exec(self.pod, ["sh", "-c", READ_ANNOUNCEMENTS],
+                                         self._announced, stop=self._closed.is_set,
+                                         container=RELAY)
+                why = f"its reader exited {code}"
+            except Exception as e:      # noqa: BLE001 - the stream broke or the Pod went
+                why = f"{e.__class__.__name__}: {str(e)[:200]}"
+            if self._closed.is_set():
+                return
+            lived = time.monotonic() - started > 10
+            if lived:
+                self.trouble = ""
+            elif delay >= 1.6:         # failed again and again, not a stream cut once
+                self.trouble = (f"the gateway's relay in Pod {self.pod} cannot be reached "
+                                f"({why}): the worker's connections to it fail")
+            delay = 0.2 if lived else min(delay * 2, 5.0)
             self._closed.wait(delay)
 
     def _announced(self, channel: int, data: bytes) -> None:

@@ -9,7 +9,7 @@
 # RUNNER_KUBE_CACHE moves the cache (default /var/cache/runner-tests/kubernetes).
 set -euo pipefail
 cache=${RUNNER_KUBE_CACHE:-/var/cache/runner-tests/kubernetes}
-binaries=(kube-apiserver kubelet kube-scheduler)
+binaries=(kube-apiserver kubelet kube-scheduler kube-controller-manager)
 # pause: the sandbox process of every Pod, built static from the tree's own pause.c.
 made=("${binaries[@]}" pause)
 log() { echo "kube-build: $*" >&2; }

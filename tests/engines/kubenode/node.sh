@@ -1,6 +1,7 @@
 #!/bin/bash
-# The node's processes: etcd, the API server, the scheduler, containerd and the kubelet, each
-# in the background with its log under /var/log/kube. The API server can be stopped and
+# The node's processes: etcd, the API server, the scheduler, the controller-manager (its
+# volume controllers only), containerd and the kubelet, each in the background with its log
+# under /var/log/kube. The API server can be stopped and
 # started again on its own (`node.sh apiserver`), as a test of an unreachable API does.
 set -euo pipefail
 k=/opt/kube
@@ -77,6 +78,14 @@ containerd --config /etc/containerd/config.toml >>"$logs/containerd.log" 2>&1 &
 pids+=($!)
 "$k/kube-scheduler" --kubeconfig="$state/admin.kubeconfig" --leader-elect=false \
   --bind-address=127.0.0.1 >>"$logs/scheduler.log" 2>&1 &
+pids+=($!)
+# Only the controllers a workspace claim needs: binding, Kubernetes' test-only hostPath
+# provisioner (the fixture's default StorageClass names it; its volumes are directories of
+# this node's /tmp) and the protections that let a claim go once no Pod uses it.
+"$k/kube-controller-manager" --kubeconfig="$state/admin.kubeconfig" --leader-elect=false \
+  --bind-address=127.0.0.1 --port=0 --enable-hostpath-provisioner=true \
+  --controllers=persistentvolume-binder,pvc-protection,pv-protection \
+  >>"$logs/controller-manager.log" 2>&1 &
 pids+=($!)
 "$k/kubelet" --kubeconfig="$state/node.kubeconfig" --hostname-override="$name" \
   --node-ip="$ip" --container-runtime=remote \
