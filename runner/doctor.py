@@ -113,13 +113,15 @@ def _claude_check(engine: Engine) -> Check:
     phase); none is a problem only for such tickets."""
     from runner.agents.claude_binary import binary_version, find_binary
 
-    if not engine.local:
-        return Check("Claude Code binary", True, f"not used on {engine.title} "
-                     f"({engine.name}): claude-code tickets run on --engine local only")
+    if not engine.local and engine.kind != KUBERNETES:
+        return Check("Claude Code binary", True, f"not used on {engine.name}: claude-code "
+                     "tickets run on --engine local or kubernetes only")
     try:
         binary = find_binary()
+        how = (f"; a copy ({binary.path.stat().st_size / 2**20:.0f} MiB) is sent into each "
+               "claude-code ticket's Pod" if engine.kind == KUBERNETES else "")
         return Check("Claude Code binary", True,
-                     f"{binary.path} ({binary.source}): {binary_version(binary)}")
+                     f"{binary.path} ({binary.source}): {binary_version(binary)}{how}")
     except RunnerError as e:
         return Check("Claude Code binary", True, f"none usable, needed only by claude-code "
                      f"tickets: {e}")

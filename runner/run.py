@@ -289,12 +289,7 @@ def _check_remote(phase: Phase, options: RunOptions, engine: Engine) -> None:
         why = ("egress:" if phase.egress else "claude-code and command tickets")
         raise PhaseFileError(options.phase_file, f"{why} need the runner's gateway, which "
                              f"cannot reach workers on {engine.name} yet (its socket is on "
-                             "this machine): run with --engine local", field="engine")
-    if claude := next((t.id for t in phase.tickets if t.agent == "claude-code"), None):
-        raise PhaseFileError(options.phase_file, f"ticket {claude} is a claude-code ticket, "
-                             "which runs the Claude Code binary of this machine, and "
-                             f"{engine.name} cannot mount it: run with --engine local",
-                             field="engine")
+                             "this machine): run with --engine local or kubernetes", field="engine")
     if phase.gradle.shared_cache is not None:
         raise PhaseFileError(options.phase_file, f"gradle.shared_cache is a directory on this "
                              f"machine, which {engine.name} cannot mount: leave it out",

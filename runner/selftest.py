@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from runner.errors import EnvironmentProblem
 from runner.gitops import git_out
-from runner.sandbox import (CLAUDE_BINARY, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE,
-                            RUN_OBJECTS, WORKSPACE, Checkout, Sandbox, read_output)
+from runner.sandbox import (CLAUDE_BINARY, CLAUDE_DIR, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME,
+                            GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE, Checkout, Sandbox,
+                            read_output)
 from runner.secretenv import MIN_SECRET_LENGTH, GivenEnv, refused_env
 from runner.context import RunContext
 from runner.worker import open_sandbox, sandbox_spec
@@ -31,7 +32,7 @@ TOGETHER_TIMEOUT = 120   # seconds one probe waits for the other at each step
 STANDARD_MOUNTS = ("/", "/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hostname",
                    "/etc/hosts", "/tmp", "/sbin/docker-init", "/usr/sbin/docker-init")
 WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, RUN_OBJECTS, GRADLE_RO_CACHE, GATEWAY_DIR,
-                 CLAUDE_BINARY)
+                 CLAUDE_BINARY, CLAUDE_DIR)     # the binary's directory: a Pod's copy of it
 # A name that cannot be in any egress list: a CONNECT to it must be refused.
 UNLISTED_HOST = "runner-selftest.invalid"
 ENV_FACT = "env."   # one fact per variable: env.NAME=sha256 of its value

@@ -16,7 +16,7 @@ from runner.phase import load_phase
 from runner.picking import Picked
 from runner.record import PHASE_COPY
 from runner.runlock import is_driven
-from runner.sandbox.engines import connect, resolve
+from runner.sandbox.engines import KUBERNETES, connect, resolve
 
 SHELL = ["bash", "-l"]
 
@@ -47,8 +47,9 @@ def ticket_shell(picked: Picked, host: HostRepo) -> int:
                   "it as it is", flush=True)
             return kept.interact(SHELL)
     if not any(clone == ticket for where, clone in ctx.provider.kept() if where == place):
-        raise InputError(f"{ticket}'s workspace is gone (`runner clean` removed it, or it "
-                         "went with its Pod: `kubernetes: {workspaces: claim}` keeps it); its "
+        pod = ("" if backend.engine.kind != KUBERNETES else
+               ", or it went with its Pod: `kubernetes: {workspaces: claim}` keeps it")
+        raise InputError(f"{ticket}'s workspace is gone (`runner clean` removed it{pod}); its "
                          "commits are in its ref: `runner diff` and `runner apply` show them")
     spec = replace(spec, name=f"{spec.name}-shell-{secrets.token_hex(2)}",
                    labels={**spec.labels, "runner.shell": "1"})

@@ -44,8 +44,12 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> Sandbox
            **(gateway_env() if ctx.gateway else {})}
     if phase.gradle.shared_cache:
         env["GRADLE_RO_DEP_CACHE"] = GRADLE_RO_CACHE
-    # The binary goes into every sandbox of the run, so the self-test sees what tickets get.
-    files = (Mount(ctx.claude, CLAUDE_BINARY, read_only=True),) if ctx.claude else ()
+    # The binary goes into every sandbox of the run, so the self-test sees what tickets get;
+    # but where it is not a mount of this machine's file but a copy sent in (0.4 GB: a
+    # Pod's), into claude-code tickets' alone.
+    carried = ctx.claude and (ctx.provider.shares_disk or _agent_of(ctx, ticket_id)
+                              == "claude-code")
+    files = (Mount(ctx.claude, CLAUDE_BINARY, read_only=True),) if carried else ()
     return SandboxSpec(
         name=ctx.container_name(ticket_id), image=phase.image, env=env, checkout=checkout,
         shared_cache=phase.gradle.shared_cache, files=files,
@@ -59,6 +63,14 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> Sandbox
         network=phase.network, user=ctx.user, runtime=phase.runtime,
         durable=(Durable(phase.kubernetes.storage_class)
                  if phase.kubernetes.workspaces == "claim" else None))
+
+
+def _agent_of(ctx: RunContext, ticket_id: str) -> str | None:
+    """The agent of ticket ``ticket_id``; None for a probe's or a check's sandbox."""
+    try:
+        return ctx.phase.ticket(ticket_id).agent
+    except KeyError:
+        return None
 
 
 @contextmanager

@@ -109,12 +109,19 @@ def in_a_terminal(argv: list[str], typed: bytes, timeout: float = 120,
                   env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run ``argv`` on a pseudo-terminal, type ``typed`` once it has said it opened, and read
     all it prints until it exits."""
+    import fcntl
     import pty
     import select
+    import signal
+    import struct
+    import termios
 
+    given = {k: v for k, v in (env or os.environ).items() if k not in ("COLUMNS", "LINES")}
     pid, fd = pty.fork()
     if pid == 0:     # the child: the real command, on the terminal
-        os.execvpe(argv[0], argv, {**(env or os.environ), **IDENTITY, "TERM": "dumb"})
+        os.execvpe(argv[0], argv, {**given, **IDENTITY, "TERM": "dumb"})
+    # The terminal's size, as a window would set it: 45 rows, 123 columns.
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 123, 0, 0))
     output, sent, deadline = b"", False, time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.5)
@@ -130,6 +137,9 @@ def in_a_terminal(argv: list[str], typed: bytes, timeout: float = 120,
             time.sleep(1)            # the shell's prompt; typed keys wait in the TTY anyway
             os.write(fd, typed)
             sent = True
-    _, status = os.waitpid(pid, 0)
+    ended, status = os.waitpid(pid, os.WNOHANG)
+    if not ended:                  # past the deadline: it does not hang the suite
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")

@@ -54,7 +54,7 @@ def raw(fd: int) -> Iterator[None]:
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)     # keys typed before now are kept, not flushed
     try:
         yield
     finally:

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
+from runner.agents.claude_binary import bundled_binary
 from runner.sandbox.kube.pods import pod_user
 from tests.engines.kube import TestCluster
-from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
+from tests.fakes.messages_api import FakeMessagesAPI, Reply, done, tool
 from tests.helpers import (API_CALL, ENGINE_TICKETS as TICKETS, git, in_a_terminal, make_repo,
                            run_json, runner_cli, write_phase)
 
@@ -128,14 +129,13 @@ def test_shell_in_the_pod_a_run_kept(kube_run, kube_cluster) -> None:
     pods = {p.metadata.name for p in _of_run(kube_cluster, kube_run["doc"]["run_id"])["pods"]}
     code, said = in_a_terminal(
         [sys.executable, "-m", "runner", "shell", "A", "--repo", str(kube_run["repo"])],
-        b"stty size; cat a.txt; id -u; touch /probe; exit 5\n",
-        env={**_env(kube_cluster), "COLUMNS": "123", "LINES": "45"})
+        b"stty size; cat a.txt; id -u; touch /probe; exit 5\n", env=_env(kube_cluster))
     assert code == 5, said
     assert "a shell in" in said and "the container the run kept" in said
     assert "\na\r\n" in said
     assert f"\n{pod_user(f'{os.getuid()}:{os.getgid()}')[0]}\r\n" in said
     assert "Read-only file system" in said
-    assert "45 123" in said            # the terminal's size reached the Pod's
+    assert "45 123" in said            # the terminal's size (in_a_terminal's) reached the Pod
     assert {p.metadata.name for p in _of_run(kube_cluster,
                                              kube_run["doc"]["run_id"])["pods"]} == pods
 
@@ -161,7 +161,8 @@ def _gone_soon(cluster: TestCluster, run_id: str) -> dict[str, list[Any]]:
 # name says so) is quick.
 SLOW = """case $HOSTNAME in
   *-rerun1-*) echo slow > slow.txt ;;
-  *) echo before > before.txt; git add -A; git commit -qm 'SLOW: before'; sleep 30 ;;
+  *) echo before > before.txt; git add -A; git commit -qm 'SLOW: before'
+     echo committed-before; sleep 30 ;;
 esac"""
 
 
@@ -181,12 +182,16 @@ def test_a_pod_deleted_mid_ticket_is_run_again(tmp_path: Path, kube_cluster,
     deleted: list[str] = []
     stop = threading.Event()
 
+    def committed() -> bool:       # the ticket's log says so: it is into its sleep
+        return any("committed-before" in log.read_text()
+                   for log in (repo / ".git" / "runner").glob("*/logs/SLOW.log"))
+
     def delete_slow_once() -> None:
         while not stop.is_set() and not deleted:
             for pod in core.list_namespaced_pod("default").items:
                 labels = json.loads((pod.metadata.annotations or {}).get("runner.labels", "{}"))
-                if labels.get("runner.ticket") == "SLOW" and pod.status.phase == "Running":
-                    time.sleep(3)                      # it is well into its sleep
+                if labels.get("runner.ticket") == "SLOW" and pod.status.phase == "Running" \
+                        and committed():
                     core.delete_namespaced_pod(pod.metadata.name, "default",
                                                grace_period_seconds=0)
                     deleted.append(pod.metadata.name)
@@ -223,6 +228,14 @@ def test_a_pod_deleted_mid_ticket_is_run_again(tmp_path: Path, kube_cluster,
     # The checkouts stay on their claims, as volumes do on Docker, until `runner clean`.
     assert sorted(c.metadata.annotations["runner.checkout-key"] for c in left["claims"]) == [
         "/OK", "/SLOW", "reruns/1/SLOW"]
+    # A terminal in a new Pod over OK's claim; it goes when the shell ends, the claim stays.
+    code, said = in_a_terminal(
+        [sys.executable, "-m", "runner", "shell", "OK", "--repo", str(repo)],
+        b"cat ok.txt; exit 3\n", env=_env(kube_cluster))
+    assert code == 3 and "a shell in a new container over OK's workspace" in said, said
+    assert "ok\r\nlogout" in said, said          # cat's line, then the login shell's exit
+    after = _of_run(kube_cluster, doc["run_id"])
+    assert after["pods"] == [] and len(after["claims"]) == 3
     cleaned = runner_cli("clean", doc["run_id"], "--repo", str(repo), env=_env(kube_cluster))
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     assert _gone_soon(kube_cluster, doc["run_id"]) == {"pods": [], "policies": [],
@@ -379,3 +392,89 @@ def test_the_gateway_reaches_pods_with_the_key_left_here(
         assert "/relay" not in {m.mount_path for m in containers["worker"].volume_mounts}
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     assert _of_run(kube_cluster, run_id) == {"pods": [], "policies": [], "claims": []}
+
+
+@pytest.mark.skipif(bundled_binary() is None or not bundled_binary().is_file(),
+                    reason="the claude-agent-sdk wheel is not installed (./setup.sh --dev)")
+def test_claude_code_runs_in_a_pod_with_its_own_copy_of_the_binary(
+        tmp_path: Path, kube_cluster: TestCluster) -> None:
+    """The real Claude Code binary, sent into the Pod (a Pod cannot mount this machine's),
+    reaching the fake Messages API only through the Pod's relay and runner's gateway, with
+    the key added here."""
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "kube-claude", "resources": {"cpus": 0.5, "memory": "1g"},
+        "prices": {"claude-haiku-5-5": {"input": 1.0, "output": 5.0}},
+        "tickets": [{"id": "C1", "agent": "claude-code", "tier": "simple",
+                     "prompt": "Do ticket C1."}]})
+    replies = {"C1": [Reply([tool("Write", file_path="/workspace/c1.txt", content="by C1\n")],
+                            usage=(120, 40, 0, 0)),
+                      Reply([tool("Bash", command="echo bash >> /workspace/c1.txt")],
+                            usage=(130, 30, 10, 5)),
+                      done("C1 done.", usage=(140, 20, 0, 0))]}
+    with FakeMessagesAPI(replies) as fake:
+        env = {**_env(kube_cluster), "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine",
+                             "kubernetes", "--no-preflight", env=env)
+    assert proc.returncode == 0, proc.stderr
+    [ticket] = doc["tickets"]
+    assert ticket["status"] == "integrated", ticket
+    assert git(repo, "show", f"{doc['target']}:c1.txt") == "by C1\nbash"
+    requests = fake.requests_for("C1")
+    assert len(requests) >= 3 and all(r.headers["x-api-key"] == KEY for r in requests)
+    assert ticket["tokens"] == 120 + 40 + 130 + 30 + 10 + 5 + 140 + 20   # metered here
+    assert _of_run(kube_cluster, doc["run_id"])["pods"] == []
+
+
+def test_a_relay_that_ended_is_said_in_the_tickets_log(tmp_path: Path,
+                                                       kube_cluster: TestCluster) -> None:
+    """The relay killed mid-ticket (as an out-of-memory kill would): the worker only sees
+    its connections refused, so runner says why in the ticket's log."""
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "relay-gone", "resources": RESOURCES,
+        "tickets": [{"id": "R", "agent": "command", "prompt": "-",
+                     "run": "touch started.txt; sleep 25; echo done > done.txt"}]})
+    core, _ = _api(kube_cluster)
+    killed: list[str] = []
+
+    def kill_the_relay() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for pod in core.list_namespaced_pod("default").items:
+                labels = json.loads((pod.metadata.annotations or {}).get("runner.labels", "{}"))
+                if labels.get("runner.ticket") == "R" and pod.status.phase == "Running":
+                    time.sleep(3)
+                    kube_cluster.sh("pkill -KILL -f 'TCP4-LISTEN:3128'", check=False)
+                    killed.append(pod.metadata.name)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_relay, daemon=True)
+    killer.start()
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
+                         "--no-preflight", env=_env(kube_cluster))
+    killer.join()
+    assert killed, "the test never saw R's Pod running"
+    assert proc.returncode == 0, proc.stderr
+    log = (Path(doc["run_dir"]) / "logs" / "R.log").read_text()
+    assert f"runner: the gateway's relay in Pod {killed[0]} cannot be reached" in log, log
+    assert _of_run(kube_cluster, doc["run_id"])["pods"] == []
+
+
+def test_a_storage_class_the_cluster_lacks_is_said_at_once(tmp_path: Path,
+                                                          kube_cluster: TestCluster) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "no-class", "resources": RESOURCES,
+        "kubernetes": {"workspaces": "claim", "storage_class": "fast-nvme"},
+        "tickets": [{"id": "T", "agent": "script", "run": "true"}]})
+    started = time.monotonic()
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
+                         "--no-preflight", env=_env(kube_cluster))
+    [ticket] = doc["tickets"]
+    assert ticket["status"] == "failed", ticket
+    assert "kubernetes.storage_class 'fast-nvme': the cluster has no such StorageClass " \
+           "(it has: runner-test-hostpath)" in ticket["reason"], ticket
+    assert time.monotonic() - started < 120         # not START_TIMEOUT's wait per ticket
+    assert _of_run(kube_cluster, doc["run_id"]) == {"pods": [], "policies": [], "claims": []}

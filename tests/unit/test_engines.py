@@ -75,10 +75,7 @@ def _run(tmp_path: Path, phase: str, *flags: str) -> subprocess.CompletedProcess
     ("name: p\negress: [example.com]\ntickets:\n  - {id: A, agent: script, run: 'true'}\n",
      "egress: need the runner's gateway", "tcp://127.0.0.1:1"),
     ("name: p\ntickets:\n  - {id: A, agent: command, run: 'true'}\n",
-     "claude-code and command tickets need the runner's gateway", "tcp://127.0.0.1:1"),
-    # On Kubernetes the gateway reaches Pods (kube/tunnel.py); this machine's binary does not.
-    ("name: p\ntickets:\n  - {id: A, agent: claude-code, prompt: go}\n",
-     "ticket A is a claude-code ticket", "kubernetes")])
+     "claude-code and command tickets need the runner's gateway", "tcp://127.0.0.1:1")])
 def test_what_a_remote_engine_cannot_carry_is_refused_before_it_is_asked(
         tmp_path: Path, phase: str, says: str, engine: str) -> None:
     # Port 1 on loopback: nothing answers there, and nothing may be asked (no cluster either).

@@ -41,6 +41,7 @@ class Cluster:
 
         self.core = client.CoreV1Api(self.api)
         self.net = client.NetworkingV1Api(self.api)
+        self.storage = client.StorageV1Api(self.api)
         self.versions = client.VersionApi(self.api)
 
     def call(self, method: Callable[..., T], *args: Any, expect: tuple[int, ...] = (),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,7 @@ NAME = "runner.name"          # annotation: the sandbox's name, as runner gave i
 POD_USER = (1000, 1000)
 RELAY_USER = 65534            # the gateway's relay: nobody, neither the worker's uid nor root
 TMP_SIZE = "1Gi"              # as the Docker backend's /tmp
+FILES_SIZE = "2Gi"            # what a directory of files carried in may hold (Claude Code: 0.4)
 # The container's own process: a shell that reaps whatever the worker orphans (bash waits for
 # any child) and never exits on its own. As pid 1 of the container with no signal handler
 # of its own, it gets no signal the worker sends it, so a reset (kill -KILL -1, as the
@@ -122,6 +124,11 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = 
                     {"name": "gradle", "emptyDir": dict(bound)}]
         mounts += [{"name": "workspace", "mountPath": WORKSPACE},
                    {"name": "gradle", "mountPath": GRADLE_HOME}]
+    # Files of this machine's (spec.files) cannot be mounted: each directory of them is an
+    # emptyDir the provider sends them into once the Pod runs (provider.send_files).
+    for number, folder in enumerate(files_folders(spec)):
+        volumes.append({"name": f"files-{number}", "emptyDir": {"sizeLimit": FILES_SIZE}})
+        mounts.append({"name": f"files-{number}", "mountPath": folder})
     limits = {"cpu": f"{int(spec.limits.cpus * 1000)}m",
               "memory": memory_quantity(spec.limits.memory)}
     pod: dict[str, Any] = {
@@ -151,7 +158,7 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = 
             }],
         },
     }
-    if spec.checkout is not None:
+    if mounts[1:]:
         pod["spec"]["initContainers"] = [_owner(spec, uid, gid, mounts[1:])]
     if spec.gateway is not None:      # its way out: the relay beside it (kube/relay.py)
         pod["spec"]["containers"].append(_relay(spec.image))
@@ -159,6 +166,11 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = 
     if spec.runtime:
         pod["spec"]["runtimeClassName"] = spec.runtime
     return pod
+
+
+def files_folders(spec: SandboxSpec) -> list[str]:
+    """The directories of the files carried into ``spec``'s Pod."""
+    return sorted({posixpath.dirname(mount.target) for mount in spec.files})
 
 
 def _owner(spec: SandboxSpec, uid: int, gid: int,

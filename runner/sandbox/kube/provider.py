@@ -29,8 +29,8 @@ from kubernetes.client.exceptions import ApiException
 
 from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.sandbox import (GRADLE_HOME, KILL_GRACE, SCRATCH_PLACES, STOPPED_EXIT, STRICT_BASH,
-                            TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE, Checkout,
-                            ExecResult, Limits, OutputHandler, SandboxSpec, Take, output_of,
+                            TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE, Checkout, ExecResult,
+                            Limits, Mount, OutputHandler, SandboxSpec, Take, output_of,
                             output_to_file, under_timeout)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
 from runner.sandbox.kube import Cluster, api_reason
@@ -66,6 +66,7 @@ class KubeSandboxes:
         self._lock = threading.Lock()
         self._image_env: dict[str, dict[str, str]] = {}
         self._env_lock = threading.Lock()
+        self._classes_checked = False
 
     # --- opening ----------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class KubeSandboxes:
         claim = None
         if spec.durable is not None and spec.checkout is not None and not _scratch(
                 spec.checkout.place):
+            self._check_storage_class(spec.durable.storage_class)
             manifest = _named(claim_manifest(spec, run_id=self.run_id))
             self.cluster.call(self.cluster.core.create_namespaced_persistent_volume_claim,
                               self.cluster.namespace, manifest)
@@ -171,17 +173,42 @@ class KubeSandboxes:
                          budget=sandbox.spec.limits.disk, stop=sandbox.stop_for,
                          measure=sandbox.measure)
 
-    def _ensure_policy(self) -> None:
-        """The run's NetworkPolicy, before its first Pod: nothing in, nothing out."""
+    def _check_storage_class(self, wanted: str | None) -> None:
+        """A claim of a class the cluster lacks (or of none, where it has no default class)
+        would wait START_TIMEOUT in every ticket: said at once instead. Unchecked where
+        runner may not list StorageClasses (the claim's Pod then says why it waits)."""
         with self._lock:
-            if self._policy:
+            if self._classes_checked:
                 return
+            try:
+                classes = self.cluster.call(self.cluster.storage.list_storage_class,
+                                            expect=(401, 403)).items
+            except ApiException:
+                classes = None
+            self._classes_checked = True
+        if classes is None:
+            return
+        names = sorted(c.metadata.name for c in classes)
+        has = f"it has: {', '.join(names)}" if names else "it has none"
+        if wanted and wanted not in names:
+            raise EnvironmentProblem(f"kubernetes.storage_class {wanted!r}: the cluster has no "
+                                     f"such StorageClass ({has}); name one of its classes")
+        if not wanted and not any(_default_class(c) for c in classes):
+            raise EnvironmentProblem("kubernetes.workspaces: claim, with no storage_class, "
+                                     f"needs the cluster's default StorageClass, and it has "
+                                     f"no default ({has}): set kubernetes.storage_class")
+
+    def _ensure_policy(self) -> None:
+        """The run's NetworkPolicy, before each Pod: nothing in, nothing out. Asked for every
+        time (one call): another runner of the run (a `runner shell`) may have removed it
+        when the run had no Pod."""
+        with self._lock:
             try:
                 self.cluster.call(self.cluster.net.create_namespaced_network_policy,
                                   self.cluster.namespace, policy_manifest(self.run_id),
                                   expect=(409,))
             except ApiException:
-                pass             # made by an earlier runner of this run (a resume)
+                pass             # there already
             self._policy = True
 
     # --- what a run keeps -------------------------------------------------------------
@@ -324,16 +351,18 @@ class KubeSandboxes:
                           run_id=self.run_id)
 
     def remove_run(self, run_id: str) -> int:
-        """Every Pod of the run goes but those holding a checkout of kept() and those set
-        aside: they are workspaces, so they stay, every process in them ended, for the
-        salvage after (or for whoever looks at what was set aside)."""
+        """Every Pod of the run goes but those set aside and those holding a checkout of
+        kept() on emptyDir: they are workspaces, so they stay, every process in them ended,
+        for the salvage after (or for whoever looks at what was set aside)."""
         try:
             pods = self._pods()
             kept = {f"{place}/{name}" for place, name in self.kept()}
         except EnvironmentProblem:
             return 0        # nothing to reach: `runner clean` finds them later
-        stay = [pod for pod in pods if (pod.metadata.annotations or {}).get(KEY) in kept
-                or ASIDE in (pod.metadata.labels or {})]
+        # A Pod over a claim goes too (it holds the node's CPU and memory): the claim keeps
+        # the files, and a new Pod over it collects them.
+        stay = [pod for pod in pods if ASIDE in (pod.metadata.labels or {}) or (
+            (pod.metadata.annotations or {}).get(KEY) in kept and _claim_of(pod) is None)]
         for pod in pods:
             if pod not in stay:
                 self._delete(pod.metadata.name)
@@ -407,29 +436,21 @@ class KubeSandbox:
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
              env: Mapping[str, str] | None = None) -> ExecResult:
-        return output_of(lambda take: self._run(argv, timeout, env, take), on_output)
+        result = output_of(lambda take: self._run(argv, timeout, env, take), on_output)
+        if on_output is not None:       # a worker's command: its lines go to the ticket's log
+            self._tell_gateway_trouble(on_output)
+        return result
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
                      limit: int) -> ExecResult:
         return output_to_file(lambda take: self._run(argv, timeout, None, take), dest, limit)
 
     def upload(self, path: str, data: Iterable[bytes], size: int) -> None:
-        """Write ``size`` bytes of ``data`` to ``path`` in the Pod, as its user, sent on the
-        exec's stdin (framed by its size: the stream cannot close stdin)."""
-        said = bytearray()
-        with _answering(self.cluster):
-            code = self.cluster.exec(self.pod, ["sh", "-c", UPLOAD, "upload", str(size), path],
-                                     lambda _stream, chunk: said.extend(chunk[-4096:]),
-                                     stdin=data)
-        if code != 0:
-            raise EnvironmentProblem(f"could not send {path} into Pod {self.pod}: "
-                                     f"{said.decode('utf-8', 'replace').strip()[-200:]}")
+        upload(self.cluster, self.pod, path, data, size)
 
     def interact(self, argv: Sequence[str]) -> int:
         from runner.sandbox.kube.shell import interact
 
-        if self._replace_due:
-            self._replace_pod()
         if self._gone:
             raise EnvironmentProblem(f"cannot open a shell in Pod {self.pod}: {self._gone}")
         with _answering(self.cluster):
@@ -481,7 +502,6 @@ class KubeSandbox:
             broke, code = str(e), STOPPED_EXIT
         finally:
             timer.cancel()
-        self._tell_gateway_trouble(take)
         if self._stops > stops and code == STOPPED_EXIT:
             return code, False, self._last_stop
         # Killed, or its stream cut: by the Pod's end (the watchdog's own stop is no loss)?
@@ -495,11 +515,12 @@ class KubeSandbox:
         late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
         return code, killed.is_set() or code == TIMEOUT_EXIT or late, ""
 
-    def _tell_gateway_trouble(self, take: Take) -> None:
-        """Why the worker's way out failed, once in its output (the ticket's log)."""
+    def _tell_gateway_trouble(self, on_output: OutputHandler) -> None:
+        """Why the worker's way out failed, once, after the command it failed: never in a
+        command's own output, which runner may read."""
         trouble = self._tunnel.trouble if self._tunnel is not None else ""
         if trouble and trouble != self._told:
-            take(2, f"runner: {trouble}\n".encode())
+            on_output(f"runner: {trouble}")
         self._told = trouble
 
     def _pod_lost(self) -> str | None:
@@ -537,13 +558,19 @@ class KubeSandbox:
         are as the worker left them, nothing of what ran is."""
         self._replace_due = False
         self.close_gateway()
+        old = self.pod
         try:
-            self.cluster.delete_pod(self.pod)      # one stopped (evicted) still mounts it
+            self.cluster.delete_pod(old)      # one stopped (evicted) still mounts it
+        except EngineUnavailable:
+            raise
         except (ApiException, EnvironmentProblem):
             pass
+        _wait_gone(self.cluster, old)
         try:
             self.pod = start_pod(self.cluster, self.spec, self.run_id, claim=self.claim)
             self.open_gateway()
+        except EngineUnavailable:
+            raise
         except (ApiException, EnvironmentProblem) as e:
             self._gone = f"no new Pod could take over its workspace (claim {self.claim}): {e}"
 
@@ -552,8 +579,11 @@ class KubeSandbox:
         every process in the Pod ends; a Pod where nothing can be run to do it goes."""
         killed.set()
         if _stop(self.cluster, [self.pod]):
-            self._gone = (f"runner deleted its Pod {self.pod}: a command outlived its timeout "
-                          "and nothing could be run there to stop it")
+            if self.claim is not None:       # its files stay: a new Pod takes them over
+                self._replace_due = True
+            else:
+                self._gone = (f"runner deleted its Pod {self.pod}: a command outlived its "
+                              "timeout and nothing could be run there to stop it")
             try:
                 self.cluster.delete_pod(self.pod)
             except (ApiException, EnvironmentProblem):
@@ -598,6 +628,8 @@ def start_pod(cluster: Cluster, spec: SandboxSpec, run_id: str, *, claim: str | 
     pod = str(manifest["metadata"]["name"])
     try:
         wait_running(cluster, pod, spec.image, until="Succeeded" if command else "Running")
+        if not command:
+            send_files(cluster, pod, spec.files)
     except BaseException:
         try:
             cluster.delete_pod(pod)
@@ -605,6 +637,30 @@ def start_pod(cluster: Cluster, spec: SandboxSpec, run_id: str, *, claim: str | 
             pass
         raise
     return pod
+
+
+def upload(cluster: Cluster, pod: str, path: str, data: Iterable[bytes], size: int,
+           mode: str = "") -> None:
+    """Write ``size`` bytes of ``data`` to ``path`` in ``pod``, as its user, sent on the
+    exec's stdin (framed by its size: the stream cannot close stdin); chmod ``mode``."""
+    said = bytearray()
+    with _answering(cluster):
+        code = cluster.exec(pod, ["sh", "-c", UPLOAD, "upload", str(size), path, mode],
+                            lambda _stream, chunk: said.extend(chunk[-4096:]), stdin=data)
+    if code != 0:
+        raise EnvironmentProblem(f"could not send {path} into Pod {pod}: "
+                                 f"{said.decode('utf-8', 'replace').strip()[-200:]}")
+
+
+def send_files(cluster: Cluster, pod: str, files: Sequence[Mount]) -> None:
+    """The files of this machine a sandbox is given (the Claude Code binary), sent into the
+    Pod's own copy of their directories: a Pod cannot mount a path of this machine. A file
+    given read-only is left readable and runnable, not writable (by the worker, whose own
+    copy it is, all the same)."""
+    for mount in files:
+        with mount.source.open("rb") as data:
+            upload(cluster, pod, mount.target, chunks(data.read), mount.source.stat().st_size,
+                   mode="555" if mount.read_only else "755")
 
 
 def wait_running(cluster: Cluster, pod: str, image: str, until: str = "Running") -> None:
@@ -686,6 +742,25 @@ def _named(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def _default_class(storage_class: Any) -> bool:
+    annotations = storage_class.metadata.annotations or {}
+    return "true" in (annotations.get("storageclass.kubernetes.io/is-default-class"),
+                      annotations.get("storageclass.beta.kubernetes.io/is-default-class"))
+
+
+def _wait_gone(cluster: Cluster, pod: str, timeout: float = 60) -> None:
+    """Until ``pod`` is gone from the API: a Pod deleted with a grace period is listed until
+    its containers ended, which must not write to its claim beside its successor's."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            cluster.call(cluster.core.read_namespaced_pod, pod, cluster.namespace,
+                         expect=(404,))
+        except ApiException:
+            return
+        time.sleep(0.5)
+
+
 def _claim_of(pod: Any) -> str | None:
     """The workspace claim a Pod mounts, if any."""
     return next((volume.persistent_volume_claim.claim_name for volume in pod.spec.volumes or []
@@ -720,9 +795,9 @@ def _answering(cluster: Cluster) -> Iterator[None]:
 
 
 def _refuse_host_paths(spec: SandboxSpec) -> None:
-    if spec.shared_cache is not None or spec.files:
+    if spec.shared_cache is not None:
         raise EnvironmentProblem("a Pod cannot mount a path of this machine (gradle."
-                                 "shared_cache, the Claude Code binary): leave it out")
+                                 "shared_cache): leave it out")
 
 
 def _waiting(status: Any) -> Any:

@@ -15,6 +15,9 @@ RELAY = "gateway"          # the relay's container in a Pod that has the gateway
 RELAY_DIR = "/relay"       # its own emptyDir: the FIFO and the children's sockets
 MAX_CHILDREN = 16          # connections relayed at once; more wait in the listen queue
 JOIN_WAIT = 500            # 20 ms steps a child waits for runner's end of it (10 s)
+# Seconds runner's end of a child listens for it: longer than the child waits, so a child
+# that gave up leaves no listener behind (exec processes outlive their closed streams).
+LISTEN_TIMEOUT = JOIN_WAIT // 50 + 5
 
 # One connection, as a child of the relay. Its socket's file exists a moment before it
 # listens, so a refused connect is tried again; once joined and ended, the file is gone.
@@ -43,8 +46,9 @@ READ_ANNOUNCEMENTS = (
     f'exec cat 0<>{RELAY_DIR}/new')
 # runner's end of one child, opened before a child needs it (an exec takes a while to
 # start): it reads the child's pid from stdin, which runner sends once the child is
-# announced, then listens for that child alone. `read` takes a pipe byte by byte, so socat
-# gets all that follows.
+# announced, then listens for that child alone, for LISTEN_TIMEOUT. `read` takes a pipe byte
+# by byte, so socat gets all that follows.
 JOIN = (f'IFS= read -r child || exit 3; case $child in ""|*[!0-9]*) exit 3;; esac; '
         f'[ -d "/proc/$child" ] || exit 3; '
-        f'exec socat STDIO UNIX-LISTEN:{RELAY_DIR}/$child.sock,unlink-early,unlink-close')
+        f'exec socat STDIO UNIX-LISTEN:{RELAY_DIR}/$child.sock,unlink-early,unlink-close,'
+        f'listen-timeout={LISTEN_TIMEOUT}')

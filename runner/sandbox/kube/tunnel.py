@@ -100,7 +100,7 @@ class GatewayTunnel:
             lived = time.monotonic() - started > 10
             if lived:
                 self.trouble = ""
-            elif delay >= 1.6:         # failed again and again, not a stream cut once
+            elif delay >= 1.6 and not self.trouble:   # again and again, not a cut once
                 self.trouble = (f"the gateway's relay in Pod {self.pod} cannot be reached "
                                 f"({why}): the worker's connections to it fail")
             delay = 0.2 if lived else min(delay * 2, 5.0)
