@@ -22,8 +22,8 @@ enforces it: the network to nowhere is what isolates Pods).
     python3 -m tests.engines.kube up      start one; prints its KUBECONFIG (to try it by hand)
     python3 -m tests.engines.kube down    remove every cluster this module started
 
-Measured here (2 cores): the build 9.6 min once per machine; the node image ~40 s once; a
-cluster ready in ~35 s; runner-worker:latest (426 MB) imported in ~27 s.
+Measured here (2 cores): the build 9 min once per machine (four binaries); the node image
+~40 s once; a cluster ready in ~35 s; runner-worker:latest (426 MB) imported in 16-27 s.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""A phase on Kubernetes (the test cluster: Debian's kube-apiserver, kubelet and scheduler in a
-container, the API on 127.0.0.1) through `runner run --engine kubernetes`: it integrates as on
-the local engine, the self-test passes on Pods, the Pods carry the hardening (read back from
-the API), a Pod deleted mid-ticket is a ticket run again, an API server gone mid-run is exit 3
-and a resume, `runner clean` leaves nothing of the run, and the gateway reaches Pods (its key
-and its socket staying on this machine)."""
+"""A phase on Kubernetes (the test cluster: Debian's kube-apiserver, kubelet, scheduler and the
+volume controllers in a container, the API on 127.0.0.1) through `runner run --engine
+kubernetes`: it integrates as on the local engine, the self-test passes on Pods, the Pods carry
+the hardening (read back from the API), a Pod deleted mid-ticket is a ticket run again (over a
+claim, its commits collected from a new Pod), an API server gone mid-run is exit 3 and a
+resume (over a claim, even with the Pod gone), `runner clean` leaves nothing of the run,
+`runner shell` opens a terminal in a Pod, the gateway reaches Pods (its key and its socket
+staying on this machine), and the real Claude Code runs there with its own copy of the
+binary."""
 
 from __future__ import annotations
 

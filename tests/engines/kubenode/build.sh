@@ -36,7 +36,7 @@ out="$cache/$version"
 built() { for b in "${made[@]}"; do [ -x "$out/$b" ] || return 1; done; }
 if built; then echo "$out"; exit 0; fi
 
-log "building ${binaries[*]} from Debian's kubernetes $version (once per machine; ~15 min)"
+log "building ${binaries[*]} from Debian's kubernetes $version (once per machine; ~10 min)"
 apt_install golang-go rsync dpkg-dev gcc libc6-dev golang-github-modern-go-reflect2-dev
 work=$(mktemp -d "${TMPDIR:-/tmp}/runner-kube-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
