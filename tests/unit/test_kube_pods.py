@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.sandbox import Checkout, Durable, Limits, SandboxSpec
+from runner.sandbox import CLAUDE_BINARY, Checkout, Durable, Limits, Mount, SandboxSpec
 from runner.sandbox.kube import normalized_image
 from runner.sandbox.kube.execs import StreamLost, exit_code
 from runner.sandbox.kube.pods import (CHECKOUT, KEY, POD_USER, RUN, SANDBOX, claim_manifest,
@@ -86,6 +86,19 @@ def test_a_durable_checkout_is_a_claim_of_its_own_that_the_pod_mounts_twice() ->
         {"name": "checkout", "mountPath": "/gradle-home", "subPath": "gradle"}]
     [owner] = pod["initContainers"]
     assert owner["command"] == ["chown", "1000:1000", "/workspace", "/gradle-home"]
+
+
+def test_a_file_of_this_machine_gets_a_directory_of_the_pods_own() -> None:
+    """It cannot be mounted: the Pod gets an emptyDir where the provider sends it, the
+    worker's (chowned first), and no path of this machine."""
+    spec = _spec(files=(Mount(Path("/home/me/.local/claude"), CLAUDE_BINARY, read_only=True),))
+    pod = pod_manifest(spec, run_id="r1")["spec"]
+    [worker] = pod["containers"]
+    assert {"name": "files-0", "mountPath": "/runner/claude"} in worker["volumeMounts"]
+    assert {"name": "files-0", "emptyDir": {"sizeLimit": "2Gi"}} in pod["volumes"]
+    [owner] = pod["initContainers"]
+    assert owner["command"][-1] == "/runner/claude"
+    assert "/home/me" not in json.dumps(pod)
 
 
 def test_a_non_root_worker_keeps_its_uid_and_a_runtime_is_the_runtime_class() -> None:
