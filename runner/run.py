@@ -392,8 +392,8 @@ def _preflight(ctx: RunContext, result: RunResult, *,
     seconds = time.perf_counter() - started
     result.spans.append([SELFTEST_SPAN, began, began + seconds])
     if not selftest.passed:
-        for ticket in ahead:         # theirs alone: a resume's finished tickets keep theirs
-            ctx.provider.discard("", ticket.id)
+        if not result.outcomes:      # what was made ahead; a resume's finished tickets
+            ctx.provider.discard("")     # keep theirs
         ctx.provider.settle()       # nothing of the run's stays on the engine
         result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)
         write_state(result)
