@@ -115,6 +115,8 @@ def gateway_caller(ctx: RunContext, ticket: Ticket, log: LogWriter, transcript: 
         else:
             note(f"{call.method} {call.path} {call.model or '-'}: {call.status}, "
                  f"{call.usage.tokens} tokens, {call.latency:.1f}s")
+        if call.scrubbed:
+            note(_SCRUBBED.format(call.scrubbed, f"{call.method} {call.path}"))
         totals = ctx.ledger.ticket(ticket.id)
         ctx.sink.emit(TicketUsage(ticket.id, totals.usage.tokens, totals.cost))
 
@@ -128,6 +130,8 @@ def gateway_caller(ctx: RunContext, ticket: Ticket, log: LogWriter, transcript: 
         if connection.allowed:
             note(f"{where} via {connection.address}: {connection.bytes_up} bytes up, "
                  f"{connection.bytes_down} down, {connection.duration:.1f}s")
+            if connection.scrubbed:
+                note(_SCRUBBED.format(connection.scrubbed, where))
         else:
             note(f"refused {where}: {connection.reason}")
             ctx.sink.emit(TicketOutput(ticket.id, f"runner: gateway refused {where}"))
@@ -135,6 +139,9 @@ def gateway_caller(ctx: RunContext, ticket: Ticket, log: LogWriter, transcript: 
     return Caller(ticket=ticket.id, max_tokens=ticket.max_tokens, on_call=on_call,
                   on_connection=on_connection)
 
+
+_SCRUBBED = ("the API key came back from upstream in the response to {1}: {0} copies of it "
+             "taken out before the worker got it")
 
 MODEL_AGENTS = ("anthropic", "claude-code")    # the kinds that run on the phase's models
 

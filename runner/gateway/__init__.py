@@ -41,6 +41,7 @@ class ApiCall:
     latency: float        # seconds, until the response ended
     streamed: bool
     refused: str = ""     # the gateway refused it itself: why (budget, path)
+    scrubbed: int = 0     # copies of the API key taken out of its response
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Connection:
     bytes_up: int = 0
     bytes_down: int = 0
     duration: float = 0.0
+    scrubbed: int = 0     # copies of the API key taken out of what came back
 
 
 @dataclass(frozen=True)

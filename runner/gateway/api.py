@@ -15,6 +15,7 @@ from yarl import URL
 
 from runner.gateway import ApiCall, Caller
 from runner.gateway.headers import forwarded
+from runner.gateway.scrub import ScrubbedResponse, Scrubber
 from runner.gateway.usage import StreamUsage, usage_of_json
 from runner.ledger import Ledger, Usage
 
@@ -89,7 +90,8 @@ class ApiRoute:
                         f"{caller.max_tokens}")
         return ""
 
-    async def handle(self, request: web.BaseRequest, caller: Caller) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, caller: Caller,
+                     scrubber: Scrubber) -> web.StreamResponse:
         start = time.monotonic()
         method, raw, path = request.method, request.raw_path, request.path
 
@@ -115,10 +117,10 @@ class ApiRoute:
         if not self._key:
             return refuse(401, "authentication_error", "no API key",
                           model, "the runner has no ANTHROPIC_API_KEY to call the API with")
-        return await self._forward(request, caller, body, model, start)
+        return await self._forward(request, caller, body, model, start, scrubber)
 
     async def _forward(self, request: web.BaseRequest, caller: Caller, body: bytes,
-                       model: str, start: float) -> web.StreamResponse:
+                       model: str, start: float, scrubber: Scrubber) -> web.StreamResponse:
         method, path = request.method, request.path
         headers = forwarded(request.headers, _DROP) + [("x-api-key", self._key or "")]
         status, streamed, answered = 502, False, False
@@ -136,9 +138,10 @@ class ApiRoute:
                              f"the Messages API upstream cannot be reached: {detail[:300]}")
             async with upstream:
                 status, answered = upstream.status, True
-                response = web.StreamResponse(status=status, reason=upstream.reason)
-                for key, value in forwarded(upstream.headers, _DROP_BACK):
-                    response.headers.add(key, value)
+                # Whatever the upstream hands back (a proxy echoing the request's headers
+                # would hand back the key) reaches the worker scrubbed of the key.
+                response = ScrubbedResponse(scrubber, status=status, reason=upstream.reason,
+                                            headers=forwarded(upstream.headers, _DROP_BACK))
                 if "Content-Encoding" not in upstream.headers \
                         and upstream.content_length is not None:
                     response.content_length = upstream.content_length
@@ -160,4 +163,5 @@ class ApiRoute:
             if answered and path == BILLED and method == "POST":
                 self.ledger.record(ticket=caller.ticket, model=model, usage=usage)
             self._report(caller.on_call, ApiCall(method, path, model, status, usage,
-                                                 time.monotonic() - start, streamed))
+                                                 time.monotonic() - start, streamed,
+                                                 scrubbed=scrubber.found))

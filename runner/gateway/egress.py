@@ -21,12 +21,15 @@ from yarl import URL
 from runner.gateway import Caller, Connection
 from runner.gateway.allowlist import Allowlist, IPAddress, normal_host, split_hostport
 from runner.gateway.headers import forwarded
+from runner.gateway.scrub import ScrubbedResponse, Scrubber
 
 PREFIX = "runner gateway: "
 RESOLVE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 30.0
 CHUNK = 64 << 10
 INBOUND_LIMIT = 1 << 20      # the worker's bytes held for the far side before it is paused
+# A forwarded response is decoded before the worker gets it: its encoding and length go.
+_DECODED = ("content-encoding", "content-length")
 METADATA = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254"))
 
 Report = Callable[[Callable[[Connection], None], Connection], None]
@@ -124,6 +127,9 @@ class Egress:
             return _text(502, failure)
         reader, writer = opened
         up = down = 0
+        # A tunnel's bytes are not scrubbed: they are the worker's own TLS session with a
+        # host that never got the key (only the API route sends it), and holding back a
+        # byte that might begin the key could stall a handshake waiting for it.
         response = web.StreamResponse(status=200, reason="Connection established")
         try:
             # A 2xx to CONNECT has no body by definition: aiohttp writes neither a length nor
@@ -167,7 +173,8 @@ class Egress:
                 time.monotonic() - start))
         return response
 
-    async def forward(self, request: web.BaseRequest, caller: Caller) -> web.StreamResponse:
+    async def forward(self, request: web.BaseRequest, caller: Caller,
+                      scrubber: Scrubber) -> web.StreamResponse:
         """An absolute-form http request: sent on to the vetted address, streamed back."""
         start = time.monotonic()
         raw = request.raw_path
@@ -219,9 +226,10 @@ class Egress:
         down = 0
         try:
             async with upstream:
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                for key, value in forwarded(upstream.headers):
-                    response.headers.add(key, value)
+                # Decoded here (the session decompresses), so that the scrub sees the bytes.
+                response = ScrubbedResponse(scrubber, status=upstream.status,
+                                            reason=upstream.reason,
+                                            headers=forwarded(upstream.headers, _DECODED))
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_any():
                     down += len(chunk)
@@ -231,7 +239,7 @@ class Egress:
         finally:
             self._report(caller.on_connection, Connection(
                 "http", host, port, True, "", address, body.size if body else 0, down,
-                time.monotonic() - start))
+                time.monotonic() - start, scrubber.found))
 
 
 def _hostport(host: str, port: int) -> str:

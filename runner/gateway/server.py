@@ -18,6 +18,7 @@ from runner.gateway import WHOAMI_PATH, Caller
 from runner.gateway.allowlist import Allowlist
 from runner.gateway.api import ApiRoute
 from runner.gateway.egress import Egress
+from runner.gateway.scrub import Scrubber, scrubbed
 from runner.gateway.sockets import bind_unix
 from runner.ledger import Ledger
 
@@ -126,36 +127,41 @@ class GatewayLoop:
     async def _open(self, sock: socket.socket, caller: Caller) -> Served:
         assert self._api is not None
         api = self._api
-        # Egress never uses the host's proxy settings: it connects to vetted addresses. Bytes
-        # pass as they are (no decompression).
+        # Egress never uses the host's proxy settings: it connects to vetted addresses.
+        # Bytes come back decompressed, so that the key's scrub sees them (scrub.py).
         session = aiohttp.ClientSession(
-            trust_env=False, auto_decompress=False,
+            trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600))
         egress = Egress(self.allowlist, session, _report)
+        key = (self._key or "").encode()
         served: Served | None = None
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             task = asyncio.current_task()
             assert task is not None and served is not None
             served.tasks.add(task)
+            scrubber = Scrubber(key)
             try:
-                if request.method == "GET" and request.raw_path == WHOAMI_PATH:
-                    # The self-test asks: is this the worker's own socket?
-                    return web.Response(text=f"{caller.ticket}\n")
-                if request.headers.get("Expect", "").lower() == "100-continue" \
-                        and request.version >= (1, 1):
-                    # What aiohttp's router would do; its low-level server leaves it to us.
-                    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                if request.method == "CONNECT":
-                    return await egress.connect(request, caller)
-                if request.raw_path.startswith("/"):
-                    return await api.handle(request, caller)
-                if request.raw_path[:7].lower() == "http://":
-                    return await egress.forward(request, caller)
-                return web.Response(status=400, text="runner gateway: expected an API path, "
-                                                     "CONNECT host:port or http://…\n")
+                return await scrubbed(request, await route(request, scrubber), scrubber)
             finally:
                 served.tasks.discard(task)
+
+        async def route(request: web.BaseRequest, scrubber: Scrubber) -> web.StreamResponse:
+            if request.method == "GET" and request.raw_path == WHOAMI_PATH:
+                # The self-test asks: is this the worker's own socket?
+                return web.Response(text=f"{caller.ticket}\n")
+            if request.headers.get("Expect", "").lower() == "100-continue" \
+                    and request.version >= (1, 1):
+                # What aiohttp's router would do; its low-level server leaves it to us.
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if request.method == "CONNECT":
+                return await egress.connect(request, caller)
+            if request.raw_path.startswith("/"):
+                return await api.handle(request, caller, scrubber)
+            if request.raw_path[:7].lower() == "http://":
+                return await egress.forward(request, caller, scrubber)
+            return web.Response(status=400, text="runner gateway: expected an API path, "
+                                                 "CONNECT host:port or http://…\n")
 
         web_server = web.Server(handle, **_SERVER_LIMITS)
 
