@@ -49,10 +49,12 @@ if $dev; then
   fi
   # The non-root host-user test runs runner as another uid: it needs an interpreter that
   # uid can read (pyenv's lives under /root). Debian's python3 in a venv beside the tree.
-  if [ "$(id -u)" = 0 ] && [ -x /usr/bin/python3 ] && [ ! -x .venv-nonroot/bin/runner ]; then
-    echo "setup: making .venv-nonroot (Debian's python3) for the non-root-user test"
-    /usr/bin/python3 -m venv .venv-nonroot
-    .venv-nonroot/bin/python -m pip install -q -e .
+  if [ "$(id -u)" = 0 ] && [ -x /usr/bin/python3 ]; then
+    if [ ! -x .venv-nonroot/bin/runner ]; then
+      echo "setup: making .venv-nonroot (Debian's python3) for the non-root-user test"
+      /usr/bin/python3 -m venv .venv-nonroot
+    fi
+    .venv-nonroot/bin/python -m pip install -q -e .    # again: new dependencies too
     chmod -R a+rX .venv-nonroot
   fi
 else

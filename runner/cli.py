@@ -225,6 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild images that exist")
     build.add_argument("--engine", help="also copy them to this engine (tcp://host:port, "
                        "ssh://user@host or a Docker context), as a run there would")
+    build.add_argument("--phase", type=Path, metavar="PHASE.yaml",
+                       help="build this phase's worker image instead (its Dockerfile or "
+                            "devcontainer, with runner's layer) on its engine, as its run "
+                            "would, and print its tag: e.g. to push it where a cluster's "
+                            "nodes pull from")
     build.set_defaults(func=_cmd_images_build)
     for name, command in commands.choices.items():
         if name in EXAMPLES:
@@ -615,6 +620,8 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
     from runner.sandbox.images import BUILDABLE, build_images
 
     sink = PlainSink(sys.stdout)    # plain lines, each build line prefixed with its image
+    if args.phase is not None:
+        return _build_phase_image(args, sink)
     for line in build_images(sink, force=args.force, offline_base=args.offline_base):
         print(line)
     if args.engine:
@@ -633,6 +640,19 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
             for name in BUILDABLE:
                 remote.ensure_image(name, sink)
                 print(f"{name}: on {engine.name}")
+    return 0
+
+
+def _build_phase_image(args: argparse.Namespace, sink: EventSink) -> int:
+    from runner.overrides import apply_overrides
+    from runner.phase import load_phase
+    from runner.run import worker_image
+    from runner.sandbox.engines import connect, resolve
+
+    phase = apply_overrides(load_phase(args.phase), flags={"engine": args.engine},
+                            env=os.environ)
+    built = worker_image(phase, connect(resolve(phase.engine)), sink, args.phase)
+    print(f"image: {built.image}")
     return 0
 
 

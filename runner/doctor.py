@@ -18,6 +18,7 @@ from runner.sandbox.images import BUILDABLE, WORKER_DOCKERFILE
 from runner.objectstore import STORE, RunObjects
 from runner.phase import Phase, Resources, Ticket
 from runner.sandbox.engines import KUBERNETES, LOCAL, Engine, connect, resolve
+from runner.imagecheck import image_refusal
 from runner.selftest import Check, run_selftest
 from runner.context import RunContext, gateway_for
 
@@ -90,7 +91,10 @@ def selftest_in_scratch_repo(backend: Backend, sink: EventSink, image: str, *,
                          objects=objects, sink=sink,
                          provider=backend.provider(run_id=run_id, root=root / "run"))
         with gateway_for(ctx) as ctx:
-            return list(run_selftest(ctx, head).checks)
+            lacking = image_refusal(ctx)
+            found = [Check("image has what runner runs in workers", not lacking,
+                           lacking or "", "add it to the image" if lacking else "")]
+            return found + list(run_selftest(ctx, head).checks)
 
 
 def _image_check(backend: Backend, name: str) -> Check:

@@ -87,6 +87,7 @@ class RunDocument(_Document):
     checks_passed: bool | None
     checks_reason: str
     preflight: str
+    refused: str              # why no ticket started (the image, the self-test); "" if any did
     culprit: str | None
     landed: str
     tickets: list[TicketDocument]
@@ -116,7 +117,7 @@ def run_document(result: RunResult) -> RunDocument:
         target_sha=result.target_sha, run_dir=str(result.run_dir),
         seconds=round(result.ended - result.started, 3), checks_passed=result.checks_passed,
         checks_reason=result.checks_reason, preflight=result.preflight,
-        culprit=result.culprit, landed=result.landed,
+        refused=result.refused, culprit=result.culprit, landed=result.landed,
         tickets=[TicketDocument(
             id=o.ticket, status=str(o.status), reason=o.reason, commits=o.commits,
             ref=ticket_ref(result.run_id, o.ticket) if o.committed else None,

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr,
-                      StringConstraints, ValidationError, field_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field,
+                      PrivateAttr, StringConstraints, Tag, ValidationError, field_validator)
 
 from runner import safeyaml
 from runner.errors import PhaseFileError
@@ -158,6 +158,39 @@ class ClaudeConfig(_Strict):
     binary: Path | None = None
 
 
+class DockerfileImage(_Strict):
+    """A worker image built from the project's own Dockerfile (paths relative to the phase
+    file); runner adds what it needs inside as a layer of its own."""
+
+    dockerfile: Path
+    context: Path | None = None            # default: the Dockerfile's directory
+    target: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = None
+    args: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+
+
+class DevcontainerImage(_Strict):
+    """A worker image from a devcontainer.json's ``image`` or ``build``."""
+
+    devcontainer: Path
+
+
+def _image_form(value: Any) -> str:
+    if isinstance(value, dict):
+        return "form-devcontainer" if "devcontainer" in value else "form-dockerfile"
+    if isinstance(value, BaseModel):
+        return "form-devcontainer" if isinstance(value, DevcontainerImage) else "form-dockerfile"
+    return "form-name"
+
+
+# A name (`runner-worker:latest`), or what to build one from. The forms' tags ("form-…") are
+# no part of a field's path in errors.
+ImageSource = Annotated[
+    Annotated[Annotated[str, AfterValidator(check_image)], Tag("form-name")]
+    | Annotated[DockerfileImage, Tag("form-dockerfile")]
+    | Annotated[DevcontainerImage, Tag("form-devcontainer")],
+    Discriminator(_image_form)]
+
+
 class Ticket(_Strict):
     id: Name
     title: str = ""
@@ -224,7 +257,7 @@ class Phase(_Strict):
     name: Name
     base: str = "HEAD"
     target: str | None = None
-    image: str = "runner-worker:latest"
+    image: ImageSource = "runner-worker:latest"
     # Where the workers run: local, tcp://host:port, ssh://user@host, a Docker context,
     # kubernetes or kubernetes:CONTEXT.
     engine: Annotated[str, AfterValidator(check_engine)] = "local"
@@ -252,11 +285,6 @@ class Phase(_Strict):
     prices: dict[str, Price] = {}                     # USD per million tokens, per model
     tickets: list[Ticket] = Field(min_length=1, max_length=MAX_TICKETS)
     _index: tuple[object, dict[str, Ticket]] = PrivateAttr(default=(None, {}))
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str) -> str:
-        return check_image(value)
 
     @field_validator("max_file_size")
     @classmethod
@@ -331,7 +359,18 @@ def load_phase(path: Path) -> Phase:
     if binary is not None and not binary.is_absolute():
         phase = phase.model_copy(update={"claude": ClaudeConfig(
             binary=(path.parent / binary).resolve())})
+    if not isinstance(phase.image, str):      # its paths are relative to the phase file
+        phase = phase.model_copy(update={"image": _absolute(phase.image, path.parent)})
+        from runner.devcontainer import recipe_for
+
+        recipe_for(phase.image, path)         # a missing file, a bad devcontainer.json: now
     return phase
+
+
+def _absolute(image: DockerfileImage | DevcontainerImage,
+              folder: Path) -> DockerfileImage | DevcontainerImage:
+    paths = {name: (folder / value).resolve() for name, value in image if isinstance(value, Path)}
+    return image.model_copy(update=paths)
 
 
 def _translate(path: Path, data: dict[str, Any], error: ValidationError) -> PhaseFileError:
@@ -354,7 +393,7 @@ def _field_path(loc: list[Any]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not str(part).startswith(("function-", "literal[")):
+        elif not str(part).startswith(("function-", "literal[", "form-")):
             out += f".{part}" if out else str(part)
     return out
 

@@ -22,7 +22,14 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     yield (f"phase {phase.name}: base {phase.base} = {base_sha[:12]}, target "
            f"{phase.target_branch}, {len(phase.tickets)} tickets, {workers} at once"
            + (", overlapping paths allowed" if allow_overlap else ""))
-    yield f"image {phase.image}: {_image_state(phase.image, phase.engine)}"
+    if isinstance(phase.image, str):
+        yield f"image {phase.image}: {_image_state(phase.image, phase.engine)}"
+    else:
+        from runner.devcontainer import recipe_for
+
+        recipe = recipe_for(phase.image, repo)
+        yield (f"image from {recipe.source}: built with runner's layer when no image of its "
+               "inputs is there yet")
     for number, wave in enumerate(plan_waves(phase, concurrency=workers,
                                              allow_overlap=allow_overlap), start=1):
         yield f"wave {number}: " + ", ".join(t.ticket for t in wave)

@@ -18,6 +18,7 @@ from runner.errors import (EnvironmentProblem, GitError, InputError, PhaseFileEr
                            RunnerError, SelfTestFailed)
 from runner.events import EventSink, Notice, RunFinished, RunStarted, TicketChanged, TicketStatus
 from runner.gitops import HostRepo, open_host_repo
+from runner.imagecheck import image_refusal
 from runner.sandbox import Backend
 from runner.sandbox.engines import KUBERNETES, Engine, check_engine, connect, resolve
 from runner.integrate import Integrator
@@ -63,14 +64,15 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     engine = resolve(phase.engine)
     _check_inputs(phase, options, host, sink, engine)
     backend = backend or connect(engine)
-    backend.ensure_image(phase.image, sink)
+    copy, phase = phase, worker_image(phase, backend, sink, options.phase_file)
 
     run_id = new_run_id()
     root = (options.state_dir or host.state_dir) / run_id
     (root / "logs").mkdir(parents=True, mode=0o700)
     with driving(root):   # released when the run ends, or the runner dies
         # What resume runs: the phase as this run took it, overrides applied.
-        (root / PHASE_COPY).write_text(yaml.safe_dump(phase.model_dump(mode="json"),
+        # (a project's image as its recipe: a resume builds it again if its inputs changed)
+        (root / PHASE_COPY).write_text(yaml.safe_dump(copy.model_dump(mode="json"),
                                                       sort_keys=False))
         result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
                            target=phase.target_branch, run_dir=root, outcomes={},
@@ -87,7 +89,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
             # in them before it passes.
             ahead = first_wave(phase, concurrency=_concurrency(phase, options),
                                allow_overlap=options.allow_overlap)
-            if options.preflight and (refused := _preflight(ctx, result, ahead=ahead)):
+            if refused := _preflight(ctx, result, ahead=ahead, selftest=options.preflight):
                 # Recorded as refused, not left "running": there is nothing to resume.
                 result.state, result.refused, result.ended = "refused", refused, time.time()
                 write_state(result)
@@ -137,7 +139,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
     backend = backend or connect(resolve(phase.engine))
-    backend.ensure_image(phase.image, sink)
+    phase = worker_image(phase, backend, sink, root / PHASE_COPY)
     sink = Journal(root / TICKET_JOURNAL, sink)
     ctx = run_context(phase, host, result, backend, sink, options)
     with gateway_for(ctx) as ctx:
@@ -154,7 +156,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
                                 target=None if phase.checks else result.target,
                                 history=result.integrated, run_id=run_id,
                                 committer=ctx.authorship.committer)
-        if options.preflight and (refused := _preflight(ctx, result)):
+        if refused := _preflight(ctx, result, selftest=options.preflight):
             result.state = "interrupted"         # its finished tickets stay; resume again later
             write_state(result)
             raise SelfTestFailed(refused)
@@ -237,6 +239,18 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
         write_state(result)
     sink.emit(RunFinished(run_id=ctx.run_id, exit_code=result.exit_code))
     return result
+
+
+def worker_image(phase: Phase, backend: Backend, sink: EventSink, phase_file: Path) -> Phase:
+    """The phase with its worker image on the engine: a name as it is (built first when it
+    is one of runner's own), a project's Dockerfile or devcontainer built into its tag."""
+    if isinstance(phase.image, str):
+        backend.ensure_image(phase.image, sink)
+        return phase
+    from runner.devcontainer import recipe_for
+
+    tag = backend.build_image(recipe_for(phase.image, phase_file), sink)
+    return phase.model_copy(update={"image": tag})
 
 
 def run_context(phase: Phase, host: HostRepo, result: RunResult,
@@ -370,17 +384,21 @@ def _concurrency(phase: Phase, options: RunOptions) -> int:
     return 1 if options.sequential else options.concurrency or phase.effective_concurrency
 
 
-def _preflight(ctx: RunContext, result: RunResult, *,
-               ahead: Sequence[Ticket] = ()) -> str | None:
-    """The isolation self-test, exactly as workers start: why no ticket may start, or None.
-    Meanwhile the sandboxes of ``ahead`` (the first tickets) are made; a refusal discards
-    them, and nothing has run in them."""
+def _preflight(ctx: RunContext, result: RunResult, *, ahead: Sequence[Ticket] = (),
+               selftest: bool = True) -> str | None:
+    """Before any ticket: the image checked for what runner runs in it, and (unless told
+    not to) the isolation self-test, exactly as workers start; why no ticket may start, or
+    None. Meanwhile the sandboxes of ``ahead`` (the first tickets) are made; a refusal
+    discards them, and nothing has run in them."""
     started, began = time.perf_counter(), time.time()
     pool = ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="ahead")
     try:
         for ticket in ahead:
             pool.submit(_make_ahead, ctx, ticket, result.base_sha)
-        selftest = run_selftest(ctx, result.base_sha)
+        # Beside the self-test: what it lacks would fail the probes too, less clearly.
+        image = pool.submit(image_refusal, ctx)
+        tested = run_selftest(ctx, result.base_sha) if selftest else None
+        lacking = image.result()
     except BaseException:       # interrupted: no ticket has started; nothing to keep
         pool.shutdown(cancel_futures=True)    # what is being made ahead, then it all goes
         ctx.provider.remove_run(ctx.run_id)
@@ -390,17 +408,25 @@ def _preflight(ctx: RunContext, result: RunResult, *,
         raise
     pool.shutdown()
     seconds = time.perf_counter() - started
-    result.spans.append([SELFTEST_SPAN, began, began + seconds])
-    if not selftest.passed:
+    if tested is not None:
+        result.spans.append([SELFTEST_SPAN, began, began + seconds])
+    if lacking or (tested is not None and not tested.passed):
         if not result.outcomes:      # what was made ahead; a resume's finished tickets
             ctx.provider.discard("")     # keep theirs
         ctx.provider.settle()       # nothing of the run's stays on the engine
-        result.preflight = "failed: " + ", ".join(c.name for c in selftest.failed)
+    if lacking:
+        result.preflight = "failed: the image lacks what runner needs"
         write_state(result)
-        first = selftest.failed[0]
+        return f"no ticket started: {lacking}"
+    if tested is None:
+        return None
+    if not tested.passed:
+        result.preflight = "failed: " + ", ".join(c.name for c in tested.failed)
+        write_state(result)
+        first = tested.failed[0]
         return (f"isolation self-test failed, no ticket started: {first.name}: "
                 f"{first.detail}; {first.fix} (`runner doctor` shows every check)")
-    result.preflight = f"passed ({len(selftest.checks)} checks, {seconds:.1f}s)"
+    result.preflight = f"passed ({len(tested.checks)} checks, {seconds:.1f}s)"
     ctx.sink.emit(Notice(f"isolation self-test {result.preflight}"))
     return None
 

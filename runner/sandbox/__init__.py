@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from runner.events import EventSink
     from runner.objectstore import RunObjects
     from runner.sandbox.engines import Engine
+    from runner.sandbox.recipes import Recipe
 
 WORKSPACE = "/workspace"
 GRADLE_HOME = "/gradle-home"
@@ -322,6 +323,12 @@ class Backend(Protocol):
 
     def ensure_image(self, image: str, sink: EventSink) -> None:
         """``image`` on the engine: built when runner can build it, or sent from here."""
+        ...
+
+    def build_image(self, recipe: Recipe, sink: EventSink) -> str:
+        """A project's image (its Dockerfile, runner's layer on it) where the engine's
+        sandboxes can start from it, built only when no image of these very inputs is;
+        its tag."""
         ...
 
     def sandboxes(self) -> list[SandboxRecord]:

@@ -479,7 +479,9 @@ class DockerSandboxes:
             try:
                 # create (not run): run would silently try to pull a missing image.
                 return self.client.containers.create(
-                    spec.image, command=keeper_command(spec), name=spec.name,
+                    # entrypoint []: an image's ENTRYPOINT would wrap the keeper (a project's
+                    # image often has one) and run it as its arguments.
+                    spec.image, command=keeper_command(spec), entrypoint=[], name=spec.name,
                     # The container's own process is KEEPER's; every command runs as the
                     # worker.
                     labels=dict(spec.labels), environment=dict(spec.env), user=KEEPER,

@@ -14,6 +14,7 @@ from runner.sandbox import SandboxProvider, SandboxRecord
 from runner.sandbox.docker import DockerSandboxes, docker_client, engine_must_answer
 from runner.sandbox.engines import Engine
 from runner.sandbox.images import copy_image, ensure_image, image_present
+from runner.sandbox.recipes import Recipe, project_image
 
 
 class DockerBackend:
@@ -46,6 +47,11 @@ class DockerBackend:
                 ensure_image(self.client, image, sink)
             else:        # built (or found) on this machine, then sent
                 copy_image(docker_client(), self.client, image, sink, engine=self.engine.name)
+
+    def build_image(self, recipe: Recipe, sink: EventSink) -> str:
+        """Built on this very engine (another machine's too: docker-py sends it the context)."""
+        with engine_must_answer():
+            return project_image(self.client, recipe, sink)
 
     def sandboxes(self) -> list[SandboxRecord]:
         # sparse: no inspect of each (one removed meanwhile would fail it); labels are there.

@@ -15,7 +15,7 @@ import tempfile
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from runner.errors import ImageError
 from runner.events import EventSink, ImageOutput, Notice
@@ -122,14 +122,18 @@ _BUILD_NOISE = re.compile(r"^\s*(---> |Removing intermediate container |Successf
 
 def stream_build(client: docker.DockerClient, name: str, *, context: Path, target: str | None,
                  buildargs: dict[str, str], sink: EventSink,
-                 labels: dict[str, str] | None = None) -> None:
-    """`docker build` of ``context`` tagged ``name``: every line it prints (steps, RUN
-    output) goes to ``sink`` as ImageOutput as it comes, control characters removed."""
+                 labels: dict[str, str] | None = None, dockerfile: str | None = None,
+                 archive: IO[bytes] | None = None) -> None:
+    """`docker build` of ``context`` tagged ``name`` (or of ``archive``, a context made
+    already, whose ``dockerfile`` names the Dockerfile in it): every line it prints (steps,
+    RUN output) goes to ``sink`` as ImageOutput as it comes, control characters removed."""
     import docker.errors
 
     lines = _Lines(skip=_BUILD_NOISE)
+    given = (dict(fileobj=archive, custom_context=True) if archive is not None
+             else dict(path=str(context)))
     try:
-        for chunk in client.api.build(path=str(context), tag=name, target=target,
+        for chunk in client.api.build(**given, tag=name, target=target, dockerfile=dockerfile,
                                       buildargs=buildargs, rm=True, forcerm=True, pull=False,
                                       labels=labels, decode=True):
             text = chunk.get("stream", "")

@@ -218,7 +218,8 @@ class RemoteDockerSandboxes(DockerSandboxes):
         try:
             with engine_must_answer():
                 self.client.containers.run(
-                    spec.image, ["chown", f"{uid}:{gid}", WORKSPACE, GRADLE_HOME], user="0:0",
+                    spec.image, ["chown", f"{uid}:{gid}", WORKSPACE, GRADLE_HOME], entrypoint=[],
+                    user="0:0",
                     remove=True, network_mode="none", cap_drop=["ALL"], cap_add=["CHOWN"],
                     security_opt=["no-new-privileges:true"], labels=dict(spec.labels),
                     mounts=self._mounts(spec, placement))

@@ -481,3 +481,28 @@ def test_a_storage_class_the_cluster_lacks_is_said_at_once(tmp_path: Path,
            "(it has: runner-test-hostpath)" in ticket["reason"], ticket
     assert time.monotonic() - started < 120         # not START_TIMEOUT's wait per ticket
     assert _of_run(kube_cluster, doc["run_id"]) == {"pods": [], "policies": [], "claims": []}
+
+
+def test_a_projects_own_image_reaches_the_node_and_runs_its_tickets(tmp_path: Path,
+                                                                    kube_cluster) -> None:
+    """A cluster builds nothing: `runner images build --phase` builds the project's image
+    here, as a run would, and prints its tag; the node gets it the way a user's nodes get
+    any image (here `ctr import`; a registry elsewhere); then the phase runs on Pods."""
+    repo = make_repo(tmp_path / "repo", {
+        "Dockerfile": "FROM debian:bookworm-slim\nRUN echo project > /etc/project-mark\n"})
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "own", "image": {"dockerfile": "repo/Dockerfile", "context": "repo"},
+        "resources": RESOURCES,
+        "tickets": [{"id": "A", "agent": "script", "run": "cat /etc/project-mark > mark.txt"}]})
+    built = runner_cli("images", "build", "--phase", str(phase), "--engine", "kubernetes",
+                       env=_env(kube_cluster))
+    assert built.returncode == 0, built.stdout + built.stderr
+    tag = built.stdout.strip().splitlines()[-1].removeprefix("image: ")
+    assert tag.startswith("runner-project:")
+    assert "on none of the cluster's nodes yet" in built.stdout + built.stderr
+    kube_cluster.load(tag)
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
+                         env=_env(kube_cluster))
+    assert proc.returncode == 0, proc.stderr
+    assert git(repo, "show", f"{doc['target']}:mark.txt") == "project"
+    assert "building image" not in proc.stderr and "on none of" not in proc.stderr

@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.events import EventSink, Notice
 from runner.sandbox import SandboxProvider, SandboxRecord, Take
 from runner.sandbox.engines import Engine
 from runner.sandbox.kube.pods import CONTAINER, RUN, spec_labels
+
+if TYPE_CHECKING:
+    from runner.sandbox.recipes import Recipe
 
 API_TIMEOUT = 30          # seconds one API call may take
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -212,6 +215,18 @@ class KubeBackend:
             sink.emit(Notice(f"image {image} is on none of the cluster's nodes yet: a node "
                              "pulls it when a Pod starts, so a registry they reach must have "
                              "it", level="warning"))
+
+    def build_image(self, recipe: Recipe, sink: EventSink) -> str:
+        """Built on this machine's Docker engine: a cluster builds nothing. Its nodes get it
+        as they get any image (a registry they pull from, or loaded on each node), which
+        ensure_image says when none has it."""
+        from runner.sandbox.docker import docker_client, engine_must_answer
+        from runner.sandbox.recipes import project_image
+
+        with engine_must_answer():
+            tag = project_image(docker_client(), recipe, sink)
+        self.ensure_image(tag, sink)
+        return tag
 
     def sandboxes(self) -> list[SandboxRecord]:
         pods = self.cluster.call(self.cluster.core.list_namespaced_pod, self.cluster.namespace,
