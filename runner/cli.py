@@ -231,6 +231,17 @@ def _parser() -> argparse.ArgumentParser:
                             "would, and print its tag: e.g. to push it where a cluster's "
                             "nodes pull from")
     build.set_defaults(func=_cmd_images_build)
+
+    cache = commands.add_parser("cache", help="show or prune the dependency cache the "
+                                "gateway fills")
+    cache.add_argument("action", nargs="?", choices=("show", "prune"), default="show")
+    cache.add_argument("--phase", type=Path, metavar="PHASE.yaml",
+                       help="the cache this phase uses (its cache.dir and cache.max); "
+                            "default: $XDG_CACHE_HOME/runner/deps")
+    cache.add_argument("--dir", type=Path, help="the cache's folder")
+    cache.add_argument("--max", help="prune down to this size (e.g. 5g, 0 empties it; "
+                                     "default: the phase's cache.max, else 20g)")
+    cache.set_defaults(func=_cmd_cache)
     for name, command in commands.choices.items():
         if name in EXAMPLES:
             command.epilog = f"Example: {EXAMPLES[name]}"
@@ -253,6 +264,7 @@ EXAMPLES = {
     "demo": "runner demo --dir /tmp/demo --keep",
     "images": "runner images build --force",
     "init": "runner init --tickets 3 && runner run phase.yaml --dry-run",
+    "cache": "runner cache prune --max 5g",
     "schema": "runner schema > phase.schema.json",
     "completion": 'eval "$(runner completion bash)"   (in ~/.bashrc; zsh: ~/.zshrc)',
 }
@@ -640,6 +652,30 @@ def _cmd_images_build(args: argparse.Namespace) -> int:
             for name in BUILDABLE:
                 remote.ensure_image(name, sink)
                 print(f"{name}: on {engine.name}")
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from runner.gateway.cache.store import default_cache_dir, store_at
+    from runner.phase import checked_size, load_phase, size_in_bytes
+    from runner.ticketview import size
+
+    cache = load_phase(args.phase).cache if args.phase is not None else None
+    folder = args.dir or (cache.dir if cache and cache.dir else None) or default_cache_dir()
+    limit = args.max or (cache.max if cache else "20g")
+    try:
+        max_bytes = size_in_bytes(checked_size(limit))
+    except ValueError as e:
+        raise InputError(f"--max: {e}") from e
+    store = store_at(folder)
+    if args.action == "prune":
+        removed, freed = store.prune(max_bytes)
+        print(f"removed {removed} entries ({size(freed)}), least recently used first")
+    used = store.usage()
+    print(f"cache    {folder}\n"
+          f"holds    {used.artifacts} artifacts ({size(used.artifact_bytes)}), "
+          f"{used.indexes} index pages ({size(used.index_bytes)})\n"
+          f"bound    {size(max_bytes)} ({limit}; least recently used goes first)")
     return 0
 
 

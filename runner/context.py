@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from runner.authorship import Authorship
 from runner.events import EventSink
-from runner.gatewayenv import GRADLE_PROPERTIES
+from runner.gatewayenv import GATEWAY_URL, home_files
 from runner.gitops import HostRepo
 from runner.ledger import Ledger
 from runner.objectstore import RunObjects
@@ -22,6 +22,7 @@ from runner.sandbox import Checkout, SandboxProvider
 
 if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
     from runner.gateway import Gateway
+    from runner.gateway.cache import Mirrors
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,14 @@ class RunContext:
         """The clone ``name`` (a ticket, a probe) works in, on its branch, from ``start``."""
         return Checkout(name=name, branch=self.branch(name), start=start, history=self.objects,
                         place=place, fresh=fresh,
-                        gradle_properties=GRADLE_PROPERTIES if self.gateway else "")
+                        home_files=home_files(gateway=self.gateway is not None,
+                                              ecosystems=self.mirrored))
+
+    @property
+    def mirrored(self) -> tuple[str, ...]:
+        """The ecosystems whose tools the workers find the cache's mirror for."""
+        cache = self.phase.cache
+        return tuple(cache.upstreams) if cache is not None and self.gateway else ()
 
     def ticket_ref(self, ticket_id: str) -> str:
         return ticket_ref(self.run_id, ticket_id)
@@ -69,5 +77,22 @@ def gateway_for(ctx: RunContext) -> Iterator[RunContext]:
         return
     from runner.gateway import Gateway
 
-    with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress) as gateway:
+    with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress,
+                 mirrors=mirrors_for(ctx.phase)) as gateway:
         yield replace(ctx, gateway=gateway)
+
+
+def mirrors_for(phase: Phase, *, open_store: bool = True) -> Mirrors | None:
+    """The phase's dependency mirrors, each upstream named (InputError when one cannot be),
+    the store opened (made, when new); None when the phase has no cache."""
+    if phase.cache is None:
+        return None
+    from runner.gateway.cache import Mirrors, upstream_for
+    from runner.gateway.cache.store import default_cache_dir, store_at
+
+    folder = phase.cache.dir or default_cache_dir()
+    if open_store:
+        store_at(folder)
+    return Mirrors(upstreams={eco: upstream_for(eco, url)
+                              for eco, url in phase.cache.upstreams.items()},
+                   store=folder, max_bytes=phase.cache.max_bytes, served_at=GATEWAY_URL)

@@ -3,6 +3,7 @@ can validate what they read."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, field_validator
@@ -63,6 +64,15 @@ class TicketDocument(_Document):
     turns: int
     reruns: int
     reviews: list[str]
+    fetched: FetchedDocument      # through the dependency cache
+
+
+class FetchedDocument(_Document):
+    cache_requests: int           # served from the cache
+    cache_bytes: int
+    upstream_requests: int        # the cache fetched upstream for it
+    upstream_bytes: int
+    failed: int                   # could not be served (refused, upstream unreachable)
 
 
 class TierDocument(_Document):
@@ -129,6 +139,7 @@ def run_document(result: RunResult) -> RunDocument:
                 seconds=round(a.seconds, 3)) for a in o.attempts],
             seconds=round(o.seconds, 3), tier=o.tier, model=o.model,
             tokens=o.tokens, cost_usd=round(o.cost, 6), fix_loops=o.fix_loops,
-            retries=o.retries, turns=o.turns, reruns=o.reruns, reviews=list(o.reviews))
+            retries=o.retries, turns=o.turns, reruns=o.reruns, reviews=list(o.reviews),
+            fetched=FetchedDocument(**asdict(o.fetched)))
             for o in result.outcomes.values()],
         tiers=per_tier(result))

@@ -1,5 +1,6 @@
-"""What points a worker at its gateway: the variables of its environment, and the proxy
-settings of its private Gradle home (JVM tools ignore the proxy variables).
+"""What points a worker at its gateway: the variables of its environment, and the files of
+its private home (GRADLE_HOME): Gradle's proxy settings (JVM tools ignore the proxy
+variables), and each package tool's standard setting for the dependency cache's mirror.
 
 Inside the worker the forwarder serves the gateway on 127.0.0.1:GATEWAY_PORT. The Messages
 API is reached there directly (ANTHROPIC_BASE_URL), everything else through it as a proxy.
@@ -7,7 +8,9 @@ API is reached there directly (ANTHROPIC_BASE_URL), everything else through it a
 
 from __future__ import annotations
 
-from runner.sandbox import GATEWAY_PORT
+from collections.abc import Collection
+
+from runner.sandbox import GATEWAY_PORT, GRADLE_HOME
 
 GATEWAY_URL = f"http://127.0.0.1:{GATEWAY_PORT}"
 # What a worker holds instead of the API key: the gateway puts the real one in.
@@ -31,3 +34,32 @@ GRADLE_PROPERTIES = "".join(
     for scheme in ("http", "https")
     for key, value in (("proxyHost", "127.0.0.1"), ("proxyPort", GATEWAY_PORT))
 ) + "systemProp.http.nonProxyHosts=\n"
+
+
+def mirror_env(ecosystems: Collection[str]) -> dict[str, str]:
+    """The variables that send each tool to its mirror on the gateway."""
+    env = {}
+    if "pypi" in ecosystems:
+        index = f"{GATEWAY_URL}/cache/pypi/simple/"
+        env |= {"PIP_INDEX_URL": index, "UV_DEFAULT_INDEX": index, "UV_INDEX_URL": index}
+    if "crates" in ecosystems:
+        env["CARGO_HOME"] = GRADLE_HOME      # its config.toml there, beside Gradle's files
+    return env
+
+
+# cargo's source replacement: crates-io (what every Cargo.toml means by default) is served
+# by the gateway's sparse index.
+CARGO_CONFIG = f"""[source.crates-io]
+replace-with = "runner-cache"
+
+[source.runner-cache]
+registry = "sparse+{GATEWAY_URL}/cache/crates/index/"
+"""
+
+
+def home_files(*, gateway: bool, ecosystems: Collection[str]) -> tuple[tuple[str, str], ...]:
+    """What a worker's private home starts with."""
+    files = [("gradle.properties", GRADLE_PROPERTIES)] if gateway else []
+    if "crates" in ecosystems:
+        files.append(("config.toml", CARGO_CONFIG))
+    return tuple(files)

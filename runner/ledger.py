@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.outcome import Fetched
+
 
 class Price(BaseModel):
     """USD per million tokens."""
@@ -65,6 +67,7 @@ class Totals:
     usage: Usage = Usage()
     cost: float = 0.0
     calls: int = 0
+    fetched: Fetched = Fetched()
 
 
 @dataclass
@@ -85,6 +88,12 @@ class Ledger:
             totals.cost += cost
             totals.calls += 1
         return cost
+
+    def record_fetch(self, *, ticket: str, fetched: Fetched) -> None:
+        """Add what one request to the dependency cache was served."""
+        with self._lock:
+            totals = self.tickets[ticket]
+            totals.fetched += fetched
 
     @property
     def total_cost(self) -> float:

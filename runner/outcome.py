@@ -3,13 +3,32 @@ from. Plain data and the rules that tell a ticket's story; no Docker, no git."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 
 from runner.events import TicketStatus
 from runner.refs import kept_beside
 
 NOTHING_CHANGED = "it changed nothing"
 SUCCEEDED = (TicketStatus.INTEGRATED,)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a ticket's tools fetched through the dependency cache: requests and bytes it
+    was served from the cache, and that the cache fetched upstream for it."""
+
+    cache_requests: int = 0
+    cache_bytes: int = 0
+    upstream_requests: int = 0
+    upstream_bytes: int = 0
+    failed: int = 0               # requests it could not be served (refused, unreachable)
+
+    def __add__(self, other: Fetched) -> Fetched:
+        return Fetched(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @property
+    def any(self) -> bool:
+        return any(astuple(self))
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,7 @@ class TicketOutcome:
     infra: bool = False           # its container was stopped from outside (docker kill)
     interrupted: bool = False     # the run was interrupted while it worked (resume redoes it)
     attempts: tuple[Attempt, ...] = ()     # every run of it, in order (when it ran at all)
+    fetched: Fetched = Fetched()  # through the dependency cache, all attempts together
 
     @property
     def seconds(self) -> float:

@@ -151,6 +151,31 @@ class KubernetesConfig(_Strict):
         pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None = None
 
 
+Ecosystem = Literal["pypi", "crates"]
+
+
+class CacheConfig(_Strict):
+    """The dependency cache: which ecosystems' tools the gateway mirrors for the workers
+    (a list, each upstream read from this machine's own tool configuration; or a mapping to
+    each upstream's URL, null for the configured one), its size bound and its folder."""
+
+    mirrors: list[Ecosystem] | dict[Ecosystem, Annotated[str, StringConstraints(
+        pattern=r"^(sparse\+)?https?://[^\s/]+(/\S*)?$")] | None] = Field(min_length=1)
+    max: Annotated[str, AfterValidator(checked_size)] = "20g"
+    dir: Path | None = None              # default: $XDG_CACHE_HOME/runner/deps
+
+    @property
+    def upstreams(self) -> dict[str, str | None]:
+        """Each ecosystem with the URL the phase names for it (None: the host's)."""
+        if isinstance(self.mirrors, list):
+            return dict.fromkeys(self.mirrors)
+        return dict(self.mirrors)
+
+    @property
+    def max_bytes(self) -> int:
+        return size_in_bytes(self.max)
+
+
 class ClaudeConfig(_Strict):
     """Which Claude Code binary claude-code tickets run (default: `claude` on PATH, else the
     one in an installed claude-agent-sdk)."""
@@ -273,6 +298,7 @@ class Phase(_Strict):
     kubernetes: KubernetesConfig = KubernetesConfig()
     # Hosts workers may reach through the gateway (host, host:port, *.domain); none by default.
     egress: list[EgressEntry] = []
+    cache: CacheConfig | None = None                  # the gateway's dependency mirrors
     checks: list[str] = []
     budget: Budget | None = None
     review: Review | None = None
@@ -330,9 +356,10 @@ class Phase(_Strict):
 
     @property
     def needs_gateway(self) -> bool:
-        """Whether workers get the gateway: to reach listed hosts, or the Messages API for a
-        CLI agent (whose key stays in runner)."""
-        return bool(self.egress) or any(t.agent in GATEWAY_AGENTS for t in self.tickets)
+        """Whether workers get the gateway: to reach listed hosts or the dependency cache,
+        or the Messages API for a CLI agent (whose key stays in runner)."""
+        return bool(self.egress) or self.cache is not None \
+            or any(t.agent in GATEWAY_AGENTS for t in self.tickets)
 
 
 def _is_branch_name(name: str) -> bool:
@@ -359,6 +386,10 @@ def load_phase(path: Path) -> Phase:
     if binary is not None and not binary.is_absolute():
         phase = phase.model_copy(update={"claude": ClaudeConfig(
             binary=(path.parent / binary).resolve())})
+    if phase.cache is not None and phase.cache.dir is not None \
+            and not phase.cache.dir.is_absolute():
+        phase = phase.model_copy(update={"cache": phase.cache.model_copy(
+            update={"dir": (path.parent / phase.cache.dir).resolve()})})
     if not isinstance(phase.image, str):      # its paths are relative to the phase file
         phase = phase.model_copy(update={"image": _absolute(phase.image, path.parent)})
         from runner.devcontainer import recipe_for

@@ -30,6 +30,13 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
         recipe = recipe_for(phase.image, repo)
         yield (f"image from {recipe.source}: built with runner's layer when no image of its "
                "inputs is there yet")
+    if phase.cache is not None:
+        from runner.context import mirrors_for
+
+        mirrors = mirrors_for(phase, open_store=False)     # a dry run makes nothing
+        assert mirrors is not None
+        yield (f"cache in {mirrors.store} (max {phase.cache.max}): " + ", ".join(
+            f"{eco} from {url}" for eco, url in mirrors.upstreams.items()))
     for number, wave in enumerate(plan_waves(phase, concurrency=workers,
                                              allow_overlap=allow_overlap), start=1):
         yield f"wave {number}: " + ", ".join(t.ticket for t in wave)

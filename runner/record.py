@@ -13,7 +13,7 @@ from pathlib import Path
 from runner.errors import InputError, SelfTestFailed
 from runner.events import TicketStatus
 from runner.journal import write_atomic
-from runner.outcome import SUCCEEDED, Attempt, TicketOutcome
+from runner.outcome import SUCCEEDED, Attempt, Fetched, TicketOutcome
 
 PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
 OUTCOME_LOG = "outcomes.jsonl"     # outcomes since run.json was last written whole
@@ -90,7 +90,8 @@ def load_result(root: Path) -> RunResult:
                                             "conflicts_with": tuple(o.get("conflicts_with", ())),
                                             "conflict_files": tuple(o.get("conflict_files", ())),
                                             "attempts": tuple(_attempt(a) for a in
-                                                              o.get("attempts", ()))})
+                                                              o.get("attempts", ())),
+                                            "fetched": Fetched(**o.get("fetched") or {})})
                         for t, o in data["outcomes"].items()}
     return RunResult(**data)
 

@@ -189,6 +189,14 @@ def as_markdown(result: RunResult, phase: Phase, svg_name: str) -> str:
                   f"{'allowed' if row.allowed else 'refused: ' + md(row.reason)} | "
                   f"{row.count} | {row.bytes_up:,} | {row.bytes_down:,} |"
                   for ticket, rows in reached.items() for row in rows]
+    fetching = [o for o in outcomes if o.fetched.any]
+    if fetching:
+        lines += ["", "## Dependencies through the cache", "",
+                  "| ticket | from the cache | bytes | from upstream | bytes | not served |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {o.ticket} | {o.fetched.cache_requests} | {o.fetched.cache_bytes:,} | "
+                  f"{o.fetched.upstream_requests} | {o.fetched.upstream_bytes:,} | "
+                  f"{o.fetched.failed} |" for o in fetching]
     reviewed = [o for o in outcomes if o.reviews]
     if reviewed:
         lines += ["", "## Review verdicts", ""]

@@ -34,7 +34,7 @@ from runner.runlock import driving
 from runner.outcome import TicketOutcome, conflict_reason
 from runner.record import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, SELFTEST_SPAN, RunResult,
                            load_result, record_outcome, write_state)
-from runner.context import RunContext, gateway_for
+from runner.context import RunContext, gateway_for, mirrors_for
 from runner.worker import MODEL_AGENTS, open_sandbox, run_ticket, sandbox_spec
 
 @dataclass(frozen=True)
@@ -293,6 +293,7 @@ def _check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: Event
                              field="gradle.shared_cache")
     if not engine.local:
         _check_remote(phase, options, engine)
+    mirrors_for(phase)        # each upstream named, the store usable: before anything starts
     _check_agent_inputs(phase, sink)
 
 
@@ -300,7 +301,8 @@ def _check_remote(phase: Phase, options: RunOptions, engine: Engine) -> None:
     """What a remote engine cannot carry yet, refused before anything starts (never by
     passing the key, or a host path, in instead)."""
     if phase.needs_gateway and not engine.carries_gateway:
-        why = ("egress:" if phase.egress else "claude-code and command tickets")
+        why = ("egress:" if phase.egress else "cache:" if phase.cache
+               else "claude-code and command tickets")
         raise PhaseFileError(options.phase_file, f"{why} need the runner's gateway, which "
                              f"cannot reach workers on {engine.name} yet (its socket is on "
                              "this machine): run with --engine local or kubernetes", field="engine")

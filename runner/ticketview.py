@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.events import TicketStatus
-from runner.outcome import Attempt, TicketOutcome
+from runner.outcome import Attempt, Fetched, TicketOutcome
 from runner.phase import Ticket
 from runner.record import RunResult
 from runner.text import one_line
@@ -81,6 +81,8 @@ def ticket_story(result: RunResult, ticket: Ticket | None, outcome: TicketOutcom
     yield (f"  commits  {outcome.commits}" + (f", tip {outcome.tip[:12]}" if outcome.tip else ""))
     if outcome.tokens or outcome.cost:
         yield f"  spent    {outcome.tokens:,} tokens, ${outcome.cost:.4f}"
+    if outcome.fetched.any:
+        yield f"  fetched  {fetched_line(outcome.fetched)}"
     if outcome.fix_loops or outcome.turns:
         yield f"  worked   {outcome.turns} turns, {outcome.fix_loops} fix loops"
     for number, verdict in enumerate(outcome.reviews, 1):
@@ -120,3 +122,20 @@ def _attempt_lines(attempts: list[Attempt]) -> Iterator[str]:
         elif attempt.reason and attempt.result != "integrated":
             line += f" ({one_line(attempt.reason)})"
         yield line
+
+
+def fetched_line(fetched: Fetched) -> str:
+    """What a ticket's tools got through the dependency cache, in a line."""
+    line = (f"{fetched.cache_requests} from the cache ({size(fetched.cache_bytes)}), "
+            f"{fetched.upstream_requests} from upstream ({size(fetched.upstream_bytes)})")
+    return line + (f", {fetched.failed} not served" if fetched.failed else "")
+
+
+def size(count: float) -> str:
+    """A byte count as a person reads it: 512 B, 11.2 KB, 3.4 MB."""
+    unit = "B"
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            break
+        count /= 1024
+    return f"{int(count)} B" if unit == "B" else f"{count:.1f} {unit}"

@@ -21,18 +21,18 @@ from runner.gates import gate_ticket
 from runner.context import RunContext
 from runner.events import TicketChanged, TicketOutput, TicketStatus, TicketUsage
 from runner.ledger import Usage
-from runner.gatewayenv import gateway_env
+from runner.gatewayenv import gateway_env, mirror_env
 from runner.logcap import CappedLog, LockedLog, LogWriter, SinkValve
 from runner.phase import Ticket
 from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, Checkout, Durable,
                             Limits, Mount, Sandbox, SandboxSpec, read_output)
 from runner.text import one_line
 from runner.transcript import Transcript
-from runner.outcome import NOTHING_CHANGED, TicketOutcome
+from runner.outcome import NOTHING_CHANGED, Fetched, TicketOutcome
 from runner.refs import attempt_ref
 
 if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
-    from runner.gateway import ApiCall, Caller, Connection
+    from runner.gateway import ApiCall, Caller, Connection, Fetch
 
 
 def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> SandboxSpec:
@@ -41,7 +41,7 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> Sandbox
     phase = ctx.phase
     env = {"RUNNER_RUN": ctx.run_id, "RUNNER_TICKET": ticket_id, "HOME": "/tmp",
            "GRADLE_USER_HOME": GRADLE_HOME, **ctx.authorship.env(ticket_id),
-           **(gateway_env() if ctx.gateway else {})}
+           **(gateway_env() if ctx.gateway else {}), **mirror_env(ctx.mirrored)}
     if phase.gradle.shared_cache:
         env["GRADLE_RO_DEP_CACHE"] = GRADLE_RO_CACHE
     # The binary goes into every sandbox of the run, so the self-test sees what tickets get;
@@ -136,8 +136,32 @@ def gateway_caller(ctx: RunContext, ticket: Ticket, log: LogWriter, transcript: 
             note(f"refused {where}: {connection.reason}")
             ctx.sink.emit(TicketOutput(ticket.id, f"runner: gateway refused {where}"))
 
+    def on_fetch(fetch: Fetch) -> None:
+        transcript.write("cache", ecosystem=fetch.ecosystem, what=fetch.what,
+                         source=fetch.source, bytes=fetch.bytes,
+                         upstream_bytes=fetch.upstream_bytes, reason=fetch.reason)
+        ctx.ledger.record_fetch(ticket=ticket.id, fetched=fetched_by(fetch))
+        if fetch.source in ("failed", "refused"):
+            note(f"cache: {fetch.ecosystem}: {fetch.what}: {fetch.reason}")
+            ctx.sink.emit(TicketOutput(ticket.id, f"runner: cache: {fetch.ecosystem}: "
+                                                  f"{one_line(fetch.reason)}"))
+            return
+        came = (f"from upstream ({fetch.upstream_bytes} bytes)" if fetch.source == "upstream"
+                else "from the cache")
+        note(f"cache: {fetch.ecosystem}: {fetch.what} {came}"
+             + (f"; {fetch.reason}" if fetch.reason else ""))
+
     return Caller(ticket=ticket.id, max_tokens=ticket.max_tokens, on_call=on_call,
-                  on_connection=on_connection)
+                  on_connection=on_connection, on_fetch=on_fetch)
+
+
+def fetched_by(fetch: Fetch) -> Fetched:
+    """One request's share of a ticket's totals."""
+    if fetch.source in ("failed", "refused"):
+        return Fetched(failed=1)
+    if fetch.source == "upstream":
+        return Fetched(upstream_requests=1, upstream_bytes=fetch.upstream_bytes)
+    return Fetched(cache_requests=1, cache_bytes=fetch.bytes)   # cache, or stale
 
 
 _SCRUBBED = ("the API key came back from upstream in the response to {1}: {0} copies of it "
@@ -172,7 +196,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             model=ctx.phase.model_for(ticket) if ticket.agent in MODEL_AGENTS else "",
             tokens=totals.usage.tokens, cost=totals.cost, fix_loops=work.fix_loops,
             retries=work.retries, turns=work.turns, reruns=attempt, reviews=tuple(reviews),
-            infra=restarted[0] > 0, interrupted=ctx.cancelled.is_set())
+            infra=restarted[0] > 0, interrupted=ctx.cancelled.is_set(), fetched=totals.fetched)
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
     work, collected, reviews, restarted = AgentResult(ok=True), None, [], [0]

@@ -2,8 +2,8 @@
 
 One unix socket per worker (so who speaks is known from the socket, never from what the
 worker says), served by one asyncio loop in a daemon thread per run. On it: the Messages API
-(forwarded with the real key, metered, budgets enforced) and egress (CONNECT and absolute-form
-http) to the phase's `egress:` entries only.
+(forwarded with the real key, metered, budgets enforced), egress (CONNECT and absolute-form
+http) to the phase's `egress:` entries only, and the dependency cache's mirrors (cache/).
 
 This module stays light: aiohttp is imported when a Gateway starts, not when runner does.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from runner.gateway.cache import Mirrors
     from runner.gateway.server import GatewayLoop
     from runner.ledger import Ledger, Usage
 
@@ -61,6 +62,22 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class Fetch:
+    """One request to the dependency cache's mirrors."""
+
+    ecosystem: str        # pypi, crates
+    what: str             # e.g. "six-1.16.0-py2.py3-none-any.whl (sha256 …)", "index of six"
+    source: str           # cache | upstream | stale | failed | refused
+    bytes: int            # sent to the worker
+    upstream_bytes: int   # fetched from the upstream for it
+    reason: str = ""      # why it failed, was refused, or is stale
+
+
+def _unrecorded(_: object) -> None:
+    pass
+
+
+@dataclass(frozen=True)
 class Caller:
     """Who is behind one socket."""
 
@@ -68,11 +85,13 @@ class Caller:
     max_tokens: int | None                       # all tokens of the ticket; None: no limit
     on_call: Callable[[ApiCall], None]           # called from the gateway's thread
     on_connection: Callable[[Connection], None]  # called from the gateway's thread
+    on_fetch: Callable[[Fetch], None] = _unrecorded   # the same, for the cache's mirrors
 
 
 class Gateway:
     def __init__(self, directory: Path, *, ledger: Ledger, egress: Sequence[str],
-                 upstream: str | None = None, api_key: str | None = None) -> None:
+                 upstream: str | None = None, api_key: str | None = None,
+                 mirrors: Mirrors | None = None) -> None:
         from runner.gateway.allowlist import Allowlist   # pure Python: bad entries fail here
 
         self.directory = Path(directory)
@@ -82,6 +101,7 @@ class Gateway:
                          or DEFAULT_UPSTREAM).rstrip("/")
         # Kept out of repr and messages; read once, here.
         self._api_key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        self.mirrors = mirrors
         self._loop: GatewayLoop | None = None
         self._names = itertools.count(1)
         self._lock = threading.Lock()
@@ -95,7 +115,8 @@ class Gateway:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory.chmod(0o700)       # other host users stay out of every socket
         self._loop = GatewayLoop(ledger=self.ledger, allowlist=self.allowlist,
-                                 upstream=self.upstream, api_key=self._api_key)
+                                 upstream=self.upstream, api_key=self._api_key,
+                                 mirrors=self.mirrors)
         self._loop.start()
         return self
 

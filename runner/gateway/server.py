@@ -15,8 +15,10 @@ import aiohttp
 from aiohttp import web
 
 from runner.gateway import WHOAMI_PATH, Caller
+from runner.gateway.cache import PREFIX as CACHE_PREFIX, Mirrors
 from runner.gateway.allowlist import Allowlist
 from runner.gateway.api import ApiRoute
+from runner.gateway.cache.route import Mirror
 from runner.gateway.egress import Egress
 from runner.gateway.scrub import Scrubber, scrubbed
 from runner.gateway.sockets import bind_unix
@@ -74,7 +76,7 @@ class Served:
 
 class GatewayLoop:
     def __init__(self, *, ledger: Ledger, allowlist: Allowlist, upstream: str,
-                 api_key: str | None) -> None:
+                 api_key: str | None, mirrors: Mirrors | None = None) -> None:
         self.ledger = ledger
         self.allowlist = allowlist
         self.upstream = upstream
@@ -84,6 +86,8 @@ class GatewayLoop:
                                         daemon=True)
         self._served: set[Served] = set()
         self._api: ApiRoute | None = None
+        self._mirrors = mirrors
+        self._mirror: Mirror | None = None
 
     def _call(self, coro: Any, timeout: float | None = None) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -100,6 +104,12 @@ class GatewayLoop:
                                                            sock_read=600))
         self._api = ApiRoute(ledger=self.ledger, upstream=self.upstream, api_key=self._key,
                              session=session, report=_report)
+        if self._mirrors is not None:
+            # Upstreams over TLS with this machine's trust store and proxy settings, as its
+            # own pip or cargo would reach them; nothing of a worker's request goes along.
+            self._mirror = Mirror(self._mirrors, aiohttp.ClientSession(
+                trust_env=True, timeout=aiohttp.ClientTimeout(total=None, sock_connect=30,
+                                                               sock_read=300)), _report)
 
     def stop(self) -> None:
         try:
@@ -115,6 +125,8 @@ class GatewayLoop:
                              return_exceptions=True)
         if self._api is not None:
             await self._api.session.close()
+        if self._mirror is not None:
+            await self._mirror.session.close()
 
     def open(self, directory: Path, name: str, caller: Caller) -> Served:
         sock = bind_unix(directory, name)
@@ -126,7 +138,7 @@ class GatewayLoop:
 
     async def _open(self, sock: socket.socket, caller: Caller) -> Served:
         assert self._api is not None
-        api = self._api
+        api, mirror = self._api, self._mirror
         # Egress never uses the host's proxy settings: it connects to vetted addresses.
         # Bytes come back decompressed, so that the key's scrub sees them (scrub.py).
         session = aiohttp.ClientSession(
@@ -156,6 +168,8 @@ class GatewayLoop:
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if request.method == "CONNECT":
                 return await egress.connect(request, caller)
+            if mirror is not None and request.raw_path.startswith(CACHE_PREFIX):
+                return await mirror.handle(request, caller, scrubber)
             if request.raw_path.startswith("/"):
                 return await api.handle(request, caller, scrubber)
             if request.raw_path[:7].lower() == "http://":

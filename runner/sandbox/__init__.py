@@ -67,7 +67,9 @@ class Checkout:
     history: RunObjects
     place: str = ""
     fresh: bool = True             # False: the one an earlier sandbox left (salvage)
-    gradle_properties: str = ""    # what its Gradle home starts with
+    # What its private home (GRADLE_HOME) starts with: (file name, text), e.g. Gradle's
+    # gradle.properties and cargo's config.toml pointing them at the gateway.
+    home_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ class DockerSandboxes:
                              start=checkout.start)
         return create_workspace(checkout.history, clone=clone, gradle_home=home,
                                 branch=checkout.branch, start=checkout.start,
-                                gradle_properties=checkout.gradle_properties)
+                                home_files=checkout.home_files)
 
     def prepare(self, spec: SandboxSpec, *, started: bool = True) -> None:
         made = _Ahead(spec)

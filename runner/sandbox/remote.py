@@ -195,9 +195,8 @@ class RemoteDockerSandboxes(DockerSandboxes):
         bundle = history_bundle(checkout, self.root / "bundles" if self.root else None)
         with bundle.open("rb") as data:
             _upload(sandbox, WORKSPACE, HISTORY, data, uid, gid)
-        if checkout.gradle_properties:
-            _upload(sandbox, GRADLE_HOME, "gradle.properties",
-                    io.BytesIO(checkout.gradle_properties.encode()), uid, gid)
+        for name, text in checkout.home_files:
+            _upload(sandbox, GRADLE_HOME, name, io.BytesIO(text.encode()), uid, gid)
         made = sandbox.exec([*STRICT_BASH, CLONE, "clone", f"{WORKSPACE}/{HISTORY}",
                              checkout.branch, checkout.start], timeout=600)
         if not made.ok:

@@ -27,17 +27,17 @@ class Workspace:
 
 
 def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, branch: str,
-                     start: str, gradle_properties: str = "") -> Workspace:
+                     start: str, home_files: tuple[tuple[str, str], ...] = ()) -> Workspace:
     """Clone ``start`` onto ``branch`` at ``clone``; make a private Gradle home, empty but
-    for ``gradle_properties`` (written now, while nothing of the worker's is there). With
+    for ``home_files`` (written now, while nothing of the worker's is there). With
     ``start`` "" (not known yet) the clone's directory is made empty: fill_workspace clones
     into it later."""
     if start:
         objects.ensure(start)     # a start the run may not use refused before anything
     clone.parent.mkdir(parents=True, exist_ok=True)
     gradle_home.mkdir(parents=True, exist_ok=False)
-    if gradle_properties:
-        (gradle_home / "gradle.properties").write_text(gradle_properties)
+    for name, text in home_files:
+        (gradle_home / name).write_text(text)
     made = Workspace(clone=clone, gradle_home=gradle_home, branch=branch, start="")
     if not start:
         clone.mkdir()

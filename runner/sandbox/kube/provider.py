@@ -124,13 +124,13 @@ class KubeSandboxes:
 
     def _provision(self, sandbox: KubeSandbox, checkout: Checkout) -> None:
         """The clone made inside, as the worker: the history bundle sent on stdin, then git
-        clones it; the Gradle home gets its properties."""
+        clones it; the private home gets its files."""
         bundle = history_bundle(checkout, self.root / "bundles")
         with bundle.open("rb") as data:
             sandbox.upload(f"{WORKSPACE}/{HISTORY}", chunks(data.read), bundle.stat().st_size)
-        if checkout.gradle_properties:
-            text = checkout.gradle_properties.encode()
-            sandbox.upload(f"{GRADLE_HOME}/gradle.properties", [text], len(text))
+        for name, text in checkout.home_files:
+            data = text.encode()
+            sandbox.upload(f"{GRADLE_HOME}/{name}", [data], len(data))
         made = sandbox.exec([*STRICT_BASH, CLONE, "clone", f"{WORKSPACE}/{HISTORY}",
                              checkout.branch, checkout.start], timeout=600)
         if not made.ok:

@@ -1,0 +1,234 @@
+"""The mirrors' route: requests under /cache/ go to their ecosystem's handler, which asks
+this Mirror for index pages (fetched upstream every time, the last good one kept) and
+artifacts (fetched upstream once, stored by the hash their index published, single-flight:
+workers asking at once share one download)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from runner.gateway import Caller, Fetch
+from runner.gateway.cache import Mirrors
+from runner.gateway.cache.store import HashMismatch, Store, store_at
+from runner.gateway.scrub import ScrubbedResponse, Scrubber
+
+T = TypeVar("T")
+CHUNK = 256 << 10
+MAX_INDEX = 64 << 20              # an index page past this is not one we keep
+PREFIX = "runner gateway: cache: "
+
+
+class Unavailable(Exception):
+    """What a worker asked for cannot be had: said to it (and in its log) as the reason."""
+
+    def __init__(self, reason: str, status: int = 502) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+@dataclass
+class Page:
+    """An index page as the upstream sent it."""
+
+    body: bytes
+    content_type: str
+    url: str                      # where it came from (links in it are relative to this)
+    fresh: bool                   # fetched now; False: the last good one, upstream gone
+    fetched: int                  # bytes that came from upstream for it now
+    stale_reason: str = ""
+
+
+@dataclass
+class Served:
+    """What one request was answered with, for its Fetch record."""
+
+    response: web.StreamResponse
+    what: str
+    source: str                   # cache | upstream | stale
+    upstream_bytes: int = 0
+    reason: str = ""
+
+
+class Mirror:
+    def __init__(self, mirrors: Mirrors, session: aiohttp.ClientSession,
+                 report: Callable[[Callable[[Fetch], None], Fetch], None]) -> None:
+        self.mirrors = mirrors
+        self.upstreams = mirrors.upstreams
+        self.store: Store = store_at(mirrors.store)
+        self.session = session
+        self._report = report
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._size = self.store.usage().bytes
+
+    # -- the route ------------------------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest, caller: Caller,
+                     scrubber: Scrubber) -> web.StreamResponse:
+        from runner.gateway.cache import crates, pypi
+
+        path = request.raw_path.partition("?")[0]
+        ecosystem, _, rest = path.removeprefix("/cache/").partition("/")
+        handlers = {"pypi": pypi.handle, "crates": crates.handle}
+        what = path[:200]
+        try:
+            if ecosystem not in self.upstreams or ecosystem not in handlers:
+                raise Unavailable(f"no {ecosystem[:40]!r} mirror in this run (the phase's "
+                                  f"cache.mirrors: {', '.join(self.upstreams) or 'none'})", 404)
+            if request.method not in ("GET", "HEAD"):
+                # Only the gateway writes the cache: nothing a worker sends is stored.
+                raise Unavailable(f"{request.method} is refused: the cache is read-only to "
+                                  "workers", 405)
+            served = await handlers[ecosystem](self, request, rest, scrubber)
+        except Unavailable as e:
+            source = "refused" if e.status in (404, 405) else "failed"
+            self._report(caller.on_fetch, Fetch(ecosystem, what, source, 0, 0, e.reason))
+            return web.Response(status=e.status, text=PREFIX + e.reason + "\n")
+        self._report(caller.on_fetch, Fetch(
+            ecosystem, served.what, served.source, served.response.content_length or 0,
+            served.upstream_bytes, served.reason))
+        return served.response
+
+    # -- index pages ----------------------------------------------------------------------
+
+    async def page(self, ecosystem: str, key: str, url: str, *, accept: str) -> Page:
+        """The index page at ``url``, fetched now (concurrent askers share the fetch); the
+        last good one when the upstream cannot answer; Unavailable when there is none."""
+        page, _ = await self._once(f"page:{url}",
+                                   lambda: self._fetch_page(ecosystem, key, url, accept))
+        return page
+
+    async def _fetch_page(self, ecosystem: str, key: str, url: str, accept: str) -> Page:
+        kept = self.store.load_index(ecosystem, key)
+        headers = {"Accept": accept}
+        if kept and kept[1].get("etag"):
+            headers["If-None-Match"] = kept[1]["etag"]
+        try:
+            async with self.session.get(url, headers=headers, allow_redirects=True) as got:
+                if got.status == 304 and kept:
+                    return Page(kept[0], kept[1].get("type", ""), kept[1].get("url", url),
+                                True, 0)
+                if got.status in (404, 410, 451):
+                    raise Unavailable(f"the upstream has no {key} ({got.status})", 404)
+                if got.status != 200:
+                    raise _UpstreamTrouble(f"the upstream answered {got.status}")
+                body = await _read_at_most(got, MAX_INDEX)
+                meta = {"etag": got.headers.get("ETag", ""), "url": str(got.url),
+                        "type": got.headers.get("Content-Type", "")}
+        except (aiohttp.ClientError, TimeoutError, OSError, _UpstreamTrouble) as e:
+            reason = _why(e)
+            if kept is None:
+                raise Unavailable(f"the index of {key} could not be fetched ({reason}) and "
+                                  "the cache has none") from e
+            return Page(kept[0], kept[1].get("type", ""), kept[1].get("url", url), False, 0,
+                        f"the upstream could not be reached ({reason}): served the index "
+                        f"of {key} saved {_ago(kept[1])}")
+        await asyncio.to_thread(self.store.save_index, ecosystem, key, body, meta)
+        return Page(body, meta["type"], meta["url"], True, len(body))
+
+    # -- artifacts ------------------------------------------------------------------------
+
+    async def artifact(self, sha256: str, url: str, what: str) -> tuple[Path, int]:
+        """The artifact of ``sha256`` from the store, or fetched from ``url`` into it first
+        (verified); returns its path and the bytes fetched upstream for it now."""
+        path = self.store.blob(sha256)
+        if path is not None:
+            return path, 0
+        (path, fetched), mine = await self._once(f"blob:{sha256}",
+                                                 lambda: self._download(sha256, url, what))
+        return path, fetched if mine else 0   # who waited for another's download: cached
+
+    async def _download(self, sha256: str, url: str, what: str) -> tuple[Path, int]:
+        if (path := self.store.blob(sha256)) is not None:   # came while we waited
+            return path, 0
+        writer = self.store.writer(sha256)
+        try:
+            async with self.session.get(url, allow_redirects=True) as got:
+                if got.status != 200:
+                    raise _UpstreamTrouble(f"the upstream answered {got.status}")
+                async for chunk in got.content.iter_chunked(CHUNK):
+                    writer.write(chunk)
+            path = await asyncio.to_thread(writer.commit)
+        except HashMismatch as e:
+            raise Unavailable(f"{what} from the upstream is not what its index published "
+                              f"({e}): not kept, not served") from e
+        except (aiohttp.ClientError, TimeoutError, OSError, _UpstreamTrouble) as e:
+            writer.discard()
+            raise Unavailable(f"{what} is not in the cache and could not be fetched "
+                              f"({_why(e)})") from e
+        except BaseException:
+            writer.discard()
+            raise
+        self._size += writer.size
+        if self._size > self.mirrors.max_bytes:
+            await asyncio.to_thread(self.store.prune, self.mirrors.max_bytes)
+            self._size = self.store.usage().bytes
+        return path, writer.size
+
+    async def _once(self, key: str, start: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """One ``start()`` at a time per key: who asks meanwhile gets its result. Says
+        whether this call started it."""
+        future = self._inflight.get(key)
+        mine = future is None
+        if future is None:
+            future = asyncio.ensure_future(start())
+            self._inflight[key] = future
+            future.add_done_callback(lambda _: self._inflight.pop(key, None))
+        # shield: one asker hanging up does not cancel the download the others wait for
+        return await asyncio.shield(future), mine
+
+    # -- answers --------------------------------------------------------------------------
+
+    async def send_bytes(self, request: web.BaseRequest, scrubber: Scrubber, body: bytes,
+                         content_type: str) -> web.StreamResponse:
+        response = ScrubbedResponse(scrubber, headers=[("Content-Type", content_type)])
+        response.content_length = len(body)
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await response.write(body)
+        await response.write_eof()
+        return response
+
+    async def send_file(self, request: web.BaseRequest, scrubber: Scrubber, path: Path,
+                        content_type: str) -> web.StreamResponse:
+        response = ScrubbedResponse(scrubber, headers=[("Content-Type", content_type)])
+        with open(path, "rb") as blob:   # open now: a prune meanwhile cannot cut it short
+            response.content_length = blob.seek(0, 2)
+            blob.seek(0)
+            await response.prepare(request)
+            while request.method != "HEAD" and (chunk := blob.read(CHUNK)):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+class _UpstreamTrouble(Exception):
+    pass
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise _UpstreamTrouble(f"its page is over {limit >> 20} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _why(error: BaseException) -> str:
+    return (str(error) or type(error).__name__)[:300]
+
+
+def _ago(meta: dict[str, Any]) -> str:
+    minutes = max(0, int(time.time() - meta.get("saved", 0)) // 60)
+    if minutes < 120:
+        return f"{minutes} min ago"
+    return f"{minutes // 60} h ago" if minutes < 2880 else f"{minutes // 1440} days ago"

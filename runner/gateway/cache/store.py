@@ -1,0 +1,215 @@
+"""The dependency cache on disk: artifacts content-addressed by their sha256, and the last
+good index page of each project, as only the gateway writes them.
+
+A blob is written to a temporary file of the writing process, hashed as it is written, and
+renamed into place (after an fsync) only once its hash is the one the ecosystem published:
+a runner killed mid-download leaves a temporary file, never a half artifact under a name a
+reader would take. Temporary files of processes that are gone are removed when a store
+opens. Reading a blob touches its mtime, so pruning to ``max`` takes the least recently
+used first. Pure Python: `runner cache` reads it without the gateway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import InputError
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+_INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
+
+
+class HashMismatch(Exception):
+    """What was downloaded is not what the ecosystem published: it is not kept."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    artifacts: int
+    artifact_bytes: int
+    indexes: int
+    index_bytes: int
+
+    @property
+    def bytes(self) -> int:
+        return self.artifact_bytes + self.index_bytes
+
+
+class BlobWriter:
+    """One artifact being written: feed it chunks, then ``commit`` (verifies the hash)."""
+
+    def __init__(self, store: Store, sha256: str) -> None:
+        self.store, self.sha256 = store, sha256
+        self.path = store.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._file = open(self.path, "xb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> Path:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        got = self._hash.hexdigest()
+        if got != self.sha256:
+            self.discard()
+            raise HashMismatch(f"sha256 {got} where {self.sha256} was published")
+        final = self.store.blob_path(self.sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, final)
+        _fsync_dir(final.parent)
+        return final
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs" / "sha256"
+        self.indexes = self.root / "indexes"
+        self.tmp = self.root / "tmp"
+
+    def open(self) -> Store:
+        """Make its folders (runner's alone: 0700) and remove what dead writers left."""
+        for folder in (self.blobs, self.indexes, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.chmod(0o700)
+        for leftover in self.tmp.iterdir():
+            pid = leftover.name.partition("-")[0]
+            if not pid.isdigit() or not _alive(int(pid)):
+                leftover.unlink(missing_ok=True)
+        return self
+
+    # -- artifacts ------------------------------------------------------------------------
+
+    def blob_path(self, sha256: str) -> Path:
+        if not _HEX.fullmatch(sha256):
+            raise ValueError(f"not a sha256: {sha256[:80]!r}")
+        return self.blobs / sha256[:2] / sha256
+
+    def blob(self, sha256: str) -> Path | None:
+        """The artifact of this hash when the store has it (touched: recently used)."""
+        path = self.blob_path(sha256)
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return None
+        return path
+
+    def writer(self, sha256: str) -> BlobWriter:
+        self.blob_path(sha256)            # a hash, or ValueError before anything is made
+        return BlobWriter(self, sha256)
+
+    # -- index pages ----------------------------------------------------------------------
+
+    def _index_path(self, ecosystem: str, name: str) -> Path:
+        if not _INDEX_NAME.fullmatch(ecosystem) or not _INDEX_NAME.fullmatch(name):
+            raise ValueError(f"not an index name: {ecosystem}/{name}"[:120])
+        return self.indexes / ecosystem / name
+
+    def save_index(self, ecosystem: str, name: str, body: bytes, meta: dict[str, Any]) -> None:
+        """The last good index page of ``name`` (what a later fetch falls back to)."""
+        path = self._index_path(ecosystem, name)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        record = json.dumps({"meta": meta, "saved": time.time()}).encode() + b"\n" + body
+        tmp = self.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
+        with open(tmp, "xb") as out:
+            out.write(record)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+
+    def load_index(self, ecosystem: str, name: str) -> tuple[bytes, dict[str, Any]] | None:
+        try:
+            raw = self._index_path(ecosystem, name).read_bytes()
+        except FileNotFoundError:
+            return None
+        head, _, body = raw.partition(b"\n")
+        try:
+            record = json.loads(head)
+            meta = {**record["meta"], "saved": float(record["saved"])}
+        except (ValueError, KeyError, TypeError):
+            return None                   # not ours: never served
+        return body, meta
+
+    # -- size -----------------------------------------------------------------------------
+
+    def _entries(self) -> Iterator[tuple[Path, os.stat_result]]:
+        for top in (self.blobs, self.indexes):
+            for path in top.glob("*/*"):
+                try:
+                    yield path, path.stat()
+                except FileNotFoundError:
+                    continue
+
+    def usage(self) -> Usage:
+        counts = {self.blobs: [0, 0], self.indexes: [0, 0]}
+        for path, st in self._entries():
+            count = counts[path.parent.parent]
+            count[0] += 1
+            count[1] += st.st_size
+        (a, ab), (i, ib) = counts[self.blobs], counts[self.indexes]
+        return Usage(artifacts=a, artifact_bytes=ab, indexes=i, index_bytes=ib)
+
+    def prune(self, max_bytes: int) -> tuple[int, int]:
+        """Remove the least recently used entries until the store holds ``max_bytes`` at
+        most; returns (entries, bytes) removed."""
+        entries = sorted(self._entries(), key=lambda e: e[1].st_mtime)
+        total = sum(st.st_size for _, st in entries)
+        removed = freed = 0
+        for path, st in entries:
+            if total <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= st.st_size
+            removed, freed = removed + 1, freed + st.st_size
+        return removed, freed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def default_cache_dir() -> Path:
+    """Where the cache lives unless the phase says: the user's cache folder."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "runner" / "deps"
+
+
+def store_at(path: Path) -> Store:
+    try:
+        return Store(path).open()
+    except OSError as e:
+        raise InputError(f"the dependency cache at {path} cannot be used ({e.strerror}): "
+                         "set cache.dir in the phase file to a folder runner may write") from e

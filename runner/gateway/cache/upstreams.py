@@ -1,0 +1,83 @@
+"""Where each mirror fetches from: the phase's ``cache.mirrors`` URL, else what the host's
+own tool is configured with (so that a company's mirror is named once, where pip and cargo
+already read it), else the tool's own default as the tool itself states it. runner names no
+registry itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from runner.errors import InputError
+
+ECOSYSTEMS = ("pypi", "crates")
+
+
+def upstream_for(ecosystem: str, given: str | None) -> str:
+    """The upstream's base URL, ending in "/": a PEP 503/691 index (pypi), a sparse index
+    (crates)."""
+    if ecosystem == "pypi":
+        url = given or _pip_index()
+    else:
+        url = (given or _cargo_index()).removeprefix("sparse+")
+    if not re.match(r"https?://[^/\s]+", url):
+        raise InputError(f"cache.mirrors.{ecosystem}: {url[:200]!r} is not an http(s) URL")
+    return url.rstrip("/") + "/"
+
+
+def _pip_index() -> str:
+    if os.environ.get("PIP_INDEX_URL"):
+        return os.environ["PIP_INDEX_URL"]
+    try:
+        listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                                capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        listed = ""
+    for scope in ("global", "install", "download"):
+        found = re.search(rf"^{scope}\.index-url='([^']+)'$", listed, re.M)
+        if found:
+            return found.group(1)
+    try:
+        from pip._internal.models.index import PyPI   # pip's own default index
+    except ImportError as e:
+        raise InputError("cache.mirrors.pypi: pip is not installed here to say its index; "
+                         "name the upstream: cache: {mirrors: {pypi: https://…/simple}}") from e
+    return PyPI.simple_url
+
+
+def _cargo_home() -> Path:
+    return Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
+
+
+def _cargo_index() -> str:
+    home = _cargo_home()
+    for name in ("config.toml", "config"):
+        try:
+            config = tomllib.loads((home / name).read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        sources = config.get("source", {})
+        replacement = sources.get("crates-io", {}).get("replace-with")
+        registry = sources.get(replacement, {}).get("registry") if replacement else None
+        if isinstance(registry, str):
+            if not registry.startswith("sparse+"):
+                raise InputError(f"cache.mirrors.crates: cargo's source replacement in "
+                                 f"{home / name} is a git index ({registry[:120]}); the "
+                                 "cache mirrors sparse indexes: name one in cache.mirrors.crates")
+            return registry
+    # A sparse index cargo used keeps its config.json in a folder named for its host.
+    for config_json in sorted((home / "registry" / "index").glob("*-*/config.json")):
+        try:
+            json.loads(config_json.read_text())["dl"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not (config_json.parent / ".git").exists():
+            return "https://" + config_json.parent.name.rpartition("-")[0] + "/"
+    raise InputError("cache.mirrors.crates: cargo here has no source replacement and has not "
+                     "used a sparse index yet, so runner cannot tell its upstream: name it, "
+                     "cache: {mirrors: {crates: sparse+https://…/}}")

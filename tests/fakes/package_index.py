@@ -1,0 +1,175 @@
+"""A package index of the test's own on 127.0.0.1: a Python simple repository (PEP 691 JSON,
+or PEP 503 HTML) and a Rust sparse registry, serving wheels and crates the test made. It
+counts every request by path, can hand out bytes other than those its index publishes
+(tamper), hold a download half-sent (stall), echo request headers back, and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import threading
+import zipfile
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+
+def make_wheel(name: str, version: str, requires: tuple[str, ...] = (),
+               padding: int = 0) -> tuple[str, bytes]:
+    """A pure-Python wheel pip installs: module ``name`` holding VERSION (and ``padding``
+    bytes of a data file, to make it large)."""
+    dist = f"{name}-{version}"
+    files = {f"{name}/__init__.py": f"VERSION = {version!r}\n".encode(),
+             f"{dist}.dist-info/METADATA": (
+                 f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                 + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode(),
+             f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\n"
+                                       b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    if padding:
+        files[f"{name}/padding.bin"] = bytes(range(256)) * (padding // 256)
+    record = "".join(f"{path},,\n" for path in files) + f"{dist}.dist-info/RECORD,,\n"
+    files[f"{dist}.dist-info/RECORD"] = record.encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as wheel:
+        for path, data in files.items():
+            info = zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0))
+            wheel.writestr(info, data)
+    return f"{name}-{version}-py3-none-any.whl", out.getvalue()
+
+
+class PackageIndex:
+    def __init__(self, *, html: bool = False) -> None:
+        self.wheels: dict[str, dict[str, bytes]] = {}      # project -> filename -> bytes
+        self.crates: dict[str, dict[str, bytes]] = {}      # crate -> version -> .crate
+        self.hits: Counter[str] = Counter()
+        self.headers_seen: list[dict[str, str]] = []
+        self.tampered: set[str] = set()
+        self.stalled: set[str] = set()
+        self.echo = False
+        self.html = html
+        self.stopped = False
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def add_wheel(self, project: str, filename: str, data: bytes) -> str:
+        self.wheels.setdefault(project, {})[filename] = data
+        return hashlib.sha256(data).hexdigest()
+
+    def add_crate(self, name: str, version: str, data: bytes) -> str:
+        self.crates.setdefault(name, {})[version] = data
+        return hashlib.sha256(data).hexdigest()
+
+    async def _start(self) -> int:
+        app = web.Application()
+        app.router.add_get("/simple/{project}/", self._project)
+        app.router.add_get("/files/{filename}", self._file)
+        app.router.add_get("/crates/config.json", self._config)
+        app.router.add_get("/crates/dl/{name}/{version}/download", self._crate)
+        app.router.add_get("/crates/{path:.+}", self._crate_index)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        self.site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await self.site.start()
+        return self.site._server.sockets[0].getsockname()[1]   # type: ignore[union-attr]
+
+    def _seen(self, request: web.Request) -> dict[str, str]:
+        self.hits[request.path] += 1
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.headers_seen.append(headers)
+        return {f"X-Echo-{k}": v for k, v in headers.items()} if self.echo else {}
+
+    async def _project(self, request: web.Request) -> web.Response:
+        echoed = self._seen(request)
+        files = self.wheels.get(request.match_info["project"])
+        if files is None:
+            return web.Response(status=404)
+        listed = [(name, hashlib.sha256(data).hexdigest()) for name, data in files.items()]
+        if self.html:
+            links = "".join(f'<a href="../../files/{n}#sha256={h}">{n}</a>\n' for n, h in listed)
+            return web.Response(text=f"<html><body>{links}</body></html>",
+                                content_type="text/html", headers=echoed)
+        body = {"meta": {"api-version": "1.0"}, "name": request.match_info["project"],
+                "files": [{"filename": n, "url": f"../../files/{n}", "hashes": {"sha256": h},
+                           "core-metadata": {"sha256": h}} for n, h in listed]}
+        if self.echo:
+            body["echo"] = self.headers_seen[-1]
+        return web.Response(text=json.dumps(body), headers=echoed,
+                            content_type="application/vnd.pypi.simple.v1+json")
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        name = request.match_info["filename"]
+        data = next((files[name] for files in self.wheels.values() if name in files), None)
+        if data is None:
+            return web.Response(status=404)
+        return await self._send(request, name, data)
+
+    async def _send(self, request: web.Request, name: str, data: bytes) -> web.StreamResponse:
+        if name in self.tampered:
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(data)
+        await response.prepare(request)
+        if name in self.stalled:
+            await response.write(data[:len(data) // 2])
+            while name in self.stalled:       # until the test lets it go (or closes)
+                await asyncio.sleep(0.1)
+            await response.write(data[len(data) // 2:])
+            await response.write_eof()
+            return response
+        await response.write(data)
+        await response.write_eof()
+        return response
+
+    async def _config(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        return web.json_response({"dl": f"{self.url}/crates/dl"})
+
+    async def _crate_index(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        name = request.match_info["path"].rpartition("/")[2]
+        versions = self.crates.get(name)
+        if versions is None:
+            return web.Response(status=404)
+        lines = [json.dumps({"name": name, "vers": v, "deps": [], "features": {},
+                             "cksum": hashlib.sha256(d).hexdigest(), "yanked": False})
+                 for v, d in versions.items()]
+        return web.Response(text="\n".join(lines) + "\n")
+
+    async def _crate(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        name, version = request.match_info["name"], request.match_info["version"]
+        data = self.crates.get(name, {}).get(version)
+        if data is None:
+            return web.Response(status=404)
+        return await self._send(request, f"{name}-{version}", data)
+
+    def artifact_hits(self) -> int:
+        return sum(n for path, n in self.hits.items()
+                   if path.startswith(("/files/", "/crates/dl/")))
+
+    def stop(self) -> None:
+        """Gone: every later request is refused (its port closed)."""
+        if not self.stopped:
+            self.stopped = True
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+
+    def close(self) -> None:
+        self.stalled.clear()
+        try:
+            self.stop()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+
+    def __enter__(self) -> PackageIndex:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

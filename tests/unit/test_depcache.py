@@ -1,0 +1,146 @@
+"""The dependency cache's pure parts: where each upstream comes from, the phase's cache:
+field, index pages read, the store's writes, bound and leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.errors import InputError, PhaseFileError
+from runner.gateway.cache.crates import index_path
+from runner.gateway.cache.pypi import files_of, normalized
+from runner.gateway.cache.store import HashMismatch, Store
+from runner.gateway.cache.upstreams import upstream_for
+from runner.outcome import Fetched
+from runner.phase import load_phase
+from runner.ticketview import fetched_line
+
+SHA = "a" * 64
+
+
+def test_the_phase_names_an_upstream_or_the_hosts_tool_does(monkeypatch, tmp_path) -> None:
+    assert upstream_for("pypi", "https://mirror.example/simple") == "https://mirror.example/simple/"
+    assert upstream_for("crates", "sparse+https://m.example/index/") == "https://m.example/index/"
+    monkeypatch.setenv("PIP_INDEX_URL", "https://company.example/pypi/simple")
+    assert upstream_for("pypi", None) == "https://company.example/pypi/simple/"
+    monkeypatch.delenv("PIP_INDEX_URL")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "none.conf"))
+    from pip._internal.models.index import PyPI     # pip's own default, as pip says it
+    assert upstream_for("pypi", None) == PyPI.simple_url.rstrip("/") + "/"
+
+
+def test_cargo_says_its_upstream_by_its_source_replacement_or_its_index_folder(
+        monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("CARGO_HOME", str(tmp_path))
+    with pytest.raises(InputError, match="cache.mirrors.crates: cargo here has no source"):
+        upstream_for("crates", None)
+    folder = tmp_path / "registry" / "index" / "index.example.org-1949cf8c6b5b557f"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"dl": "https://dl.example.org/crates"}))
+    assert upstream_for("crates", None) == "https://index.example.org/"
+    (tmp_path / "config.toml").write_text(
+        '[source.crates-io]\nreplace-with = "corp"\n\n'
+        '[source.corp]\nregistry = "sparse+https://corp.example/cargo/"\n')
+    assert upstream_for("crates", None) == "https://corp.example/cargo/"
+    (tmp_path / "config.toml").write_text(
+        '[source.crates-io]\nreplace-with = "corp"\n[source.corp]\n'
+        'registry = "https://corp.example/git-index"\n')
+    with pytest.raises(InputError, match="is a git index"):
+        upstream_for("crates", None)
+
+
+def test_the_phase_file_cache_field(tmp_path: Path) -> None:
+    def load(cache: object) -> object:
+        path = tmp_path / "phase.yaml"
+        path.write_text(json.dumps({"name": "p", "cache": cache,
+                                    "tickets": [{"id": "A", "agent": "script", "run": "true"}]}))
+        return load_phase(path)
+
+    phase = load({"mirrors": ["pypi", "crates"], "max": "2g", "dir": "deps"})
+    assert phase.cache.upstreams == {"pypi": None, "crates": None}
+    assert phase.cache.max_bytes == 2 << 30 and phase.cache.dir == (tmp_path / "deps")
+    assert phase.needs_gateway
+    assert load({"mirrors": {"pypi": "https://m.example/simple"}}).cache.upstreams == {
+        "pypi": "https://m.example/simple"}
+    with pytest.raises(PhaseFileError, match="cache.mirrors"):
+        load({"mirrors": ["npmjs"]})
+    with pytest.raises(PhaseFileError, match="cache.mirrors"):
+        load({"mirrors": []})
+    with pytest.raises(PhaseFileError, match="cache.max"):
+        load({"mirrors": ["pypi"], "max": "lots"})
+    with pytest.raises(PhaseFileError, match="cache.mirrors"):
+        load({"mirrors": {"pypi": "ftp://x"}})
+
+
+def test_project_pages_keep_only_files_with_a_published_sha256() -> None:
+    page = {"files": [
+        {"filename": "a-1.0-py3-none-any.whl", "url": "../../f/a.whl",
+         "hashes": {"sha256": SHA}, "requires-python": ">=3.8", "core-metadata": True},
+        {"filename": "a-0.9.tar.gz", "url": "https://x.example/a.tgz", "hashes": {"md5": "x"}},
+        {"filename": "../evil", "url": "x", "hashes": {"sha256": SHA}},
+        "junk"]}
+    got = files_of(json.dumps(page).encode(), "application/vnd.pypi.simple.v1+json",
+                   "https://up.example/simple/a/")
+    assert got == [{"filename": "a-1.0-py3-none-any.whl", "sha256": SHA,
+                    "requires-python": ">=3.8", "url": "https://up.example/f/a.whl"}]
+    html = (f'<a href="../../p/b-2.0.tar.gz#sha256={SHA}" data-requires-python="&gt;=3.9">'
+            'b</a><a href="../../p/b-1.0.tar.gz#md5=00">old</a>').encode()
+    (entry,) = files_of(html, "text/html", "https://up.example/simple/b/")
+    assert entry["url"] == "https://up.example/p/b-2.0.tar.gz"
+    assert entry["requires-python"] == ">=3.9"
+    assert normalized("Zope.Interface__x") == "zope-interface-x"
+    assert files_of(b"{not json", "application/json", "https://x/") == []
+
+
+def test_crate_index_paths_follow_cargos_layout() -> None:
+    assert [index_path(n) for n in ("a", "ab", "abc", "Serde", "cfg-if")] == [
+        "1/a", "2/ab", "3/a/abc", "se/rd/serde", "cf/g-/cfg-if"]
+
+
+def test_the_store_keeps_only_verified_bytes_and_prunes_least_recent_first(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "s").open()
+    data = b"artifact"
+    sha = hashlib.sha256(data).hexdigest()
+    bad = store.writer(sha)
+    bad.write(b"other bytes")
+    with pytest.raises(HashMismatch):
+        bad.commit()
+    assert store.blob(sha) is None and not list(store.tmp.iterdir())
+    good = store.writer(sha)
+    good.write(data)
+    assert good.commit().read_bytes() == data and store.blob(sha) is not None
+    with pytest.raises(ValueError):
+        store.writer("../" + "a" * 61)
+    store.save_index("pypi", "alpha", b"page", {"etag": "x"})
+    body, meta = store.load_index("pypi", "alpha")
+    assert body == b"page" and meta["etag"] == "x" and meta["saved"] > 0
+    with pytest.raises(ValueError):
+        store.load_index("pypi", "../../etc")
+    used = store.usage()
+    assert used.artifacts == 1 and used.indexes == 1
+    assert store.prune(0) == (2, used.bytes)
+    assert store.usage().bytes == 0
+
+
+def test_a_dead_writers_leftovers_go_when_a_store_opens(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s").open()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (store.tmp / f"{dead}-abc").write_bytes(b"half")
+    live = store.writer(SHA)                         # ours, still writing
+    Store(tmp_path / "s").open()
+    assert [p.name for p in store.tmp.iterdir()] == [live.path.name]
+    live.discard()
+
+
+def test_a_tickets_fetches_read_in_one_line() -> None:
+    line = fetched_line(Fetched(cache_requests=3, cache_bytes=2048, upstream_requests=1,
+                                upstream_bytes=5 << 20, failed=1))
+    assert line == "3 from the cache (2.0 KB), 1 from upstream (5.0 MB), 1 not served"
+    assert (Fetched(1, 2, 3, 4, 5) + Fetched(1, 1, 1, 1, 1)) == Fetched(2, 3, 4, 5, 6)
