@@ -50,13 +50,14 @@ class RunContext:
         return Checkout(name=name, branch=self.branch(name), start=start, history=self.objects,
                         place=place, fresh=fresh,
                         home_files=home_files(gateway=self.gateway is not None,
-                                              ecosystems=self.mirrored))
+                                              upstreams=self.mirrored))
 
     @property
-    def mirrored(self) -> tuple[str, ...]:
-        """The ecosystems whose tools the workers find the cache's mirror for."""
-        cache = self.phase.cache
-        return tuple(cache.upstreams) if cache is not None and self.gateway else ()
+    def mirrored(self) -> dict[str, str]:
+        """The ecosystems whose tools the workers find the cache's mirror for, each with
+        its upstream."""
+        mirrors = self.gateway.mirrors if self.gateway is not None else None
+        return dict(mirrors.upstreams) if mirrors is not None else {}
 
     def ticket_ref(self, ticket_id: str) -> str:
         return ticket_ref(self.run_id, ticket_id)

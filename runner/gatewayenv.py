@@ -8,7 +8,7 @@ API is reached there directly (ANTHROPIC_BASE_URL), everything else through it a
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from runner.sandbox import GATEWAY_PORT, GRADLE_HOME
 
@@ -44,6 +44,11 @@ def mirror_env(ecosystems: Collection[str]) -> dict[str, str]:
         env |= {"PIP_INDEX_URL": index, "UV_DEFAULT_INDEX": index, "UV_INDEX_URL": index}
     if "crates" in ecosystems:
         env["CARGO_HOME"] = GRADLE_HOME      # its config.toml there, beside Gradle's files
+    if "npm" in ecosystems:                  # npm, pnpm and yarn 1 read it
+        env["npm_config_registry"] = f"{GATEWAY_URL}/cache/npm/"
+    if "maven" in ecosystems:
+        # Maven reads ~/.m2/settings.xml, and keeps its repository there: the private home.
+        env["MAVEN_OPTS"] = f"-Duser.home={GRADLE_HOME}"
     return env
 
 
@@ -57,9 +62,48 @@ registry = "sparse+{GATEWAY_URL}/cache/crates/index/"
 """
 
 
-def home_files(*, gateway: bool, ecosystems: Collection[str]) -> tuple[tuple[str, str], ...]:
-    """What a worker's private home starts with."""
+MAVEN_MIRROR = f"{GATEWAY_URL}/cache/maven/"
+
+
+def gradle_init(upstream: str) -> str:
+    """Gradle's init.gradle (read from GRADLE_USER_HOME by every build): each Maven
+    repository that is central (Gradle's own constant) or the mirror's upstream is fetched
+    from the mirror instead."""
+    quoted = upstream.replace("\\", "\\\\").replace("'", "\\'")
+    return f"""// runner: Maven repositories through the gateway's dependency cache
+def runnerMirror = new URI('{MAVEN_MIRROR}')
+def runnerMirrored = ['{quoted}', org.gradle.api.artifacts.ArtifactRepositoryContainer.MAVEN_CENTRAL_URL]
+def runnerSwap = {{ repository ->
+    if (repository instanceof org.gradle.api.artifacts.repositories.MavenArtifactRepository) {{
+        def url = repository.url.toString()
+        if (!url.endsWith('/')) {{ url += '/' }}
+        if (url in runnerMirrored) {{
+            repository.url = runnerMirror
+            if (repository.hasProperty('allowInsecureProtocol')) {{   // Gradle 6.0 on
+                repository.allowInsecureProtocol = true               // (the worker's loopback)
+            }}
+        }}
+    }}
+}}
+allprojects {{
+    buildscript.repositories.all(runnerSwap)
+    repositories.all(runnerSwap)
+}}
+"""
+
+
+def maven_settings() -> str:
+    """Maven's settings.xml: central from the mirror."""
+    return ("<settings><mirrors><mirror><id>runner-cache</id><mirrorOf>central</mirrorOf>"
+            f"<url>{MAVEN_MIRROR}</url></mirror></mirrors></settings>\n")
+
+
+def home_files(*, gateway: bool, upstreams: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """What a worker's private home starts with: (path in it, text)."""
     files = [("gradle.properties", GRADLE_PROPERTIES)] if gateway else []
-    if "crates" in ecosystems:
+    if "crates" in upstreams:
         files.append(("config.toml", CARGO_CONFIG))
+    if "maven" in upstreams:
+        files += [("init.gradle", gradle_init(upstreams["maven"])),
+                  (".m2/settings.xml", maven_settings())]
     return tuple(files)

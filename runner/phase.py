@@ -151,7 +151,7 @@ class KubernetesConfig(_Strict):
         pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None = None
 
 
-Ecosystem = Literal["pypi", "crates"]
+Ecosystem = Literal["pypi", "crates", "maven", "npm"]
 
 
 class CacheConfig(_Strict):

@@ -139,7 +139,8 @@ def gateway_caller(ctx: RunContext, ticket: Ticket, log: LogWriter, transcript: 
     def on_fetch(fetch: Fetch) -> None:
         transcript.write("cache", ecosystem=fetch.ecosystem, what=fetch.what,
                          source=fetch.source, bytes=fetch.bytes,
-                         upstream_bytes=fetch.upstream_bytes, reason=fetch.reason)
+                         upstream_bytes=fetch.upstream_bytes, reason=fetch.reason,
+                         artifact=fetch.artifact)
         ctx.ledger.record_fetch(ticket=ticket.id, fetched=fetched_by(fetch))
         if fetch.source in ("failed", "refused"):
             note(f"cache: {fetch.ecosystem}: {fetch.what}: {fetch.reason}")

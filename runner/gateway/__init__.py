@@ -71,6 +71,7 @@ class Fetch:
     bytes: int            # sent to the worker
     upstream_bytes: int   # fetched from the upstream for it
     reason: str = ""      # why it failed, was refused, or is stale
+    artifact: bool = True  # a package file; False: an index page, a checksum, config
 
 
 def _unrecorded(_: object) -> None:

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from runner.gateway import WHOAMI_PATH, Caller
-from runner.gateway.cache import PREFIX as CACHE_PREFIX, Mirrors
+from runner.gateway.cache import Mirrors
 from runner.gateway.allowlist import Allowlist
 from runner.gateway.api import ApiRoute
 from runner.gateway.cache.route import Mirror
@@ -168,8 +168,8 @@ class GatewayLoop:
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if request.method == "CONNECT":
                 return await egress.connect(request, caller)
-            if mirror is not None and request.raw_path.startswith(CACHE_PREFIX):
-                return await mirror.handle(request, caller, scrubber)
+            if mirror is not None and (path := mirror.own_path(request.raw_path)):
+                return await mirror.handle(request, path, caller, scrubber)
             if request.raw_path.startswith("/"):
                 return await api.handle(request, caller, scrubber)
             if request.raw_path[:7].lower() == "http://":

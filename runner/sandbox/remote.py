@@ -263,6 +263,10 @@ def _upload(sandbox: DockerSandbox, folder: str, name: str, data: BinaryIO,
     worker, streamed from ``data`` through a tar in a temporary file."""
     with tempfile.TemporaryFile() as archive:
         with tarfile.open(fileobj=archive, mode="w") as tar:
+            for parent in reversed(Path(name).parents[:-1]):    # its folders, the worker's
+                folder = tarfile.TarInfo(str(parent))
+                folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o700, uid, gid
+                tar.addfile(folder)
             info = tarfile.TarInfo(name)
             info.size = data.seek(0, io.SEEK_END)
             data.seek(0)

@@ -37,6 +37,7 @@ def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, bra
     clone.parent.mkdir(parents=True, exist_ok=True)
     gradle_home.mkdir(parents=True, exist_ok=False)
     for name, text in home_files:
+        (gradle_home / name).parent.mkdir(parents=True, exist_ok=True)
         (gradle_home / name).write_text(text)
     made = Workspace(clone=clone, gradle_home=gradle_home, branch=branch, start="")
     if not start:

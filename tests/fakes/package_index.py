@@ -40,10 +40,39 @@ def make_wheel(name: str, version: str, requires: tuple[str, ...] = (),
     return f"{name}-{version}-py3-none-any.whl", out.getvalue()
 
 
+PAGE_CACHING = {"Cache-Control": "max-age=600, public"}
+FILE_CACHING = {"Cache-Control": "max-age=365000000, immutable, public"}
+
+
+def _metadata(wheel: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+        return archive.read(next(n for n in archive.namelist()
+                                 if n.endswith(".dist-info/METADATA")))
+
+
+def make_tarball(name: str, version: str, dependencies: dict[str, str] | None = None) -> bytes:
+    """An npm package's tarball: package/package.json and an index.js exporting VERSION."""
+    import tarfile
+
+    files = {"package/package.json": json.dumps({"name": name, "version": version,
+                                                 "main": "index.js",
+                                                 "dependencies": dependencies or {}}).encode(),
+             "package/index.js": f"module.exports = {{VERSION: {version!r}}};\n".encode()}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), 1577836800, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 class PackageIndex:
     def __init__(self, *, html: bool = False) -> None:
         self.wheels: dict[str, dict[str, bytes]] = {}      # project -> filename -> bytes
         self.crates: dict[str, dict[str, bytes]] = {}      # crate -> version -> .crate
+        self.maven: dict[str, bytes] = {}                  # repository path -> bytes
+        self.npm: dict[str, dict[str, tuple[bytes, dict[str, str]]]] = {}  # name -> version
         self.hits: Counter[str] = Counter()
         self.headers_seen: list[dict[str, str]] = []
         self.tampered: set[str] = set()
@@ -61,6 +90,18 @@ class PackageIndex:
         self.wheels.setdefault(project, {})[filename] = data
         return hashlib.sha256(data).hexdigest()
 
+    def add_maven(self, path: str, data: bytes, checksums: tuple[str, ...] = ("sha1",)) -> None:
+        """A file of the Maven repository at /maven/, with the checksum files named."""
+        self.maven[path] = data
+        for algorithm in checksums:
+            self.maven[f"{path}.{algorithm}"] = hashlib.new(algorithm, data).hexdigest().encode()
+
+    def add_npm(self, name: str, version: str,
+                dependencies: dict[str, str] | None = None) -> bytes:
+        data = make_tarball(name, version, dependencies)
+        self.npm.setdefault(name, {})[version] = (data, dependencies or {})
+        return data
+
     def add_crate(self, name: str, version: str, data: bytes) -> str:
         self.crates.setdefault(name, {})[version] = data
         return hashlib.sha256(data).hexdigest()
@@ -69,6 +110,9 @@ class PackageIndex:
         app = web.Application()
         app.router.add_get("/simple/{project}/", self._project)
         app.router.add_get("/files/{filename}", self._file)
+        app.router.add_get("/maven/{path:.+}", self._maven)
+        app.router.add_get("/npm/-/{file}", self._npm_tarball)
+        app.router.add_get("/npm/{name:.+}", self._npm_document)
         app.router.add_get("/crates/config.json", self._config)
         app.router.add_get("/crates/dl/{name}/{version}/download", self._crate)
         app.router.add_get("/crates/{path:.+}", self._crate_index)
@@ -90,22 +134,28 @@ class PackageIndex:
         if files is None:
             return web.Response(status=404)
         listed = [(name, hashlib.sha256(data).hexdigest()) for name, data in files.items()]
+        metadata = {name: hashlib.sha256(_metadata(data)).hexdigest() for name, data in
+                    files.items()}
         if self.html:
             links = "".join(f'<a href="../../files/{n}#sha256={h}">{n}</a>\n' for n, h in listed)
             return web.Response(text=f"<html><body>{links}</body></html>",
                                 content_type="text/html", headers=echoed)
         body = {"meta": {"api-version": "1.0"}, "name": request.match_info["project"],
                 "files": [{"filename": n, "url": f"../../files/{n}", "hashes": {"sha256": h},
-                           "core-metadata": {"sha256": h}} for n, h in listed]}
+                           "core-metadata": {"sha256": metadata[n]}} for n, h in listed]}
         if self.echo:
             body["echo"] = self.headers_seen[-1]
-        return web.Response(text=json.dumps(body), headers=echoed,
+        # As the big index does: pages fresh for ten minutes, files forever.
+        return web.Response(text=json.dumps(body), headers={**echoed, **PAGE_CACHING},
                             content_type="application/vnd.pypi.simple.v1+json")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         self._seen(request)
         name = request.match_info["filename"]
-        data = next((files[name] for files in self.wheels.values() if name in files), None)
+        wheel = name.removesuffix(".metadata")
+        data = next((files[wheel] for files in self.wheels.values() if wheel in files), None)
+        if data is not None and name != wheel:      # PEP 658: the wheel's METADATA alone
+            return web.Response(body=_metadata(data), headers=FILE_CACHING)
         if data is None:
             return web.Response(status=404)
         return await self._send(request, name, data)
@@ -113,7 +163,8 @@ class PackageIndex:
     async def _send(self, request: web.Request, name: str, data: bytes) -> web.StreamResponse:
         if name in self.tampered:
             data = data[:-1] + bytes([data[-1] ^ 1])
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
+                                               **FILE_CACHING})
         response.content_length = len(data)
         await response.prepare(request)
         if name in self.stalled:
@@ -126,6 +177,39 @@ class PackageIndex:
         await response.write(data)
         await response.write_eof()
         return response
+
+    async def _maven(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        path = request.match_info["path"]
+        if path not in self.maven:
+            return web.Response(status=404)
+        return await self._send(request, path, self.maven[path])
+
+    async def _npm_document(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        name = request.match_info["name"]
+        versions = self.npm.get(name)
+        if versions is None:
+            return web.Response(status=404)
+        import base64
+
+        body = {"name": name, "dist-tags": {"latest": list(versions)[-1]}, "versions": {
+            v: {"name": name, "version": v, "dependencies": deps, "dist": {
+                "tarball": f"{self.url}/npm/-/{name.replace('/', '_')}-{v}.tgz",
+                "shasum": hashlib.sha1(data).hexdigest(),
+                "integrity": "sha512-" + base64.b64encode(
+                    hashlib.sha512(data).digest()).decode()}}
+            for v, (data, deps) in versions.items()}}
+        return web.json_response(body)
+
+    async def _npm_tarball(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        file = request.match_info["file"]
+        for name, versions in self.npm.items():
+            for version, (data, _) in versions.items():
+                if file == f"{name.replace('/', '_')}-{version}.tgz":
+                    return await self._send(request, file, data)
+        return web.Response(status=404)
 
     async def _config(self, request: web.Request) -> web.Response:
         self._seen(request)
@@ -152,7 +236,8 @@ class PackageIndex:
 
     def artifact_hits(self) -> int:
         return sum(n for path, n in self.hits.items()
-                   if path.startswith(("/files/", "/crates/dl/")))
+                   if path.startswith(("/files/", "/crates/dl/", "/maven/", "/npm/-/"))
+                   and not path.endswith((".metadata", ".sha1", ".sha256", ".xml")))
 
     def stop(self) -> None:
         """Gone: every later request is refused (its port closed)."""

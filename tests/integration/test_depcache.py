@@ -87,7 +87,7 @@ def test_each_artifact_is_fetched_upstream_once_for_every_worker_and_run(
         assert all(hashlib.sha256(g).hexdigest() == sha for g in got)
     assert index.hits[f"/files/{name}"] == 1             # once, for both runs
     assert index.hits["/simple/alpha/"] >= 2             # index pages: asked again
-    sources = [f.source for f in fetches.seen if not f.what.startswith("index")]
+    sources = [f.source for f in fetches.seen if f.artifact]
     assert sources.count("upstream") == 1 and sources.count("cache") == 7
     assert Store(store).blob(sha) is not None
 
@@ -265,3 +265,68 @@ def test_a_runner_killed_mid_download_leaves_nothing_half_written(
         got = http.get(f"/cache/pypi/files/theta/{sha}/{name}")
     assert hashlib.sha256(got.content).hexdigest() == sha
     assert not list((store / "tmp").iterdir())           # the dead writer's file removed
+
+
+def test_a_maven_repository_is_mirrored_by_its_published_checksums(
+        tmp_path: Path, index: PackageIndex) -> None:
+    base = "com/example/lib/1.0/lib-1.0"
+    index.add_maven(f"{base}.jar", b"jar bytes", ("sha1",))
+    index.add_maven(f"{base}.pom", b"<project/>", ("sha256", "sha1"))
+    index.add_maven("com/example/bad/1.0/bad-1.0.jar", b"bad", ("sha1",))
+    index.tampered.add("com/example/bad/1.0/bad-1.0.jar")
+    index.add_maven("com/example/bare/1.0/bare-1.0.jar", b"bare", ())
+    index.add_maven("com/example/lib/maven-metadata.xml", b"<metadata>1</metadata>", ())
+    store = tmp_path / "store"
+    upstreams = {"maven": f"{index.url}/maven/"}
+    with Gateway(Path(tempfile.mkdtemp(prefix="gw", dir="/tmp")),
+                 ledger=Ledger(prices=default_prices()), egress=[], api_key=KEY,
+                 mirrors=Mirrors(upstreams, store, 1 << 30, GATEWAY_URL)) as gw, \
+            gw.serve(Fetches().caller("T")) as sock, worker(sock / SOCKET_NAME) as http:
+        for _ in range(3):
+            assert http.get(f"/cache/maven/{base}.jar").content == b"jar bytes"
+        # As a JVM tool asks, through the gateway as its proxy: the gateway's own address.
+        proxied = http.get(f"{GATEWAY_URL}/cache/maven/{base}.pom",
+                           extensions={"target": f"{GATEWAY_URL}/cache/maven/{base}.pom".encode()})
+        assert proxied.content == b"<project/>"
+        assert http.get(f"/cache/maven/{base}.jar.sha1").text == hashlib.sha1(
+            b"jar bytes").hexdigest()
+        assert http.get("/cache/maven/com/example/bad/1.0/bad-1.0.jar").status_code == 502
+        bare = http.get("/cache/maven/com/example/bare/1.0/bare-1.0.jar")
+        assert bare.status_code == 404 and "has no checksum" in bare.text
+        assert http.get("/cache/maven/com/example/../../x.jar").status_code == 404
+        assert http.get("/cache/maven/com/example/lib/maven-metadata.xml").status_code == 200
+        index.maven["com/example/lib/maven-metadata.xml"] = b"<metadata>2</metadata>"
+        assert http.get("/cache/maven/com/example/lib/maven-metadata.xml").content == \
+            b"<metadata>2</metadata>"                     # revalidated, never frozen
+    assert index.hits[f"/maven/{base}.jar"] == 1
+    assert index.hits["/maven/com/example/lib/maven-metadata.xml"] == 2
+    assert Store(store).blob(hashlib.sha256(b"jar bytes").hexdigest()) is not None
+
+
+def test_npm_documents_point_at_the_mirror_and_tarballs_are_checked(
+        tmp_path: Path, index: PackageIndex) -> None:
+    good = index.add_npm("leftpad", "1.0.0")
+    index.add_npm("@corp/util", "2.0.0", {"leftpad": "^1.0.0"})
+    index.add_npm("broken", "0.1.0")
+    index.tampered.add("broken-0.1.0.tgz")
+    store = tmp_path / "store"
+    upstreams = {"npm": f"{index.url}/npm/"}
+    for _run in range(2):
+        with Gateway(Path(tempfile.mkdtemp(prefix="gw", dir="/tmp")),
+                     ledger=Ledger(prices=default_prices()), egress=[], api_key=KEY,
+                     mirrors=Mirrors(upstreams, store, 1 << 30, GATEWAY_URL)) as gw, \
+                gw.serve(Fetches().caller("T")) as sock, worker(sock / SOCKET_NAME) as http:
+            doc = http.get("/cache/npm/leftpad",
+                           headers={"Accept": "application/vnd.npm.install-v1+json"}).json()
+            tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+            assert tarball == f"{GATEWAY_URL}/cache/npm/-/leftpad/1.0.0.tgz"
+            assert http.get(tarball.removeprefix(GATEWAY_URL)).content == good
+            scoped = http.get("/cache/npm/@corp%2futil").json()
+            assert scoped["dist-tags"] == {"latest": "2.0.0"}
+            assert http.get("/cache/npm/-/@corp/util/2.0.0.tgz").status_code == 200
+            assert http.get("/cache/npm/broken").status_code == 200
+            assert http.get("/cache/npm/-/broken/0.1.0.tgz").status_code == 502
+            assert http.get("/cache/npm/-/leftpad/9.9.9.tgz").status_code == 404
+            assert http.get("/cache/npm/../etc/passwd").status_code == 404
+    assert index.hits["/npm/-/leftpad-1.0.0.tgz"] == 1
+    assert index.hits["/npm/-/@corp_util-2.0.0.tgz"] == 1

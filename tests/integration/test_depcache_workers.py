@@ -46,7 +46,7 @@ def fetch_events(run_dir: Path, ticket: str) -> list[dict]:
 
 def artifacts_from_upstream(run_dir: Path, tickets: list[str]) -> list[str]:
     return [e["what"] for t in tickets for e in fetch_events(run_dir, t)
-            if e["source"] == "upstream" and not e["what"].startswith("index of")]
+            if e["source"] == "upstream" and e["artifact"]]
 
 
 def run_twice(phase_file: Path, repo: Path) -> list[dict]:
@@ -160,4 +160,139 @@ def test_the_real_python_package_index_through_the_cache(tmp_path: Path, repo: P
     first, second = run_twice(phase_file, repo)
     got = artifacts_from_upstream(Path(first["run_dir"]), ["A", "B"])
     assert len(got) == 2 and len(set(got)) == 2        # six and idna, once each
+    assert artifacts_from_upstream(Path(second["run_dir"]), ["A", "B"]) == []
+
+
+GRADLE_BUILD = """apply plugin: 'java'
+repositories { maven { url '%s' } }
+dependencies { compile 'com.example:greeting:1.0' }
+task deps { doLast {
+  file('deps.txt').text = configurations.compile.files.collect { it.name }.join('\\n') + '\\n'
+} }
+"""
+
+
+def test_gradle_resolves_through_the_cache_with_no_egress(tmp_path: Path,
+                                                           jvm_image: str) -> None:
+    """Debian's Gradle, its repository the phase's maven upstream: the private home's
+    init.gradle sends it to the mirror; no egress: entry lets it out otherwise."""
+    with PackageIndex() as index:
+        base = "com/example/greeting/1.0/greeting-1.0"
+        index.add_maven(f"{base}.pom", (
+            "<project><modelVersion>4.0.0</modelVersion><groupId>com.example</groupId>"
+            "<artifactId>greeting</artifactId><version>1.0</version></project>\n").encode())
+        index.add_maven(f"{base}.jar", make_wheel("greeting", "1.0")[1])   # a zip will do
+        upstream = f"{index.url}/maven/"
+        repo = make_repo(tmp_path / "repo", {"build.gradle": GRADLE_BUILD % upstream,
+                                             "settings.gradle": "",
+                                             ".gitignore": ".gradle/\nbuild/\n"})
+        resolve = "gradle --no-daemon --quiet deps\n"
+        phase = write_phase(tmp_path / "phase.yaml", {
+            "name": "gradle-cache", "image": jvm_image, "concurrency": 2,
+            "cache": {"mirrors": {"maven": upstream}, "dir": str(tmp_path / "cache")},
+            "tickets": [{"id": "A", "agent": "script", "run": resolve},
+                        {"id": "B", "agent": "script",
+                         "run": resolve + "mv deps.txt b-deps.txt\n"}]})
+        first, second = run_twice(phase, repo)
+        assert index.hits[f"/maven/{base}.jar"] == 1 and index.hits[f"/maven/{base}.pom"] == 1
+    assert git(repo, "show", f"{first['target']}:deps.txt") == "greeting-1.0.jar"
+    assert artifacts_from_upstream(Path(second["run_dir"]), ["A", "B"]) == []
+
+
+POISON = r"""
+m=http://127.0.0.1:3128/cache/pypi
+code() { curl -s -o /dev/null -w '%{http_code}\n' "$@" || echo failed; }
+curl -s $m/simple/alpha/ > page.json
+code -X PUT --data-binary evil $m/files/alpha/SHA/FILE > put.txt
+code -X POST --data-binary evil $m/files/alpha/SHA/FILE > post.txt
+code $m/files/alpha/OTHER/FILE > other-key.txt
+code --path-as-is "$m/files/alpha/SHA/../../../simple/alpha/" > dots.txt
+code --path-as-is "$m/files/alpha/%2e%2e/SHA/FILE" > encoded-dots.txt
+code $m/files/gamma/GSHA/GFILE > mismatch.txt
+# Response splitting: a request line and a header with CR LF inside, sent raw.
+raw() { timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; printf "$1" >&3; cat <&3' _ "$1"; }
+raw 'GET /cache/pypi/simple/alpha/%0d%0aSet-Cookie:x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' \
+  | head -1 > split-line.txt || true
+raw 'GET /cache/pypi/files/alpha/SHA/FILE HTTP/1.1\r\nHost: x\r\nX-A: a\rSet-Cookie: b\r\nConnection: close\r\n\r\n' \
+  | head -1 > split-header.txt || true
+"""
+TAKE = r"""
+m=http://127.0.0.1:3128/cache/pypi
+curl -sf $m/files/alpha/SHA/FILE | sha256sum | cut -c1-64 > got-alpha.txt
+curl -s -o /dev/null -w '%{http_code}\n' $m/files/gamma/GSHA/GFILE > got-gamma.txt
+"""
+
+
+def test_poisoning_from_inside_a_worker_changes_nothing_another_receives(
+        tmp_path: Path, worker_image: str) -> None:
+    with PackageIndex() as index:
+        name, wheel = make_wheel("alpha", "1.0")
+        sha = index.add_wheel("alpha", name, wheel)
+        gname, gwheel = make_wheel("gamma", "1.0")
+        gsha = index.add_wheel("gamma", gname, gwheel)
+        index.tampered.add(gname)                    # what the upstream sends is not it
+        fill = {"SHA": sha, "FILE": name, "GSHA": gsha, "GFILE": gname, "OTHER": "0" * 64}
+
+        def script(text: str) -> str:
+            for key, value in sorted(fill.items(), key=lambda kv: -len(kv[0])):
+                text = text.replace(key, value)
+            return text
+
+        repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
+        phase = write_phase(tmp_path / "phase.yaml", {
+            "name": "poison", "image": worker_image,
+            "cache": {"mirrors": {"pypi": f"{index.url}/simple/"}, "dir": str(tmp_path / "c")},
+            "tickets": [{"id": "EVIL", "agent": "script", "run": script(POISON)},
+                        {"id": "NEXT", "agent": "script", "run": script(TAKE),
+                         "depends_on": ["EVIL"]}]})
+        first, second = run_twice(phase, repo)
+        assert index.hits[f"/files/{name}"] == 1     # the good file: fetched once, kept
+
+    def shown(doc: dict, ticket: str, path: str) -> str:
+        ref = next(t["ref"] for t in doc["tickets"] if t["id"] == ticket)
+        return git(repo, "show", f"{ref}:{path}")
+
+    assert shown(first, "EVIL", "put.txt") == shown(first, "EVIL", "post.txt") == "405"
+    assert shown(first, "EVIL", "other-key.txt") == "404"
+    assert shown(first, "EVIL", "dots.txt") == "404"
+    assert shown(first, "EVIL", "encoded-dots.txt") == "404"
+    assert shown(first, "EVIL", "mismatch.txt") == "502"
+    assert "400" in shown(first, "EVIL", "split-line.txt") or \
+        "404" in shown(first, "EVIL", "split-line.txt")
+    assert "400" in shown(first, "EVIL", "split-header.txt")
+    for doc in (first, second):                   # this run's next worker, and the next run's
+        assert shown(doc, "NEXT", "got-alpha.txt") == sha
+        assert shown(doc, "NEXT", "got-gamma.txt") == "502"
+    log = (Path(first["run_dir"]) / "logs" / "EVIL.log").read_text()
+    assert "PUT is refused: the cache is read-only to workers" in log
+    assert "is not what its index published" in log
+
+
+NPM_IMAGE = """FROM debian:bookworm-slim
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      npm && rm -rf /var/lib/apt/lists/*
+"""
+NPM_INSTALL = """npm install --no-audit --no-fund --no-update-notifier --prefix /tmp/app @corp/util
+node -e 'console.log(require("/tmp/app/node_modules/@corp/util").VERSION + " " +
+  require("/tmp/app/node_modules/leftpad").VERSION)' > installed.txt
+"""
+
+
+def test_npm_installs_through_the_cache(tmp_path: Path, worker_image: str) -> None:
+    """Debian's npm, its registry the mirror (npm_config_registry): a scoped package and
+    its dependency, each tarball fetched upstream once for two workers and two runs."""
+    with PackageIndex() as index:
+        index.add_npm("leftpad", "1.0.0")
+        index.add_npm("@corp/util", "2.0.0", {"leftpad": "^1.0.0"})
+        repo = make_repo(tmp_path / "proj", {"Dockerfile": NPM_IMAGE,
+                                             "session.txt": secrets.token_hex(8)})
+        phase = write_phase(tmp_path / "phase.yaml", {
+            "name": "npm", "image": {"dockerfile": "proj/Dockerfile", "context": "proj"},
+            "concurrency": 2,
+            "cache": {"mirrors": {"npm": f"{index.url}/npm/"}, "dir": str(tmp_path / "c")},
+            "tickets": two_tickets(NPM_INSTALL)})
+        first, second = run_twice(phase, repo)
+        assert index.hits["/npm/-/leftpad-1.0.0.tgz"] == 1
+        assert index.hits["/npm/-/@corp_util-2.0.0.tgz"] == 1
+    assert git(repo, "show", f"{first['target']}:installed.txt") == "2.0.0 1.0.0"
     assert artifacts_from_upstream(Path(second["run_dir"]), ["A", "B"]) == []

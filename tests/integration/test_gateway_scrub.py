@@ -6,6 +6,7 @@ Docker: the worker's side is a client on its unix socket."""
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +113,35 @@ def test_an_egress_host_sending_the_key_compressed_reaches_the_worker_scrubbed(
     assert b"content-encoding" not in got.lower()
     [connection] = records.connections
     assert connection.allowed and connection.scrubbed == 2
+
+
+ECHO_CURL = r"""
+api=http://127.0.0.1:3128/v1/messages
+curl -s -H "x-api-key: $ANTHROPIC_API_KEY" -H 'content-type: application/json' \
+  -D plain-headers.txt -d '{"model": "m", "max_tokens": 1, "messages": []}' $api > plain.json
+curl -sN -H "x-api-key: $ANTHROPIC_API_KEY" -H 'content-type: application/json' \
+  -d '{"model": "m", "stream": true, "messages": []}' $api > streamed.txt
+"""
+
+
+def test_a_command_tickets_curl_to_an_echoing_upstream_gets_no_key(
+        tmp_path: Path, echo_upstream: EchoUpstream, worker_image: str) -> None:
+    """What the issue measured, through a real worker: a command ticket's curl to the
+    Messages API route, its upstream echoing the headers the gateway sent (the key)."""
+    from tests.helpers import git, make_repo, run_json, write_phase
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
+    phase = write_phase(tmp_path / "phase.yaml", {
+        "name": "echo", "image": worker_image,
+        "tickets": [{"id": "C", "agent": "command", "run": ECHO_CURL}]})
+    env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": echo_upstream.url}
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert echo_upstream.seen and all(seen["x-api-key"] == KEY for seen in echo_upstream.seen)
+    files = {name: git(repo, "show", f"{doc['target']}:{name}")
+             for name in ("plain.json", "plain-headers.txt", "streamed.txt")}
+    assert all(KEY not in text for text in files.values())
+    assert MASKED in files["plain.json"] and MASKED in files["streamed.txt"]
+    assert MASKED in files["plain-headers.txt"]          # the X-Echo header, scrubbed
+    log = (Path(doc["run_dir"]) / "logs" / "C.log").read_text()
+    assert "the API key came back from upstream in the response to POST /v1/messages" in log

@@ -506,3 +506,29 @@ def test_a_projects_own_image_reaches_the_node_and_runs_its_tickets(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert git(repo, "show", f"{doc['target']}:mark.txt") == "project"
     assert "building image" not in proc.stderr and "on none of" not in proc.stderr
+
+
+def test_the_dependency_cache_serves_pods_through_their_relay(tmp_path: Path,
+                                                               kube_cluster) -> None:
+    """The cache's mirror on a Pod's gateway address: a file fetched upstream once for two
+    Pods, by the hash its index published; the store stays on this machine."""
+    from tests.fakes.package_index import PackageIndex, make_wheel
+
+    with PackageIndex() as index:
+        name, wheel = make_wheel("alpha", "1.0")
+        sha = index.add_wheel("alpha", name, wheel)
+        fetch = (f"m=http://127.0.0.1:3128/cache/pypi; curl -sf $m/simple/alpha/ > /dev/null && "
+                 f"curl -sf $m/files/alpha/{sha}/{name} | sha256sum | cut -c1-64 > got-$RUNNER_TICKET")
+        repo = make_repo(tmp_path / "repo")
+        phase = write_phase(tmp_path / "p.yaml", {
+            "name": "kube-cache", "concurrency": 2, "resources": RESOURCES,
+            "cache": {"mirrors": {"pypi": f"{index.url}/simple/"}, "dir": str(tmp_path / "c")},
+            "tickets": [{"id": t, "agent": "script", "run": fetch} for t in ("A", "B")]})
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
+                             env=_env(kube_cluster))
+        assert proc.returncode == 0, proc.stderr
+        assert index.hits[f"/files/{name}"] == 1
+    for ticket in ("A", "B"):
+        assert git(repo, "show", f"{doc['target']}:got-{ticket}") == sha
+    assert sum(t["fetched"]["cache_requests"] + t["fetched"]["upstream_requests"]
+               for t in doc["tickets"]) == 4

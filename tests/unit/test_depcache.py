@@ -144,3 +144,40 @@ def test_a_tickets_fetches_read_in_one_line() -> None:
                                 upstream_bytes=5 << 20, failed=1))
     assert line == "3 from the cache (2.0 KB), 1 from upstream (5.0 MB), 1 not served"
     assert (Fetched(1, 2, 3, 4, 5) + Fetched(1, 1, 1, 1, 1)) == Fetched(2, 3, 4, 5, 6)
+
+
+def test_npm_versions_publish_sha512_or_sha1() -> None:
+    import base64
+
+    from runner.gateway.cache.npm import published
+
+    digest = hashlib.sha512(b"x").digest()
+    assert published({"integrity": "sha512-" + base64.b64encode(digest).decode()}) == (
+        "sha512", digest.hex())
+    assert published({"integrity": "sha1-zzz", "shasum": "a" * 40}) == ("sha1", "a" * 40)
+    assert published({"integrity": "sha512-%%%"}) is None and published("x") is None
+
+
+def test_the_private_home_points_each_tool_at_its_mirror() -> None:
+    from runner.gatewayenv import home_files, mirror_env
+
+    files = dict(home_files(gateway=True, upstreams={
+        "crates": "https://c.example/", "maven": "https://m.example/it's/"}))
+    assert 'replace-with = "runner-cache"' in files["config.toml"]
+    assert "'https://m.example/it\\'s/'" in files["init.gradle"]      # quoted for Groovy
+    assert "<mirrorOf>central</mirrorOf>" in files[".m2/settings.xml"]
+    env = mirror_env(["pypi", "crates", "maven", "npm"])
+    assert env["PIP_INDEX_URL"].endswith("/cache/pypi/simple/")
+    assert env["CARGO_HOME"] == "/gradle-home" and "user.home" in env["MAVEN_OPTS"]
+    assert env["npm_config_registry"].endswith("/cache/npm/")
+    assert dict(home_files(gateway=False, upstreams={})) == {}
+
+
+def test_maven_central_is_what_the_hosts_maven_says(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".m2").mkdir()
+    (tmp_path / ".m2" / "settings.xml").write_text(
+        '<settings xmlns="http://maven.apache.org/SETTINGS/1.0.0"><mirrors><mirror>'
+        "<id>corp</id><mirrorOf>central,other</mirrorOf><url>https://nexus.example/central/"
+        "</url></mirror></mirrors></settings>")
+    assert upstream_for("maven", None) == "https://nexus.example/central/"

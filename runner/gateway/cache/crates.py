@@ -33,7 +33,7 @@ async def handle(mirror: Mirror, request: web.BaseRequest, rest: str,
     if rest == "index/config.json":
         body = json.dumps({"dl": f"{mirror.mirrors.served_at}/cache/crates/dl"}).encode()
         return Served(await mirror.send_bytes(request, scrubber, body, "application/json"),
-                      "config.json", "cache")
+                      "config.json", "cache", artifact=False)
     if rest.startswith("index/"):
         path = rest.removeprefix("index/")
         name = path.rpartition("/")[2]
@@ -41,8 +41,7 @@ async def handle(mirror: Mirror, request: web.BaseRequest, rest: str,
             raise Unavailable(f"/cache/crates/{rest[:120]} is no file of a sparse index", 404)
         page = await _index_file(mirror, name)
         response = await mirror.send_bytes(request, scrubber, page.body, "text/plain")
-        return Served(response, f"index of {name.lower()}",
-                      "upstream" if page.fresh else "stale", page.fetched, page.stale_reason)
+        return Served.page(response, f"index of {name.lower()}", page)
     parts = rest.split("/")
     if len(parts) == 4 and parts[0] == "dl" and parts[3] == "download" \
             and _NAME.fullmatch(parts[1]) and _VERSION.fullmatch(parts[2]):

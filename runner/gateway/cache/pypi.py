@@ -62,8 +62,7 @@ async def _project_page(mirror: Mirror, request: web.BaseRequest, project: str,
     body = json.dumps({"meta": {"api-version": "1.0"}, "name": project,
                        "files": listed}).encode()
     response = await mirror.send_bytes(request, scrubber, body, JSON_TYPE)
-    return Served(response, f"index of {project}", "upstream" if page.fresh else "stale",
-                  page.fetched, page.stale_reason)
+    return Served.page(response, f"index of {project}", page)
 
 
 async def _file(mirror: Mirror, request: web.BaseRequest, project: str, sha256: str,

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from runner.gateway import Caller, Fetch
-from runner.gateway.cache import Mirrors
+from runner.gateway.cache import PREFIX as CACHE_PREFIX, Mirrors
 from runner.gateway.cache.store import HashMismatch, Store, store_at
 from runner.gateway.scrub import ScrubbedResponse, Scrubber
 
@@ -55,6 +55,12 @@ class Served:
     source: str                   # cache | upstream | stale
     upstream_bytes: int = 0
     reason: str = ""
+    artifact: bool = True         # False: an index page, a checksum, config
+
+    @classmethod
+    def page(cls, response: web.StreamResponse, what: str, page: Page) -> Served:
+        return cls(response, what, "upstream" if page.fresh else "stale", page.fetched,
+                   page.stale_reason, artifact=False)
 
 
 class Mirror:
@@ -70,13 +76,24 @@ class Mirror:
 
     # -- the route ------------------------------------------------------------------------
 
-    async def handle(self, request: web.BaseRequest, caller: Caller,
-                     scrubber: Scrubber) -> web.StreamResponse:
-        from runner.gateway.cache import crates, pypi
+    def own_path(self, target: str) -> str | None:
+        """The mirror path a request is for: origin-form ``/cache/…``, or the same asked
+        of the gateway's own address as a proxy (JVM tools send every request to the
+        proxy, and a worker's 127.0.0.1:3128 is the gateway); None when not a mirror's."""
+        for own in (self.mirrors.served_at, self.mirrors.served_at.replace("127.0.0.1",
+                                                                          "localhost")):
+            if own and target[:len(own)].lower() == own.lower():
+                target = target[len(own):]
+                break
+        return target.partition("?")[0] if target.startswith(CACHE_PREFIX) else None
 
-        path = request.raw_path.partition("?")[0]
+    async def handle(self, request: web.BaseRequest, path: str, caller: Caller,
+                     scrubber: Scrubber) -> web.StreamResponse:
+        from runner.gateway.cache import crates, maven, npm, pypi
+
         ecosystem, _, rest = path.removeprefix("/cache/").partition("/")
-        handlers = {"pypi": pypi.handle, "crates": crates.handle}
+        handlers = {"pypi": pypi.handle, "crates": crates.handle, "maven": maven.handle,
+                    "npm": npm.handle}
         what = path[:200]
         try:
             if ecosystem not in self.upstreams or ecosystem not in handlers:
@@ -89,11 +106,12 @@ class Mirror:
             served = await handlers[ecosystem](self, request, rest, scrubber)
         except Unavailable as e:
             source = "refused" if e.status in (404, 405) else "failed"
-            self._report(caller.on_fetch, Fetch(ecosystem, what, source, 0, 0, e.reason))
+            self._report(caller.on_fetch, Fetch(ecosystem, what, source, 0, 0, e.reason,
+                                                artifact=False))
             return web.Response(status=e.status, text=PREFIX + e.reason + "\n")
         self._report(caller.on_fetch, Fetch(
             ecosystem, served.what, served.source, served.response.content_length or 0,
-            served.upstream_bytes, served.reason))
+            served.upstream_bytes, served.reason, served.artifact))
         return served.response
 
     # -- index pages ----------------------------------------------------------------------
@@ -135,20 +153,22 @@ class Mirror:
 
     # -- artifacts ------------------------------------------------------------------------
 
-    async def artifact(self, sha256: str, url: str, what: str) -> tuple[Path, int]:
-        """The artifact of ``sha256`` from the store, or fetched from ``url`` into it first
-        (verified); returns its path and the bytes fetched upstream for it now."""
-        path = self.store.blob(sha256)
-        if path is not None:
+    async def artifact(self, digest: str, url: str, what: str, *,
+                       algorithm: str = "sha256") -> tuple[Path, int]:
+        """The artifact whose ``algorithm`` digest is ``digest``: from the store, or fetched
+        from ``url`` into it first (verified); returns its path (named by its sha256) and
+        the bytes fetched upstream for it now."""
+        if algorithm == "sha256" and (path := self.store.blob(digest)) is not None:
             return path, 0
-        (path, fetched), mine = await self._once(f"blob:{sha256}",
-                                                 lambda: self._download(sha256, url, what))
+        (path, fetched), mine = await self._once(
+            f"blob:{algorithm}:{digest}", lambda: self._download(digest, url, what, algorithm))
         return path, fetched if mine else 0   # who waited for another's download: cached
 
-    async def _download(self, sha256: str, url: str, what: str) -> tuple[Path, int]:
-        if (path := self.store.blob(sha256)) is not None:   # came while we waited
-            return path, 0
-        writer = self.store.writer(sha256)
+    async def _download(self, digest: str, url: str, what: str,
+                        algorithm: str) -> tuple[Path, int]:
+        if algorithm == "sha256" and (path := self.store.blob(digest)) is not None:
+            return path, 0                    # came while we waited
+        writer = self.store.writer(digest, algorithm=algorithm)
         try:
             async with self.session.get(url, allow_redirects=True) as got:
                 if got.status != 200:
@@ -183,6 +203,23 @@ class Mirror:
             future.add_done_callback(lambda _: self._inflight.pop(key, None))
         # shield: one asker hanging up does not cancel the download the others wait for
         return await asyncio.shield(future), mine
+
+    async def small(self, url: str, limit: int = 1 << 16) -> bytes | None:
+        """A small upstream file (a checksum), or None when the upstream has none."""
+        try:
+            async with self.session.get(url, allow_redirects=True) as got:
+                if got.status in (404, 410):
+                    return None
+                if got.status != 200:
+                    raise _UpstreamTrouble(f"the upstream answered {got.status}")
+                return await _read_at_most(got, limit)
+        except (aiohttp.ClientError, TimeoutError, OSError, _UpstreamTrouble) as e:
+            raise Unavailable(f"{url.rpartition('/')[2]} could not be fetched ({_why(e)})") from e
+
+    async def remember(self, ecosystem: str, key: str, value: str,
+                       meta: dict[str, Any]) -> None:
+        """A small fact of the gateway's own (a Maven path's sha256), kept in the store."""
+        await asyncio.to_thread(self.store.save_index, ecosystem, key, value.encode(), meta)
 
     # -- answers --------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from typing import Any
 from runner.errors import InputError
 
 _HEX = re.compile(r"[0-9a-f]{64}")
+_DIGEST = {"sha256": _HEX, "sha1": re.compile(r"[0-9a-f]{40}"),
+           "sha512": re.compile(r"[0-9a-f]{128}")}
 _INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
 
 
@@ -45,17 +47,21 @@ class Usage:
 
 
 class BlobWriter:
-    """One artifact being written: feed it chunks, then ``commit`` (verifies the hash)."""
+    """One artifact being written: feed it chunks, then ``commit``, which checks it against
+    the digest its ecosystem published (``algorithm``: sha256, or sha1 where that is all a
+    Maven repository gives) and files it under its sha256."""
 
-    def __init__(self, store: Store, sha256: str) -> None:
-        self.store, self.sha256 = store, sha256
+    def __init__(self, store: Store, algorithm: str, digest: str) -> None:
+        self.store, self.algorithm, self.digest = store, algorithm, digest
         self.path = store.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
         self._file = open(self.path, "xb")
-        self._hash = hashlib.sha256()
+        self._hashes = {"sha256": hashlib.sha256(), algorithm: hashlib.new(algorithm)}
         self.size = 0
+        self.sha256 = ""
 
     def write(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
+        for digest in self._hashes.values():
+            digest.update(chunk)
         self._file.write(chunk)
         self.size += len(chunk)
 
@@ -63,10 +69,11 @@ class BlobWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        got = self._hash.hexdigest()
-        if got != self.sha256:
+        got = self._hashes[self.algorithm].hexdigest()
+        if got != self.digest:
             self.discard()
-            raise HashMismatch(f"sha256 {got} where {self.sha256} was published")
+            raise HashMismatch(f"{self.algorithm} {got} where {self.digest} was published")
+        self.sha256 = self._hashes["sha256"].hexdigest()
         final = self.store.blob_path(self.sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, final)
@@ -113,9 +120,12 @@ class Store:
             return None
         return path
 
-    def writer(self, sha256: str) -> BlobWriter:
-        self.blob_path(sha256)            # a hash, or ValueError before anything is made
-        return BlobWriter(self, sha256)
+    def writer(self, digest: str, *, algorithm: str = "sha256") -> BlobWriter:
+        """A new artifact whose ``algorithm`` digest must be ``digest`` (a sha256, but for
+        a Maven artifact whose repository publishes a sha1 alone)."""
+        if not _DIGEST[algorithm].fullmatch(digest):
+            raise ValueError(f"not a {algorithm}: {digest[:80]!r}")
+        return BlobWriter(self, algorithm, digest)
 
     # -- index pages ----------------------------------------------------------------------
 

@@ -15,14 +15,18 @@ from pathlib import Path
 
 from runner.errors import InputError
 
-ECOSYSTEMS = ("pypi", "crates")
+ECOSYSTEMS = ("pypi", "crates", "maven", "npm")
 
 
 def upstream_for(ecosystem: str, given: str | None) -> str:
     """The upstream's base URL, ending in "/": a PEP 503/691 index (pypi), a sparse index
-    (crates)."""
+    (crates), a Maven repository (maven), an npm registry (npm)."""
     if ecosystem == "pypi":
         url = given or _pip_index()
+    elif ecosystem == "maven":
+        url = given or _maven_central()
+    elif ecosystem == "npm":
+        url = given or _npm_registry()
     else:
         url = (given or _cargo_index()).removeprefix("sparse+")
     if not re.match(r"https?://[^/\s]+", url):
@@ -81,3 +85,56 @@ def _cargo_index() -> str:
     raise InputError("cache.mirrors.crates: cargo here has no source replacement and has not "
                      "used a sparse index yet, so runner cannot tell its upstream: name it, "
                      "cache: {mirrors: {crates: sparse+https://…/}}")
+
+
+def _maven_central() -> str:
+    """The repository Maven here reads central from: a mirror of it in ~/.m2/settings.xml,
+    else the super POM of the Maven installed here."""
+    import shutil
+    import xml.etree.ElementTree as ElementTree
+    import zipfile
+
+    settings = Path.home() / ".m2" / "settings.xml"
+    try:
+        root = ElementTree.parse(settings).getroot()
+    except (OSError, ElementTree.ParseError):
+        root = None
+    for mirror in root.iter() if root is not None else ():
+        if mirror.tag.rpartition("}")[2] != "mirror":
+            continue
+        fields = {child.tag.rpartition("}")[2]: (child.text or "").strip() for child in mirror}
+        if {"central", "*"} & {part.strip() for part in fields.get("mirrorOf", "").split(",")} \
+                and fields.get("url"):
+            return fields["url"]
+    mvn = shutil.which("mvn")
+    jars = sorted(Path(os.path.realpath(mvn)).parent.parent.glob(
+        "lib/maven-model-builder-*.jar")) if mvn else []
+    for jar in jars:
+        try:
+            with zipfile.ZipFile(jar) as archive:
+                pom = ElementTree.fromstring(archive.read("org/apache/maven/model/pom-4.0.0.xml"))
+        except (OSError, KeyError, zipfile.BadZipFile, ElementTree.ParseError):
+            continue
+        for repository in pom.iter():
+            if repository.tag.rpartition("}")[2] == "repository":
+                fields = {c.tag.rpartition("}")[2]: (c.text or "").strip() for c in repository}
+                if fields.get("id") == "central" and fields.get("url"):
+                    return fields["url"]
+    raise InputError("cache.mirrors.maven: no Maven here says where central is (no mirror of "
+                     "it in ~/.m2/settings.xml, no mvn installed): name the repository, "
+                     "cache: {mirrors: {maven: https://…/}}")
+
+
+def _npm_registry() -> str:
+    """The registry npm here is configured with (its own default when nothing says)."""
+    if os.environ.get("npm_config_registry"):
+        return os.environ["npm_config_registry"]
+    try:
+        said = subprocess.run(["npm", "config", "get", "registry"], capture_output=True,
+                              text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        said = ""
+    if said.startswith(("https://", "http://")):
+        return said
+    raise InputError("cache.mirrors.npm: no npm here to say its registry: name it, "
+                     "cache: {mirrors: {npm: https://…/}}")
