@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.authorship import Authorship
-from runner.events import EventSink
+from runner.events import EventSink, Notice
 from runner.gatewayenv import GATEWAY_URL, home_files
 from runner.gitops import HostRepo
 from runner.ledger import Ledger
@@ -19,6 +19,7 @@ from runner.objectstore import RunObjects
 from runner.phase import Phase
 from runner.refs import ticket_ref
 from runner.sandbox import Checkout, SandboxProvider
+from runner.text import one_line
 
 if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
     from runner.gateway import Gateway
@@ -43,6 +44,9 @@ class RunContext:
     authorship: Authorship = Authorship()        # who its commits are by
     gateway: Gateway | None = None               # the workers' way out, when the phase has one
     claude: Path | None = None                   # the Claude Code binary claude-code tickets run
+    # What every worker's private home starts with, copied from the dependency cache: the
+    # base's Gradle wrapper distribution.
+    home_copies: tuple[tuple[str, Path], ...] = ()
 
     def checkout(self, name: str, start: str, *, place: str = "",
                  fresh: bool = True) -> Checkout:
@@ -50,7 +54,8 @@ class RunContext:
         return Checkout(name=name, branch=self.branch(name), start=start, history=self.objects,
                         place=place, fresh=fresh,
                         home_files=home_files(gateway=self.gateway is not None,
-                                              upstreams=self.mirrored))
+                                              upstreams=self.mirrored),
+                        home_copies=self.home_copies)
 
     @property
     def mirrored(self) -> dict[str, str]:
@@ -80,7 +85,33 @@ def gateway_for(ctx: RunContext) -> Iterator[RunContext]:
 
     with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress,
                  mirrors=mirrors_for(ctx.phase)) as gateway:
-        yield replace(ctx, gateway=gateway)
+        yield replace(ctx, gateway=gateway, home_copies=_wrapper_distribution(ctx, gateway))
+
+
+def _wrapper_distribution(ctx: RunContext, gateway: Gateway) -> tuple[tuple[str, Path], ...]:
+    """The base's Gradle wrapper distribution, from the cache, for every worker's home;
+    none when the phase does not mirror it, the base has no wrapper, or it cannot be had
+    (said: the wrapper then downloads it itself, through egress:)."""
+    cache = ctx.phase.cache
+    base = ctx.host.resolve(ctx.phase.base)
+    if cache is None or "gradle" not in cache.upstreams or base is None:
+        return ()
+    from runner.gradlewrapper import PROPERTIES, distribution
+
+    properties = ctx.host.file_at(base, PROPERTIES)
+    wanted = distribution(properties) if properties is not None else None
+    if wanted is None:
+        return ()
+    try:
+        stored = gateway.distribution(wanted.url, wanted.sha256)
+    except RuntimeError as e:
+        ctx.sink.emit(Notice(f"cache: the Gradle wrapper's distribution {wanted.url} is not "
+                             f"in the cache and could not be fetched ({one_line(str(e))}): "
+                             "each worker's wrapper downloads it itself", level="warning"))
+        return ()
+    ctx.sink.emit(Notice(f"cache: the Gradle wrapper's distribution {wanted.url} "
+                         "goes into every worker's Gradle home"))
+    return ((wanted.home_path, stored),)
 
 
 def mirrors_for(phase: Phase, *, open_store: bool = True) -> Mirrors | None:

@@ -157,6 +157,13 @@ class HostRepo:
                    check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
+    def file_at(self, commit: str, path: str, limit: int = 1 << 16) -> str | None:
+        """The text of ``path`` in ``commit`` (None when it has none, or it is larger)."""
+        size = git(self.top, "cat-file", "-s", f"{commit}:{path}", check=False)
+        if size.returncode != 0 or int(size.stdout.strip() or 0) > limit:
+            return None
+        return git(self.top, "cat-file", "blob", f"{commit}:{path}").stdout
+
     def checked_out_branches(self) -> dict[str, Path]:
         """Branches checked out in any worktree of the repo: short name -> worktree."""
         branches, worktree = {}, self.top

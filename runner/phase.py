@@ -151,7 +151,7 @@ class KubernetesConfig(_Strict):
         pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None = None
 
 
-Ecosystem = Literal["pypi", "crates", "maven", "npm"]
+Ecosystem = Literal["pypi", "crates", "maven", "npm", "gradle"]
 
 
 class CacheConfig(_Strict):
@@ -163,6 +163,14 @@ class CacheConfig(_Strict):
         pattern=r"^(sparse\+)?https?://[^\s/]+(/\S*)?$")] | None] = Field(min_length=1)
     max: Annotated[str, AfterValidator(checked_size)] = "20g"
     dir: Path | None = None              # default: $XDG_CACHE_HOME/runner/deps
+
+    @field_validator("mirrors")
+    @classmethod
+    def _gradle_has_no_upstream(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("gradle"):
+            raise ValueError("gradle (the wrapper's distribution) is fetched from the URL "
+                             "the project's gradle-wrapper.properties names: give it null")
+        return value
 
     @property
     def upstreams(self) -> dict[str, str | None]:

@@ -132,6 +132,13 @@ class Gateway:
         except OSError:
             pass                          # not empty: not only ours
 
+    def distribution(self, url: str, sha256: str | None) -> Path:
+        """A Gradle wrapper's distribution through the dependency cache (its path in the
+        store); RuntimeError saying why when it cannot be had."""
+        if self._loop is None:
+            raise RuntimeError("the gateway is not running: use it as a context manager")
+        return self._loop.distribution(url, sha256)
+
     def serve(self, caller: Caller) -> AbstractContextManager[Path]:
         """A fresh directory under `directory` holding one socket, `gateway.sock`, served
         for `caller` until the context exits (then closed and removed). The caller mounts

@@ -128,6 +128,17 @@ class GatewayLoop:
         if self._mirror is not None:
             await self._mirror.session.close()
 
+    def distribution(self, url: str, sha256: str | None) -> Path:
+        if self._mirror is None:
+            raise RuntimeError("the phase has no cache")
+        from runner.gateway.cache.route import Unavailable
+
+        try:
+            path, _ = self._call(self._mirror.distribution(url, sha256), 3600)
+        except Unavailable as e:
+            raise RuntimeError(e.reason) from e
+        return path
+
     def open(self, directory: Path, name: str, caller: Caller) -> Served:
         sock = bind_unix(directory, name)
         try:

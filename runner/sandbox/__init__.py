@@ -70,6 +70,9 @@ class Checkout:
     # What its private home (GRADLE_HOME) starts with: (file name, text), e.g. Gradle's
     # gradle.properties and cargo's config.toml pointing them at the gateway.
     home_files: tuple[tuple[str, str], ...] = ()
+    # And files of this machine copied there: (path in the home, the file), e.g. a Gradle
+    # wrapper's distribution from the dependency cache.
+    home_copies: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,8 @@ class DockerSandboxes:
                              start=checkout.start)
         return create_workspace(checkout.history, clone=clone, gradle_home=home,
                                 branch=checkout.branch, start=checkout.start,
-                                home_files=checkout.home_files)
+                                home_files=checkout.home_files,
+                                home_copies=checkout.home_copies)
 
     def prepare(self, spec: SandboxSpec, *, started: bool = True) -> None:
         made = _Ahead(spec)

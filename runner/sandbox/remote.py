@@ -197,6 +197,9 @@ class RemoteDockerSandboxes(DockerSandboxes):
             _upload(sandbox, WORKSPACE, HISTORY, data, uid, gid)
         for name, text in checkout.home_files:
             _upload(sandbox, GRADLE_HOME, name, io.BytesIO(text.encode()), uid, gid)
+        for name, source in checkout.home_copies:
+            with source.open("rb") as data:
+                _upload(sandbox, GRADLE_HOME, name, data, uid, gid)
         made = sandbox.exec([*STRICT_BASH, CLONE, "clone", f"{WORKSPACE}/{HISTORY}",
                              checkout.branch, checkout.start], timeout=600)
         if not made.ok:

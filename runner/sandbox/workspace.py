@@ -10,6 +10,7 @@ history it starts from but cannot change a byte of it.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +28,8 @@ class Workspace:
 
 
 def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, branch: str,
-                     start: str, home_files: tuple[tuple[str, str], ...] = ()) -> Workspace:
+                     start: str, home_files: tuple[tuple[str, str], ...] = (),
+                     home_copies: tuple[tuple[str, Path], ...] = ()) -> Workspace:
     """Clone ``start`` onto ``branch`` at ``clone``; make a private Gradle home, empty but
     for ``home_files`` (written now, while nothing of the worker's is there). With
     ``start`` "" (not known yet) the clone's directory is made empty: fill_workspace clones
@@ -39,6 +41,9 @@ def create_workspace(objects: RunObjects, *, clone: Path, gradle_home: Path, bra
     for name, text in home_files:
         (gradle_home / name).parent.mkdir(parents=True, exist_ok=True)
         (gradle_home / name).write_text(text)
+    for name, source in home_copies:       # a copy: the store's file is never the worker's
+        (gradle_home / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, gradle_home / name)
     made = Workspace(clone=clone, gradle_home=gradle_home, branch=branch, start="")
     if not start:
         clone.mkdir()

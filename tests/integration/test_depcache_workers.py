@@ -296,3 +296,64 @@ def test_npm_installs_through_the_cache(tmp_path: Path, worker_image: str) -> No
         assert index.hits["/npm/-/@corp_util-2.0.0.tgz"] == 1
     assert git(repo, "show", f"{first['target']}:installed.txt") == "2.0.0 1.0.0"
     assert artifacts_from_upstream(Path(second["run_dir"]), ["A", "B"]) == []
+
+
+@pytest.fixture(scope="module")
+def wrapper_project(tmp_path_factory: pytest.TempPathFactory, jvm_image: str) -> dict:
+    """A Gradle wrapper (gradlew, its jar) made by Debian's Gradle, and a distribution zip
+    of that same Gradle as the wrapper would download it."""
+    import docker
+    import io as _io
+    import tarfile
+    import zipfile
+
+    root = tmp_path_factory.mktemp("wrapper")
+    client = docker.from_env()
+    client.containers.run(jvm_image, ["bash", "-c", "touch settings.gradle && gradle --offline "
+                                      "-q wrapper --gradle-version 4.4.1 && "
+                                      "tar -chf /w/dist.tar -C /usr/share gradle"],
+                          remove=True, network_mode="none", working_dir="/w",
+                          environment={"HOME": "/tmp"}, user=f"{os.getuid()}:{os.getgid()}",
+                          volumes={str(root): {"bind": "/w", "mode": "rw"}})
+    zipped = _io.BytesIO()
+    with tarfile.open(root / "dist.tar") as tar, \
+            zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as dist:
+        for member in tar.getmembers():
+            name = "gradle-4.4.1" + member.name.removeprefix("gradle")
+            if member.isdir():
+                dist.writestr(name.rstrip("/") + "/", b"")
+            elif member.isfile():
+                dist.writestr(name, tar.extractfile(member).read())   # type: ignore[union-attr]
+    return {"gradlew": (root / "gradlew").read_text(),
+            "jar": (root / "gradle" / "wrapper" / "gradle-wrapper.jar").read_bytes(),
+            "zip": zipped.getvalue()}
+
+
+def test_the_gradle_wrappers_distribution_comes_from_the_cache(
+        tmp_path: Path, jvm_image: str, wrapper_project: dict) -> None:
+    """The wrapper finds its distribution in each worker's Gradle home (no egress: it could
+    not download it), fetched upstream once for two workers and two runs."""
+    with PackageIndex() as index:
+        index.add_maven("dist/gradle-4.4.1-bin.zip", wrapper_project["zip"], ("sha256",))
+        url = f"{index.url}/maven/dist/gradle-4.4.1-bin.zip".replace(":", "\\:")
+        repo = make_repo(tmp_path / "repo", {
+            "gradlew": wrapper_project["gradlew"], "settings.gradle": "",
+            "build.gradle": "task hello { doLast { file('hello.txt').text = 'from '"
+                            " + gradle.gradleVersion + '\\n' } }\n",
+            ".gitignore": ".gradle/\nbuild/\n",
+            "gradle/wrapper/gradle-wrapper.properties": (
+                f"distributionUrl={url}\ndistributionBase=GRADLE_USER_HOME\n"
+                "distributionPath=wrapper/dists\nzipStoreBase=GRADLE_USER_HOME\n"
+                "zipStorePath=wrapper/dists\n")})
+        (repo / "gradle" / "wrapper" / "gradle-wrapper.jar").write_bytes(wrapper_project["jar"])
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "the wrapper")
+        hello = "bash ./gradlew -q hello\n"
+        phase = write_phase(tmp_path / "phase.yaml", {
+            "name": "wrapper", "image": jvm_image, "concurrency": 2,
+            "cache": {"mirrors": ["gradle"], "dir": str(tmp_path / "c")},
+            "tickets": [{"id": "A", "agent": "script", "run": hello},
+                        {"id": "B", "agent": "script", "run": hello + "mv hello.txt b.txt\n"}]})
+        first, _second = run_twice(phase, repo)
+        assert index.hits["/maven/dist/gradle-4.4.1-bin.zip"] == 1
+    assert git(repo, "show", f"{first['target']}:hello.txt") == "from 4.4.1"

@@ -75,6 +75,8 @@ def test_the_phase_file_cache_field(tmp_path: Path) -> None:
         load({"mirrors": ["pypi"], "max": "lots"})
     with pytest.raises(PhaseFileError, match="cache.mirrors"):
         load({"mirrors": {"pypi": "ftp://x"}})
+    with pytest.raises(PhaseFileError, match="gradle-wrapper.properties names: give it null"):
+        load({"mirrors": {"gradle": "https://x.example/"}})
 
 
 def test_project_pages_keep_only_files_with_a_published_sha256() -> None:
@@ -181,3 +183,19 @@ def test_maven_central_is_what_the_hosts_maven_says(monkeypatch, tmp_path) -> No
         "<id>corp</id><mirrorOf>central,other</mirrorOf><url>https://nexus.example/central/"
         "</url></mirror></mirrors></settings>")
     assert upstream_for("maven", None) == "https://nexus.example/central/"
+
+
+def test_the_wrappers_distribution_is_where_the_wrapper_looks() -> None:
+    from runner.gradlewrapper import distribution, read_properties
+
+    # The folder the real wrapper (Debian's Gradle 4.4.1) made for this URL.
+    found = distribution("# made by gradle wrapper\n"
+                         "distributionUrl=http\\://127.0.0.1\\:9/dist/gradle-4.4.1-bin.zip\n"
+                         f"distributionSha256Sum={'A' * 64}\n")
+    assert found is not None and found.url == "http://127.0.0.1:9/dist/gradle-4.4.1-bin.zip"
+    assert found.home_path == ("wrapper/dists/gradle-4.4.1-bin/an19po564y3uyf5a7occlxmx6/"
+                               "gradle-4.4.1-bin.zip")
+    assert found.sha256 == "a" * 64
+    assert distribution("distributionUrl=file\\:/x/gradle.zip\n") is None
+    assert distribution("distributionUrl=https\\://h.example/g.zip\nzipStoreBase=PROJECT\n") is None
+    assert read_properties("a\\:b = c\\=d\n! note\nempty\n") == {"a:b": "c=d", "empty": ""}

@@ -6,6 +6,7 @@ workers asking at once share one download)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -215,6 +216,19 @@ class Mirror:
                 return await _read_at_most(got, limit)
         except (aiohttp.ClientError, TimeoutError, OSError, _UpstreamTrouble) as e:
             raise Unavailable(f"{url.rpartition('/')[2]} could not be fetched ({_why(e)})") from e
+
+    async def distribution(self, url: str, sha256: str | None) -> tuple[Path, int]:
+        """A Gradle wrapper's distribution zip from the store, or fetched into it: checked
+        against the project's pinned sha256, else the ``.sha256`` published beside it."""
+        name = url.rpartition("/")[2]
+        if sha256 is None:
+            said = await self.small(f"{url}.sha256")
+            found = re.match(rb"\s*([0-9a-fA-F]{64})\b", said or b"")
+            if found is None:
+                raise Unavailable(f"{name} publishes no .sha256 and the project pins no "
+                                  "distributionSha256Sum: not fetched", 404)
+            sha256 = found.group(1).decode().lower()
+        return await self.artifact(sha256, url, name)
 
     async def remember(self, ecosystem: str, key: str, value: str,
                        meta: dict[str, Any]) -> None:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 from runner.errors import InputError
 
-ECOSYSTEMS = ("pypi", "crates", "maven", "npm")
+ECOSYSTEMS = ("pypi", "crates", "maven", "npm", "gradle")
 
 
 def upstream_for(ecosystem: str, given: str | None) -> str:
     """The upstream's base URL, ending in "/": a PEP 503/691 index (pypi), a sparse index
     (crates), a Maven repository (maven), an npm registry (npm)."""
+    if ecosystem == "gradle":
+        return ""           # the wrapper's distribution: its URL is the project's own
     if ecosystem == "pypi":
         url = given or _pip_index()
     elif ecosystem == "maven":

@@ -131,6 +131,10 @@ class KubeSandboxes:
         for name, text in checkout.home_files:
             data = text.encode()
             sandbox.upload(f"{GRADLE_HOME}/{name}", [data], len(data))
+        for name, source in checkout.home_copies:
+            with source.open("rb") as copied:
+                sandbox.upload(f"{GRADLE_HOME}/{name}", chunks(copied.read),
+                               source.stat().st_size)
         made = sandbox.exec([*STRICT_BASH, CLONE, "clone", f"{WORKSPACE}/{HISTORY}",
                              checkout.branch, checkout.start], timeout=600)
         if not made.ok:
