@@ -80,6 +80,7 @@ class PackageIndex:
         self.echo = False
         self.html = html
         self.stopped = False
+        self.stop_after: str | None = None   # a path: once it is served, the index stops
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -176,6 +177,9 @@ class PackageIndex:
             return response
         await response.write(data)
         await response.write_eof()
+        if request.path == self.stop_after:       # gone mid-run, as a real upstream may go
+            self.stopped = True
+            self.loop.create_task(self.runner.cleanup())
         return response
 
     async def _maven(self, request: web.Request) -> web.StreamResponse:

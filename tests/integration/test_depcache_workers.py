@@ -357,3 +357,37 @@ def test_the_gradle_wrappers_distribution_comes_from_the_cache(
         first, _second = run_twice(phase, repo)
         assert index.hits["/maven/dist/gradle-4.4.1-bin.zip"] == 1
     assert git(repo, "show", f"{first['target']}:hello.txt") == "from 4.4.1"
+
+
+def test_an_upstream_gone_mid_run_leaves_the_cache_serving(tmp_path: Path,
+                                                           worker_image: str) -> None:
+    """The index goes away once the first ticket's file is served: the next ticket gets the
+    page and that file from the cache, and its log names the file that could not be had."""
+    with PackageIndex() as index:
+        name, wheel = make_wheel("alpha", "1.0")
+        sha = index.add_wheel("alpha", name, wheel)
+        bname, bwheel = make_wheel("alpha", "1.1")
+        bsha = index.add_wheel("alpha", bname, bwheel)
+        index.stop_after = f"/files/{name}"
+        m = "http://127.0.0.1:3128/cache/pypi"
+        first = f"curl -sf {m}/simple/alpha/ > /dev/null && curl -sf {m}/files/alpha/{sha}/{name} > /dev/null && echo ok > a.txt\n"
+        second = (f"curl -sf {m}/simple/alpha/ > page.json\n"
+                  f"curl -sf {m}/files/alpha/{sha}/{name} | sha256sum | cut -c1-64 > kept.txt\n"
+                  f"curl -s -o /dev/null -w '%{{http_code}}\\n' {m}/files/alpha/{bsha}/{bname} > missing.txt\n")
+        repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
+        phase = write_phase(tmp_path / "phase.yaml", {
+            "name": "gone", "image": worker_image,
+            "cache": {"mirrors": {"pypi": f"{index.url}/simple/"}, "dir": str(tmp_path / "c")},
+            "tickets": [{"id": "A", "agent": "script", "run": first},
+                        {"id": "B", "agent": "script", "run": second, "depends_on": ["A"]}]})
+        proc, doc = run_json("run", str(phase), "--repo", str(repo))
+        assert proc.returncode == 0, proc.stderr
+        assert index.stopped
+    assert git(repo, "show", f"{doc['target']}:kept.txt") == sha
+    assert git(repo, "show", f"{doc['target']}:missing.txt") == "502"
+    assert len(json.loads(git(repo, "show", f"{doc['target']}:page.json"))["files"]) == 2
+    log = (Path(doc["run_dir"]) / "logs" / "B.log").read_text()
+    assert f"{bname} (sha256 {bsha[:12]}…) is not in the cache and could not be fetched" in log
+    assert "served the index of alpha saved" in log
+    fetched = next(t["fetched"] for t in doc["tickets"] if t["id"] == "B")
+    assert fetched["failed"] == 1 and fetched["cache_requests"] == 2
