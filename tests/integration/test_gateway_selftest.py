@@ -68,6 +68,7 @@ class _OneSocketForAll:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway, self.first = gateway, None
+        self.mirrors = gateway.mirrors
         self._lock = threading.Lock()      # the probes start at once
 
     @contextmanager

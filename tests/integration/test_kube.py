@@ -58,6 +58,20 @@ def _of_run(cluster: TestCluster, run_id: str) -> dict[str, list[Any]]:
                 "default", label_selector=selector).items}
 
 
+def _wait_until_a_node_reports(cluster: TestCluster, image: str, timeout: float = 120) -> None:
+    """A kubelet reports the images it holds in its node's status every few seconds: an
+    image just imported is there only after the next report."""
+    from runner.sandbox.kube import normalized_image
+
+    core, _ = _api(cluster)
+    deadline = time.monotonic() + timeout
+    wanted = normalized_image(image)
+    while not any(wanted in map(normalized_image, held.names or [])
+                  for node in core.list_node().items for held in (node.status.images or [])):
+        assert time.monotonic() < deadline, f"no node reports {image}"
+        time.sleep(1)
+
+
 def _tree(repo: Path, ref: str) -> dict[str, str]:
     files = git(repo, "ls-tree", "-r", "--name-only", ref).split()
     return {f: git(repo, "show", f"{ref}:{f}") for f in files if f != "shared.txt"}
@@ -501,6 +515,7 @@ def test_a_projects_own_image_reaches_the_node_and_runs_its_tickets(tmp_path: Pa
     assert tag.startswith("runner-project:")
     assert "on none of the cluster's nodes yet" in built.stdout + built.stderr
     kube_cluster.load(tag)
+    _wait_until_a_node_reports(kube_cluster, tag)
     proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
                          env=_env(kube_cluster))
     assert proc.returncode == 0, proc.stderr
