@@ -72,7 +72,8 @@ def gradle_init(upstream: str) -> str:
     quoted = upstream.replace("\\", "\\\\").replace("'", "\\'")
     return f"""// runner: Maven repositories through the gateway's dependency cache
 def runnerMirror = new URI('{MAVEN_MIRROR}')
-def runnerMirrored = ['{quoted}', org.gradle.api.artifacts.ArtifactRepositoryContainer.MAVEN_CENTRAL_URL]
+def runnerMirrored = ['{quoted}',
+    org.gradle.api.artifacts.ArtifactRepositoryContainer.MAVEN_CENTRAL_URL]
 def runnerSwap = {{ repository ->
     if (repository instanceof org.gradle.api.artifacts.repositories.MavenArtifactRepository) {{
         def url = repository.url.toString()

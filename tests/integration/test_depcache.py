@@ -50,8 +50,13 @@ def mirrors(index: PackageIndex, store: Path, max_bytes: int = 1 << 30) -> Mirro
 
 
 def gateway(tmp_path: Path, index: PackageIndex, store: Path, **kw: object) -> Gateway:
-    return Gateway(Path(tempfile.mkdtemp(prefix="gw", dir="/tmp")), ledger=Ledger(prices=default_prices()),
-                   egress=[], api_key=KEY, mirrors=mirrors(index, store, **kw))
+    return serving(mirrors(index, store, **kw))
+
+
+def serving(mirrored: Mirrors) -> Gateway:
+    return Gateway(Path(tempfile.mkdtemp(prefix="gw", dir="/tmp")),     # sun_path is short
+                   ledger=Ledger(prices=default_prices()), egress=[], api_key=KEY,
+                   mirrors=mirrored)
 
 
 def worker(sock: Path) -> httpx.Client:
@@ -278,9 +283,7 @@ def test_a_maven_repository_is_mirrored_by_its_published_checksums(
     index.add_maven("com/example/lib/maven-metadata.xml", b"<metadata>1</metadata>", ())
     store = tmp_path / "store"
     upstreams = {"maven": f"{index.url}/maven/"}
-    with Gateway(Path(tempfile.mkdtemp(prefix="gw", dir="/tmp")),
-                 ledger=Ledger(prices=default_prices()), egress=[], api_key=KEY,
-                 mirrors=Mirrors(upstreams, store, 1 << 30, GATEWAY_URL)) as gw, \
+    with serving(Mirrors(upstreams, store, 1 << 30, GATEWAY_URL)) as gw, \
             gw.serve(Fetches().caller("T")) as sock, worker(sock / SOCKET_NAME) as http:
         for _ in range(3):
             assert http.get(f"/cache/maven/{base}.jar").content == b"jar bytes"
@@ -312,9 +315,7 @@ def test_npm_documents_point_at_the_mirror_and_tarballs_are_checked(
     store = tmp_path / "store"
     upstreams = {"npm": f"{index.url}/npm/"}
     for _run in range(2):
-        with Gateway(Path(tempfile.mkdtemp(prefix="gw", dir="/tmp")),
-                     ledger=Ledger(prices=default_prices()), egress=[], api_key=KEY,
-                     mirrors=Mirrors(upstreams, store, 1 << 30, GATEWAY_URL)) as gw, \
+        with serving(Mirrors(upstreams, store, 1 << 30, GATEWAY_URL)) as gw, \
                 gw.serve(Fetches().caller("T")) as sock, worker(sock / SOCKET_NAME) as http:
             doc = http.get("/cache/npm/leftpad",
                            headers={"Accept": "application/vnd.npm.install-v1+json"}).json()

@@ -370,10 +370,12 @@ def test_an_upstream_gone_mid_run_leaves_the_cache_serving(tmp_path: Path,
         bsha = index.add_wheel("alpha", bname, bwheel)
         index.stop_after = f"/files/{name}"
         m = "http://127.0.0.1:3128/cache/pypi"
-        first = f"curl -sf {m}/simple/alpha/ > /dev/null && curl -sf {m}/files/alpha/{sha}/{name} > /dev/null && echo ok > a.txt\n"
+        first = (f"curl -sf {m}/simple/alpha/ > /dev/null\n"
+                 f"curl -sf {m}/files/alpha/{sha}/{name} > /dev/null && echo ok > a.txt\n")
         second = (f"curl -sf {m}/simple/alpha/ > page.json\n"
                   f"curl -sf {m}/files/alpha/{sha}/{name} | sha256sum | cut -c1-64 > kept.txt\n"
-                  f"curl -s -o /dev/null -w '%{{http_code}}\\n' {m}/files/alpha/{bsha}/{bname} > missing.txt\n")
+                  f"curl -s -o /dev/null -w '%{{http_code}}\\n' "
+                  f"{m}/files/alpha/{bsha}/{bname} > missing.txt\n")
         repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
         phase = write_phase(tmp_path / "phase.yaml", {
             "name": "gone", "image": worker_image,

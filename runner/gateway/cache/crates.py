@@ -14,7 +14,7 @@ import re
 
 from aiohttp import web
 
-from runner.gateway.cache.route import Mirror, Served, Unavailable
+from runner.gateway.cache.route import Mirror, Page, Served, Unavailable
 from runner.gateway.scrub import Scrubber
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -49,7 +49,7 @@ async def handle(mirror: Mirror, request: web.BaseRequest, rest: str,
     raise Unavailable(f"/cache/crates/{rest[:120]} is no path of the crate mirror", 404)
 
 
-async def _index_file(mirror: Mirror, name: str):   # -> Page
+async def _index_file(mirror: Mirror, name: str) -> Page:
     return await mirror.page("crates", name.lower(),
                              mirror.upstreams["crates"] + index_path(name), accept="*/*")
 

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from runner.gateway.cache.route import Mirror, Served, Unavailable
+from runner.gateway.cache.route import Mirror, Page, Served, Unavailable
 from runner.gateway.scrub import Scrubber
 
 _NAME = re.compile(r"(@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9._~][a-z0-9._~-]{0,213}")
@@ -48,7 +48,7 @@ def _key(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-async def _fetched(mirror: Mirror, name: str, accept: str):   # -> (Page, versions)
+async def _fetched(mirror: Mirror, name: str, accept: str) -> tuple[Page, dict[str, Any]]:
     url = mirror.upstreams["npm"] + quote(name, safe="@")       # @scope%2fname upstream too
     page = await mirror.page("npm", _key(name) + (".min" if accept == ABBREVIATED else ""),
                              url, accept=accept)

@@ -18,7 +18,7 @@ from urllib.parse import urldefrag, urljoin
 
 from aiohttp import web
 
-from runner.gateway.cache.route import Mirror, Served, Unavailable
+from runner.gateway.cache.route import Mirror, Page, Served, Unavailable
 from runner.gateway.scrub import Scrubber
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -47,7 +47,7 @@ async def handle(mirror: Mirror, request: web.BaseRequest, rest: str,
                       "(…/simple/<project>/, or a file a page of it links to)", 404)
 
 
-async def _page(mirror: Mirror, project: str):   # -> (Page, files)
+async def _page(mirror: Mirror, project: str) -> tuple[Page, list[dict[str, Any]]]:
     page = await mirror.page("pypi", project, mirror.upstreams["pypi"] + project + "/",
                              accept=ACCEPT)
     return page, files_of(page.body, page.content_type, page.url)
