@@ -17,14 +17,14 @@ import aiohttp
 from aiohttp import web
 
 from runner.gateway import Caller, Fetch
-from runner.gateway.cache import PREFIX as CACHE_PREFIX, Mirrors
+from runner.gateway.cache import PREFIX, Mirrors
 from runner.gateway.cache.store import HashMismatch, Store, store_at
 from runner.gateway.scrub import ScrubbedResponse, Scrubber
 
 T = TypeVar("T")
 CHUNK = 256 << 10
 MAX_INDEX = 64 << 20              # an index page past this is not one we keep
-PREFIX = "runner gateway: cache: "
+SAID = "runner gateway: cache: "       # how its refusals begin, for the worker
 
 
 class Unavailable(Exception):
@@ -86,7 +86,7 @@ class Mirror:
             if own and target[:len(own)].lower() == own.lower():
                 target = target[len(own):]
                 break
-        return target.partition("?")[0] if target.startswith(CACHE_PREFIX) else None
+        return target.partition("?")[0] if target.startswith(PREFIX) else None
 
     async def handle(self, request: web.BaseRequest, path: str, caller: Caller,
                      scrubber: Scrubber) -> web.StreamResponse:
@@ -109,7 +109,7 @@ class Mirror:
             source = "refused" if e.status in (404, 405) else "failed"
             self._report(caller.on_fetch, Fetch(ecosystem, what, source, 0, 0, e.reason,
                                                 artifact=False))
-            return web.Response(status=e.status, text=PREFIX + e.reason + "\n")
+            return web.Response(status=e.status, text=SAID + e.reason + "\n")
         self._report(caller.on_fetch, Fetch(
             ecosystem, served.what, served.source, served.response.content_length or 0,
             served.upstream_bytes, served.reason, served.artifact))
