@@ -210,11 +210,15 @@ code --path-as-is "$m/files/alpha/SHA/../../../simple/alpha/" > dots.txt
 code --path-as-is "$m/files/alpha/%2e%2e/SHA/FILE" > encoded-dots.txt
 code $m/files/gamma/GSHA/GFILE > mismatch.txt
 # Response splitting: a request line and a header with CR LF inside, sent raw.
-raw() { timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; printf "$1" >&3; cat <&3' _ "$1"; }
+raw() { timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; printf "%b" "$1" >&3; cat <&3' _ "$1"; }
 raw 'GET /cache/pypi/simple/alpha/%0d%0aSet-Cookie:x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' \
   | head -1 > split-line.txt || true
 raw 'GET /cache/pypi/files/alpha/SHA/FILE HTTP/1.1\r\nHost: x\r\nX-A: a\rSet-Cookie: b\r\nConnection: close\r\n\r\n' \
   | head -1 > split-header.txt || true
+# A path chosen to forge what people read: a bidi override and an escape, raw and encoded.
+raw 'GET /cache/pypi/evil\xe2\x80\xaemoc/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' \
+  > /dev/null || true
+code -g "$m/x%1b[31mred/" > /dev/null
 """
 TAKE = r"""
 m=http://127.0.0.1:3128/cache/pypi
@@ -265,6 +269,10 @@ def test_poisoning_from_inside_a_worker_changes_nothing_another_receives(
         assert shown(doc, "NEXT", "got-gamma.txt") == "502"
     log = (Path(first["run_dir"]) / "logs" / "EVIL.log").read_text()
     assert "PUT is refused: the cache is read-only to workers" in log
+    # What the worker's forged paths became in runner's own lines: data, neutralised.
+    said = "\n".join(line for line in log.splitlines() if line.startswith("runner: "))
+    assert "red/" in said
+    assert "\u202e" not in said and "\x1b" not in said
     assert "is not what its index published" in log
 
 

@@ -179,7 +179,7 @@ def test_maven_central_is_what_the_hosts_maven_says(monkeypatch, tmp_path) -> No
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".m2").mkdir()
     (tmp_path / ".m2" / "settings.xml").write_text(
-        '<settings xmlns="http://maven.apache.org/SETTINGS/1.0.0"><mirrors><mirror>'
+        '<settings xmlns="urn:example:settings"><mirrors><mirror>'
         "<id>corp</id><mirrorOf>central,other</mirrorOf><url>https://nexus.example/central/"
         "</url></mirror></mirrors></settings>")
     assert upstream_for("maven", None) == "https://nexus.example/central/"
