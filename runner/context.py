@@ -83,8 +83,11 @@ def gateway_for(ctx: RunContext) -> Iterator[RunContext]:
         return
     from runner.gateway import Gateway
 
+    mirrors = mirrors_for(ctx.phase)
+    if mirrors is not None and "go" in mirrors.upstreams:
+        mirrors = replace(mirrors, go_sums=_base_go_sums(ctx))
     with Gateway(ctx.root / "gateway", ledger=ctx.ledger, egress=ctx.phase.egress,
-                 mirrors=mirrors_for(ctx.phase)) as gateway:
+                 mirrors=mirrors) as gateway:
         yield replace(ctx, gateway=gateway, home_copies=_wrapper_distribution(ctx, gateway))
 
 
@@ -114,12 +117,25 @@ def _wrapper_distribution(ctx: RunContext, gateway: Gateway) -> tuple[tuple[str,
     return ((wanted.home_path, stored),)
 
 
+def _base_go_sums(ctx: RunContext) -> dict[str, str]:
+    """The hashes the base commit's go.sum files record (the user's, as the run found them:
+    what the Go mirror checks a module by before any checksum database)."""
+    from runner.gateway.cache.gomod import sums_in
+
+    base = ctx.host.resolve(ctx.phase.base)
+    sums: dict[str, str] = {}
+    for path in ctx.host.paths_named(base, "go.sum") if base else ():
+        sums |= sums_in(ctx.host.file_at(base, path, limit=64 << 20) or "")
+    return sums
+
+
 def mirrors_for(phase: Phase, *, open_store: bool = True) -> Mirrors | None:
     """The phase's dependency mirrors, each upstream named (InputError when one cannot be),
     the store opened (made, when new); None when the phase has no cache."""
     if phase.cache is None:
         return None
     from runner.gateway.cache import Mirrors, upstream_for
+    from runner.gateway.cache.upstreams import go_sumdb_for
     from runner.gateway.cache.store import default_cache_dir, store_at
 
     folder = phase.cache.dir or default_cache_dir()
@@ -127,4 +143,6 @@ def mirrors_for(phase: Phase, *, open_store: bool = True) -> Mirrors | None:
         store_at(folder)
     return Mirrors(upstreams={eco: upstream_for(eco, url)
                               for eco, url in phase.cache.upstreams.items()},
-                   store=folder, max_bytes=phase.cache.max_bytes, served_at=GATEWAY_URL)
+                   store=folder, max_bytes=phase.cache.max_bytes, served_at=GATEWAY_URL,
+                   go_sumdb=go_sumdb_for(phase.cache.go_sumdb)
+                   if "go" in phase.cache.upstreams else None)

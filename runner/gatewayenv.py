@@ -8,9 +8,13 @@ API is reached there directly (ANTHROPIC_BASE_URL), everything else through it a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from runner.sandbox import GATEWAY_PORT, GRADLE_HOME
+
+if TYPE_CHECKING:
+    from runner.gateway.cache import Mirrors
 
 GATEWAY_URL = f"http://127.0.0.1:{GATEWAY_PORT}"
 # What a worker holds instead of the API key: the gateway puts the real one in.
@@ -36,8 +40,9 @@ GRADLE_PROPERTIES = "".join(
 ) + "systemProp.http.nonProxyHosts=\n"
 
 
-def mirror_env(ecosystems: Collection[str]) -> dict[str, str]:
+def mirror_env(mirrors: Mirrors | None) -> dict[str, str]:
     """The variables that send each tool to its mirror on the gateway."""
+    ecosystems = mirrors.upstreams if mirrors is not None else {}
     env = {}
     if "pypi" in ecosystems:
         index = f"{GATEWAY_URL}/cache/pypi/simple/"
@@ -49,6 +54,11 @@ def mirror_env(ecosystems: Collection[str]) -> dict[str, str]:
     if "maven" in ecosystems:
         # Maven reads ~/.m2/settings.xml, and keeps its repository there: the private home.
         env["MAVEN_OPTS"] = f"-Duser.home={GRADLE_HOME}"
+    if mirrors is not None and "go" in ecosystems:
+        # The module cache in the private home, writable (go makes it read-only otherwise,
+        # and the home is removed after); the worker's go checks the checksum database too.
+        env |= {"GOPROXY": f"{GATEWAY_URL}/cache/go/", "GOSUMDB": mirrors.go_sumdb or "off",
+                "GOMODCACHE": f"{GRADLE_HOME}/go/mod", "GOFLAGS": "-modcacherw"}
     return env
 
 

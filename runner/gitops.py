@@ -164,6 +164,12 @@ class HostRepo:
             return None
         return git(self.top, "cat-file", "blob", f"{commit}:{path}").stdout
 
+    def paths_named(self, commit: str, name: str) -> list[str]:
+        """Every path of ``commit``'s tree whose file is called ``name``."""
+        listed = git_out(self.top, "ls-tree", "-r", "-z", "--name-only", commit)
+        return [path for path in listed.split("\0")
+                if path == name or path.endswith("/" + name)]
+
     def checked_out_branches(self) -> dict[str, Path]:
         """Branches checked out in any worktree of the repo: short name -> worktree."""
         branches, worktree = {}, self.top

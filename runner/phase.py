@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field,
-                      PrivateAttr, StringConstraints, Tag, ValidationError, field_validator)
+                      PrivateAttr, StringConstraints, Tag, ValidationError, ValidationInfo,
+                      field_validator)
 
 from runner import safeyaml
 from runner.errors import PhaseFileError
@@ -151,7 +152,7 @@ class KubernetesConfig(_Strict):
         pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None = None
 
 
-Ecosystem = Literal["pypi", "crates", "maven", "npm", "gradle"]
+Ecosystem = Literal["pypi", "crates", "maven", "npm", "go", "gradle"]
 
 
 class CacheConfig(_Strict):
@@ -163,6 +164,10 @@ class CacheConfig(_Strict):
         pattern=r"^(sparse\+)?https?://[^\s/]+(/\S*)?$")] | None] = Field(min_length=1)
     max: Annotated[str, AfterValidator(checked_size)] = "20g"
     dir: Path | None = None              # default: $XDG_CACHE_HOME/runner/deps
+    # The checksum database a Go module the base's go.sum does not list is checked by, as
+    # GOSUMDB names it; default this machine's GOSUMDB; "off": go.sum's modules alone.
+    go_sumdb: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.+/=: _-]{1,500}$")] \
+        | None = None
 
     @field_validator("mirrors")
     @classmethod
@@ -170,6 +175,15 @@ class CacheConfig(_Strict):
         if isinstance(value, dict) and value.get("gradle"):
             raise ValueError("gradle (the wrapper's distribution) is fetched from the URL "
                              "the project's gradle-wrapper.properties names: give it null")
+        return value
+
+    @field_validator("go_sumdb")
+    @classmethod
+    def _sumdb_is_for_go(cls, value: str | None, info: ValidationInfo) -> str | None:
+        mirrors = info.data.get("mirrors")
+        if value is not None and mirrors is not None and "go" not in mirrors:
+            raise ValueError("the checksum database is the Go mirror's, and cache.mirrors "
+                             "mirrors no go: add go there or drop go_sumdb")
         return value
 
     @property

@@ -36,7 +36,10 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
         mirrors = mirrors_for(phase, open_store=False)     # a dry run makes nothing
         assert mirrors is not None
         yield (f"cache in {mirrors.store} (max {phase.cache.max}): " + ", ".join(
-            f"{eco} from {url}" for eco, url in mirrors.upstreams.items()))
+            f"{eco} from {url}" for eco, url in mirrors.upstreams.items()) + (
+            "" if "go" not in mirrors.upstreams else
+            f"; Go modules checked by the base's go.sum and {mirrors.go_sumdb.split()[0]}"
+            if mirrors.go_sumdb else "; Go modules checked by the base's go.sum alone"))
     for number, wave in enumerate(plan_waves(phase, concurrency=workers,
                                              allow_overlap=allow_overlap), start=1):
         yield f"wave {number}: " + ", ".join(t.ticket for t in wave)

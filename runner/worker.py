@@ -41,7 +41,8 @@ def sandbox_spec(ctx: RunContext, ticket_id: str, checkout: Checkout) -> Sandbox
     phase = ctx.phase
     env = {"RUNNER_RUN": ctx.run_id, "RUNNER_TICKET": ticket_id, "HOME": "/tmp",
            "GRADLE_USER_HOME": GRADLE_HOME, **ctx.authorship.env(ticket_id),
-           **(gateway_env() if ctx.gateway else {}), **mirror_env(ctx.mirrored)}
+           **(gateway_env() if ctx.gateway else {}),
+           **mirror_env(ctx.gateway.mirrors if ctx.gateway else None)}
     if phase.gradle.shared_cache:
         env["GRADLE_RO_DEP_CACHE"] = GRADLE_RO_CACHE
     # The binary goes into every sandbox of the run, so the self-test sees what tickets get;

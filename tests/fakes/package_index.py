@@ -1,5 +1,6 @@
 """A package index of the test's own on 127.0.0.1: a Python simple repository (PEP 691 JSON,
-or PEP 503 HTML) and a Rust sparse registry, serving wheels and crates the test made. It
+or PEP 503 HTML), a Rust sparse registry, a Maven repository, an npm registry and a Go
+module proxy with a checksum database's lookups, serving what the test made. It
 counts every request by path, can hand out bytes other than those its index publishes
 (tamper), hold a download half-sent (stall), echo request headers back, and stop."""
 
@@ -12,6 +13,7 @@ import json
 import threading
 import zipfile
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -67,12 +69,52 @@ def make_tarball(name: str, version: str, dependencies: dict[str, str] | None = 
     return out.getvalue()
 
 
+def go_h1(files: dict[str, bytes]) -> str:
+    """Go's h1 of named files, written here apart from the gateway's (the worker tests' real
+    go is the judge of both)."""
+    import base64
+
+    lines = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n" for n in sorted(files))
+    return "h1:" + base64.b64encode(hashlib.sha256(lines.encode()).digest()).decode()
+
+
+def go_escape(path: str) -> str:
+    return "".join("!" + c.lower() if c.isupper() else c for c in path)
+
+
+@dataclass
+class GoModule:
+    zip: bytes
+    mod: bytes
+    sum: str                  # the go.sum lines of this version
+    time: str = "2024-01-01T00:00:00Z"
+
+
+def make_go_module(module: str, version: str, go_files: dict[str, str],
+                   requires: dict[str, str] | None = None) -> GoModule:
+    """A module version as a proxy serves it: its zip (files under module@version/), its
+    go.mod, and the two lines go.sum records of it."""
+    mod = f"module {module}\n\ngo 1.19\n" + "".join(
+        f"\nrequire {m} {v}\n" for m, v in (requires or {}).items())
+    files = {f"{module}@{version}/{name}": text.encode() for name, text in
+             {**go_files, "go.mod": mod}.items()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data)
+    total = go_h1(files)
+    return GoModule(out.getvalue(), mod.encode(),
+                    f"{module} {version} {total}\n"
+                    f"{module} {version}/go.mod {go_h1({'go.mod': mod.encode()})}\n")
+
+
 class PackageIndex:
     def __init__(self, *, html: bool = False) -> None:
         self.wheels: dict[str, dict[str, bytes]] = {}      # project -> filename -> bytes
         self.crates: dict[str, dict[str, bytes]] = {}      # crate -> version -> .crate
         self.maven: dict[str, bytes] = {}                  # repository path -> bytes
         self.npm: dict[str, dict[str, tuple[bytes, dict[str, str]]]] = {}  # name -> version
+        self.go: dict[str, dict[str, GoModule]] = {}       # module -> version -> files
         self.hits: Counter[str] = Counter()
         self.headers_seen: list[dict[str, str]] = []
         self.tampered: set[str] = set()
@@ -103,6 +145,12 @@ class PackageIndex:
         self.npm.setdefault(name, {})[version] = (data, dependencies or {})
         return data
 
+    def add_go(self, module: str, version: str, go_files: dict[str, str],
+               requires: dict[str, str] | None = None) -> GoModule:
+        made = make_go_module(module, version, go_files, requires)
+        self.go.setdefault(module, {})[version] = made
+        return made
+
     def add_crate(self, name: str, version: str, data: bytes) -> str:
         self.crates.setdefault(name, {})[version] = data
         return hashlib.sha256(data).hexdigest()
@@ -114,6 +162,8 @@ class PackageIndex:
         app.router.add_get("/maven/{path:.+}", self._maven)
         app.router.add_get("/npm/-/{file}", self._npm_tarball)
         app.router.add_get("/npm/{name:.+}", self._npm_document)
+        app.router.add_get("/go/sumdb/{db}/lookup/{line:.+}", self._go_lookup)
+        app.router.add_get("/go/{path:.+}", self._go)
         app.router.add_get("/crates/config.json", self._config)
         app.router.add_get("/crates/dl/{name}/{version}/download", self._crate)
         app.router.add_get("/crates/{path:.+}", self._crate_index)
@@ -215,6 +265,41 @@ class PackageIndex:
                     return await self._send(request, file, data)
         return web.Response(status=404)
 
+    def _go_module(self, escaped: str) -> dict[str, GoModule] | None:
+        return next((versions for module, versions in self.go.items()
+                     if go_escape(module) == escaped), None)
+
+    async def _go(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        escaped, _, tail = request.match_info["path"].partition("/@")
+        versions = self._go_module(escaped) or {}
+        if tail == "v/list":
+            return web.Response(text="".join(f"{v}\n" for v in versions))
+        if tail == "latest" and versions:
+            latest = versions[list(versions)[-1]]
+            return web.json_response({"Version": list(versions)[-1], "Time": latest.time})
+        version, _, kind = tail.removeprefix("v/").rpartition(".")
+        made = next((m for v, m in versions.items() if go_escape(v) == version), None)
+        if made is None:
+            return web.Response(status=404, text="not found")
+        if kind == "info":
+            return web.json_response({"Version": version, "Time": made.time})
+        if kind in ("mod", "zip"):
+            name = f"{escaped}@{version}.{kind}"
+            return await self._send(request, name, made.mod if kind == "mod" else made.zip)
+        return web.Response(status=404)
+
+    async def _go_lookup(self, request: web.Request) -> web.Response:
+        """A checksum database's answer for one module version (its note is not signed:
+        the gateway reads the lines; the fake signs nothing a go could check)."""
+        self._seen(request)
+        escaped, _, version = request.match_info["line"].rpartition("@")
+        made = next((m for v, m in (self._go_module(escaped) or {}).items()
+                     if go_escape(v) == version), None)
+        if made is None:
+            return web.Response(status=404, text="not found")
+        return web.Response(text=f"42\n{made.sum}\ngo.sum.test\n\u2014 go.sum.test AAAA\n")
+
     async def _config(self, request: web.Request) -> web.Response:
         self._seen(request)
         return web.json_response({"dl": f"{self.url}/crates/dl"})
@@ -241,7 +326,8 @@ class PackageIndex:
     def artifact_hits(self) -> int:
         return sum(n for path, n in self.hits.items()
                    if path.startswith(("/files/", "/crates/dl/", "/maven/", "/npm/-/"))
-                   and not path.endswith((".metadata", ".sha1", ".sha256", ".xml")))
+                   and not path.endswith((".metadata", ".sha1", ".sha256", ".xml"))
+                   or path.startswith("/go/") and path.endswith(".zip"))
 
     def stop(self) -> None:
         """Gone: every later request is refused (its port closed)."""

@@ -331,3 +331,53 @@ def test_npm_documents_point_at_the_mirror_and_tarballs_are_checked(
             assert http.get("/cache/npm/../etc/passwd").status_code == 404
     assert index.hits["/npm/-/leftpad-1.0.0.tgz"] == 1
     assert index.hits["/npm/-/@corp_util-2.0.0.tgz"] == 1
+
+
+def test_go_modules_are_served_by_the_hash_go_sum_or_the_checksum_database_records(
+        tmp_path: Path, index: PackageIndex) -> None:
+    """A module the base's go.sum lists is checked by that line; one it does not, by the
+    checksum database's lookup through the upstream proxy — and by nothing when the run has
+    no database. Bytes that are not what was recorded are neither kept nor served."""
+    from runner.gateway.cache.gomod import sums_in
+
+    listed = index.add_go("example.com/Shout", "v1.0.0", {"shout.go": "package shout\n"})
+    extra = index.add_go("example.com/extra", "v1.1.0", {"extra.go": "package extra\n"})
+    bad_sum = index.add_go("example.com/bad", "v0.1.0", {"bad.go": "package bad\n"}).sum
+    # The upstream then serves other contents under that version (its zip's bytes alone
+    # are not what is checked: go's hash is of the files in it).
+    index.add_go("example.com/bad", "v0.1.0", {"bad.go": "package bad // evil\n"})
+    store = tmp_path / "store"
+    with_db = Mirrors({"go": f"{index.url}/go/"}, store, 1 << 30, GATEWAY_URL,
+                      go_sumdb="go.sum.test+0000+AAAA", go_sums=sums_in(listed.sum + bad_sum))
+    for _run in range(2):
+        with serving(with_db) as gw, gw.serve(Fetches().caller("T")) as sock, \
+                worker(sock / SOCKET_NAME) as http:
+            assert http.get("/cache/go/example.com/!shout/@v/list").text == "v1.0.0\n"
+            info = http.get("/cache/go/example.com/!shout/@v/v1.0.0.info").json()
+            assert info["Version"] == "v1.0.0"
+            assert http.get("/cache/go/example.com/!shout/@v/v1.0.0.mod").content == listed.mod
+            assert http.get("/cache/go/example.com/!shout/@v/v1.0.0.zip").content == listed.zip
+            assert http.get("/cache/go/example.com/extra/@v/v1.1.0.zip").content == extra.zip
+            refused = http.get("/cache/go/example.com/bad/@v/v0.1.0.zip")
+            assert refused.status_code == 502 and "is not what its index published" in \
+                refused.text
+            assert http.get("/cache/go/sumdb/go.sum.test/supported").status_code == 200
+            assert http.get("/cache/go/sumdb/other.db/supported").status_code == 404
+            assert http.get("/cache/go/example.com/%21shout/@v/list").status_code == 200
+            for path in ("/cache/go/example.com/Shout/@v/list",          # not escaped
+                         "/cache/go/example.com/!shout/@v/../../x.zip",
+                         "/cache/go/example.com/%2e%2e/@v/list",
+                         "/cache/go/example.com/!shout/@v/v1.0.0.exe",
+                         "/cache/go/sumdb/go.sum.test/lookup/../../x@v1",
+                         "/cache/go/sumdb/go.sum.test/tile/8/0/../../x"):
+                assert http.get(path).status_code == 404, path
+    assert index.hits["/go/example.com/!shout/@v/v1.0.0.zip"] == 1      # once, two runs
+    assert index.hits["/go/example.com/extra/@v/v1.1.0.zip"] == 1
+    assert index.hits["/go/sumdb/go.sum.test/lookup/example.com/extra@v1.1.0"] == 1
+    assert index.hits["/go/example.com/bad/@v/v0.1.0.zip"] == 2         # never kept
+
+    no_db = Mirrors({"go": f"{index.url}/go/"}, tmp_path / "other", 1 << 30, GATEWAY_URL)
+    with serving(no_db) as gw, gw.serve(Fetches().caller("T")) as sock, \
+            worker(sock / SOCKET_NAME) as http:
+        said = http.get("/cache/go/example.com/extra/@v/v1.1.0.mod")
+        assert said.status_code == 404 and "cache.go_sumdb" in said.text

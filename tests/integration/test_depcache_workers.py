@@ -401,3 +401,46 @@ def test_an_upstream_gone_mid_run_leaves_the_cache_serving(tmp_path: Path,
     assert "served the index of alpha saved" in log
     fetched = next(t["fetched"] for t in doc["tickets"] if t["id"] == "B")
     assert fetched["failed"] == 1 and fetched["cache_requests"] == 2
+
+
+GO_IMAGE = """FROM debian:bookworm-slim
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      golang-go && rm -rf /var/lib/apt/lists/*
+"""
+GO_APP = {"go.mod": "module example.com/app\n\ngo 1.19\n\nrequire example.com/Shout v1.0.0\n",
+          "main.go": 'package main\n\nimport (\n\t"fmt"\n\n\t"example.com/Shout"\n)\n\n'
+                     'func main() { fmt.Println(shout.Loud("hi")) }\n',
+          "Dockerfile": GO_IMAGE}
+GO_BUILD = "CGO_ENABLED=0 go build -o /tmp/app . && /tmp/app > out.txt\n"
+# A module the base's go.sum does not list: the gateway checks it by the checksum database's
+# lookup; the worker's go is told to skip that database (the test's signs nothing).
+GO_GET = ("GONOSUMDB=example.com/extra go get example.com/extra@v1.1.0\n"
+          "CGO_ENABLED=0 go build -o /tmp/app . && /tmp/app > b.txt\n")
+
+
+def test_go_builds_with_its_modules_through_the_cache(tmp_path: Path, worker_image: str) -> None:
+    """Debian's go, GOPROXY the mirror: a module of an upper-case path the base's go.sum
+    lists (go, checking it, agrees with the gateway's hash), and a module added by go get
+    (its go.sum line written by go from what the gateway checked by the database); each zip
+    fetched upstream once for two workers and two runs."""
+    with PackageIndex() as index:
+        shout = index.add_go("example.com/Shout", "v1.0.0", {
+            "shout.go": 'package shout\n\nimport "strings"\n\n'
+                        'func Loud(s string) string { return strings.ToUpper(s) + "!" }\n'})
+        extra = index.add_go("example.com/extra", "v1.1.0", {"extra.go": "package extra\n"})
+        repo = make_repo(tmp_path / "app", {**GO_APP, "go.sum": shout.sum,
+                                            "session.txt": secrets.token_hex(8)})
+        phase = write_phase(tmp_path / "phase.yaml", {
+            "name": "go", "image": {"dockerfile": "app/Dockerfile", "context": "app"},
+            "concurrency": 2,
+            "cache": {"mirrors": {"go": f"{index.url}/go/"}, "go_sumdb": "go.sum.test",
+                      "dir": str(tmp_path / "c")},
+            "tickets": [{"id": "A", "agent": "script", "run": GO_BUILD},
+                        {"id": "B", "agent": "script", "run": GO_GET}]})
+        first, second = run_twice(phase, repo)
+        assert index.hits["/go/example.com/!shout/@v/v1.0.0.zip"] == 1
+        assert index.hits["/go/example.com/extra/@v/v1.1.0.zip"] == 1
+    assert git(repo, "show", f"{first['target']}:out.txt") == "HI!"
+    assert git(repo, "show", f"{first['target']}:b.txt") == "HI!"
+    assert extra.sum.splitlines()[0] in git(repo, "show", f"{first['target']}:go.sum")
+    assert artifacts_from_upstream(Path(second["run_dir"]), ["A", "B"]) == []

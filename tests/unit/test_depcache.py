@@ -14,8 +14,9 @@ import pytest
 from runner.errors import InputError, PhaseFileError
 from runner.gateway.cache.crates import index_path
 from runner.gateway.cache.pypi import files_of, normalized
+from runner.gateway.cache import Mirrors
 from runner.gateway.cache.store import HashMismatch, Store
-from runner.gateway.cache.upstreams import upstream_for
+from runner.gateway.cache.upstreams import go_sumdb_for, upstream_for
 from runner.outcome import Fetched
 from runner.phase import load_phase
 from runner.ticketview import fetched_line
@@ -77,6 +78,11 @@ def test_the_phase_file_cache_field(tmp_path: Path) -> None:
         load({"mirrors": {"pypi": "ftp://x"}})
     with pytest.raises(PhaseFileError, match="gradle-wrapper.properties names: give it null"):
         load({"mirrors": {"gradle": "https://x.example/"}})
+    assert load({"mirrors": ["go"], "go_sumdb": "off"}).cache.go_sumdb == "off"
+    with pytest.raises(PhaseFileError, match="cache.go_sumdb"):
+        load({"mirrors": ["go"], "go_sumdb": "x\ny"})
+    with pytest.raises(PhaseFileError, match="cache.go_sumdb: .*mirrors no go"):
+        load({"mirrors": ["pypi"], "go_sumdb": "sums.example"})
 
 
 def test_project_pages_keep_only_files_with_a_published_sha256() -> None:
@@ -168,8 +174,12 @@ def test_the_private_home_points_each_tool_at_its_mirror() -> None:
     assert 'replace-with = "runner-cache"' in files["config.toml"]
     assert "'https://m.example/it\\'s/'" in files["init.gradle"]      # quoted for Groovy
     assert "<mirrorOf>central</mirrorOf>" in files[".m2/settings.xml"]
-    env = mirror_env(["pypi", "crates", "maven", "npm"])
+    mirrors = Mirrors(upstreams=dict.fromkeys(["pypi", "crates", "maven", "npm", "go"], ""),
+                      store=Path("/nowhere"), max_bytes=1, go_sumdb="sums.example+ab12")
+    env = mirror_env(mirrors)
     assert env["PIP_INDEX_URL"].endswith("/cache/pypi/simple/")
+    assert env["GOPROXY"].endswith("/cache/go/") and env["GOSUMDB"] == "sums.example+ab12"
+    assert env["GOMODCACHE"].startswith("/gradle-home/") and mirror_env(None) == {}
     assert env["CARGO_HOME"] == "/gradle-home" and "user.home" in env["MAVEN_OPTS"]
     assert env["npm_config_registry"].endswith("/cache/npm/")
     assert dict(home_files(gateway=False, upstreams={})) == {}
@@ -199,3 +209,46 @@ def test_the_wrappers_distribution_is_where_the_wrapper_looks() -> None:
     assert distribution("distributionUrl=file\\:/x/gradle.zip\n") is None
     assert distribution("distributionUrl=https\\://h.example/g.zip\nzipStoreBase=PROJECT\n") is None
     assert read_properties("a\\:b = c\\=d\n! note\nempty\n") == {"a:b": "c=d", "empty": ""}
+
+
+def test_go_names_are_escaped_and_hashed_as_go_sum_records_them(tmp_path) -> None:
+    import zipfile
+
+    from runner.gateway.cache.gomod import escape, hash_mod, hash_zip, sums_in, unescape
+
+    assert escape("github.com/BurntSushi/toml") == "github.com/!burnt!sushi/toml"
+    assert unescape("github.com/!burnt!sushi/toml") == "github.com/BurntSushi/toml"
+    assert unescape("github.com/Burnt") is None and unescape("a/!1") is None
+    # sha256 of "<sha256 of the file>  go.mod\n", base64 (the worker tests' real go agrees)
+    mod = tmp_path / "go.mod"
+    mod.write_text("module example.com/m\n")
+    assert hash_mod(mod) == "h1:flS2VctbRrTv+sBE+VKgxx6hlkMGPVz9MGOmzMYFg3k="
+    made = tmp_path / "m.zip"
+    with zipfile.ZipFile(made, "w") as archive:       # its order and times do not count
+        archive.writestr("example.com/m@v1.0.0/go.mod", "module example.com/m\n")
+        archive.writestr("example.com/m@v1.0.0/a.go", "package m\n")
+    again = tmp_path / "again.zip"
+    with zipfile.ZipFile(again, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("example.com/m@v1.0.0/a.go", "package m\n")
+        archive.writestr("example.com/m@v1.0.0/go.mod", "module example.com/m\n")
+    assert hash_zip(made) == hash_zip(again) != hash_mod(mod)
+    sums = sums_in("example.com/m v1.0.0 h1:AAA=\nexample.com/m v1.0.0/go.mod h1:BBB=\n"
+                   "\ngo.sum.example\n\u2014 go.sum.example Az3g...\n")
+    assert sums == {"example.com/m v1.0.0": "h1:AAA=", "example.com/m v1.0.0/go.mod": "h1:BBB="}
+
+
+def test_the_go_proxy_and_checksum_database_are_the_phases_or_this_machines(
+        monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")          # no go here to ask
+    monkeypatch.delenv("GOPROXY", raising=False)
+    monkeypatch.delenv("GOSUMDB", raising=False)
+    with pytest.raises(InputError, match="cache.mirrors.go: no go here to say its GOPROXY"):
+        upstream_for("go", None)
+    monkeypatch.setenv("GOPROXY", "direct")
+    with pytest.raises(InputError, match=r"GOPROXY here \(direct\) names no module proxy"):
+        upstream_for("go", None)
+    monkeypatch.setenv("GOPROXY", "https://goproxy.example/corp|https://other.example,direct")
+    assert upstream_for("go", None) == "https://goproxy.example/corp/"
+    assert go_sumdb_for(None) is None                   # nothing says one: go.sum alone
+    monkeypatch.setenv("GOSUMDB", "sums.example+1234+AbCd")
+    assert go_sumdb_for(None) == "sums.example+1234+AbCd" and go_sumdb_for("off") is None

@@ -9,6 +9,7 @@ This module stays light (no aiohttp): the phase loader and `runner cache` use it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,3 +28,6 @@ class Mirrors:
     store: Path
     max_bytes: int
     served_at: str = field(default="")  # the gateway's URL as workers reach it (cargo's dl)
+    go_sumdb: str | None = None         # the checksum database new Go modules are checked by
+    # The base commit's go.sum lines: "<module> <version>[/go.mod]" -> h1 hash.
+    go_sums: Mapping[str, str] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from runner.gateway import Caller, Fetch
 from runner.gateway.cache import PREFIX, Mirrors
-from runner.gateway.cache.store import HashMismatch, Store, store_at
+from runner.gateway.cache.store import DigestOfFile, HashMismatch, Store, store_at
 from runner.gateway.scrub import ScrubbedResponse, Scrubber
 
 T = TypeVar("T")
@@ -90,11 +90,11 @@ class Mirror:
 
     async def handle(self, request: web.BaseRequest, path: str, caller: Caller,
                      scrubber: Scrubber) -> web.StreamResponse:
-        from runner.gateway.cache import crates, maven, npm, pypi
+        from runner.gateway.cache import crates, gomod, maven, npm, pypi
 
         ecosystem, _, rest = path.removeprefix("/cache/").partition("/")
         handlers = {"pypi": pypi.handle, "crates": crates.handle, "maven": maven.handle,
-                    "npm": npm.handle}
+                    "npm": npm.handle, "go": gomod.handle}
         what = path[:200]
         try:
             if ecosystem not in self.upstreams or ecosystem not in handlers:
@@ -117,14 +117,17 @@ class Mirror:
 
     # -- index pages ----------------------------------------------------------------------
 
-    async def page(self, ecosystem: str, key: str, url: str, *, accept: str) -> Page:
-        """The index page at ``url``, fetched now (concurrent askers share the fetch); the
-        last good one when the upstream cannot answer; Unavailable when there is none."""
-        page, _ = await self._once(f"page:{url}",
-                                   lambda: self._fetch_page(ecosystem, key, url, accept))
+    async def page(self, ecosystem: str, key: str, url: str, *, accept: str,
+                   what: str = "") -> Page:
+        """The index page at ``url`` (kept as ``key``; ``what`` it is, said in reasons:
+        the key), fetched now (concurrent askers share the fetch); the last good one when
+        the upstream cannot answer; Unavailable when there is none."""
+        page, _ = await self._once(f"page:{url}", lambda: self._fetch_page(
+            ecosystem, key, url, accept, what or key))
         return page
 
-    async def _fetch_page(self, ecosystem: str, key: str, url: str, accept: str) -> Page:
+    async def _fetch_page(self, ecosystem: str, key: str, url: str, accept: str,
+                          what: str) -> Page:
         kept = self.store.load_index(ecosystem, key)
         headers = {"Accept": accept}
         if kept and kept[1].get("etag"):
@@ -135,7 +138,7 @@ class Mirror:
                     return Page(kept[0], kept[1].get("type", ""), kept[1].get("url", url),
                                 True, 0)
                 if got.status in (404, 410, 451):
-                    raise Unavailable(f"the upstream has no {key} ({got.status})", 404)
+                    raise Unavailable(f"the upstream has no {what} ({got.status})", 404)
                 if got.status != 200:
                     raise _UpstreamTrouble(f"the upstream answered {got.status}")
                 body = await _read_at_most(got, MAX_INDEX)
@@ -144,32 +147,33 @@ class Mirror:
         except (aiohttp.ClientError, TimeoutError, OSError, _UpstreamTrouble) as e:
             reason = _why(e)
             if kept is None:
-                raise Unavailable(f"the index of {key} could not be fetched ({reason}) and "
+                raise Unavailable(f"the index of {what} could not be fetched ({reason}) and "
                                   "the cache has none") from e
             return Page(kept[0], kept[1].get("type", ""), kept[1].get("url", url), False, 0,
                         f"the upstream could not be reached ({reason}): served the index "
-                        f"of {key} saved {_ago(kept[1])}")
+                        f"of {what} saved {_ago(kept[1])}")
         await asyncio.to_thread(self.store.save_index, ecosystem, key, body, meta)
         return Page(body, meta["type"], meta["url"], True, len(body))
 
     # -- artifacts ------------------------------------------------------------------------
 
-    async def artifact(self, digest: str, url: str, what: str, *,
-                       algorithm: str = "sha256") -> tuple[Path, int]:
+    async def artifact(self, digest: str, url: str, what: str, *, algorithm: str = "sha256",
+                       digest_of_file: DigestOfFile | None = None) -> tuple[Path, int]:
         """The artifact whose ``algorithm`` digest is ``digest``: from the store, or fetched
         from ``url`` into it first (verified); returns its path (named by its sha256) and
         the bytes fetched upstream for it now."""
         if algorithm == "sha256" and (path := self.store.blob(digest)) is not None:
             return path, 0
         (path, fetched), mine = await self._once(
-            f"blob:{algorithm}:{digest}", lambda: self._download(digest, url, what, algorithm))
+            f"blob:{algorithm}:{digest}",
+            lambda: self._download(digest, url, what, algorithm, digest_of_file))
         return path, fetched if mine else 0   # who waited for another's download: cached
 
-    async def _download(self, digest: str, url: str, what: str,
-                        algorithm: str) -> tuple[Path, int]:
+    async def _download(self, digest: str, url: str, what: str, algorithm: str,
+                        digest_of_file: DigestOfFile | None) -> tuple[Path, int]:
         if algorithm == "sha256" and (path := self.store.blob(digest)) is not None:
             return path, 0                    # came while we waited
-        writer = self.store.writer(digest, algorithm=algorithm)
+        writer = self.store.writer(digest, algorithm=algorithm, digest_of_file=digest_of_file)
         try:
             async with self.session.get(url, allow_redirects=True) as got:
                 if got.status != 200:

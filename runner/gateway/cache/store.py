@@ -17,7 +17,8 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from runner.errors import InputError
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 _DIGEST = {"sha256": _HEX, "sha1": re.compile(r"[0-9a-f]{40}"),
-           "sha512": re.compile(r"[0-9a-f]{128}")}
+           "sha512": re.compile(r"[0-9a-f]{128}"),
+           "h1": re.compile(r"h1:[A-Za-z0-9+/]{43}=")}      # Go's, of a zip's files
 _INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
 
 
@@ -46,16 +48,24 @@ class Usage:
         return self.artifact_bytes + self.index_bytes
 
 
+DigestOfFile = Callable[[Path], str]
+
+
 class BlobWriter:
     """One artifact being written: feed it chunks, then ``commit``, which checks it against
     the digest its ecosystem published (``algorithm``: sha256, or sha1 where that is all a
-    Maven repository gives) and files it under its sha256."""
+    Maven repository gives; or one ``digest_of_file`` computes of the whole file, as Go's
+    of a zip's contents) and files it under its sha256."""
 
-    def __init__(self, store: Store, algorithm: str, digest: str) -> None:
+    def __init__(self, store: Store, algorithm: str, digest: str,
+                 digest_of_file: DigestOfFile | None = None) -> None:
         self.store, self.algorithm, self.digest = store, algorithm, digest
         self.path = store.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
         self._file = open(self.path, "xb")
-        self._hashes = {"sha256": hashlib.sha256(), algorithm: hashlib.new(algorithm)}
+        self._digest_of_file = digest_of_file
+        self._hashes = {"sha256": hashlib.sha256()}
+        if digest_of_file is None:
+            self._hashes[algorithm] = hashlib.new(algorithm)
         self.size = 0
         self.sha256 = ""
 
@@ -69,7 +79,7 @@ class BlobWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        got = self._hashes[self.algorithm].hexdigest()
+        got = self._computed()
         if got != self.digest:
             self.discard()
             raise HashMismatch(f"{self.algorithm} {got} where {self.digest} was published")
@@ -79,6 +89,15 @@ class BlobWriter:
         os.replace(self.path, final)
         _fsync_dir(final.parent)
         return final
+
+    def _computed(self) -> str:
+        if self._digest_of_file is None:
+            return self._hashes[self.algorithm].hexdigest()
+        try:
+            return self._digest_of_file(self.path)
+        except (OSError, ValueError, zipfile.BadZipFile) as e:   # not what it claims to be
+            self.discard()
+            raise HashMismatch(f"no {self.algorithm} can be had of it ({e})") from e
 
     def discard(self) -> None:
         if not self._file.closed:
@@ -120,12 +139,13 @@ class Store:
             return None
         return path
 
-    def writer(self, digest: str, *, algorithm: str = "sha256") -> BlobWriter:
+    def writer(self, digest: str, *, algorithm: str = "sha256",
+               digest_of_file: DigestOfFile | None = None) -> BlobWriter:
         """A new artifact whose ``algorithm`` digest must be ``digest`` (a sha256, but for
-        a Maven artifact whose repository publishes a sha1 alone)."""
+        a Maven artifact whose repository publishes a sha1 alone, or a Go module's h1)."""
         if not _DIGEST[algorithm].fullmatch(digest):
             raise ValueError(f"not a {algorithm}: {digest[:80]!r}")
-        return BlobWriter(self, algorithm, digest)
+        return BlobWriter(self, algorithm, digest, digest_of_file)
 
     # -- index pages ----------------------------------------------------------------------
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from runner.errors import InputError
 
-ECOSYSTEMS = ("pypi", "crates", "maven", "npm", "gradle")
+ECOSYSTEMS = ("pypi", "crates", "maven", "npm", "go", "gradle")
 
 
 def upstream_for(ecosystem: str, given: str | None) -> str:
     """The upstream's base URL, ending in "/": a PEP 503/691 index (pypi), a sparse index
-    (crates), a Maven repository (maven), an npm registry (npm)."""
+    (crates), a Maven repository (maven), an npm registry (npm), a Go module proxy (go)."""
     if ecosystem == "gradle":
         return ""           # the wrapper's distribution: its URL is the project's own
     if ecosystem == "pypi":
@@ -29,6 +29,8 @@ def upstream_for(ecosystem: str, given: str | None) -> str:
         url = given or _maven_central()
     elif ecosystem == "npm":
         url = given or _npm_registry()
+    elif ecosystem == "go":
+        url = given or _go_proxy()
     else:
         url = (given or _cargo_index()).removeprefix("sparse+")
     if not re.match(r"https?://[^/\s]+", url):
@@ -140,3 +142,33 @@ def _npm_registry() -> str:
         return said
     raise InputError("cache.mirrors.npm: no npm here to say its registry: name it, "
                      "cache: {mirrors: {npm: https://…/}}")
+
+
+def _go_env(name: str) -> str:
+    """A Go setting as go here states it: the environment's, else ``go env``'s ("" when
+    there is no go)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    try:
+        return subprocess.run(["go", "env", name], capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def _go_proxy() -> str:
+    """The first module proxy of this machine's GOPROXY (its list is tried in order)."""
+    said = _go_env("GOPROXY")
+    for entry in re.split(r"[,|]", said):
+        if entry.strip().startswith(("https://", "http://")):
+            return entry.strip()
+    raise InputError("cache.mirrors.go: " + (f"GOPROXY here ({said[:120]}) names no module "
+                     "proxy" if said else "no go here to say its GOPROXY") +
+                     ": name the proxy, cache: {mirrors: {go: https://…/}}")
+
+
+def go_sumdb_for(given: str | None) -> str | None:
+    """The checksum database new Go modules are checked against, as GOSUMDB spells it
+    ("<name>[+<key>] [<url>]"): the phase's, else this machine's; None when it is off."""
+    said = given if given is not None else _go_env("GOSUMDB")
+    return None if said.strip() in ("", "off") else said.strip()
