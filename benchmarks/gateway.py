@@ -23,7 +23,7 @@ import anthropic  # noqa: E402
 import httpx2 as httpx  # noqa: E402
 
 from runner.gateway import SOCKET_NAME, Caller, Gateway  # noqa: E402
-from runner.ledger import Ledger, default_prices  # noqa: E402
+from runner.records.ledger import Ledger, default_prices  # noqa: E402
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, text  # noqa: E402
 
 MODEL = "claude-haiku-4-5"

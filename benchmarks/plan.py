@@ -33,10 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.events import EventCollector, TicketStatus  # noqa: E402
-from runner.outcome import TicketOutcome  # noqa: E402
-from runner.phase import Phase, load_phase  # noqa: E402
-from runner.scheduler import plan_waves, schedule  # noqa: E402
+from runner.records.events import EventCollector, TicketStatus  # noqa: E402
+from runner.records.outcome import TicketOutcome  # noqa: E402
+from runner.phase.model import Phase, load_phase  # noqa: E402
+from runner.run.scheduler import plan_waves, schedule  # noqa: E402
 
 
 def write_phase(path: Path, count: int, *, chain: bool) -> Path:

@@ -23,15 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.events import EventCollector  # noqa: E402
-from runner.gitops import open_host_repo  # noqa: E402
-from runner.objectstore import STORE, RunObjects  # noqa: E402
-from runner.phase import load_phase  # noqa: E402
-from runner.sandbox.docker import DockerSandboxes, docker_client  # noqa: E402
-from runner.selftest import run_selftest  # noqa: E402
-from runner.context import RunContext  # noqa: E402
-from runner.worker import sandbox_spec  # noqa: E402
-from runner.sandbox.workspace import create_workspace  # noqa: E402
+from runner.records.events import EventCollector  # noqa: E402
+from runner.host.gitops import open_host_repo  # noqa: E402
+from runner.host.objectstore import STORE, RunObjects  # noqa: E402
+from runner.phase.model import load_phase  # noqa: E402
+from runner.sandbox.docker.local import DockerSandboxes, docker_client  # noqa: E402
+from runner.isolation.selftest import run_selftest  # noqa: E402
+from runner.worker.context import RunContext  # noqa: E402
+from runner.worker.lifecycle import sandbox_spec  # noqa: E402
+from runner.sandbox.docker.workspace import create_workspace  # noqa: E402
 
 IMAGE = "runner-worker:latest"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.events import EventCollector
+from runner.host.trees import discard_tree
+from runner.records.events import EventCollector
+from runner.sandbox.docker.local import docker_client
 from runner.sandbox.images import ensure_image
-from runner.sandbox.docker import docker_client
-from runner.trees import discard_tree
 
 WORKER_IMAGE = "runner-worker:latest"
 JVM_IMAGE = "runner-worker-jvm:latest"

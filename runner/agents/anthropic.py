@@ -13,10 +13,10 @@ from typing import Any
 import anthropic
 from tenacity import RetryCallState
 
-from runner.agents import AgentContext, AgentResult
+from runner.agents.base import AgentContext, AgentResult
+from runner.agents.llm import REQUEST_TIMEOUT, api_message, create_message
 from runner.agents.tools import TOOLS, run_tool
-from runner.ledger import Usage
-from runner.llm import REQUEST_TIMEOUT, api_message, create_message
+from runner.records.ledger import Usage
 
 OUTPUT_TOKENS = 8192          # max_tokens of one response
 def as_params(blocks: list[Any]) -> list[dict[str, Any]]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from runner.agents import AgentContext, AgentResult
-from runner.checks import CheckResult
+from runner.agents.base import AgentContext, AgentResult
 from runner.agents.claude_stream import RunState, StreamReader, failure_text
-from runner.ledger import Usage
+from runner.records.ledger import Usage
+from runner.records.outcome import CheckResult
 from runner.sandbox import CLAUDE_BINARY, WORKSPACE, ExecResult
 from runner.text import last_line, one_line
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from runner.agents import AgentContext, AgentResult
+from runner.agents.base import AgentContext, AgentResult
 from runner.sandbox import STRICT_BASH
 
 

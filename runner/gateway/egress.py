@@ -18,8 +18,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from runner.gateway import Caller, Connection
 from runner.gateway.allowlist import Allowlist, IPAddress, normal_host, split_hostport
+from runner.gateway.calls import Caller, Connection
 from runner.gateway.headers import forwarded
 from runner.gateway.scrub import ScrubbedResponse, Scrubber
 

@@ -14,15 +14,16 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from runner.gateway import WHOAMI_PATH, Caller
-from runner.gateway.cache import Mirrors
 from runner.gateway.allowlist import Allowlist
 from runner.gateway.api import ApiRoute
-from runner.gateway.cache.route import Mirror
+from runner.gateway.cache import Mirrors
+from runner.gateway.cache.mirror import Mirror
+from runner.gateway.cache.route import HANDLERS
+from runner.gateway.calls import WHOAMI_PATH, Caller
 from runner.gateway.egress import Egress
 from runner.gateway.scrub import Scrubber, scrubbed
 from runner.gateway.sockets import bind_unix
-from runner.ledger import Ledger
+from runner.records.ledger import Ledger
 
 T = TypeVar("T")
 CLOSE_TIMEOUT = 5.0
@@ -109,7 +110,8 @@ class GatewayLoop:
             # own pip or cargo would reach them; nothing of a worker's request goes along.
             self._mirror = Mirror(self._mirrors, aiohttp.ClientSession(
                 trust_env=True, timeout=aiohttp.ClientTimeout(total=None, sock_connect=30,
-                                                               sock_read=300)), _report)
+                                                               sock_read=300)), _report,
+                HANDLERS)
 
     def stop(self) -> None:
         try:
@@ -131,7 +133,7 @@ class GatewayLoop:
     def distribution(self, url: str, sha256: str | None) -> Path:
         if self._mirror is None:
             raise RuntimeError("the phase has no cache")
-        from runner.gateway.cache.route import Unavailable
+        from runner.gateway.cache.mirror import Unavailable
 
         try:
             path, _ = self._call(self._mirror.distribution(url, sha256), 3600)

@@ -1,14 +1,14 @@
 """Where a worker's commands run: the Sandbox protocol and what it is built from.
 
-A Backend is an engine runner is connected to (sandbox/engines.py picks it, once per
-command): it opens a SandboxProvider per run and holds the images. A sandbox is described by
-a SandboxSpec — the work (a Checkout: which commit on which
-branch, what the worker may read), its limits, labels, network and way out — and opened by
-a SandboxProvider, which owns the workspace: it makes the clone and the private Gradle home
-where its sandboxes can use them, keeps them as long as the run needs them, and removes or
-sets them aside when told. The Docker implementation lives in ``sandbox/docker.py`` (this
-machine's engine) and ``sandbox/remote.py`` (another's), behind ``sandbox/dockerengine.py``;
-the Kubernetes one (a Pod per sandbox) in ``sandbox/kube/``.
+A Backend is an engine runner is connected to (sandbox/engines.py names it, once per
+command, and sandbox/backends.py connects it): it opens a SandboxProvider per run and holds
+the images. A sandbox is described by a SandboxSpec — the work (a Checkout: which commit on
+which branch, what the worker may read), its limits, labels, network and way out — and
+opened by a SandboxProvider, which owns the workspace: it makes the clone and the private
+Gradle home where its sandboxes can use them, keeps them as long as the run needs them, and
+removes or sets them aside when told. The Docker implementation lives in ``sandbox/docker/``:
+local.py (this machine's engine) and remote.py (another's), behind engine.py; the Kubernetes
+one (a Pod per sandbox) in ``sandbox/kube/``.
 Everything else reaches a workspace only through a sandbox's commands (exec).
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from runner.events import EventSink
-    from runner.objectstore import RunObjects
+    from runner.host.objectstore import RunObjects
+    from runner.records.events import EventSink
     from runner.sandbox.engines import Engine
     from runner.sandbox.recipes import Recipe
 

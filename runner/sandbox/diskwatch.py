@@ -7,7 +7,7 @@ measures the writable mounts every second or so and stops the sandbox when they 
 the budget. What it counts is what eats the disk: allocated blocks (so a sparse file counts
 what it holds), each inode once (hard links), no symlink followed, as du counts them. On an
 engine that shares no disk with the runner the same du runs inside the sandbox, as the
-worker, over its volumes (sandbox/remote.py): a directory the worker hides from it, or a du
+worker, over its volumes (sandbox/docker/remote.py): a directory the worker hides from it, or a du
 it kills, makes the measure incomplete, which stops it all the same.
 """
 

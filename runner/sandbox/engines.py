@@ -4,20 +4,16 @@
 ``local`` (the default: the Docker engine of this machine, through DOCKER_HOST or its
 socket; it shares the runner's disk), a ``tcp://host:port`` or ``ssh://user@host`` URL, or
 the name of a Docker context. Those three are another machine's engine: it shares no disk
-with the runner, so workspaces live in its volumes (sandbox/remote.py). ``kubernetes`` (the
+with the runner, so workspaces live in its volumes (sandbox/docker/remote.py). ``kubernetes`` (the
 current context of KUBECONFIG or ~/.kube/config, or the cluster runner runs in) or
-``kubernetes:CONTEXT``: a Pod per sandbox (sandbox/kube/).
+``kubernetes:CONTEXT``: a Pod per sandbox (sandbox/kube/). Each is connected as its Backend
+by sandbox/backends.py.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from runner.sandbox import Backend
-
 LOCAL = "local"
 KUBERNETES = "kubernetes"
 _URL = re.compile(r"(tcp|ssh)://[^\s/]+")
@@ -56,6 +52,32 @@ class Engine:
         return self.local or self.kind == KUBERNETES
 
     @property
+    def receives_images(self) -> bool:
+        """Whether runner can put an image on it itself (a cluster's nodes pull theirs from
+        a registry they reach)."""
+        return self.kind != KUBERNETES
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """The ``network:`` values its sandboxes can have (a cluster's Pods: none alone,
+        under the run's deny-all NetworkPolicy)."""
+        return ("none",) if self.kind == KUBERNETES else ("none", "bridge")
+
+    @property
+    def isolation_note(self) -> str | None:
+        """What the engine itself adds to a run's isolation, for runner doctor."""
+        if self.kind != KUBERNETES:
+            return None
+        return ("NetworkPolicy: each run's Pods get one that denies all traffic in and out; "
+                "whether the cluster enforces it is what the self-test's network check proves")
+
+    @property
+    def kept_workspace_advice(self) -> str:
+        """How a workspace outlives its sandbox there ("" where it always does)."""
+        return (", or it went with its Pod: `kubernetes: {workspaces: claim}` keeps it"
+                if self.kind == KUBERNETES else "")
+
+    @property
     def title(self) -> str:
         """What to call it in a sentence: "Docker" or "Kubernetes"."""
         return "Kubernetes" if self.kind == KUBERNETES else "Docker"
@@ -82,14 +104,3 @@ def _context_url(name: str) -> str:
         raise EnvironmentProblem(f"there is no Docker context {name!r} (docker context ls "
                                  "lists them); give local, tcp://host:port or ssh://user@host")
     return str(context.Host)
-
-
-def connect(engine: Engine) -> Backend:
-    """The backend of ``engine``, answering, or EngineUnavailable saying what to do."""
-    if engine.kind == KUBERNETES:
-        from runner.sandbox.kube import KubeBackend
-
-        return KubeBackend.connect(engine)
-    from runner.sandbox.dockerengine import DockerBackend
-
-    return DockerBackend.connect(engine)

@@ -21,7 +21,7 @@ NEEDED: Mapping[str, str] = {
     "tr": "coreutils", "cut": "coreutils", "wc": "coreutils", "sha256sum": "coreutils",
     "rm": "coreutils", "chown": "coreutils", "find": "findutils",
 }
-# The gateway's forwarder (sandbox/docker.py) and a Pod's relay (sandbox/kube/relay.py).
+# The gateway's forwarder (sandbox/docker/local.py) and a Pod's relay (sandbox/kube/relay.py).
 GATEWAY_NEEDED: Mapping[str, str] = {"socat": "socat"}
 # The mount points of a read-only root filesystem (the image must have them: a Pod's
 # runtime, unlike Docker's, does not make them).

@@ -39,7 +39,7 @@ from docker.models.containers import Container
 from docker.utils.socket import frames_iter
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from runner.events import EventCollector, EventSink
+from runner.records.events import EventCollector, EventSink
 from runner.sandbox.images import base_image, image_present, stream_build
 
 DOCKERFILE = Path(__file__).resolve().parent / "dockerd" / "Dockerfile"

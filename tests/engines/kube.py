@@ -43,7 +43,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from runner.events import EventCollector
+from runner.records.events import EventCollector
 from runner.sandbox.images import base_image, image_present, stream_build
 from tests.engines.dind import exec_with_stdin, remove_cgroups
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from runner.demo import PHASE as DEMO_PHASE
+from runner.cli.demo import PHASE as DEMO_PHASE
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
 from tests.helpers import API_CALL, git, make_repo, run_json, runner_cli, write_phase
 

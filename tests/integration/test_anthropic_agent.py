@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.ledger import Usage, default_prices
+from runner.records.ledger import Usage, default_prices
 from tests.fakes.messages_api import Fail, FakeMessagesAPI, Reply, text, tool
 from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
 

@@ -9,7 +9,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from runner.document import RunDocument
+from runner.records.document import RunDocument
 from tests.helpers import ROOT, git, make_repo, runner_cli, write_phase
 
 PHASE = {"name": "ci", "tickets": [

@@ -19,8 +19,8 @@ import docker
 import pytest
 
 from runner.agents.claude_binary import bundled_binary
-from runner.record import load_result
-from runner.secretenv import files_holding
+from runner.host.trees import files_holding
+from runner.records.record import load_result
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, done, tool
 from tests.helpers import containers, git, make_repo, run_json, runner_cli, write_phase
 

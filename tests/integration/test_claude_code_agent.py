@@ -18,18 +18,18 @@ import pytest
 from runner.agents import AgentContext, AgentResult
 from runner.agents.claude_binary import bundled_binary, find_binary
 from runner.agents.claude_code import ClaudeCodeAgent
-from runner.authorship import Authorship
-from runner.checks import run_checks
-from runner.collect import commit_leftovers
 from runner.errors import EnvironmentProblem
-from runner.ledger import Ledger
-from runner.logcap import CappedLog
-from runner.phase import Phase
-from runner.gitops import open_host_repo
-from runner.objectstore import STORE, RunObjects
+from runner.host.gitops import open_host_repo
+from runner.host.objectstore import STORE, RunObjects
+from runner.phase.model import Phase
+from runner.records.ledger import Ledger
+from runner.records.logcap import CappedLog
+from runner.records.transcript import Transcript, render
 from runner.sandbox import CLAUDE_BINARY, WORKSPACE, Checkout, Limits, Mount, SandboxSpec
-from runner.sandbox.docker import DockerSandboxes
-from runner.transcript import Transcript, render
+from runner.sandbox.docker.local import DockerSandboxes
+from runner.worker.authorship import Authorship
+from runner.worker.checks import run_checks
+from runner.worker.collect import commit_leftovers
 from tests.fakes.messages_api import Fail, FakeMessagesAPI, Reply, done, text, tool
 from tests.helpers import git, make_repo
 

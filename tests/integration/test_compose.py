@@ -19,8 +19,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.document import RunDocument
-from runner.events import EventCollector
+from runner.records.document import RunDocument
+from runner.records.events import EventCollector
 from runner.sandbox.images import base_image
 from tests.conftest import suite_containers
 from tests.helpers import ROOT, git, make_repo, write_phase

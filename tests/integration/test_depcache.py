@@ -23,7 +23,7 @@ import pytest
 from runner.gateway import SOCKET_NAME, Caller, Fetch, Gateway
 from runner.gateway.cache import Mirrors
 from runner.gateway.cache.store import Store
-from runner.ledger import Ledger, default_prices
+from runner.records.ledger import Ledger, default_prices
 from tests.fakes.package_index import PackageIndex, make_wheel
 from tests.integration.test_gateway import KEY
 
@@ -242,7 +242,7 @@ def test_a_runner_killed_mid_download_leaves_nothing_half_written(
         from pathlib import Path
         from runner.gateway import Caller, Gateway, SOCKET_NAME
         from runner.gateway.cache import Mirrors
-        from runner.ledger import Ledger
+        from runner.records.ledger import Ledger
         m = Mirrors({{"pypi": "{index.url}/simple/"}}, Path({str(store)!r}), 1 << 30, "")
         with Gateway(Path(tempfile.mkdtemp(dir='/tmp')), ledger=Ledger(prices={{}}), egress=[],
                      mirrors=m) as gw, gw.serve(Caller("T", None, print, print)) as d:

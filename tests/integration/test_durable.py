@@ -15,9 +15,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.journal import TICKET_JOURNAL, ticket_states
-from runner.record import load_result
-from runner.runlock import driving
+from runner.host.runlock import driving
+from runner.records.journal import TICKET_JOURNAL, ticket_states
+from runner.records.record import load_result
 from tests.conftest import suite_containers
 from tests.helpers import containers, git, make_repo, run_json, write_phase
 

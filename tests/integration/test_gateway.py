@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 
 from runner.gateway import SOCKET_NAME, ApiCall, Caller, Connection, Gateway
-from runner.ledger import Ledger, Usage, default_prices
+from runner.records.ledger import Ledger, Usage, default_prices
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, text
 
 KEY = "sk-ant-real-key-0123456789"

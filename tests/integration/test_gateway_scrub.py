@@ -16,7 +16,7 @@ import httpx2 as httpx
 import pytest
 
 from runner.gateway import SOCKET_NAME, Gateway
-from runner.ledger import Ledger, default_prices
+from runner.records.ledger import Ledger, default_prices
 from tests.fakes.echo_upstream import EchoUpstream
 from tests.integration.test_gateway import KEY, Records
 

@@ -15,17 +15,17 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.events import EventCollector
 from runner.gateway import Caller, Gateway
-from runner.gitops import open_host_repo
-from runner.ledger import Ledger
-from runner.objectstore import STORE, RunObjects
-from runner.phase import load_phase
-from runner.sandbox.docker import DockerSandboxes
-from runner.selftest import SELFTEST, run_selftest
-from runner.context import RunContext
+from runner.host.gitops import open_host_repo
+from runner.host.objectstore import STORE, RunObjects
+from runner.isolation.selftest import SELFTEST, run_selftest
+from runner.phase.model import load_phase
+from runner.records.events import EventCollector
+from runner.records.ledger import Ledger
 from runner.sandbox import Checkout
-from runner.sandbox.workspace import create_workspace
+from runner.sandbox.docker.local import DockerSandboxes
+from runner.sandbox.docker.workspace import create_workspace
+from runner.worker.context import RunContext
 from tests.helpers import git, make_repo, write_phase
 
 KEY = "sk-ant-selftest-" + secrets.token_hex(12)

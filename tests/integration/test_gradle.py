@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.demo import make_demo
+from runner.cli.demo import make_demo
 from tests.helpers import git, run_json, write_phase
 
 BUILD = """

@@ -21,15 +21,15 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.events import EventCollector
-from runner.gitops import open_host_repo
-from runner.objectstore import STORE, RunObjects
-from runner.phase import load_phase
+from runner.host.gitops import open_host_repo
+from runner.host.objectstore import STORE, RunObjects
+from runner.phase.model import load_phase
+from runner.records.events import EventCollector
 from runner.sandbox import GRADLE_HOME
 from runner.sandbox.diskwatch import disk_usage
-from runner.sandbox.docker import DockerSandboxes
-from runner.context import RunContext
-from runner.worker import sandbox_spec
+from runner.sandbox.docker.local import DockerSandboxes
+from runner.worker.context import RunContext
+from runner.worker.lifecycle import sandbox_spec
 from tests.fakes.messages_api import FakeMessagesAPI, Reply, tool
 from tests.helpers import containers, git, make_repo, write_phase
 

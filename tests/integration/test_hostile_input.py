@@ -8,9 +8,9 @@ import docker
 import pytest
 
 from runner.errors import EnvironmentProblem, ImageError
+from runner.records.events import EventCollector
+from runner.sandbox.docker.local import DockerSandboxes
 from runner.sandbox.images import ensure_image, image_present
-from runner.events import EventCollector
-from runner.sandbox.docker import DockerSandboxes
 
 pytestmark = pytest.mark.docker
 
@@ -35,7 +35,7 @@ def test_an_engine_refusal_of_an_image_is_one_line(engine: docker.DockerClient,
 
 def test_a_dry_run_stops_at_an_image_the_engine_refuses(engine: docker.DockerClient) -> None:
     """Not "unknown": a run would stop there, so the plan does too (exit 3, one line)."""
-    from runner.plan import _image_state
+    from runner.run.plan import _image_state
 
     assert _image_state("runner-worker:latest", "local") == "present"
     with pytest.raises(ImageError, match="^image Runner Worker: the Docker engine refuses"):

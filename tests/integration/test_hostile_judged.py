@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.document import RunDocument
+from runner.records.document import RunDocument
 from tests.helpers import ROOT, git, make_repo, runner_cli, write_phase
 
 COMMIT_EVIL = ("echo evil > forbidden.txt; git add -A; "

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.logcap import HEAD, TAIL
-from runner.trees import remove_tree
+from runner.host.trees import remove_tree
+from runner.records.logcap import HEAD, TAIL
 from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
 
 FILES = 60_000

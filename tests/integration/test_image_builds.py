@@ -15,7 +15,7 @@ import docker.errors
 import pytest
 
 from runner.errors import ImageError
-from runner.events import EventCollector, ImageOutput
+from runner.records.events import EventCollector, ImageOutput
 from runner.sandbox.images import descends_from, stream_build
 
 # A label unique to the test run keeps the builder's cache (of an earlier run) out of it.

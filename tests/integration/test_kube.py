@@ -61,7 +61,7 @@ def _of_run(cluster: TestCluster, run_id: str) -> dict[str, list[Any]]:
 def _wait_until_a_node_reports(cluster: TestCluster, image: str, timeout: float = 120) -> None:
     """A kubelet reports the images it holds in its node's status every few seconds: an
     image just imported is there only after the next report."""
-    from runner.sandbox.kube import normalized_image
+    from runner.sandbox.kube.cluster import normalized_image
 
     core, _ = _api(cluster)
     deadline = time.monotonic() + timeout

@@ -28,7 +28,7 @@ from tests.helpers import git, make_repo
 
 pytestmark = pytest.mark.docker
 
-KEEPER = "65534:65534"      # runner's container main process (runner/sandbox/docker.py)
+KEEPER = "65534:65534"      # runner's container main process (runner/sandbox/docker/local.py)
 
 
 @pytest.fixture

@@ -10,16 +10,16 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.events import EventCollector
-from runner.gitops import open_host_repo
-from runner.objectstore import STORE, RunObjects
-from runner.phase import load_phase
+from runner.host.gitops import open_host_repo
+from runner.host.objectstore import STORE, RunObjects
+from runner.phase.model import load_phase
+from runner.records.events import EventCollector
 from runner.sandbox import END_MARK, START_MARK, read_output
 from runner.sandbox import docker as docker_sandbox
-from runner.sandbox.docker import DockerSandboxes
+from runner.sandbox.docker.local import DockerSandboxes
 from runner.sandbox.images import RECIPE_LABEL
-from runner.context import RunContext
-from runner.worker import sandbox_spec
+from runner.worker.context import RunContext
+from runner.worker.lifecycle import sandbox_spec
 from tests.helpers import git, make_repo, write_phase
 
 PROBE = r"""

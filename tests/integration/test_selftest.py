@@ -11,16 +11,16 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner import selftest
 from runner.errors import EnvironmentProblem
-from runner.events import EventCollector
-from runner.gitops import open_host_repo
-from runner.objectstore import STORE, RunObjects
-from runner.phase import load_phase
-from runner.sandbox.docker import DockerSandboxes
-from runner.selftest import SELFTEST, run_selftest
-from runner.context import RunContext
-from runner.sandbox.workspace import Workspace, create_workspace
+from runner.host.gitops import open_host_repo
+from runner.host.objectstore import STORE, RunObjects
+from runner.isolation import selftest
+from runner.isolation.selftest import SELFTEST, run_selftest
+from runner.phase.model import load_phase
+from runner.records.events import EventCollector
+from runner.sandbox.docker.local import DockerSandboxes
+from runner.sandbox.docker.workspace import Workspace, create_workspace
+from runner.worker.context import RunContext
 from tests.helpers import git, make_repo, run_json, runner_cli, write_phase
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from runner.document import run_document
-from runner.record import load_result
+from runner.records.document import run_document
+from runner.records.record import load_result
 from tests.helpers import ROOT, git, make_repo, run_json, runner_cli, write_phase
 
 SCHEMA = ROOT / "tests" / "data" / "junit.xsd"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from runner.events import TicketStatus
-from runner.outcome import TicketOutcome, with_attempts
+from runner.records.events import TicketStatus
+from runner.records.outcome import TicketOutcome, with_attempts
 
 RUN = "refs/runner/r1"
 

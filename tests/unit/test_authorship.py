@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.authorship import Identity, read_authorship, without_runner_trailers
-from runner.gitops import open_host_repo
-from runner.phase import Author, Phase, Ticket
+from runner.host.gitops import open_host_repo
+from runner.phase.model import Author, Phase, Ticket
+from runner.worker.authorship import Identity, read_authorship, without_runner_trailers
 from tests.helpers import git, make_repo
 
 PHASE = Phase(name="p", tickets=[Ticket(id="R08", agent="script", run="true")])

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from runner.agents.claude_stream import RunState, StreamReader, failure_text
+from runner.records.transcript import Transcript, render
 from runner.sandbox import LINE_LIMIT, OutputTail
-from runner.transcript import Transcript, render
 
 SESSION = "7ba4985b-8147-4f35-96e0-6119a5aaafaa"
 

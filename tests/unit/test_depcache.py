@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InputError, PhaseFileError
+from runner.gateway.cache import Mirrors
 from runner.gateway.cache.crates import index_path
 from runner.gateway.cache.pypi import files_of, normalized
-from runner.gateway.cache import Mirrors
 from runner.gateway.cache.store import HashMismatch, Store
 from runner.gateway.cache.upstreams import go_sumdb_for, upstream_for
-from runner.outcome import Fetched
-from runner.phase import load_phase
-from runner.ticketview import fetched_line
+from runner.phase.model import load_phase
+from runner.records.outcome import Fetched
+from runner.views.ticketview import fetched_line
 
 SHA = "a" * 64
 
@@ -167,7 +167,7 @@ def test_npm_versions_publish_sha512_or_sha1() -> None:
 
 
 def test_the_private_home_points_each_tool_at_its_mirror() -> None:
-    from runner.gatewayenv import home_files, mirror_env
+    from runner.worker.gatewayenv import home_files, mirror_env
 
     files = dict(home_files(gateway=True, upstreams={
         "crates": "https://c.example/", "maven": "https://m.example/it's/"}))
@@ -196,7 +196,7 @@ def test_maven_central_is_what_the_hosts_maven_says(monkeypatch, tmp_path) -> No
 
 
 def test_the_wrappers_distribution_is_where_the_wrapper_looks() -> None:
-    from runner.gradlewrapper import distribution, read_properties
+    from runner.worker.gradlewrapper import distribution, read_properties
 
     # The folder the real wrapper (Debian's Gradle 4.4.1) made for this URL.
     found = distribution("# made by gradle wrapper\n"

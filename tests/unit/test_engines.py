@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import OverrideError
-from runner.overrides import apply_overrides
-from runner.phase import Phase
+from runner.phase.model import Phase
+from runner.phase.overrides import apply_overrides
 from runner.sandbox.engines import check_engine, resolve
 from tests.helpers import ROOT, make_repo
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import GitError
-from runner.gitops import open_host_repo
+from runner.host.gitops import open_host_repo
 from tests.helpers import git, make_repo
 
 BAD_COMMIT = "tree {tree}\nparent {parent}\nauthor evil <no-close 1 +0000\n" \

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.gates import MAX_COMMITS, gate_ticket
-from runner.gitops import open_host_repo
-from runner.phase import Phase, Ticket
+from runner.host.gitops import open_host_repo
+from runner.phase.model import Phase, Ticket
+from runner.worker.gates import MAX_COMMITS, gate_ticket
 from tests.helpers import IDENTITY, git, make_repo
 
 FILES = 60_000

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.gates import matches, outside_paths
+from runner.worker.gates import matches, outside_paths
 
 
 @pytest.mark.parametrize("path,pattern,expected", [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.globs import check_glob, matches
-from runner.phase import DEFAULT_PROTECTED
+from runner.phase.globs import check_glob, matches
+from runner.phase.model import DEFAULT_PROTECTED
 
 
 @pytest.mark.parametrize("path,pattern,expected", [

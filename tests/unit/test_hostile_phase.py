@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InputError, OverrideError, PhaseFileError
-from runner.imageref import check_image
-from runner.overrides import apply_overrides
-from runner.phase import find_cycle, load_phase
-from runner.safeyaml import MAX_BYTES
+from runner.phase.imageref import check_image
+from runner.phase.model import find_cycle, load_phase
+from runner.phase.overrides import apply_overrides
+from runner.phase.safeyaml import MAX_BYTES
 
 TICKET = "  - {id: A, agent: script, run: 'true'}\n"
 
@@ -242,7 +242,7 @@ def test_a_bad_image_in_the_phase_file_is_its_field(tmp_path: Path) -> None:
     (("20260101-120000-ab12", "a/b"), "TICKET 'a/b'"),
 ])
 def test_ids_from_the_command_line_are_checked(ids: tuple[str, ...], says: str) -> None:
-    from runner.ids import checked_run_id, checked_ticket_id
+    from runner.phase.ids import checked_run_id, checked_ticket_id
 
     with pytest.raises(InputError) as caught:
         checked_run_id(ids[0])
@@ -251,10 +251,10 @@ def test_ids_from_the_command_line_are_checked(ids: tuple[str, ...], says: str) 
 
 
 def test_the_critical_path_of_a_long_chain_does_not_recurse(tmp_path: Path) -> None:
-    from runner.events import TicketStatus
-    from runner.report import critical_path
-    from runner.record import RunResult
-    from runner.outcome import TicketOutcome
+    from runner.records.events import TicketStatus
+    from runner.records.outcome import TicketOutcome
+    from runner.records.record import RunResult
+    from runner.views.throughput import critical_path
 
     count = 1000     # each depending on the one after it
     path = tmp_path / "phase.yaml"

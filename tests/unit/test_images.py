@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ImageError
-from runner.events import Event, ImageOutput
+from runner.records.events import Event, ImageOutput
 from runner.sandbox.images import apt_mirror, run_streamed
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.authorship import Identity
-from runner.gitops import open_host_repo
-from runner.integrate import Integrator
+from runner.host.gitops import open_host_repo
+from runner.run.integrate import Integrator
+from runner.worker.authorship import Identity
 from tests.helpers import git, make_repo
 
 HOST_USER = Identity("Host Person", "host@example.invalid")

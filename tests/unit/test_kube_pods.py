@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from runner.sandbox import CLAUDE_BINARY, Checkout, Durable, Limits, Mount, SandboxSpec
-from runner.sandbox.kube import normalized_image
+from runner.sandbox.kube.cluster import normalized_image
 from runner.sandbox.kube.execs import StreamLost, exit_code
 from runner.sandbox.kube.pods import (CHECKOUT, KEY, POD_USER, RUN, SANDBOX, claim_manifest,
-                                      label_value, literal, pod_manifest, pod_name,
-                                      policy_manifest, spec_labels)
+                                      label_value, literal, pod_manifest, pod_name, policy_manifest,
+                                      spec_labels)
 from runner.sandbox.kube.relay import RELAY_COMMAND
 from runner.sandbox.kube.tunnel import announced_pids
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from runner.secretenv import GivenEnv
-from runner.selftest import Probed, _network
+from runner.isolation.secretenv import GivenEnv
+from runner.isolation.selftest import Probed, _network
 
 
 def _judge(network: str = "none", **seen: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.logcap import CappedLog, SinkValve
+from runner.records.logcap import CappedLog, SinkValve
 from runner.sandbox import OutputTail
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import OverrideError
-from runner.overrides import apply_overrides
-from runner.phase import load_phase
+from runner.phase.model import load_phase
+from runner.phase.overrides import apply_overrides
 from tests.helpers import ROOT, make_repo, runner_cli
 
 PHASE = "name: p\ntickets:\n  - {id: A, agent: script, run: 'true'}\n"

@@ -16,10 +16,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.demo import phase_text
+from runner.cli.demo import phase_text
 from runner.errors import InputError
-from runner.overrides import SETTINGS, apply_overrides
-from runner.phase import Phase, load_phase
+from runner.phase.model import Phase, load_phase
+from runner.phase.overrides import SETTINGS, apply_overrides
 
 SECONDS = 3.0     # per example, with room for a slow, shared machine
 PROPERTY = settings(deadline=SECONDS * 1000, max_examples=60, derandomize=True, database=None,

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from runner.errors import InputError
-from runner.events import TicketStatus
-from runner.outcome import TicketOutcome
-from runner.picking import pick, pick_run
-from runner.record import PHASE_COPY, RunResult, write_state
+from runner.records.events import TicketStatus
+from runner.records.outcome import TicketOutcome
+from runner.records.record import PHASE_COPY, RunResult, write_state
+from runner.views.picking import pick, pick_run
 from tests.helpers import ROOT, make_repo, runner_cli
 
 TICKETS = ["R08", "R09", "R10", "BUILD"]

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from runner.events import RunStarted, TicketChanged, TicketStatus
-from runner.progress import LiveSink
-from runner.tables import Grid, plain_lines, show
+from runner.records.events import RunStarted, TicketChanged, TicketStatus
+from runner.views.progress import LiveSink
+from runner.views.tables import Grid, plain_lines, show
 
 
 def test_a_rerun_adds_its_time_and_never_goes_negative() -> None:

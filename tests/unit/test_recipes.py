@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.devcontainer import devcontainer_recipe
 from runner.errors import PhaseFileError
-from runner.phase import DevcontainerImage, DockerfileImage, load_phase
+from runner.phase.devcontainer import devcontainer_recipe
+from runner.phase.model import DevcontainerImage, DockerfileImage, load_phase
 from runner.sandbox.recipes import _from_images, context_files
 from tests.helpers import write_phase
 

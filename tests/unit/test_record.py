@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.events import TicketChanged, TicketStatus
-from runner.journal import Journal, ticket_states
-from runner.outcome import TicketOutcome
-from runner.record import OUTCOME_LOG, RunResult, load_result, record_outcome, write_state
-from runner.events import EventCollector
+from runner.records.events import TicketChanged, TicketStatus
+from runner.records.events import EventCollector
+from runner.records.journal import Journal, ticket_states
+from runner.records.outcome import TicketOutcome
+from runner.records.record import OUTCOME_LOG, RunResult, load_result, record_outcome, write_state
 
 
 def _result(root: Path) -> RunResult:

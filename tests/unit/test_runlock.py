@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InputError
-from runner.record import RunResult
-from runner.runlock import driving, is_driven
-from runner.status import run_state
+from runner.host.runlock import driving, is_driven
+from runner.records.record import RunResult
+from runner.views.status import run_state
 
-HOLD = ("import sys, time; from pathlib import Path; from runner.runlock import driving\n"
+HOLD = ("import sys, time; from pathlib import Path; from runner.host.runlock import driving\n"
         "with driving(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n")
 
 

@@ -6,10 +6,10 @@ import threading
 import time
 from pathlib import Path
 
-from runner.events import EventCollector, TicketStatus
-from runner.phase import load_phase
-from runner.scheduler import finished, paths_overlap, plan_waves, schedule
-from runner.outcome import TicketOutcome
+from runner.phase.model import load_phase
+from runner.records.events import EventCollector, TicketStatus
+from runner.records.outcome import TicketOutcome
+from runner.run.scheduler import finished, paths_overlap, plan_waves, schedule
 
 
 def _phase(tmp_path: Path, body: str):

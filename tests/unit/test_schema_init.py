@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from runner.demo import make_demo
+from runner.cli.demo import make_demo
 from tests.helpers import ROOT, git, make_repo, runner_cli
 
 NO_ENGINE = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}

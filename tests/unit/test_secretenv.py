@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.secretenv import GivenEnv, digest, looks_secret, refused_env
+from runner.isolation.secretenv import GivenEnv, digest, looks_secret, refused_env
 
 
 @pytest.mark.parametrize("name", [

@@ -47,8 +47,9 @@ def test_version_and_help_import_nothing_of_the_run(tmp_path: Path, flag: str) -
     modules = _loaded(flag, cwd=tmp_path)
     assert not {"anthropic", "docker", "pydantic", "yaml"} & _top(modules)
     ours = {m for m in modules if m.startswith("runner.")}
-    assert ours <= {"runner.cli", "runner.errors", "runner.events", "runner.hostview",
-                    "runner.tables", "runner.text"}, ours
+    assert ours <= {"runner.cli", "runner.cli.commands", "runner.errors", "runner.records",
+                    "runner.records.events", "runner.host", "runner.host.hostview",
+                    "runner.views", "runner.views.tables", "runner.text"}, ours
 
 
 def test_status_of_a_fresh_repo_needs_neither_the_sdk_nor_docker(tmp_path: Path) -> None:
@@ -68,7 +69,8 @@ def test_dry_run_of_a_script_phase_does_not_import_the_sdk(tmp_path: Path) -> No
 
 def test_an_anthropic_phase_does_import_it_when_it_runs(tmp_path: Path) -> None:
     """The probe's counterpart: the SDK is loaded where it is needed (the agent factory)."""
-    probe = ("import sys; from runner.agents import agent_for; from runner.phase import Ticket; "
+    probe = ("import sys; from runner.agents import agent_for; "
+             "from runner.phase.model import Ticket; "
              "agent_for(Ticket(id='S', agent='script', run='true')); "
              "print('anthropic' in sys.modules, end=' '); "
              "agent_for(Ticket(id='L', prompt='x')); print('anthropic' in sys.modules)")

@@ -7,10 +7,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from runner.events import TicketStatus
-from runner.outcome import Attempt, TicketOutcome
-from runner.record import CHECKS_SPAN, GAP_SPAN, SELFTEST_SPAN, RunResult
-from runner.timeline import GAP_SHARE, LEFT, WIDTH, timeline_svg
+from runner.records.events import TicketStatus
+from runner.records.outcome import Attempt, TicketOutcome
+from runner.records.record import CHECKS_SPAN, GAP_SPAN, SELFTEST_SPAN, RunResult
+from runner.views.timeline import GAP_SHARE, LEFT, WIDTH, timeline_svg
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 T0 = 1_000_000.0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.trees import MAX_OPEN, discard_tree, remove_tree
+from runner.host.trees import MAX_OPEN, discard_tree, remove_tree
 
 NOBODY = 65534
 

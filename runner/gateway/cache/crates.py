@@ -14,7 +14,7 @@ import re
 
 from aiohttp import web
 
-from runner.gateway.cache.route import Mirror, Page, Served, Unavailable
+from runner.gateway.cache.mirror import Mirror, Page, Served, Unavailable
 from runner.gateway.scrub import Scrubber
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from runner.gateway.cache.route import Mirror, Served, Unavailable
+from runner.gateway.cache.mirror import Mirror, Served, Unavailable
 from runner.gateway.scrub import Scrubber
 
 # Escaped as the protocol sends them: an upper-case letter is "!" and its lower case. A

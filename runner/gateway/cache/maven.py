@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from runner.gateway.cache.route import Mirror, Served, Unavailable
+from runner.gateway.cache.mirror import Mirror, Served, Unavailable
 from runner.gateway.scrub import Scrubber
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,199}")

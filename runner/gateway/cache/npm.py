@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from runner.gateway.cache.route import Mirror, Page, Served, Unavailable
+from runner.gateway.cache.mirror import Mirror, Page, Served, Unavailable
 from runner.gateway.scrub import Scrubber
 
 _NAME = re.compile(r"(@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9._~][a-z0-9._~-]{0,213}")

@@ -18,7 +18,7 @@ from urllib.parse import urldefrag, urljoin
 
 from aiohttp import web
 
-from runner.gateway.cache.route import Mirror, Page, Served, Unavailable
+from runner.gateway.cache.mirror import Mirror, Page, Served, Unavailable
 from runner.gateway.scrub import Scrubber
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"

@@ -19,9 +19,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from runner.phase import size_in_bytes
 from runner.sandbox import GRADLE_HOME, WORKSPACE, SandboxSpec
 from runner.sandbox.kube.relay import RELAY, RELAY_COMMAND, RELAY_DIR
+from runner.units import size_in_bytes
 
 CONTAINER = "worker"          # the worker's container (the one a Pod has without a gateway)
 RUN = "runner.run"            # label: the run (every object runner makes carries it)

@@ -29,15 +29,15 @@ from kubernetes.client.exceptions import ApiException
 
 from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.sandbox import (GRADLE_HOME, KILL_GRACE, SCRATCH_PLACES, STOPPED_EXIT, STRICT_BASH,
-                            TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE, Checkout, ExecResult,
-                            Limits, Mount, OutputHandler, SandboxSpec, Take, output_of,
-                            output_to_file, under_timeout)
+                            TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE, Checkout, ExecResult, Limits,
+                            Mount, OutputHandler, SandboxSpec, Take, output_of, output_to_file,
+                            under_timeout)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
-from runner.sandbox.kube import Cluster, api_reason
+from runner.sandbox.kube.cluster import Cluster, api_reason
 from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks, env_on_stdin
-from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RUN, checkout_digest,
-                                      claim_manifest, pod_manifest, pod_name, pod_user,
-                                      policy_manifest, policy_name, spec_labels)
+from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RUN, checkout_digest, claim_manifest,
+                                      pod_manifest, pod_name, pod_user, policy_manifest,
+                                      policy_name, spec_labels)
 from runner.sandbox.kube.relay import RELAY
 from runner.sandbox.kube.tunnel import GatewayTunnel
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle

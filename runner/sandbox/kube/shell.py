@@ -19,7 +19,7 @@ from runner.sandbox.kube.execs import exit_code
 from runner.sandbox.terminal import raw, write_all
 
 if TYPE_CHECKING:
-    from runner.sandbox.kube import Cluster
+    from runner.sandbox.kube.cluster import Cluster
 
 WAIT = 0.05        # seconds one wait for keys or output may take (then the stream is read)
 _PIECE = 1 << 16

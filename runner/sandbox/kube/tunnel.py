@@ -29,7 +29,7 @@ from runner.gateway.sockets import connect_unix
 from runner.sandbox.kube.relay import JOIN, MAX_CHILDREN, READ_ANNOUNCEMENTS, RELAY
 
 if TYPE_CHECKING:
-    from runner.sandbox.kube import Cluster
+    from runner.sandbox.kube.cluster import Cluster
 
 FIRST_BYTES = 30.0     # seconds a joined connection may stay silent before it is dropped
 JOIN_RATE = 20.0       # joins a second at most, per Pod (each is an exec on the API server)

@@ -1,0 +1,65 @@
+"""`runner run --dry-run`: what a run would do, without starting anything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from runner.errors import ImageError, RepoError, RunnerError
+from runner.host.gitops import open_host_repo
+from runner.phase.model import Phase
+from runner.run.scheduler import plan_waves
+from runner.sandbox.images import BUILDABLE
+
+
+def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
+                  allow_overlap: bool) -> Iterator[str]:
+    host = open_host_repo(repo)
+    base_sha = host.resolve(phase.base)
+    if base_sha is None:
+        raise RepoError(f"base {phase.base!r} is not a commit in {host.top}")
+    workers = concurrency or phase.effective_concurrency
+    yield (f"phase {phase.name}: base {phase.base} = {base_sha[:12]}, target "
+           f"{phase.target_branch}, {len(phase.tickets)} tickets, {workers} at once"
+           + (", overlapping paths allowed" if allow_overlap else ""))
+    if isinstance(phase.image, str):
+        yield f"image {phase.image}: {_image_state(phase.image, phase.engine)}"
+    else:
+        from runner.phase.devcontainer import recipe_for
+
+        recipe = recipe_for(phase.image, repo)
+        yield (f"image from {recipe.source}: built with runner's layer when no image of its "
+               "inputs is there yet")
+    if phase.cache is not None:
+        from runner.worker.context import mirrors_for
+
+        mirrors = mirrors_for(phase, open_store=False)     # a dry run makes nothing
+        assert mirrors is not None
+        yield (f"cache in {mirrors.store} (max {phase.cache.max}): " + ", ".join(
+            f"{eco} from {url}" for eco, url in mirrors.upstreams.items()) + (
+            "" if "go" not in mirrors.upstreams else
+            f"; Go modules checked by the base's go.sum and {mirrors.go_sumdb.split()[0]}"
+            if mirrors.go_sumdb else "; Go modules checked by the base's go.sum alone"))
+    for number, wave in enumerate(plan_waves(phase, concurrency=workers,
+                                             allow_overlap=allow_overlap), start=1):
+        yield f"wave {number}: " + ", ".join(t.ticket for t in wave)
+        for planned in wave:
+            if planned.waits_for:
+                yield f"  {planned.ticket} waits for " + ", ".join(planned.waits_for)
+
+
+def _image_state(image: str, engine: str) -> str:
+    try:
+        from runner.sandbox.backends import connect
+        from runner.sandbox.engines import resolve
+
+        backend = connect(resolve(engine))
+        if backend.has_image(image):
+            return "present"
+        if not backend.shares_disk:
+            return f"missing on {engine}; runner sends it from this machine"
+        return "missing; runner builds it" if image in BUILDABLE else "MISSING"
+    except ImageError:
+        raise        # the engine refuses the reference: a run would stop there too
+    except RunnerError as e:
+        return f"unknown ({e})"
