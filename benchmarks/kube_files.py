@@ -4,7 +4,7 @@ on Kubernetes: a Pod cannot mount it) against the floor it stands on, on the tes
 
 - floor: the same bytes on one exec stream's stdin into `cat > /dev/null` in the Pod (the API
   server and kubelet carrying them, nothing written);
-- runner's send (provider.send_files): into the Pod's emptyDir, counted, chmod'ed, moved.
+- runner's send (podlife.send_files): into the Pod's emptyDir, counted, chmod'ed, moved.
 
     python3 benchmarks/kube_files.py [--rounds 3]
 
@@ -28,7 +28,7 @@ from runner.agents.claude_binary import bundled_binary  # noqa: E402
 from runner.sandbox import CLAUDE_BINARY, Limits, Mount, SandboxSpec  # noqa: E402
 from runner.sandbox.kube import load_cluster  # noqa: E402
 from runner.sandbox.kube.execs import chunks  # noqa: E402
-from runner.sandbox.kube.provider import send_files, start_pod  # noqa: E402
+from runner.sandbox.kube.podlife import send_files, start_pod  # noqa: E402
 from tests.engines.kube import running_cluster  # noqa: E402
 
 IMAGE = "runner-worker:latest"

@@ -47,9 +47,11 @@ def test_version_and_help_import_nothing_of_the_run(tmp_path: Path, flag: str) -
     modules = _loaded(flag, cwd=tmp_path)
     assert not {"anthropic", "docker", "pydantic", "yaml"} & _top(modules)
     ours = {m for m in modules if m.startswith("runner.")}
-    assert ours <= {"runner.cli", "runner.cli.commands", "runner.errors", "runner.records",
-                    "runner.records.events", "runner.host", "runner.host.hostview",
-                    "runner.views", "runner.views.tables", "runner.text"}, ours
+    cli = {f"runner.cli.{m}" for m in ("commands", "parser", "paths", "run_verbs",
+                                       "setup_verbs", "ticket_verbs")}
+    assert ours - cli <= {"runner.cli", "runner.errors", "runner.records",
+                          "runner.records.events", "runner.host", "runner.host.hostview",
+                          "runner.views", "runner.views.tables", "runner.text"}, ours
 
 
 def test_status_of_a_fresh_repo_needs_neither_the_sdk_nor_docker(tmp_path: Path) -> None:

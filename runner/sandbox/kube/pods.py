@@ -125,7 +125,7 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = 
         mounts += [{"name": "workspace", "mountPath": WORKSPACE},
                    {"name": "gradle", "mountPath": GRADLE_HOME}]
     # Files of this machine's (spec.files) cannot be mounted: each directory of them is an
-    # emptyDir the provider sends them into once the Pod runs (provider.send_files).
+    # emptyDir the provider sends them into once the Pod runs (podlife.send_files).
     for number, folder in enumerate(files_folders(spec)):
         volumes.append({"name": f"files-{number}", "emptyDir": {"sizeLimit": FILES_SIZE}})
         mounts.append({"name": f"files-{number}", "mountPath": folder})

@@ -15,44 +15,27 @@ whose Pod is gone).
 
 from __future__ import annotations
 
-import io
-import secrets
 import threading
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from runner.errors import EngineUnavailable, EnvironmentProblem
-from runner.sandbox import (GRADLE_HOME, KILL_GRACE, SCRATCH_PLACES, STOPPED_EXIT, STRICT_BASH,
-                            TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE, Checkout, ExecResult, Limits,
-                            Mount, OutputHandler, SandboxSpec, Take, output_of, output_to_file,
-                            under_timeout)
-from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
+from runner.errors import EnvironmentProblem
+from runner.sandbox import (GRADLE_HOME, SCRATCH_PLACES, STRICT_BASH, WORKSPACE, Checkout, Limits,
+                            SandboxSpec)
+from runner.sandbox.diskwatch import DiskWatch
 from runner.sandbox.kube.cluster import Cluster, api_reason
-from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks, env_on_stdin
+from runner.sandbox.kube.execs import chunks
+from runner.sandbox.kube.podlife import (claim_of, default_class, named, refuse_host_paths,
+                                         scratch_place, start_pod, stop_pods)
 from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RUN, checkout_digest, claim_manifest,
-                                      pod_manifest, pod_name, pod_user, policy_manifest,
-                                      policy_name, spec_labels)
+                                      pod_name, policy_manifest, policy_name, spec_labels)
 from runner.sandbox.kube.relay import RELAY
-from runner.sandbox.kube.tunnel import GatewayTunnel
+from runner.sandbox.kube.sandbox import KubeSandbox
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
-
-START_TIMEOUT = 300       # seconds a Pod may take to be scheduled and start
-# A Pod that will not start, by its container's waiting reason: what to tell the user.
-UNSTARTABLE = {
-    "ErrImagePull": "its image cannot be pulled",
-    "ImagePullBackOff": "its image cannot be pulled",
-    "ErrImageNeverPull": "its image is not on the node",
-    "InvalidImageName": "its image name is invalid",
-    "CreateContainerConfigError": "its container cannot be configured",
-    "CreateContainerError": "its container cannot be created",
-    "RunContainerError": "its container cannot start",
-}
 
 
 class KubeSandboxes:
@@ -72,7 +55,7 @@ class KubeSandboxes:
 
     @contextmanager
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[KubeSandbox]:
-        _refuse_host_paths(spec)
+        refuse_host_paths(spec)
         checkout = spec.checkout
         sandbox = (self._attach(spec) if checkout is not None and not checkout.fresh
                    else self._start(spec))
@@ -85,7 +68,7 @@ class KubeSandboxes:
             # there, its processes ended, for salvage (kept()), set_aside() or discard() to
             # deal with. One on a claim stays on the claim whatever becomes of the Pod.
             if not (keep or checkout is None or sandbox.gone or sandbox.claim is not None
-                    or _scratch(checkout.place)):
+                    or scratch_place(checkout.place)):
                 keep = True
                 sandbox.stop_processes()
             raise
@@ -101,10 +84,10 @@ class KubeSandboxes:
     def _start(self, spec: SandboxSpec) -> KubeSandbox:
         self._ensure_policy()
         claim = None
-        if spec.durable is not None and spec.checkout is not None and not _scratch(
+        if spec.durable is not None and spec.checkout is not None and not scratch_place(
                 spec.checkout.place):
             self._check_storage_class(spec.durable.storage_class)
-            manifest = _named(claim_manifest(spec, run_id=self.run_id))
+            manifest = named(claim_manifest(spec, run_id=self.run_id))
             self.cluster.call(self.cluster.core.create_namespaced_persistent_volume_claim,
                               self.cluster.namespace, manifest)
             claim = manifest["metadata"]["name"]
@@ -152,7 +135,7 @@ class KubeSandboxes:
             spec.gateway is None or RELAY in {c.name for c in pod.spec.containers})]
         if running:
             pod = running[0]
-            return KubeSandbox(self.cluster, pod.metadata.name, spec, claim=_claim_of(pod),
+            return KubeSandbox(self.cluster, pod.metadata.name, spec, claim=claim_of(pod),
                                run_id=self.run_id)
         claims = sorted(self._claims(held), key=lambda c: c.metadata.creation_timestamp)
         if not claims:
@@ -197,7 +180,7 @@ class KubeSandboxes:
         if wanted and wanted not in names:
             raise EnvironmentProblem(f"kubernetes.storage_class {wanted!r}: the cluster has no "
                                      f"such StorageClass ({has}); name one of its classes")
-        if not wanted and not any(_default_class(c) for c in classes):
+        if not wanted and not any(default_class(c) for c in classes):
             raise EnvironmentProblem("kubernetes.workspaces: claim, with no storage_class, "
                                      f"needs the cluster's default StorageClass, and it has "
                                      f"no default ({has}): set kubernetes.storage_class")
@@ -291,7 +274,7 @@ class KubeSandboxes:
         for pod in pods:
             self.cluster.call(self.cluster.core.patch_namespaced_pod, pod.metadata.name,
                               self.cluster.namespace, aside)
-        _stop(self.cluster, [pod.metadata.name for pod in pods])
+        stop_pods(self.cluster, [pod.metadata.name for pod in pods])
         for claim in claims:
             self.cluster.call(self.cluster.core.patch_namespaced_persistent_volume_claim,
                               claim.metadata.name, self.cluster.namespace, aside)
@@ -303,9 +286,9 @@ class KubeSandboxes:
     def _where(self, pods: list[Any], claims: list[Any]) -> list[str]:
         """What to call the Pods and claims that hold checkouts, in a sentence (a claim its
         Pod mounts is named with it)."""
-        mounted = {_claim_of(pod) for pod in pods}
+        mounted = {claim_of(pod) for pod in pods}
         return [*(f"Pod {self.cluster.namespace}/{pod.metadata.name}"
-                  + (f" (claim {claim})" if (claim := _claim_of(pod)) else "") for pod in pods),
+                  + (f" (claim {claim})" if (claim := claim_of(pod)) else "") for pod in pods),
                 *(f"claim {self.cluster.namespace}/{claim.metadata.name}" for claim in claims
                   if claim.metadata.name not in mounted)]
 
@@ -351,7 +334,7 @@ class KubeSandboxes:
             yield None
             return
         pod = max(found, key=lambda p: p.metadata.creation_timestamp)
-        yield KubeSandbox(self.cluster, pod.metadata.name, spec, claim=_claim_of(pod),
+        yield KubeSandbox(self.cluster, pod.metadata.name, spec, claim=claim_of(pod),
                           run_id=self.run_id)
 
     def remove_run(self, run_id: str) -> int:
@@ -366,17 +349,17 @@ class KubeSandboxes:
         # A Pod over a claim goes too (it holds the node's CPU and memory): the claim keeps
         # the files, and a new Pod over it collects them.
         stay = [pod for pod in pods if ASIDE in (pod.metadata.labels or {}) or (
-            (pod.metadata.annotations or {}).get(KEY) in kept and _claim_of(pod) is None)]
+            (pod.metadata.annotations or {}).get(KEY) in kept and claim_of(pod) is None)]
         for pod in pods:
             if pod not in stay:
                 self._delete(pod.metadata.name)
-        _stop(self.cluster, [pod.metadata.name for pod in stay])
+        stop_pods(self.cluster, [pod.metadata.name for pod in stay])
         return len(pods) - len(stay)
 
     def stop_processes(self, run_id: str) -> None:
         """Every worker process of the run ends; the Pods and their files stay."""
         try:
-            _stop(self.cluster, [pod.metadata.name for pod in self._pods()
+            stop_pods(self.cluster, [pod.metadata.name for pod in self._pods()
                                  if pod.status.phase == "Running"])
         except EnvironmentProblem:
             pass
@@ -407,416 +390,3 @@ class KubeSandboxes:
         return self.cluster.answers()
 
 
-class KubeSandbox:
-    """One Pod, its commands run through pods/exec; over ``claim``, a Pod lost is replaced by
-    a new one over the same checkout."""
-
-    def __init__(self, cluster: Cluster, pod: str, spec: SandboxSpec, *,
-                 claim: str | None = None, run_id: str = "") -> None:
-        self.cluster, self.pod, self.spec = cluster, pod, spec
-        self.claim, self.run_id = claim, run_id
-        self.name = spec.name
-        self.user = ":".join(map(str, pod_user(spec.user)))
-        self.restarts = 0         # times its Pod was found gone (over a claim: replaced)
-        self.stopped_for = ""
-        self._gone = ""           # why its Pod is gone for good ("" while it runs)
-        self._replace_due = False  # its Pod is gone, and the next command starts a new one
-        self._stops = 0
-        self._last_stop = ""
-        self._reset_due = False
-        self._tunnel: GatewayTunnel | None = None
-        self._told = ""           # the gateway's trouble last said
-
-    def open_gateway(self) -> None:
-        """The Pod's relay joined to the ticket's gateway socket here, when it has one."""
-        if self.spec.gateway is not None:
-            self._tunnel = GatewayTunnel(self.cluster, self.pod, self.spec.gateway).start()
-
-    def close_gateway(self) -> None:
-        if self._tunnel is not None:
-            self._tunnel.close()
-            self._tunnel = None
-
-    def exec(self, argv: Sequence[str], *, timeout: float,
-             on_output: OutputHandler | None = None,
-             env: Mapping[str, str] | None = None) -> ExecResult:
-        result = output_of(lambda take: self._run(argv, timeout, env, take), on_output)
-        if on_output is not None:       # a worker's command: its lines go to the ticket's log
-            self._tell_gateway_trouble(on_output)
-        return result
-
-    def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
-                     limit: int) -> ExecResult:
-        return output_to_file(lambda take: self._run(argv, timeout, None, take), dest, limit)
-
-    def upload(self, path: str, data: Iterable[bytes], size: int) -> None:
-        upload(self.cluster, self.pod, path, data, size)
-
-    def interact(self, argv: Sequence[str]) -> int:
-        from runner.sandbox.kube.shell import interact
-
-        if self._gone:
-            raise EnvironmentProblem(f"cannot open a shell in Pod {self.pod}: {self._gone}")
-        with _answering(self.cluster):
-            return interact(self.cluster, self.pod, argv)
-
-    def files_holding(self, needle: bytes) -> list[str] | None:
-        return None     # looking inside would send the needle in
-
-    def reset(self) -> None:
-        """By the next command, as its first step: the keeper is the container's pid 1,
-        which a kill(-1) inside never signals."""
-        self._reset_due = True
-
-    @property
-    def gone(self) -> bool:
-        return bool(self._gone)
-
-    def stop_processes(self) -> None:
-        _stop(self.cluster, [self.pod])
-
-    def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
-             take: Take) -> tuple[int, bool, str]:
-        if self._replace_due:
-            self._replace_pod()
-        if self._gone:
-            take(2, f"runner: {self._gone}\n".encode())
-            return STOPPED_EXIT, False, ""
-        stops = self._stops
-        stdin: list[bytes] | None = None
-        if env:          # exec takes no environment, and argv travels in its URL
-            argv, data = env_on_stdin(env, argv)
-            stdin = [data]
-        reset_first, self._reset_due = self._reset_due, False
-        wrapped = under_timeout(argv, timeout, grace=KILL_GRACE, reset_first=reset_first)
-        started = time.monotonic()
-        killed = threading.Event()
-        timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill, [killed])
-        timer.daemon = True
-        timer.start()
-        broke = ""
-        try:
-            with _answering(self.cluster):
-                code = self.cluster.exec(self.pod, wrapped, take, stdin=stdin,
-                                         stop=killed.is_set)
-        except (StreamLost, ApiException) as e:
-            if not self.cluster.answers():
-                raise EngineUnavailable(f"the Kubernetes API server at {self.cluster.where} "
-                                        f"stopped answering ({e})") from e
-            broke, code = str(e), STOPPED_EXIT
-        finally:
-            timer.cancel()
-        if self._stops > stops and code == STOPPED_EXIT:
-            return code, False, self._last_stop
-        # Killed, or its stream cut: by the Pod's end (the watchdog's own stop is no loss)?
-        if code == STOPPED_EXIT and not killed.is_set():
-            if lost := self._pod_lost():
-                take(2, f"runner: {lost}\n".encode())
-                return code, False, lost
-            if broke:
-                take(2, f"runner: the command's stream to Pod {self.pod} broke "
-                        f"({broke[:200]})\n".encode())
-        late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
-        return code, killed.is_set() or code == TIMEOUT_EXIT or late, ""
-
-    def _tell_gateway_trouble(self, on_output: OutputHandler) -> None:
-        """Why the worker's way out failed, once, after the command it failed: never in a
-        command's own output, which runner may read."""
-        trouble = self._tunnel.trouble if self._tunnel is not None else ""
-        if trouble and trouble != self._told:
-            on_output(f"runner: {trouble}")
-        self._told = trouble
-
-    def _pod_lost(self) -> str | None:
-        """Whether its Pod is gone (deleted, evicted, ended) or its node stopped answering,
-        which is a sandbox that stopped (counted; over a claim a new Pod takes over before
-        the next command, else it is never started again): what happened, or None while it
-        runs (a command killed in it, or a stream that broke, fails that command only)."""
-        try:
-            pod = self.cluster.call(self.cluster.core.read_namespaced_pod, self.pod,
-                                    self.cluster.namespace, expect=(404,))
-        except ApiException:
-            pod = None
-        if pod is None or pod.metadata.deletion_timestamp is not None:
-            lost = f"its Pod {self.pod} was deleted"
-        elif pod.status.phase != "Running":
-            lost = (f"its Pod {self.pod} stopped ({pod.status.reason or pod.status.phase}: "
-                    f"{(pod.status.message or '-')[:200]})")
-        elif not _node_ready(self.cluster, pod.spec.node_name):
-            # Its claim may be bound to that node: it stays for a resume's salvage.
-            self._gone = (f"the node of its Pod {self.pod} ({pod.spec.node_name}) stopped "
-                          "answering")
-            self.restarts += 1
-            return self._gone
-        else:
-            return None
-        self.restarts += 1
-        if self.claim is None:
-            self._gone = f"{lost}; its workspace went with it"
-            return self._gone
-        self._replace_due = True
-        return f"{lost}; a new Pod takes over its workspace (claim {self.claim})"
-
-    def _replace_pod(self) -> None:
-        """A new Pod over its claim, as Docker starts a stopped container again: the files
-        are as the worker left them, nothing of what ran is."""
-        self._replace_due = False
-        self.close_gateway()
-        old = self.pod
-        try:
-            self.cluster.delete_pod(old)      # one stopped (evicted) still mounts it
-        except EngineUnavailable:
-            raise
-        except (ApiException, EnvironmentProblem):
-            pass
-        _wait_gone(self.cluster, old)
-        try:
-            self.pod = start_pod(self.cluster, self.spec, self.run_id, claim=self.claim)
-            self.open_gateway()
-        except EngineUnavailable:
-            raise
-        except (ApiException, EnvironmentProblem) as e:
-            self._gone = f"no new Pod could take over its workspace (claim {self.claim}): {e}"
-
-    def _kill(self, killed: threading.Event) -> None:
-        """The watchdog: the command outlived even `timeout` (the worker can kill that):
-        every process in the Pod ends; a Pod where nothing can be run to do it goes."""
-        killed.set()
-        if _stop(self.cluster, [self.pod]):
-            if self.claim is not None:       # its files stay: a new Pod takes them over
-                self._replace_due = True
-            else:
-                self._gone = (f"runner deleted its Pod {self.pod}: a command outlived its "
-                              "timeout and nothing could be run there to stop it")
-            try:
-                self.cluster.delete_pod(self.pod)
-            except (ApiException, EnvironmentProblem):
-                pass
-
-    def stop_for(self, reason: str) -> None:
-        """Stop the worker over a limit (the disk watch's thread): every process of its ends,
-        its files stay for collection."""
-        self.stopped_for = self.stopped_for or reason
-        self._last_stop = reason
-        self._stops += 1
-        _stop(self.cluster, [self.pod])
-
-    def measure(self, roots: list[str], deadline: float | None) -> DiskUsage | None:
-        """du over ``roots`` inside the Pod, stopped at ``deadline``; None while it is gone."""
-        if self._gone:
-            return None
-        left = PASS_LIMIT if deadline is None else deadline - time.monotonic()
-        if left <= 0:
-            return DiskUsage(0, complete=False)
-        out, err = io.BytesIO(), io.BytesIO()
-        try:
-            code = self.cluster.exec(
-                self.pod, ["timeout", "-s", "KILL", f"{left:.1f}s", *du_command(roots)],
-                lambda stream, chunk: (out if stream == 1 else err).write(chunk))
-        except Exception:    # noqa: BLE001 - gone, or the server away: the commands say
-            return None
-        if code in (125, 126, 127):
-            return DiskUsage(0, complete=False, failed="du could not run in it")
-        if code not in (0, 1):
-            return DiskUsage(0, complete=False)
-        return read_du(out.getvalue().decode("utf-8", "surrogateescape"),
-                       err.getvalue().decode("utf-8", "surrogateescape"))
-
-
-def start_pod(cluster: Cluster, spec: SandboxSpec, run_id: str, *, claim: str | None = None,
-              command: list[str] | None = None) -> str:
-    """A Pod of ``spec`` (over ``claim``), running (one that runs ``command``: ended): its
-    name. One that cannot get there is deleted, and EnvironmentProblem says why."""
-    manifest = _named(pod_manifest(spec, run_id=run_id, command=command, claim=claim))
-    cluster.call(cluster.core.create_namespaced_pod, cluster.namespace, manifest)
-    pod = str(manifest["metadata"]["name"])
-    try:
-        wait_running(cluster, pod, spec.image, until="Succeeded" if command else "Running")
-        if not command:
-            send_files(cluster, pod, spec.files)
-    except BaseException:
-        try:
-            cluster.delete_pod(pod)
-        except (ApiException, EnvironmentProblem):
-            pass
-        raise
-    return pod
-
-
-def upload(cluster: Cluster, pod: str, path: str, data: Iterable[bytes], size: int,
-           mode: str = "") -> None:
-    """Write ``size`` bytes of ``data`` to ``path`` in ``pod``, as its user, sent on the
-    exec's stdin (framed by its size: the stream cannot close stdin); chmod ``mode``."""
-    said = bytearray()
-    with _answering(cluster):
-        code = cluster.exec(pod, ["sh", "-c", UPLOAD, "upload", str(size), path, mode],
-                            lambda _stream, chunk: said.extend(chunk[-4096:]), stdin=data)
-    if code != 0:
-        raise EnvironmentProblem(f"could not send {path} into Pod {pod}: "
-                                 f"{said.decode('utf-8', 'replace').strip()[-200:]}")
-
-
-def send_files(cluster: Cluster, pod: str, files: Sequence[Mount]) -> None:
-    """The files of this machine a sandbox is given (the Claude Code binary), sent into the
-    Pod's own copy of their directories: a Pod cannot mount a path of this machine. A file
-    given read-only is left readable and runnable, not writable (by the worker, whose own
-    copy it is, all the same)."""
-    for mount in files:
-        with mount.source.open("rb") as data:
-            upload(cluster, pod, mount.target, chunks(data.read), mount.source.stat().st_size,
-                   mode="555" if mount.read_only else "755")
-
-
-def wait_running(cluster: Cluster, pod: str, image: str, until: str = "Running") -> None:
-    """Until the Pod's phase is ``until`` (Running; Succeeded for one that runs a command);
-    EnvironmentProblem saying why when it cannot get there."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        status = _status(cluster, pod)
-        if status is None:
-            raise EnvironmentProblem(f"Pod {pod} was deleted while it started")
-        phase, waiting = status.phase, _waiting(status)
-        containers = status.container_statuses or []
-        ended = next((c for c in containers if c.state and c.state.terminated), None)
-        if phase == until and until != "Running":
-            return
-        if phase == "Running" and ended is not None:     # the gateway's relay, say
-            why = ended.state.terminated
-            raise EnvironmentProblem(f"Pod {pod}: its container {ended.name} ended as it "
-                                     f"started ({why.reason}: {(why.message or '-')[:200]}, "
-                                     f"exit {why.exit_code})")
-        if phase == until and all(c.state and c.state.running for c in containers):
-            return
-        if phase in ("Failed", "Succeeded"):
-            raise EnvironmentProblem(f"Pod {pod} ended as it started ({phase}: "
-                                     f"{status.message or status.reason or '-'})")
-        if waiting and waiting.reason in UNSTARTABLE:
-            raise EnvironmentProblem(
-                f"Pod {pod} cannot start: {UNSTARTABLE[waiting.reason]} ({image}: "
-                f"{(waiting.message or waiting.reason)[:300]}); the phase's image must be "
-                "one the cluster's nodes can pull")
-        if time.monotonic() > deadline:
-            raise EnvironmentProblem(f"Pod {pod} did not start in {START_TIMEOUT}s "
-                                     f"({_pending_why(status)})")
-        time.sleep(min(0.1 + (time.monotonic() - deadline + START_TIMEOUT) / 20, 2.0))
-
-
-KILL_ALL = ["sh", "-c", "kill -KILL -1 2>/dev/null; true"]   # the shell's own kill: no procps
-
-
-def _stop(cluster: Cluster, pods: list[str]) -> list[str]:
-    """End every process in ``pods`` but the keeper (kill -KILL -1 as the Pod's user spares
-    the container's pid 1), the Pods at once; those where it could not run."""
-    def kill(pod: str) -> bool:
-        try:
-            return cluster.exec(pod, KILL_ALL, lambda _s, _c: None) == 0
-        except Exception:    # noqa: BLE001 - gone, or the server away
-            return False
-
-    if not pods:
-        return []
-    with ThreadPoolExecutor(min(8, len(pods)), thread_name_prefix="stop") as pool:
-        return [pod for pod, done in zip(pods, pool.map(kill, pods), strict=True) if not done]
-
-
-def _status(cluster: Cluster, pod: str) -> Any:
-    """A Pod's status; None when it is gone or being deleted."""
-    try:
-        found = cluster.call(cluster.core.read_namespaced_pod, pod, cluster.namespace,
-                             expect=(404,))
-    except ApiException:
-        return None
-    return None if found.metadata.deletion_timestamp is not None else found.status
-
-
-def _node_ready(cluster: Cluster, node: str | None) -> bool:
-    """Whether ``node`` reports Ready (True too when runner may not read nodes)."""
-    if not node:
-        return True
-    try:
-        found = cluster.call(cluster.core.read_node_status, node, expect=(401, 403, 404))
-    except ApiException as e:
-        return e.status != 404
-    return any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
-
-
-def _named(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A name of its own: a Pod set aside keeps its name, and the ticket runs again."""
-    manifest["metadata"]["name"] += f"-{secrets.token_hex(2)}"
-    return manifest
-
-
-def _default_class(storage_class: Any) -> bool:
-    annotations = storage_class.metadata.annotations or {}
-    return "true" in (annotations.get("storageclass.kubernetes.io/is-default-class"),
-                      annotations.get("storageclass.beta.kubernetes.io/is-default-class"))
-
-
-def _wait_gone(cluster: Cluster, pod: str, timeout: float = 60) -> None:
-    """Until ``pod`` is gone from the API: a Pod deleted with a grace period is listed until
-    its containers ended, which must not write to its claim beside its successor's."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            cluster.call(cluster.core.read_namespaced_pod, pod, cluster.namespace,
-                         expect=(404,))
-        except ApiException:
-            return
-        time.sleep(0.5)
-
-
-def _claim_of(pod: Any) -> str | None:
-    """The workspace claim a Pod mounts, if any."""
-    return next((volume.persistent_volume_claim.claim_name for volume in pod.spec.volumes or []
-                 if volume.persistent_volume_claim is not None), None)
-
-
-def _scratch(place: str) -> bool:
-    return place.split("/")[0] in SCRATCH_PLACES
-
-
-@contextmanager
-def _answering(cluster: Cluster) -> Iterator[None]:
-    """A stream that broke is StreamLost, or EngineUnavailable when the server is away; a
-    failure here, taking its output (this machine's disk), is that failure."""
-    from urllib3.exceptions import HTTPError
-    from websocket import WebSocketException
-
-    try:
-        yield
-    except LocalFailure as e:
-        raise e.__cause__ or e from None
-    except ApiException as e:
-        if e.status == 0 and not cluster.answers():
-            raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
-                                    f"answering ({e.reason})") from e
-        raise StreamLost(f"the exec was refused: {api_reason(e)}") from e
-    except (HTTPError, OSError, WebSocketException) as e:
-        if not cluster.answers():
-            raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
-                                    f"answering ({e.__class__.__name__})") from e
-        raise StreamLost(f"{e.__class__.__name__}: {e}") from e
-
-
-def _refuse_host_paths(spec: SandboxSpec) -> None:
-    if spec.shared_cache is not None:
-        raise EnvironmentProblem("a Pod cannot mount a path of this machine (gradle."
-                                 "shared_cache): leave it out")
-
-
-def _waiting(status: Any) -> Any:
-    for container in [*(status.init_container_statuses or []),
-                      *(status.container_statuses or [])]:
-        if container.state and container.state.waiting:
-            return container.state.waiting
-    return None
-
-
-def _pending_why(status: Any) -> str:
-    if status is None:
-        return "it is gone"
-    for condition in status.conditions or []:
-        if condition.status != "True" and condition.message:
-            return f"{condition.type}: {condition.message[:300]}"
-    waiting = _waiting(status)
-    return (waiting.message or waiting.reason) if waiting else (status.phase or "pending")
