@@ -1,0 +1,76 @@
+"""The fast tier: whole runs of the lead's own logic — scheduling by depends_on, collect,
+the gates, integration, phase checks, the records and the views over them — on a test
+double of an engine (tests/fakes/dir_sandbox.py: directories and subprocesses, isolating
+nothing), with no engine at all. The real-engine tests prove isolation; these prove the
+lead, in well under a second a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runner.phase.model import load_phase
+from runner.records.events import EventCollector, TicketChanged
+from runner.records.record import load_result
+from runner.run.lead import RunOptions, run_phase
+from runner.views.report import as_json, as_junit, as_markdown
+from tests.fakes.dir_sandbox import DirBackend
+from tests.helpers import git, make_repo, write_phase
+
+
+def run(tmp_path: Path, tickets: list[dict], **phase: object) -> tuple[Path, object, object]:
+    repo = make_repo(tmp_path / "repo", {"README.md": "a project\n"})
+    phase_file = write_phase(tmp_path / "phase.yaml", {"name": "fast", "tickets": tickets,
+                                                       **phase})
+    loaded = load_phase(phase_file)
+    options = RunOptions(repo=repo, phase_file=phase_file, preflight=False)
+    sink = EventCollector()
+    return repo, run_phase(loaded, options, sink, backend=DirBackend()), sink
+
+
+def test_dependent_tickets_integrate_in_order_onto_the_target(tmp_path: Path) -> None:
+    repo, result, sink = run(tmp_path, [
+        {"id": "A", "agent": "script", "run": "echo a > a.txt"},
+        {"id": "B", "agent": "script", "run": "test -f a.txt && echo b > b.txt",
+         "depends_on": ["A"]},
+        {"id": "C", "agent": "script", "run": "echo c > c.txt"}],
+        checks=["test -f a.txt && test -f b.txt"])
+    assert result.exit_code == 0, result.outcomes
+    assert {t: o.status for t, o in result.outcomes.items()} == dict.fromkeys("ABC",
+                                                                               "integrated")
+    assert git(repo, "show", "runner/fast:b.txt") == "b"
+    started = [e.ticket for e in sink.events
+               if isinstance(e, TicketChanged) and e.status == "running"]
+    assert started.index("A") < started.index("B")        # B starts from A's work
+    again = load_result(result.run_dir)                     # the record, as the views read it
+    assert again.checks_passed is True and set(again.outcomes) == {"A", "B", "C"}
+
+
+def test_the_gates_and_checks_judge_each_ticket_and_the_views_tell_it(tmp_path: Path) -> None:
+    repo, result, _ = run(tmp_path, [
+        {"id": "OK", "agent": "script", "run": "echo ok > ok.txt", "paths": ["ok.txt"]},
+        {"id": "OUT", "agent": "script", "run": "echo x > elsewhere.txt", "paths": ["ok2.txt"]},
+        {"id": "CI", "agent": "script", "run": "mkdir -p .github && echo x > .github/ci.yml"},
+        {"id": "RED", "agent": "script", "run": "echo r > r.txt", "checks": ["false"]}])
+    status = {t: o.status for t, o in result.outcomes.items()}
+    assert status == {"OK": "integrated", "OUT": "failed", "CI": "failed", "RED": "failed"}
+    why = {t: o.reason for t, o in result.outcomes.items()}
+    assert why["OUT"].startswith("changed files outside its paths: elsewhere.txt")
+    assert why["CI"].startswith("changed files protected: .github/ci.yml")
+    assert why["RED"] == "check `false` exited with 1" and result.exit_code != 0
+    assert "ok.txt" in git(repo, "ls-tree", "--name-only", "runner/fast")
+    assert ".github" not in git(repo, "ls-tree", "--name-only", "runner/fast")
+    loaded = load_phase(tmp_path / "phase.yaml")
+    document = json.loads(as_json(result, loaded))
+    assert {t["id"]: t["status"] for t in document["tickets"]} == status
+    assert as_junit(result).count("<failure") >= 3
+    assert "OUT" in as_markdown(result, loaded, "timeline.svg")
+
+
+def test_tickets_at_once_each_integrate_once(tmp_path: Path) -> None:
+    repo, result, _ = run(tmp_path, [{"id": f"T{i:02}", "agent": "script",
+                                      "run": f"echo {i} > f{i}.txt"} for i in range(24)],
+                          concurrency=8)
+    assert result.exit_code == 0
+    assert all(o.status == "integrated" for o in result.outcomes.values())
+    assert len(git(repo, "log", "--format=%H", "main..runner/fast").splitlines()) == 24
