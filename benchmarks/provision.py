@@ -27,7 +27,8 @@ from runner.records.events import EventCollector  # noqa: E402
 from runner.host.gitops import open_host_repo  # noqa: E402
 from runner.host.objectstore import STORE, RunObjects  # noqa: E402
 from runner.phase.model import load_phase  # noqa: E402
-from runner.sandbox.docker.local import DockerSandboxes, docker_client  # noqa: E402
+from runner.sandbox.docker.client import docker_client  # noqa: E402
+from runner.sandbox.docker.local import DockerSandboxes  # noqa: E402
 from runner.isolation.selftest import run_selftest  # noqa: E402
 from runner.worker.context import RunContext  # noqa: E402
 from runner.worker.lifecycle import sandbox_spec  # noqa: E402

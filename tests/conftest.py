@@ -19,7 +19,7 @@ import pytest
 
 from runner.host.trees import discard_tree
 from runner.records.events import EventCollector
-from runner.sandbox.docker.local import docker_client
+from runner.sandbox.docker.client import docker_client
 from runner.sandbox.images import ensure_image
 
 WORKER_IMAGE = "runner-worker:latest"

@@ -63,7 +63,7 @@ def ensure_image(client: docker.DockerClient, name: str, sink: EventSink) -> Non
 def build_images(sink: EventSink, *, force: bool, offline_base: bool) -> Iterator[str]:
     """Build runner's images on this machine's engine, a parent before those built on it,
     each only when missing or out of date (or ``force``); a line for each one not built."""
-    from runner.sandbox.docker.local import docker_client
+    from runner.sandbox.docker.client import docker_client
 
     client = docker_client()
     for name in BUILDABLE:

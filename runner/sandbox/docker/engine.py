@@ -11,7 +11,8 @@ import docker.errors
 
 from runner.records.events import EventSink
 from runner.sandbox import SandboxProvider, SandboxRecord
-from runner.sandbox.docker.local import DockerSandboxes, docker_client, engine_must_answer
+from runner.sandbox.docker.client import docker_client, engine_must_answer
+from runner.sandbox.docker.local import DockerSandboxes
 from runner.sandbox.engines import Engine
 from runner.sandbox.images import copy_image, ensure_image, image_present
 from runner.sandbox.recipes import Recipe, project_image

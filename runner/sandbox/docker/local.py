@@ -1,17 +1,12 @@
-"""The Docker sandbox: one hardened container per worker, commands run through exec.
-
-docker-py's exec has no timeout and closing its stream does not stop the process, so every
-command runs under ``timeout -k`` inside the container, and a host-side watchdog kills the
-container if even that does not end it.
-"""
+"""The run's sandboxes on this machine's Docker engine: a hardened container each
+(sandbox.py) over a workspace on the runner's disk (workspace.py), made ahead while the
+self-test runs, removed off the tickets' way."""
 
 from __future__ import annotations
 
 import os
-import shlex
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -19,73 +14,18 @@ from pathlib import Path
 
 import docker
 import docker.errors
-import requests
 from docker.models.containers import Container
 from docker.types import Mount as DockerMount
 
-from runner.errors import EngineUnavailable, EnvironmentProblem
+from runner.errors import EnvironmentProblem
 from runner.host.hostview import explain_mount_error
-from runner.host.trees import files_holding
 from runner.host.trees import discard_tree
-from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, KILL_GRACE,
-                            RUN_OBJECTS, SCRATCH_PLACES, STOPPED_EXIT, TIMEOUT_EXIT, WATCHDOG_SLACK,
-                            WORKSPACE, Checkout, ExecResult, OutputHandler, SandboxSpec, output_of,
-                            output_to_file, under_timeout)
+from runner.sandbox import (GATEWAY_DIR, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, SCRATCH_PLACES,
+                            WORKSPACE, Checkout, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
+from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
+from runner.sandbox.docker.sandbox import KEEPER, DockerSandbox, keeper_command
 from runner.sandbox.docker.workspace import Workspace, create_workspace, fill_workspace
-
-# The uid:gid of the process that keeps a container up (`sleep infinity` under its init):
-# nobody, never the worker's, so a worker can neither signal it nor stop the container, and
-# a reset can kill all of the worker's processes at once without restarting it.
-KEEPER = "65534:65534"
-KEEP_UP = ["sleep", "infinity"]
-
-
-def keeper_command(spec: SandboxSpec) -> list[str]:
-    """What the container's own process runs: with a gateway, the forwarder too (socat, as
-    KEEPER like the rest: the worker cannot stop it, and a restart starts it again)."""
-    if spec.gateway is None:
-        return KEEP_UP
-    forward = (f"socat TCP-LISTEN:{GATEWAY_PORT},bind=127.0.0.1,fork,reuseaddr "
-               f"UNIX-CONNECT:{shlex.quote(f'{GATEWAY_DIR}/{spec.gateway.name}')}")
-    return ["/bin/sh", "-c", f"{forward} & exec {shlex.join(KEEP_UP)}"]
-
-
-# What docker-py raises when its calls fail: an APIError when the engine answered with an
-# error; requests' errors (no DockerException) when it does not answer at all.
-DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException,
-                 ConnectionError)
-
-
-def docker_client(url: str | None = None) -> docker.DockerClient:
-    """A client that answers, or EngineUnavailable saying what to do; ``url`` is another
-    machine's engine (tcp://, ssh://), None this machine's (DOCKER_HOST or its socket)."""
-    try:
-        # max_pool_size: one stream per worker.
-        client = (docker.DockerClient(base_url=url, timeout=120, max_pool_size=64) if url
-                  else docker.from_env(timeout=120, max_pool_size=64))
-        client.ping()
-        return client
-    except DOCKER_ERRORS as e:
-        where = url or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        hint = ("check the engine there is up and reachable from here" if url else
-                "start the Docker engine or set DOCKER_HOST, and check you may use its socket")
-        raise EngineUnavailable(f"Docker does not answer at {where} "
-                                f"({e.__class__.__name__}); {hint}") from e
-
-
-@contextmanager
-def engine_must_answer() -> Iterator[None]:
-    """An engine that stops answering mid-call is EngineUnavailable (a RunnerError), which
-    the lead handles, not a stray requests error; the engine's own errors stay what they
-    are."""
-    try:
-        yield
-    except docker.errors.APIError:
-        raise
-    except DOCKER_ERRORS as e:
-        raise EngineUnavailable(f"the Docker engine stopped answering ({e.__class__.__name__})"
-                                ) from e
 
 
 ASIDE = "unsalvaged"     # where checkouts whose work could not be collected are set aside
@@ -523,187 +463,3 @@ def _remove(container: Container) -> None:
         pass
 
 
-class DockerSandbox:
-    def __init__(self, container: Container, client: docker.DockerClient,
-                 spec: SandboxSpec, workspace: Workspace | None = None) -> None:
-        self.container, self.api, self.spec = container, client.api, spec
-        self.workspace = workspace     # its checkout on the runner's disk (a local engine)
-        self.name = spec.name
-        self.user = spec.user
-        self.restarts = 0
-        self.stopped_for = ""
-        self._stop_counted = False
-        self._stops = 0            # stops of the sandbox's own (disk), so far
-        self._last_stop = ""
-        self._reset_due = False    # reset() asked: the next command kills the rest first
-
-    def exec(self, argv: Sequence[str], *, timeout: float,
-             on_output: OutputHandler | None = None,
-             env: Mapping[str, str] | None = None) -> ExecResult:
-        return output_of(lambda take: self._run(argv, timeout, env, take), on_output)
-
-    def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
-                     limit: int) -> ExecResult:
-        return output_to_file(lambda take: self._run(argv, timeout, None, take), dest, limit)
-
-    def interact(self, argv: Sequence[str]) -> int:
-        from runner.sandbox.terminal import interact
-
-        try:
-            with engine_must_answer():
-                self._ensure_running()
-                return interact(self.api, self.container.id, argv, user=self.spec.user,
-                                workdir=self.spec.workdir, env={})
-        except docker.errors.APIError as e:
-            raise EnvironmentProblem(f"cannot open a shell in {self.name}: "
-                                     f"{e.explanation or e}") from e
-
-    def files_holding(self, needle: bytes) -> list[str] | None:
-        if self.workspace is None:      # not on the runner's disk
-            return None
-        return files_holding(needle, [self.workspace.clone, self.workspace.gradle_home])
-
-    def reset(self) -> None:
-        """Done by the next command, as its first step and in its own exec (one exec fewer
-        than a kill of its own): its shell kills every other process of the worker's uid at
-        once, then becomes the command. Where that cannot be (the worker runs as KEEPER's
-        uid), at once."""
-        if self._kills_alone():
-            self._reset_due = True
-            return
-        with engine_must_answer():
-            self._reset()
-
-    def _kills_alone(self) -> bool:
-        """Whether a kill(-1) as the worker spares the container's own process."""
-        return self.spec.user.split(":")[0] != KEEPER.split(":")[0]
-
-    def _reset(self) -> None:
-        self._note_if_stopped()
-        self._stop_counted = False
-        if self._kill_worker_processes():
-            return
-        try:
-            self.container.restart(timeout=0)
-        except docker.errors.APIError as e:
-            raise EnvironmentProblem(f"cannot restart container {self.name}: "
-                                     f"{e.explanation or e}") from e
-
-    def _kill_worker_processes(self) -> bool:
-        """SIGKILL every process of the worker's uid with one kill(-1): the kernel signals
-        them all at once, so no fork slips through. The container's own process belongs to
-        KEEPER and stays, so the container and its /tmp live on. False when that cannot run
-        (a fork bomb holding every pid, a stopped container): then it is restarted."""
-        if not self._kills_alone() or self.stopped():
-            return False
-        try:
-            exec_id = self.api.exec_create(self.container.id, ["kill", "-KILL", "-1"],
-                                           user=self.spec.user)["Id"]
-            self.api.exec_start(exec_id)
-            code = self.api.exec_inspect(exec_id).get("ExitCode")
-        except docker.errors.APIError:
-            return False
-        return code in (0, 1)      # 1: there was nothing left to kill
-
-    def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
-             take: Callable[[int, bytes], None]) -> tuple[int, bool, str]:
-        """Exit code, whether it timed out, and why the sandbox stopped it ("" if not)."""
-        stops = self._stops
-        with engine_must_answer():
-            code, timed_out = self._run_under_timeout(argv, timeout, env, take)
-        if self._stops > stops and code == STOPPED_EXIT:
-            return code, False, self._last_stop
-        return code, timed_out, ""
-
-    def _run_under_timeout(self, argv: Sequence[str], timeout: float,
-                           env: Mapping[str, str] | None,
-                           take: Callable[[int, bytes], None]) -> tuple[int, bool]:
-        """Run ``argv`` under `timeout`, feeding (stream, bytes) to ``take``; return the exit
-        code and whether it was stopped for taking too long. A stopped container is data
-        about the worker (it may have killed its own init), not an error of runner's: it is
-        started again so collection can still run."""
-        self._ensure_running()
-        reset_first, self._reset_due = self._reset_due, False
-        wrapped = under_timeout(argv, timeout, grace=KILL_GRACE, reset_first=reset_first)
-        started = time.monotonic()
-        killed = threading.Event()
-        timer = threading.Timer(timeout + KILL_GRACE + WATCHDOG_SLACK, self._kill, [killed])
-        timer.daemon = True
-        timer.start()
-        try:
-            code = self._stream(wrapped, env, take)
-        except docker.errors.APIError:
-            if not (killed.is_set() or self.stopped()):
-                if reset_first:      # it could not start (a fork bomb): a reset of its own
-                    timer.cancel()
-                    self._reset()
-                    return self._run_under_timeout(argv, timeout, env, take)
-                raise
-            code = None
-        finally:
-            timer.cancel()
-        code = STOPPED_EXIT if code is None else int(code)
-        if code == STOPPED_EXIT:
-            # The engine may report the stop a moment later; wait for it, so that the next
-            # command starts the container again instead of meeting it half-stopped.
-            self._note_if_stopped(settle=10.0 if killed.is_set() else 2.0)
-        # 137 is also what an out-of-memory kill looks like: only a late one is a timeout.
-        late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
-        return code, killed.is_set() or code == TIMEOUT_EXIT or late
-
-    def _stream(self, wrapped: list[str], env: Mapping[str, str] | None,
-                take: Callable[[int, bytes], None]) -> int | None:
-        exec_id = self.api.exec_create(self.container.id, wrapped, workdir=self.spec.workdir,
-                                       environment=dict(env or {}), user=self.spec.user)["Id"]
-        for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
-            if out:
-                take(1, out)
-            if err:
-                take(2, err)
-        return self.api.exec_inspect(exec_id).get("ExitCode")
-
-    def stopped(self) -> bool:
-        """Whether the container is not running, asked of the engine (gone counts)."""
-        try:
-            self.container.reload()
-            return self.container.status != "running"
-        except docker.errors.NotFound:
-            return True
-
-    def _note_if_stopped(self, settle: float = 0.0) -> bool:
-        """Count a stop from outside once (the engine may take a moment to report it)."""
-        deadline = time.monotonic() + settle
-        while not self.stopped():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
-        if not self._stop_counted:
-            self.restarts += 1
-            self._stop_counted = True
-        return True
-
-    def _ensure_running(self) -> None:
-        if self._note_if_stopped():
-            self._stop_counted = False
-            try:
-                self.container.start()
-            except docker.errors.APIError as e:
-                raise EnvironmentProblem(f"cannot restart container {self.name}: "
-                                         f"{e.explanation or e}") from e
-
-    def stop_for(self, reason: str) -> None:
-        """Stop the worker over a limit (the disk watchdog calls this from its thread): kill
-        the container, as the timeout watchdog does; the command running returns with the
-        reason, and the next one starts the container again (collection)."""
-        self.stopped_for = self.stopped_for or reason
-        self._last_stop = reason
-        self._stops += 1
-        self._kill(threading.Event())
-
-    def _kill(self, killed: threading.Event) -> None:
-        killed.set()
-        self._stop_counted = True     # our own stop, not one from outside (no retry for it)
-        try:
-            self.container.kill()
-        except DOCKER_ERRORS:
-            pass

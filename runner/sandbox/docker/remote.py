@@ -37,8 +37,9 @@ from runner.errors import EnvironmentProblem
 from runner.sandbox import (GRADLE_HOME, SCRATCH_PLACES, STRICT_BASH, WORKSPACE, Checkout,
                             SandboxSpec)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
-from runner.sandbox.docker.local import (DOCKER_ERRORS, DockerSandbox, DockerSandboxes,
-                                         engine_must_answer)
+from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
+from runner.sandbox.docker.local import DockerSandboxes
+from runner.sandbox.docker.sandbox import DockerSandbox
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
 
 CHECKOUT_LABEL = "runner.checkout"     # <place>/<name> of the checkout a volume holds

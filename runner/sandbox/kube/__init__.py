@@ -71,7 +71,7 @@ class KubeBackend:
         """Built on this machine's Docker engine: a cluster builds nothing. Its nodes get it
         as they get any image (a registry they pull from, or loaded on each node), which
         ensure_image says when none has it."""
-        from runner.sandbox.docker.local import docker_client, engine_must_answer
+        from runner.sandbox.docker.client import docker_client, engine_must_answer
         from runner.sandbox.recipes import project_image
 
         with engine_must_answer():
