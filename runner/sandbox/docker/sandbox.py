@@ -29,7 +29,6 @@ from runner.sandbox.docker.workspace import Workspace
 # a reset can kill all of the worker's processes at once without restarting it.
 KEEPER = "65534:65534"
 
-
 KEEP_UP = ["sleep", "infinity"]
 
 

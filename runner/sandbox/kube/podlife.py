@@ -21,7 +21,6 @@ from runner.sandbox.kube.pods import pod_manifest
 
 START_TIMEOUT = 300       # seconds a Pod may take to be scheduled and start
 
-
 # A Pod that will not start, by its container's waiting reason: what to tell the user.
 UNSTARTABLE = {
     "ErrImagePull": "its image cannot be pulled",
