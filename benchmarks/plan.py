@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from runner.records.events import EventCollector, TicketStatus  # noqa: E402
 from runner.records.outcome import TicketOutcome  # noqa: E402
-from runner.phase.model import Phase, load_phase  # noqa: E402
+from runner.phase.model import Phase# noqa: E402
+from runner.phase.load import load_phase# noqa: E402
 from runner.run.scheduler import plan_waves, schedule  # noqa: E402
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from runner.records.events import EventCollector  # noqa: E402
 from runner.host.gitops import open_host_repo  # noqa: E402
 from runner.host.objectstore import STORE, RunObjects  # noqa: E402
-from runner.phase.model import load_phase  # noqa: E402
+from runner.phase.load import load_phase# noqa: E402
 from runner.sandbox.docker.client import docker_client  # noqa: E402
 from runner.sandbox.docker.local import DockerSandboxes  # noqa: E402
 from runner.isolation.selftest import run_selftest  # noqa: E402

@@ -13,7 +13,7 @@ from runner.host.gitops import HostRepo
 from runner.host.objectstore import STORE
 from runner.host.runlock import driving, is_driven
 from runner.host.trees import discard_tree
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.events import EventSink, Notice
 from runner.records.record import PHASE_COPY, load_result
 from runner.run.lead import RunOptions, run_context, salvage_workspaces

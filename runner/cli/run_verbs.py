@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runner.phase.model import load_phase
+    from runner.phase.load import load_phase
 
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError("--concurrency must be 1 or more")
@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from runner.cli.demo import make_demo
     from runner.host.hostview import scratch_parent
-    from runner.phase.model import load_phase
+    from runner.phase.load import load_phase
     from runner.run.lead import RunOptions
 
     # In a container the demo repo goes in the working directory: the host sees it there.
@@ -97,7 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from runner.phase.model import load_phase
+    from runner.phase.load import load_phase
     from runner.records.record import PHASE_COPY
     from runner.views.picking import pick_run
     from runner.views.report import write_report

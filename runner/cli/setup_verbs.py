@@ -142,7 +142,7 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from runner.gateway.cache.store import default_cache_dir, store_at
-    from runner.phase.model import load_phase
+    from runner.phase.load import load_phase
     from runner.units import checked_size, size_in_bytes
     from runner.views.ticketview import size
 
@@ -166,7 +166,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _build_phase_image(args: argparse.Namespace, sink: EventSink) -> int:
-    from runner.phase.model import load_phase
+    from runner.phase.load import load_phase
     from runner.phase.overrides import apply_overrides
     from runner.run.lead import worker_image
     from runner.sandbox.backends import connect

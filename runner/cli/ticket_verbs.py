@@ -69,7 +69,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from runner.phase.model import load_phase
+    from runner.phase.load import load_phase
     from runner.records.record import PHASE_COPY
     from runner.views.ticketview import ticket_story
 

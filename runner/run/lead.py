@@ -21,7 +21,8 @@ from runner.host.refs import attempt_ref, integrated_ref, previous_target_ref, r
 from runner.host.runlock import driving
 from runner.isolation.imagecheck import image_refusal
 from runner.isolation.selftest import run_selftest
-from runner.phase.model import Phase, Ticket, load_phase
+from runner.phase.load import load_phase
+from runner.phase.model import Phase, Ticket
 from runner.records.events import (EventSink, Notice, RunFinished, RunStarted, TicketChanged,
                                    TicketStatus)
 from runner.records.journal import TICKET_JOURNAL, Journal

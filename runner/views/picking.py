@@ -32,7 +32,7 @@ def pick_run(state_dir: Path, run_id: str | None) -> RunResult:
 def ticket_ids(result: RunResult) -> list[str]:
     """The run's tickets in the phase's order (the phase as it ran), then any other it
     recorded."""
-    from runner.phase.model import load_phase
+    from runner.phase.load import load_phase
 
     try:
         ids = [t.id for t in load_phase(result.run_dir / PHASE_COPY).tickets]

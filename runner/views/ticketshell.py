@@ -11,7 +11,7 @@ from runner.errors import InputError
 from runner.host.gitops import HostRepo
 from runner.host.objectstore import STORE, RunObjects
 from runner.host.runlock import is_driven
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.events import EventCollector
 from runner.records.record import PHASE_COPY
 from runner.sandbox.backends import connect

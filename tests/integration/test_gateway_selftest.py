@@ -19,7 +19,7 @@ from runner.gateway import Caller, Gateway
 from runner.host.gitops import open_host_repo
 from runner.host.objectstore import STORE, RunObjects
 from runner.isolation.selftest import SELFTEST, run_selftest
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.events import EventCollector
 from runner.records.ledger import Ledger
 from runner.sandbox import Checkout

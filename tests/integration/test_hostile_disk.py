@@ -23,7 +23,7 @@ import pytest
 
 from runner.host.gitops import open_host_repo
 from runner.host.objectstore import STORE, RunObjects
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.events import EventCollector
 from runner.sandbox import GRADLE_HOME
 from runner.sandbox.diskwatch import disk_usage

@@ -12,7 +12,7 @@ import pytest
 
 from runner.host.gitops import open_host_repo
 from runner.host.objectstore import STORE, RunObjects
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.events import EventCollector
 from runner.sandbox import END_MARK, START_MARK, read_output
 from runner.sandbox import docker as docker_sandbox

@@ -16,7 +16,7 @@ from runner.host.gitops import open_host_repo
 from runner.host.objectstore import STORE, RunObjects
 from runner.isolation import selftest
 from runner.isolation.selftest import SELFTEST, run_selftest
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.events import EventCollector
 from runner.sandbox.docker.local import DockerSandboxes
 from runner.sandbox.docker.workspace import Workspace, create_workspace

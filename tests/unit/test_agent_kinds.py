@@ -12,7 +12,8 @@ import pytest
 
 from runner.agents.kinds import KINDS, kinds_where
 from runner.errors import PhaseFileError
-from runner.phase.model import Phase, load_phase
+from runner.phase.load import load_phase
+from runner.phase.model import Phase
 from tests.helpers import ROOT
 
 

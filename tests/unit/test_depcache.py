@@ -17,7 +17,7 @@ from runner.gateway.cache.crates import index_path
 from runner.gateway.cache.pypi import files_of, normalized
 from runner.gateway.cache.store import HashMismatch, Store
 from runner.gateway.cache.upstreams import go_sumdb_for, upstream_for
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.outcome import Fetched
 from runner.views.ticketview import fetched_line
 

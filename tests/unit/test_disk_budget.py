@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import PhaseFileError
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from tests.helpers import runner_cli
 
 TICKETS = "tickets:\n  - {id: A, agent: script, run: 'true'}\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.events import EventCollector, TicketChanged
 from runner.records.record import load_result
 from runner.run.lead import RunOptions, run_phase

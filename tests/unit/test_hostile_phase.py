@@ -11,7 +11,7 @@ import pytest
 
 from runner.errors import InputError, OverrideError, PhaseFileError
 from runner.phase.imageref import check_image
-from runner.phase.model import find_cycle, load_phase
+from runner.phase.load import find_cycle, load_phase
 from runner.phase.overrides import apply_overrides
 from runner.phase.safeyaml import MAX_BYTES
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import OverrideError
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.phase.overrides import apply_overrides
 from tests.helpers import ROOT, make_repo, runner_cli
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.phase.model import DEFAULT_MODELS, find_cycle, load_phase
+from runner.phase.load import find_cycle, load_phase
+from runner.phase.model import DEFAULT_MODELS
 
 
 def test_defaults(tmp_path: Path) -> None:

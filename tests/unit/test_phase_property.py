@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from runner.cli.demo import phase_text
 from runner.errors import InputError
-from runner.phase.model import Phase, load_phase
+from runner.phase.load import load_phase
+from runner.phase.model import Phase
 from runner.phase.overrides import SETTINGS, apply_overrides
 
 SECONDS = 3.0     # per example, with room for a slow, shared machine

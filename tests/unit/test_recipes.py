@@ -10,7 +10,8 @@ import pytest
 
 from runner.errors import PhaseFileError
 from runner.phase.devcontainer import devcontainer_recipe
-from runner.phase.model import DevcontainerImage, DockerfileImage, load_phase
+from runner.phase.load import load_phase
+from runner.phase.model import DevcontainerImage, DockerfileImage
 from runner.sandbox.recipes import _from_images, context_files
 from tests.helpers import write_phase
 

@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from runner.phase.model import load_phase
+from runner.phase.load import load_phase
 from runner.records.events import EventCollector, TicketStatus
 from runner.records.outcome import TicketOutcome
 from runner.run.scheduler import finished, paths_overlap, plan_waves, schedule
