@@ -1,7 +1,7 @@
 """A worker's workspace on the runner's disk, as the local Docker provider makes it: its own
 clone and its own Gradle home.
 
-The clone borrows the run's object store (runner.objectstore: base's history and the run's
+The clone borrows the run's object store (host/objectstore.py: base's history and the run's
 integrated work, nothing else of the host repo) through git alternates: no object is copied
 into the clone and nothing is hard-linked. Inside the container the store is mounted
 read-only at RUN_OBJECTS and the alternates file points there, so a worker can read the
