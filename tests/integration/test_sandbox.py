@@ -15,7 +15,7 @@ from runner.host.objectstore import STORE, RunObjects
 from runner.phase.load import load_phase
 from runner.records.events import EventCollector
 from runner.sandbox import END_MARK, START_MARK, read_output
-from runner.sandbox import docker as docker_sandbox
+from runner.sandbox.docker import sandbox as docker_sandbox
 from runner.sandbox.docker.local import DockerSandboxes
 from runner.sandbox.images import RECIPE_LABEL
 from runner.worker.context import RunContext
