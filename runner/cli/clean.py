@@ -16,7 +16,9 @@ from runner.host.trees import discard_tree
 from runner.phase.load import load_phase
 from runner.records.events import EventSink, Notice
 from runner.records.record import PHASE_COPY, load_result
-from runner.run.lead import RunOptions, run_context, salvage_workspaces
+from runner.run.lead import run_context
+from runner.run.options import RunOptions
+from runner.run.salvage import salvage_workspaces
 from runner.sandbox import Backend, SandboxRecord
 from runner.sandbox.backends import connect
 from runner.sandbox.engines import resolve

@@ -18,7 +18,7 @@ from runner.views.tables import show
 if TYPE_CHECKING:
     from runner.records.events import EventSink
     from runner.records.record import RunResult
-    from runner.run.lead import RunOptions
+    from runner.run.options import RunOptions
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError("--concurrency must be 1 or more")
     from runner.phase.overrides import apply_overrides
-    from runner.run.lead import RunOptions
+    from runner.run.options import RunOptions
 
     flags = {"concurrency": args.concurrency, "image": args.image, "network": args.network,
              "engine": args.engine,
@@ -54,7 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from runner.cli.demo import make_demo
     from runner.host.hostview import scratch_parent
     from runner.phase.load import load_phase
-    from runner.run.lead import RunOptions
+    from runner.run.options import RunOptions
 
     # In a container the demo repo goes in the working directory: the host sees it there.
     root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-",

@@ -3,9 +3,10 @@ two tickets whose `paths` overlap at the same time.
 
 Workers run in threads; integration happens on the scheduling thread, one ticket at a time,
 as soon as each finishes (those that finished together in one pass, published once). A
-ticket without dependencies starts from base; one with dependencies starts from the integrated head at the moment it starts, which holds the
-integrated work of all its dependencies. A ticket whose commits conflict is run again from
-the integrated head (the sequential fallback), one rerun at a time, up to its max_reruns.
+ticket without dependencies starts from base; one with dependencies starts from the
+integrated head at the moment it starts, which holds the integrated work of all its
+dependencies. A ticket whose commits conflict is run again from the integrated head (the
+sequential fallback), one rerun at a time, up to its max_reruns.
 """
 
 from __future__ import annotations
@@ -331,7 +332,6 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
                 raise
             raise
     return {t.id: results[t.id] for t in phase.tickets}
-
 
 
 def finished(outcome: TicketOutcome, status: TicketStatus, reason: str = "",

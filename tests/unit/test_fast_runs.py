@@ -12,7 +12,8 @@ from pathlib import Path
 from runner.phase.load import load_phase
 from runner.records.events import EventCollector, TicketChanged
 from runner.records.record import load_result
-from runner.run.lead import RunOptions, run_phase
+from runner.run.lead import run_phase
+from runner.run.options import RunOptions
 from runner.views.report import as_json, as_junit, as_markdown
 from tests.fakes.dir_sandbox import DirBackend
 from tests.helpers import git, make_repo, write_phase

@@ -1,0 +1,185 @@
+"""Before any ticket runs: the phase's inputs checked on this machine (the API key, host
+variables, what the engine can carry), then the image check and the isolation self-test,
+with the first tickets' sandboxes made meanwhile."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+
+from runner.agents.kinds import KINDS, kinds_where
+from runner.errors import EnvironmentProblem, InputError, PhaseFileError, RepoError
+from runner.host.gitops import HostRepo
+from runner.isolation.imagecheck import image_refusal
+from runner.isolation.selftest import run_selftest
+from runner.phase.model import Phase, Ticket
+from runner.records.events import EventSink, Notice
+from runner.records.ledger import default_prices
+from runner.records.record import SELFTEST_SPAN, RunResult, write_state
+from runner.run.options import RunOptions
+from runner.run.phasegate import branch_of
+from runner.sandbox.engines import Engine
+from runner.worker.context import RunContext, mirrors_for
+from runner.worker.lifecycle import sandbox_spec
+
+
+def check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink,
+                  engine: Engine) -> None:
+    target = phase.target_branch
+    if not host.is_branch_name(target):
+        raise PhaseFileError(options.phase_file, f"{target!r} is not a valid branch name",
+                             field="target" if phase.target else "name")
+    if target in host.checked_out_branches():
+        raise RepoError(f"target {target!r} is the branch checked out in {host.top} (or one "
+                        "of its worktrees); runner never moves it under you: choose another "
+                        "`target:` or check out another branch")
+    if options.land and branch_of(host, phase.base) is None:
+        raise RepoError(f"--land fast-forwards base to target, but base {phase.base!r} is not "
+                        "a branch (a tag or a commit cannot move): set `base:` to a branch, "
+                        "or run without --land")
+    cache = phase.gradle.shared_cache
+    if cache is not None and not cache.is_dir():
+        raise PhaseFileError(options.phase_file, f"{cache} is not a directory",
+                             field="gradle.shared_cache")
+    if not engine.local:
+        _check_remote(phase, options, engine)
+    mirrors_for(phase)        # each upstream named, the store usable: before anything starts
+    _check_agent_inputs(phase, sink)
+
+
+def _check_remote(phase: Phase, options: RunOptions, engine: Engine) -> None:
+    """What a remote engine cannot carry yet, refused before anything starts (never by
+    passing the key, or a host path, in instead)."""
+    if phase.needs_gateway and not engine.carries_gateway:
+        why = ("egress:" if phase.egress else "cache:" if phase.cache
+               else " and ".join(kinds_where(needs_gateway=True)) + " tickets")
+        raise PhaseFileError(options.phase_file, f"{why} need the runner's gateway, which "
+                             f"cannot reach workers on {engine.name} yet (its socket is on "
+                             "this machine): run with --engine local or kubernetes", field="engine")
+    if phase.gradle.shared_cache is not None:
+        raise PhaseFileError(options.phase_file, f"gradle.shared_cache is a directory on this "
+                             f"machine, which {engine.name} cannot mount: leave it out",
+                             field="gradle.shared_cache")
+    if phase.network not in engine.networks:
+        raise PhaseFileError(options.phase_file, f"network: {phase.network} is not built for "
+                             f"{engine.title} (its sandboxes get {', '.join(engine.networks)}"
+                             "): leave it out, or run with --engine local", field="network")
+
+
+def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
+    """What LLM and CLI agents need from the host, checked before anything starts."""
+    if not os.environ.get("ANTHROPIC_API_KEY") and (needs := _needs_key(phase)):
+        raise EnvironmentProblem(f"{needs} ANTHROPIC_API_KEY in runner's environment (and "
+                                 "ANTHROPIC_BASE_URL for another compatible endpoint); it "
+                                 "stays in runner, never in a container")
+    for ticket in phase.tickets:
+        missing = [name for name in ticket.env if name not in os.environ]
+        if missing:
+            raise InputError(f"ticket {ticket.id}: env asks for {', '.join(missing)}, which "
+                             "runner's environment does not have")
+        if ticket.env:
+            sink.emit(Notice(f"ticket {ticket.id} passes {', '.join(ticket.env)} from the host "
+                             "into its container (env:), as the phase asks", level="warning"))
+        if "ANTHROPIC_API_KEY" in ticket.env:
+            sink.emit(Notice(f"ticket {ticket.id}: the real API key enters its container "
+                             "(env: [ANTHROPIC_API_KEY]); without it the worker gets a "
+                             "placeholder and the gateway adds the key outside",
+                             level="warning"))
+    if phase.network != "none" and phase.needs_gateway:
+        sink.emit(Notice(f"network: {phase.network} lets workers reach any host directly, "
+                         "around the gateway (its egress list and metering); the gateway "
+                         "alone is the way out with network: none", level="warning"))
+    if any(KINDS[t.agent].runs_claude_code for t in phase.tickets):
+        from runner.agents.claude_binary import binary_for
+
+        binary_for(phase)            # a clear error now, not in every ticket
+    prices = {**default_prices(), **phase.prices}
+    unpriced = sorted({phase.model_for(t) for t in phase.tickets if KINDS[t.agent].on_models}
+                      - set(prices))
+    if unpriced:
+        sink.emit(Notice(f"no price for {', '.join(unpriced)}: its calls count as $0 in the "
+                         "ledger and the budget; add it under `prices:`", level="warning"))
+
+
+def _needs_key(phase: Phase, shown: int = 5) -> str:
+    """Who needs the API key, as the subject of a sentence: the anthropic tickets by id (the
+    first few) and the review gate; "" when nothing does."""
+    ids = [t.id for t in phase.tickets if KINDS[t.agent].on_models]
+    who: list[str] = []
+    if ids:
+        more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+        kinds = ", ".join(k for k in kinds_where(on_models=True)
+                          if any(t.agent == k for t in phase.tickets))
+        who.append(f"{'ticket' if len(ids) == 1 else 'tickets'} {', '.join(ids[:shown])}{more} "
+                   f"(agent: {kinds})")
+    if phase.review is not None:
+        who.append("the review gate (review:)")
+    if not who:
+        return ""
+    return " and ".join(who) + (" need" if len(ids) > 1 or len(who) > 1 else " needs")
+
+
+def preflight(ctx: RunContext, result: RunResult, *, ahead: Sequence[Ticket] = (),
+               selftest: bool = True) -> str | None:
+    """Before any ticket: the image checked for what runner runs in it, and (unless told
+    not to) the isolation self-test, exactly as workers start; why no ticket may start, or
+    None. Meanwhile the sandboxes of ``ahead`` (the first tickets) are made; a refusal
+    discards them, and nothing has run in them."""
+    started, began = time.perf_counter(), time.time()
+    pool = ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="ahead")
+    try:
+        for ticket in ahead:
+            pool.submit(make_ahead, ctx, ticket, result.base_sha)
+        # Beside the self-test: what it lacks would fail the probes too, less clearly.
+        image = pool.submit(image_refusal, ctx)
+        tested = run_selftest(ctx, result.base_sha) if selftest else None
+        lacking = image.result()
+    except BaseException:       # interrupted: no ticket has started; nothing to keep
+        pool.shutdown(cancel_futures=True)    # what is being made ahead, then it all goes
+        ctx.provider.remove_run(ctx.run_id)
+        ctx.provider.settle()
+        result.state = "interrupted"
+        write_state(result)
+        raise
+    pool.shutdown()
+    seconds = time.perf_counter() - started
+    if tested is not None:
+        result.spans.append([SELFTEST_SPAN, began, began + seconds])
+    if lacking or (tested is not None and not tested.passed):
+        if not result.outcomes:      # what was made ahead; a resume's finished tickets
+            ctx.provider.discard("")     # keep theirs
+        ctx.provider.settle()       # nothing of the run's stays on the engine
+    if lacking:
+        result.preflight = "failed: the image lacks what runner needs"
+        write_state(result)
+        return f"no ticket started: {lacking}"
+    if tested is None:
+        return None
+    if not tested.passed:
+        result.preflight = "failed: " + ", ".join(c.name for c in tested.failed)
+        write_state(result)
+        first = tested.failed[0]
+        return (f"isolation self-test failed, no ticket started: {first.name}: "
+                f"{first.detail}; {first.fix} (`runner doctor` shows every check)")
+    result.preflight = f"passed ({len(tested.checks)} checks, {seconds:.1f}s)"
+    ctx.sink.emit(Notice(f"isolation self-test {result.preflight}"))
+    return None
+
+
+AHEAD = 8      # sandboxes made at once while the self-test runs
+
+
+def make_ahead(ctx: RunContext, ticket: Ticket, start: str) -> None:
+    """Best effort: what could not be made ahead is made when its ticket starts. With a
+    gateway only the checkout: a sandbox's socket is served once its ticket runs. A
+    ``start`` of "" is checked out when the ticket opens it."""
+    if ctx.cancelled.is_set():
+        return
+    try:
+        ctx.provider.prepare(sandbox_spec(ctx, ticket.id, ctx.checkout(ticket.id, start)),
+                             started=ctx.gateway is None)
+    except Exception:   # nothing is left of it: the ticket makes its own, saying what fails
+        pass
