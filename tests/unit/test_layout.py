@@ -105,6 +105,12 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+# Modules behind a package's face: outside the package, what they hold is imported from the
+# face (the package itself), never from them.
+BEHIND_FACE = {"runner.sandbox": ("runner.sandbox.spec", "runner.sandbox.output",
+                                  "runner.sandbox.protocols")}
+
+
 def layer(module: str) -> int | None:
     """Where a module's package stands (None: runner's own face and entry point)."""
     parts = module.split(".")
@@ -126,6 +132,15 @@ def test_no_package_imports_one_above_it() -> None:
                     if layer(module) is not None and layer(target) is not None
                     and layer(target) > layer(module))
     assert upward == []
+
+
+def test_what_is_behind_a_face_is_imported_through_it() -> None:
+    reached = sorted(f"{module} -> {target}"
+                     for module, targets in import_graph().items() for target in targets
+                     for package, behind in BEHIND_FACE.items()
+                     if target in behind and module != package
+                     and not module.startswith(package + "."))
+    assert reached == []
 
 
 def test_a_circle_and_an_upward_import_are_seen() -> None:
