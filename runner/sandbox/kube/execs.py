@@ -115,7 +115,8 @@ def exit_code(status: bytes | str) -> int:
 
 # $1: the size, $2: the path, $3: its mode ("": private). Whole or not at all: written aside,
 # counted, then moved.
-UPLOAD = ('umask 077; mkdir -p "${2%/*}" && timeout 600 head -c "$1" > "$2.part" && [ "$(wc -c < "$2.part")" = "$1" ] '
+UPLOAD = ('umask 077; mkdir -p "${2%/*}" && timeout 600 head -c "$1" > "$2.part" '
+          '&& [ "$(wc -c < "$2.part")" = "$1" ] '
           '&& { [ -z "$3" ] || chmod "$3" "$2.part"; } && mv "$2.part" "$2"')
 # A command given variables: they come on stdin (NUL-separated, $1 bytes), never in the exec's
 # URL (proxies cut long ones; API audit logs keep them); the command's own stdin is empty.
