@@ -74,6 +74,8 @@ def composed(engine: docker.DockerClient, worker_image: str) -> Iterator[str]:
     for image in (RUNNER_IMAGE, "runner-worker:latest", "runner-worker-jvm:latest"):
         engine.images.get(image)
     yield "runner-test"
+    # `compose run` made the project's network; nothing of it may outlive the tests.
+    compose("down", "--remove-orphans", cwd=ROOT, project="runner-test")
 
 
 @pytest.fixture
