@@ -1,3 +1,3 @@
-from runner.cli.commands import main
+from runner.cli import main
 
 raise SystemExit(main())

@@ -16,7 +16,7 @@ from tenacity import RetryCallState
 from runner.agents.base import AgentContext, AgentResult
 from runner.agents.llm import REQUEST_TIMEOUT, api_message, create_message
 from runner.agents.tools import TOOLS, run_tool
-from runner.records.ledger import Usage
+from runner.records import Usage
 
 OUTPUT_TOKENS = 8192          # max_tokens of one response
 def as_params(blocks: list[Any]) -> list[dict[str, Any]]:

@@ -8,13 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from runner.records.ledger import Ledger, Usage
-from runner.records.outcome import CheckResult
-from runner.records.transcript import Transcript
+from runner.records import CheckResult, Ledger, Transcript, Usage
 from runner.sandbox import OutputHandler, Sandbox
 
 if TYPE_CHECKING:
-    from runner.phase.model import Phase, Ticket
+    from runner.phase import Phase, Ticket
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from runner.errors import EnvironmentProblem
 
 if TYPE_CHECKING:
-    from runner.phase.model import Phase
+    from runner.phase import Phase
 
 SDK = "claude-agent-sdk"
 VERSION_TIMEOUT = 30.0

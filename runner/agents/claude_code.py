@@ -14,8 +14,7 @@ from dataclasses import asdict
 
 from runner.agents.base import AgentContext, AgentResult
 from runner.agents.claude_stream import RunState, StreamReader, failure_text
-from runner.records.ledger import Usage
-from runner.records.outcome import CheckResult
+from runner.records import CheckResult, Usage
 from runner.sandbox import CLAUDE_BINARY, WORKSPACE, ExecResult
 from runner.text import last_line, one_line
 

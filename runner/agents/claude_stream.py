@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.records.transcript import Transcript
+from runner.records import Transcript
 
 SHOWN = 200             # characters of a command or result in a live-view line
 KEPT = 16_000           # characters of one tool result kept in the transcript

@@ -9,20 +9,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from runner.errors import InputError
-from runner.host.gitops import HostRepo
-from runner.host.objectstore import STORE
-from runner.host.runlock import driving, is_driven
-from runner.host.trees import discard_tree
-from runner.phase.load import load_phase
-from runner.records.events import EventSink, Notice
-from runner.records.record import PHASE_COPY, load_result
-from runner.run.lead import run_context
-from runner.run.options import RunOptions
-from runner.run.salvage import salvage_workspaces
-from runner.sandbox import Backend, SandboxRecord
-from runner.sandbox.backends import connect
-from runner.sandbox.engines import resolve
-from runner.views.status import runs
+from runner.host import STORE, HostRepo, discard_tree, driving, is_driven
+from runner.phase import load_phase
+from runner.records import PHASE_COPY, EventSink, Notice, load_result
+from runner.run import RunOptions, run_context, salvage_workspaces
+from runner.sandbox import Backend, SandboxRecord, connect, resolve
+from runner.views import runs
 
 # The run's own scratch on this machine, beside its records.
 SCRATCH = ("integration", "bundles")

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from runner.cli.parser import parser
 from runner.errors import InputError, RunnerError
-from runner.host.hostview import forbid_inspection, in_container
+from runner.host import forbid_inspection, in_container
 from runner.text import one_line
 
 EXIT_INTERRUPTED = 130
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_ids(args: argparse.Namespace) -> None:
     """RUN_ID and TICKET of whichever command, checked before a path is made of them."""
-    from runner.phase.ids import checked_run_id, checked_ticket_id
+    from runner.phase import checked_run_id, checked_ticket_id
 
     if (names := getattr(args, "names", None)) is not None:
         if len(names) > 2:

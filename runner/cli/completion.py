@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from runner.views.picking import LATEST, ticket_ids
+from runner.views import LATEST, ticket_ids
 
 BASH = r"""# runner's completion for bash: eval "$(runner completion bash)"
 _runner_complete() {
@@ -62,7 +62,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 def _state_dir(words: list[str]) -> Path | None:
     from runner.errors import RunnerError
-    from runner.host.gitops import open_host_repo
+    from runner.host import open_host_repo
 
     given = {flag: words[i + 1] for i, flag in enumerate(words[:-1])
              if flag in ("--repo", "--state-dir")}
@@ -75,7 +75,7 @@ def _state_dir(words: list[str]) -> Path | None:
 
 
 def _run_ids(words: list[str]) -> list[str]:
-    from runner.views.status import runs
+    from runner.views import runs
 
     state = _state_dir(words)
     return ([LATEST] + [r.run_id for r in reversed(runs(state))]) if state else []
@@ -83,7 +83,7 @@ def _run_ids(words: list[str]) -> list[str]:
 
 def _tickets(words: list[str], run_id: str | None) -> list[str]:
     from runner.errors import RunnerError
-    from runner.views.picking import pick_run
+    from runner.views import pick_run
 
     state = _state_dir(words)
     if state is None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from runner.agents.kinds import KINDS
-from runner.host.gitops import git
+from runner.agents import KINDS
+from runner.host import git
 
 SOURCES = {
     "settings.gradle": "rootProject.name = 'demo'\n",

@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 
 from runner.errors import InputError
-from runner.host.gitops import HostRepo, git
-from runner.phase.ids import NAME_PATTERN
+from runner.host import HostRepo, git
+from runner.phase import NAME_PATTERN
 
 WORKER, JVM_WORKER = "runner-worker:latest", "runner-worker-jvm:latest"
 _GRADLE_FILES = ("build.gradle", "build.gradle.kts", "settings.gradle", "settings.gradle.kts",

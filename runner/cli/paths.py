@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def state_dir_of(args: argparse.Namespace) -> Path:
-    from runner.host.gitops import open_host_repo
+    from runner.host import open_host_repo
 
     return absolute(args.state_dir) or open_host_repo(args.repo.resolve()).state_dir
 
@@ -18,7 +18,7 @@ def absolute(path: Path | None) -> Path | None:
 
 def default_state_dir() -> Path:
     from runner.errors import RepoError
-    from runner.host.gitops import open_host_repo
+    from runner.host import open_host_repo
 
     try:
         return open_host_repo(Path.cwd()).state_dir

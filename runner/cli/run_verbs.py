@@ -13,21 +13,20 @@ from rich.console import Console
 
 from runner.cli.paths import absolute, state_dir_of
 from runner.errors import InputError
-from runner.views.tables import show
+from runner.views import show
 
 if TYPE_CHECKING:
-    from runner.records.events import EventSink
-    from runner.records.record import RunResult
-    from runner.run.options import RunOptions
+    from runner.records import EventSink, RunResult
+    from runner.run import RunOptions
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runner.phase.load import load_phase
+    from runner.phase import load_phase
 
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError("--concurrency must be 1 or more")
-    from runner.phase.overrides import apply_overrides
-    from runner.run.options import RunOptions
+    from runner.phase import apply_overrides
+    from runner.run import RunOptions
 
     flags = {"concurrency": args.concurrency, "image": args.image, "network": args.network,
              "engine": args.engine,
@@ -35,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
              "models.complex": args.model_complex}
     phase = apply_overrides(load_phase(args.phase), flags=flags, env=os.environ)
     if args.dry_run:
-        from runner.run.plan import describe_plan
+        from runner.run import describe_plan
 
         concurrency = 1 if args.sequential else None
         for line in describe_plan(phase, repo=args.repo.resolve(), concurrency=concurrency,
@@ -52,9 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from runner.cli.demo import make_demo
-    from runner.host.hostview import scratch_parent
-    from runner.phase.load import load_phase
-    from runner.run.options import RunOptions
+    from runner.host import scratch_parent
+    from runner.phase import load_phase
+    from runner.run import RunOptions
 
     # In a container the demo repo goes in the working directory: the host sees it there.
     root = args.dir or Path(tempfile.mkdtemp(prefix="runner-demo-",
@@ -72,23 +71,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from runner.run.lead import resume_run
+    from runner.run import resume_run
 
     def resume(sink: EventSink) -> RunResult:
         return resume_run(args.run_id, repo=args.repo.resolve(),
                           state_dir=absolute(args.state_dir), sink=sink, engine=args.engine)
 
-    from runner.views.showrun import show_run
+    from runner.views import show_run
 
     return show_run(resume, args.json, args.junit)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from runner.views.status import list_runs, run_table
+    from runner.views import list_runs, run_table
 
     state = state_dir_of(args)
     if args.run_id == "latest":
-        from runner.views.picking import pick_run
+        from runner.views import pick_run
 
         args.run_id = pick_run(state, args.run_id).run_id
     show(Console(highlight=False), run_table(state / args.run_id) if args.run_id
@@ -97,12 +96,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from runner.phase.load import load_phase
-    from runner.records.record import PHASE_COPY
-    from runner.views.picking import pick_run
-    from runner.views.report import write_report
+    from runner.phase import load_phase
+    from runner.records import PHASE_COPY
+    from runner.views import pick_run, write_report
 
-    from runner.host.gitops import open_host_repo
+    from runner.host import open_host_repo
 
     result = pick_run(state_dir_of(args), args.run_id)
     run_dir = result.run_dir
@@ -119,17 +117,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from runner.views.stats import stats_table
+    from runner.views import stats_table
 
     show(Console(highlight=False), stats_table(state_dir_of(args)))
     return 0
 
 
 def _execute(phase: object, options: RunOptions, as_json: bool, junit: Path | None) -> int:
-    from runner.phase.model import Phase
-    from runner.run.lead import run_phase
+    from runner.phase import Phase
+    from runner.run import run_phase
 
     assert isinstance(phase, Phase)
-    from runner.views.showrun import show_run
+    from runner.views import show_run
 
     return show_run(lambda sink: run_phase(phase, options, sink), as_json, junit)

@@ -12,15 +12,15 @@ from rich.console import Console
 
 from runner.cli.paths import default_state_dir, state_dir_of
 from runner.errors import InputError
-from runner.views.tables import Cell, Grid, show
+from runner.views import Cell, Grid, show
 
 if TYPE_CHECKING:
-    from runner.records.events import EventSink
+    from runner.records import EventSink
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     from runner.cli.initphase import current_branch, phase_name, phase_text, pick_image
-    from runner.host.gitops import open_host_repo
+    from runner.host import open_host_repo
 
     if not 1 <= args.tickets <= 100:
         raise InputError("--tickets must be 1 to 100")
@@ -43,8 +43,7 @@ def _images_here() -> Callable[[str], bool]:
     """Whether the local engine has an image (none, when no engine answers: then the
     default image, which runner builds)."""
     from runner.errors import EnvironmentProblem
-    from runner.sandbox.backends import connect
-    from runner.sandbox.engines import LOCAL, resolve
+    from runner.sandbox import LOCAL, connect, resolve
 
     try:
         backend = connect(resolve(LOCAL))
@@ -60,7 +59,7 @@ def _images_here() -> Callable[[str], bool]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from runner.phase.schema import schema_text
+    from runner.phase import schema_text
 
     sys.stdout.write(schema_text())
     return 0
@@ -81,12 +80,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from runner.isolation.doctor import run_doctor
-    from runner.views.progress import PlainSink
+    from runner.isolation import run_doctor
+    from runner.views import PlainSink
 
-    from runner.phase.imageref import check_image
+    from runner.phase import check_image
 
-    from runner.sandbox.engines import check_engine
+    from runner.sandbox import check_engine
 
     try:
         check_image(args.image)
@@ -112,8 +111,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
-    from runner.sandbox.images import BUILDABLE, build_images
-    from runner.views.progress import PlainSink
+    from runner.sandbox import BUILDABLE, build_images
+    from runner.views import PlainSink
 
     sink = PlainSink(sys.stdout)    # plain lines, each build line prefixed with its image
     if args.phase is not None:
@@ -121,8 +120,7 @@ def cmd_images_build(args: argparse.Namespace) -> int:
     for line in build_images(sink, force=args.force, offline_base=args.offline_base):
         print(line)
     if args.engine:
-        from runner.sandbox.backends import connect
-        from runner.sandbox.engines import check_engine, resolve
+        from runner.sandbox import check_engine, connect, resolve
 
         try:
             engine = resolve(check_engine(args.engine))
@@ -141,10 +139,10 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from runner.gateway.cache.store import default_cache_dir, store_at
-    from runner.phase.load import load_phase
+    from runner.gateway import default_cache_dir, store_at
+    from runner.phase import load_phase
     from runner.units import checked_size, size_in_bytes
-    from runner.views.ticketview import size
+    from runner.views import size
 
     cache = load_phase(args.phase).cache if args.phase is not None else None
     folder = args.dir or (cache.dir if cache and cache.dir else None) or default_cache_dir()
@@ -166,11 +164,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _build_phase_image(args: argparse.Namespace, sink: EventSink) -> int:
-    from runner.phase.load import load_phase
-    from runner.phase.overrides import apply_overrides
-    from runner.run.lead import worker_image
-    from runner.sandbox.backends import connect
-    from runner.sandbox.engines import resolve
+    from runner.phase import apply_overrides, load_phase
+    from runner.run import worker_image
+    from runner.sandbox import connect, resolve
 
     phase = apply_overrides(load_phase(args.phase), flags={"engine": args.engine},
                             env=os.environ)
@@ -181,10 +177,9 @@ def _build_phase_image(args: argparse.Namespace, sink: EventSink) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from runner.cli.clean import clean
-    from runner.host.gitops import open_host_repo
-    from runner.sandbox.backends import connect
-    from runner.sandbox.engines import LOCAL, resolve
-    from runner.views.progress import PlainSink
+    from runner.host import open_host_repo
+    from runner.sandbox import LOCAL, connect, resolve
+    from runner.views import PlainSink
 
     from functools import cache
 

@@ -13,13 +13,13 @@ from runner.text import printable
 
 
 def _picked(args: argparse.Namespace):
-    from runner.views.picking import pick
+    from runner.views import pick
 
     return pick(state_dir_of(args), args.run_id, args.ticket)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from runner.records.transcript import render
+    from runner.records import render
 
     picked = _picked(args)
     run_dir, ticket = picked.result.run_dir, picked.ticket
@@ -27,7 +27,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     transcript = run_dir / "transcripts" / f"{ticket}.jsonl"
     console = Console(highlight=False, soft_wrap=True)
     if args.follow:
-        from runner.views.follow import follow, ticket_ended
+        from runner.views import follow, ticket_ended
 
         def write(text: str) -> None:
             sys.stdout.write(text)
@@ -50,8 +50,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from runner.host.gitops import open_host_repo
-    from runner.views.diffs import diff_lines, paged, wants_colour
+    from runner.host import open_host_repo
+    from runner.views import diff_lines, paged, wants_colour
 
     picked = _picked(args)
     attempt = picked.attempt(args.attempt)
@@ -69,9 +69,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from runner.phase.load import load_phase
-    from runner.records.record import PHASE_COPY
-    from runner.views.ticketview import ticket_story
+    from runner.phase import load_phase
+    from runner.records import PHASE_COPY
+    from runner.views import ticket_story
 
     picked = _picked(args)
     outcome = picked.outcome
@@ -86,8 +86,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from runner.host.gitops import open_host_repo
-    from runner.views.applying import apply_attempt
+    from runner.host import open_host_repo
+    from runner.views import apply_attempt
 
     picked = _picked(args)
     applied = apply_attempt(open_host_repo(args.repo.resolve()), picked.ticket,
@@ -105,8 +105,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from runner.host.gitops import open_host_repo
-    from runner.views.ticketshell import ticket_shell
+    from runner.host import open_host_repo
+    from runner.views import ticket_shell
 
     if not sys.stdin.isatty():
         raise InputError("runner shell needs a terminal (its input is not one)")

@@ -19,13 +19,15 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.faces import lazy_names
+
 from runner.gateway.calls import (DEFAULT_UPSTREAM, SOCKET_NAME, WHOAMI_PATH, ApiCall, Caller,
                                   Connection, Fetch)
 
 if TYPE_CHECKING:
     from runner.gateway.cache import Mirrors
     from runner.gateway.server import GatewayLoop
-    from runner.records.ledger import Ledger
+    from runner.records import Ledger
 
 __all__ = ["DEFAULT_UPSTREAM", "SOCKET_NAME", "WHOAMI_PATH", "ApiCall", "Caller",
            "Connection", "Fetch", "Gateway"]
@@ -110,3 +112,24 @@ class Gateway:
                 loop.close(served)
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+
+# What other packages import from here, by the module that holds it: each loaded when
+# first asked for (runner/faces.py).
+_EXPORTS = {
+    "runner.gateway.allowlist": ("check_entry",),
+    "runner.gateway.cache": ("Mirrors", "upstream_for"),
+    "runner.gateway.cache.gomod": ("sums_in",),
+    "runner.gateway.cache.store": ("default_cache_dir", "store_at"),
+    "runner.gateway.cache.upstreams": ("go_sumdb_for",),
+    "runner.gateway.sockets": ("connect_unix",),
+}
+__getattr__ = lazy_names(__name__, globals(), _EXPORTS)
+
+if TYPE_CHECKING:
+    from runner.gateway.allowlist import check_entry
+    from runner.gateway.cache import Mirrors, upstream_for
+    from runner.gateway.cache.gomod import sums_in
+    from runner.gateway.cache.store import default_cache_dir, store_at
+    from runner.gateway.cache.upstreams import go_sumdb_for
+    from runner.gateway.sockets import connect_unix

@@ -17,7 +17,7 @@ from runner.gateway.calls import ApiCall, Caller
 from runner.gateway.headers import forwarded
 from runner.gateway.scrub import ScrubbedResponse, Scrubber
 from runner.gateway.usage import StreamUsage, usage_of_json
-from runner.records.ledger import Ledger, Usage
+from runner.records import Ledger, Usage
 
 # How the real API says credit is exhausted. Not a 429 or 5xx: clients retry those forever.
 REFUSED = (400, "invalid_request_error")

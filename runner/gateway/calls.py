@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.records.ledger import Usage
+    from runner.records import Usage
 
 SOCKET_NAME = "gateway.sock"
 WHOAMI_PATH = "/_runner/whoami"      # answers the ticket the socket serves (the self-test)

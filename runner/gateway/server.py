@@ -23,7 +23,7 @@ from runner.gateway.calls import WHOAMI_PATH, Caller
 from runner.gateway.egress import Egress
 from runner.gateway.scrub import Scrubber, scrubbed
 from runner.gateway.sockets import bind_unix
-from runner.records.ledger import Ledger
+from runner.records import Ledger
 
 T = TypeVar("T")
 CLOSE_TIMEOUT = 5.0

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from runner.records.ledger import Usage
+from runner.records import Usage
 
 _FIELDS = (("input", "input_tokens"), ("output", "output_tokens"),
            ("cache_write", "cache_creation_input_tokens"),

@@ -9,20 +9,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.agents.kinds import kinds_where
+from runner.agents import kinds_where
 from runner.errors import RunnerError
-from runner.host.gitops import git, git_out, open_host_repo
-from runner.host.hostview import scratch_parent
-from runner.host.objectstore import STORE, RunObjects
+from runner.host import STORE, RunObjects, git, git_out, open_host_repo, scratch_parent
 from runner.isolation.imagecheck import image_refusal
 from runner.isolation.selftest import Check, run_selftest
-from runner.phase.model import Phase, Resources, Ticket
-from runner.records.events import EventSink
-from runner.sandbox import Backend
-from runner.sandbox.backends import connect
-from runner.sandbox.engines import LOCAL, Engine, resolve
-from runner.sandbox.images import BUILDABLE, WORKER_DOCKERFILE
-from runner.worker.context import RunContext, gateway_for
+from runner.phase import Phase, Resources, Ticket
+from runner.records import EventSink
+from runner.sandbox import BUILDABLE, LOCAL, WORKER_DOCKERFILE, Backend, Engine, connect, resolve
+from runner.worker import RunContext, gateway_for
 
 MIN_FREE_BYTES = 2 * 2**30
 DEFAULT_IMAGE = "runner-worker:latest"
@@ -117,7 +112,7 @@ def _image_check(backend: Backend, name: str) -> Check:
 def _claude_check(engine: Engine) -> Check:
     """Which Claude Code a claude-code ticket would run (with no `claude.binary` in its
     phase); none is a problem only for such tickets."""
-    from runner.agents.claude_binary import binary_version, find_binary
+    from runner.agents import binary_version, find_binary
 
     if not engine.carries_gateway:           # its kind needs the gateway
         return Check("Claude Code binary", True, f"not used on {engine.name}: claude-code "

@@ -8,10 +8,9 @@ from __future__ import annotations
 import re
 import secrets
 
-from runner.sandbox import Limits, SandboxSpec
-from runner.sandbox.needs import FIND_MISSING, how_to_add, needed
+from runner.sandbox import FIND_MISSING, Limits, SandboxSpec, how_to_add, needed
 from runner.text import last_line, printable
-from runner.worker.context import RunContext
+from runner.worker import RunContext
 
 CHECKER = "_image"     # the name its sandbox is labelled with, as a probe's is
 # What an engine says when the program an exec starts is not there (Docker's, runc's, a

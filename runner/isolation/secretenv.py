@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runner.worker.gatewayenv import PLACEHOLDER_KEY
+from runner.worker import PLACEHOLDER_KEY
 
 # Parts of a name that mean a secret wherever they appear (PGPASSWORD, OPENAI_APIKEY) ...
 SECRET_PARTS = ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "APIKEY")

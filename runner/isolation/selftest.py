@@ -16,13 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runner.errors import EnvironmentProblem
-from runner.host.gitops import git_out
-from runner.host.trees import discard_tree
+from runner.host import discard_tree, git_out
 from runner.isolation.secretenv import MIN_SECRET_LENGTH, GivenEnv, refused_env
 from runner.sandbox import (CLAUDE_BINARY, CLAUDE_DIR, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME,
                             GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE, Checkout, Sandbox, read_output)
-from runner.worker.context import RunContext
-from runner.worker.lifecycle import open_sandbox, sandbox_spec
+from runner.worker import RunContext, open_sandbox, sandbox_spec
 
 PROBES = ("_probe1", "_probe2")
 TOGETHER_TIMEOUT = 120   # seconds one probe waits for the other at each step

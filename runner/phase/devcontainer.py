@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import PhaseFileError
-from runner.sandbox.recipes import Recipe
+from runner.sandbox import Recipe
 
 MAX_SIZE = 1 << 20
 REFUSED = {

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.agents.kinds import KINDS, kinds_where
+from runner.agents import KINDS, kinds_where
 from runner.errors import PhaseFileError
 from runner.phase import safeyaml
 from runner.phase.model import (RESERVED_IDS, ClaudeConfig, DevcontainerImage, DockerfileImage,

@@ -11,13 +11,13 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
                       PrivateAttr, StringConstraints, Tag, ValidationInfo,
                       field_validator)
 
-from runner.agents.kinds import DEFAULT_KIND, KINDS
-from runner.gateway.allowlist import check_entry
+from runner.agents import DEFAULT_KIND, KINDS
+from runner.gateway import check_entry
 from runner.phase.globs import check_glob
 from runner.phase.ids import MAX_LENGTH, NAME_PATTERN
 from runner.phase.imageref import check_image
-from runner.records.ledger import Price
-from runner.sandbox.engines import check_engine
+from runner.records import Price
+from runner.sandbox import check_engine
 from runner.text import quoted
 from runner.units import checked_size, size_in_bytes
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, field_validator
 
-from runner.host.refs import ticket_ref
+from runner.host import ticket_ref
 from runner.records.events import TicketStatus
 from runner.records.record import RunResult
 from runner.text import valid_unicode

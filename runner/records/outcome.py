@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass, replace
 
-from runner.host.refs import kept_beside
+from runner.host import kept_beside
 from runner.records.events import TicketStatus
 
 NOTHING_CHANGED = "it changed nothing"

@@ -14,9 +14,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.host.gitops import HostRepo, changes, git, git_records, init_linked_clone
+from runner.host import HostRepo, changes, git, git_records, init_linked_clone
 from runner.text import last_line
-from runner.worker.authorship import Identity, trailer_args, without_runner_trailers
+from runner.worker import Identity, trailer_args, without_runner_trailers
 
 BRANCH = "integration"
 CONFLICTS_KEPT = 100     # conflicting files named in an outcome (the count says the rest)

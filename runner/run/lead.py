@@ -10,33 +10,23 @@ from pathlib import Path
 
 import yaml
 
-from runner.agents.kinds import KINDS
+from runner.agents import KINDS
 from runner.errors import GitError, RepoError, SelfTestFailed
-from runner.host.gitops import HostRepo, open_host_repo
-from runner.host.objectstore import STORE, RunObjects
-from runner.host.refs import integrated_ref, previous_target_ref
-from runner.host.runlock import driving
-from runner.phase.load import load_phase
-from runner.phase.model import Phase
-from runner.records.events import (EventSink, Notice, RunFinished, RunStarted, TicketChanged,
-                                   TicketStatus)
-from runner.records.journal import TICKET_JOURNAL, Journal
-from runner.records.ledger import Ledger, default_prices
-from runner.records.outcome import TicketOutcome, conflict_reason
-from runner.records.record import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, RunResult, load_result,
-                                   record_outcome, write_state)
+from runner.host import (STORE, HostRepo, RunObjects, driving, integrated_ref, open_host_repo,
+                         previous_target_ref)
+from runner.phase import Phase, load_phase
+from runner.records import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, TICKET_JOURNAL, EventSink, Journal,
+                            Ledger, Notice, RunFinished, RunResult, RunStarted, TicketChanged,
+                            TicketOutcome, TicketStatus, conflict_reason, default_prices,
+                            load_result, record_outcome, write_state)
 from runner.run.integrate import Integrator
 from runner.run.options import RunOptions
 from runner.run.phasegate import land, phase_gate
 from runner.run.preflight import check_inputs, make_ahead, preflight
 from runner.run.salvage import salvage_workspaces
 from runner.run.scheduler import finished, first_wave, schedule
-from runner.sandbox import Backend
-from runner.sandbox.backends import connect
-from runner.sandbox.engines import check_engine, resolve
-from runner.worker.authorship import read_authorship
-from runner.worker.context import RunContext, gateway_for
-from runner.worker.lifecycle import run_ticket
+from runner.sandbox import Backend, check_engine, connect, resolve
+from runner.worker import RunContext, gateway_for, read_authorship, run_ticket
 
 
 def new_run_id() -> str:
@@ -236,7 +226,7 @@ def worker_image(phase: Phase, backend: Backend, sink: EventSink, phase_file: Pa
     if isinstance(phase.image, str):
         backend.ensure_image(phase.image, sink)
         return phase
-    from runner.phase.devcontainer import recipe_for
+    from runner.phase import recipe_for
 
     tag = backend.build_image(recipe_for(phase.image, phase_file), sink)
     return phase.model_copy(update={"image": tag})
@@ -251,7 +241,7 @@ def run_context(phase: Phase, host: HostRepo, result: RunResult,
                          base=result.base_sha)
     claude = None
     if any(KINDS[t.agent].runs_claude_code for t in phase.tickets):
-        from runner.agents.claude_binary import binary_for
+        from runner.agents import binary_for
 
         claude = binary_for(phase).path
     return RunContext(run_id=result.run_id, phase=phase, host=host, root=result.run_dir,

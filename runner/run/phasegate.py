@@ -6,16 +6,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from runner.host.gitops import HostRepo, git
-from runner.host.refs import candidate_ref
-from runner.records.events import EventSink, Notice
-from runner.records.logcap import CappedLog
-from runner.records.outcome import CheckResult
+from runner.host import HostRepo, candidate_ref, git
+from runner.records import CappedLog, CheckResult, EventSink, Notice
 from runner.run.integrate import Integrator
 from runner.sandbox import Checkout
-from runner.worker.checks import run_checks
-from runner.worker.context import RunContext
-from runner.worker.lifecycle import open_sandbox, output_handler
+from runner.worker import RunContext, open_sandbox, output_handler, run_checks
 
 PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
 PHASE_CHECKS_TIMEOUT = 3600.0

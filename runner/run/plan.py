@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from runner.errors import ImageError, RepoError, RunnerError
-from runner.host.gitops import open_host_repo
-from runner.phase.model import Phase
+from runner.host import open_host_repo
+from runner.phase import Phase
 from runner.run.scheduler import plan_waves
-from runner.sandbox.images import BUILDABLE
+from runner.sandbox import BUILDABLE
 
 
 def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
@@ -25,13 +25,13 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     if isinstance(phase.image, str):
         yield f"image {phase.image}: {_image_state(phase.image, phase.engine)}"
     else:
-        from runner.phase.devcontainer import recipe_for
+        from runner.phase import recipe_for
 
         recipe = recipe_for(phase.image, repo)
         yield (f"image from {recipe.source}: built with runner's layer when no image of its "
                "inputs is there yet")
     if phase.cache is not None:
-        from runner.worker.context import mirrors_for
+        from runner.worker import mirrors_for
 
         mirrors = mirrors_for(phase, open_store=False)     # a dry run makes nothing
         assert mirrors is not None
@@ -50,8 +50,7 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
 
 def _image_state(image: str, engine: str) -> str:
     try:
-        from runner.sandbox.backends import connect
-        from runner.sandbox.engines import resolve
+        from runner.sandbox import connect, resolve
 
         backend = connect(resolve(engine))
         if backend.has_image(image):

@@ -10,20 +10,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 
-from runner.agents.kinds import KINDS, kinds_where
+from runner.agents import KINDS, kinds_where
 from runner.errors import EnvironmentProblem, InputError, PhaseFileError, RepoError
-from runner.host.gitops import HostRepo
-from runner.isolation.imagecheck import image_refusal
-from runner.isolation.selftest import run_selftest
-from runner.phase.model import Phase, Ticket
-from runner.records.events import EventSink, Notice
-from runner.records.ledger import default_prices
-from runner.records.record import SELFTEST_SPAN, RunResult, write_state
+from runner.host import HostRepo
+from runner.isolation import image_refusal, run_selftest
+from runner.phase import Phase, Ticket
+from runner.records import SELFTEST_SPAN, EventSink, Notice, RunResult, default_prices, write_state
 from runner.run.options import RunOptions
 from runner.run.phasegate import branch_of
-from runner.sandbox.engines import Engine
-from runner.worker.context import RunContext, mirrors_for
-from runner.worker.lifecycle import sandbox_spec
+from runner.sandbox import Engine
+from runner.worker import RunContext, mirrors_for, sandbox_spec
 
 
 def check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventSink,
@@ -93,7 +89,7 @@ def _check_agent_inputs(phase: Phase, sink: EventSink) -> None:
                          "around the gateway (its egress list and metering); the gateway "
                          "alone is the way out with network: none", level="warning"))
     if any(KINDS[t.agent].runs_claude_code for t in phase.tickets):
-        from runner.agents.claude_binary import binary_for
+        from runner.agents import binary_for
 
         binary_for(phase)            # a clear error now, not in every ticket
     prices = {**default_prices(), **phase.prices}

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from runner.errors import RunnerError
-from runner.host.refs import attempt_ref, run_refs
-from runner.records.events import Notice
-from runner.worker.collect import CollectError, collect, commit_leftovers
-from runner.worker.context import RunContext
-from runner.worker.lifecycle import open_sandbox
+from runner.host import attempt_ref, run_refs
+from runner.records import Notice
+from runner.worker import CollectError, RunContext, collect, commit_leftovers, open_sandbox
 
 
 def salvage_workspaces(ctx: RunContext, base_sha: str, label: str, *,

@@ -17,9 +17,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from runner.phase.model import Phase, Ticket
-from runner.records.events import EventSink, TicketChanged, TicketStatus
-from runner.records.outcome import SUCCEEDED, TicketOutcome, conflict_reason, with_attempts
+from runner.phase import Phase, Ticket
+from runner.records import (SUCCEEDED, EventSink, TicketChanged, TicketOutcome, TicketStatus,
+                            conflict_reason, with_attempts)
 
 
 RunOne = Callable[[Ticket, str, int], TicketOutcome]     # ticket, start commit, attempt

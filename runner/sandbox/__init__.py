@@ -18,6 +18,10 @@ from here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from runner.faces import lazy_names
+
 from runner.sandbox.output import (END_MARK, LINE_LIMIT, RESET_FIRST, START_MARK, ExecResult,
                                    OutputHandler, OutputTail, RunCommand, Take, cut_mark, output_of,
                                    output_to_file, read_output, under_timeout)
@@ -34,3 +38,22 @@ __all__ = ["Backend", "CLAUDE_BINARY", "CLAUDE_DIR", "Checkout", "Durable", "END
            "STOPPED_EXIT", "STRICT_BASH", "Sandbox", "SandboxProvider", "SandboxRecord",
            "SandboxSpec", "TIMEOUT_EXIT", "Take", "WATCHDOG_SLACK", "WORKSPACE", "cut_mark",
            "output_of", "output_to_file", "read_output", "under_timeout"]
+
+
+# What other packages import from here, by the module that holds it: each loaded when
+# first asked for (runner/faces.py).
+_EXPORTS = {
+    "runner.sandbox.backends": ("connect",),
+    "runner.sandbox.engines": ("LOCAL", "Engine", "check_engine", "resolve"),
+    "runner.sandbox.images": ("BUILDABLE", "WORKER_DOCKERFILE", "build_images"),
+    "runner.sandbox.needs": ("FIND_MISSING", "how_to_add", "needed"),
+    "runner.sandbox.recipes": ("Recipe",),
+}
+__getattr__ = lazy_names(__name__, globals(), _EXPORTS)
+
+if TYPE_CHECKING:
+    from runner.sandbox.backends import connect
+    from runner.sandbox.engines import LOCAL, Engine, check_engine, resolve
+    from runner.sandbox.images import BUILDABLE, WORKER_DOCKERFILE, build_images
+    from runner.sandbox.needs import FIND_MISSING, how_to_add, needed
+    from runner.sandbox.recipes import Recipe

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from runner.errors import ImageError
-from runner.records.events import EventSink, ImageOutput, Notice
+from runner.records import EventSink, ImageOutput, Notice
 from runner.text import last_line, printable
 
 if TYPE_CHECKING:   # docker-py is imported by the functions that talk to the engine

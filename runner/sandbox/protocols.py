@@ -13,7 +13,7 @@ from runner.sandbox.output import ExecResult, OutputHandler
 from runner.sandbox.spec import SandboxSpec
 
 if TYPE_CHECKING:
-    from runner.records.events import EventSink
+    from runner.records import EventSink
     from runner.sandbox.engines import Engine
     from runner.sandbox.recipes import Recipe
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from runner.errors import ImageError
-from runner.records.events import EventSink, Notice
+from runner.records import EventSink, Notice
 from runner.sandbox.images import OFFLINE_BASE, base_image, image_present, stream_build
 from runner.sandbox.needs import HAS, MOUNT_POINTS, NEEDED, GATEWAY_NEEDED
 

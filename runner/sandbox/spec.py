@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.host.objectstore import RunObjects
+    from runner.host import RunObjects
 
 
 WORKSPACE = "/workspace"

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import InputError
-from runner.host.gitops import HostRepo, git, git_out
-from runner.records.outcome import Attempt
+from runner.host import HostRepo, git, git_out
+from runner.records import Attempt
 from runner.text import one_line, quoted
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from runner.host.gitops import HostRepo, git, git_lines
+from runner.host import HostRepo, git, git_lines
 from runner.text import printable
 
 # git's default colours for a diff.

@@ -11,11 +11,8 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterable, Iterator
 
-from runner.phase.model import Phase
-from runner.records.document import per_tier
-from runner.records.events import TicketStatus
-from runner.records.outcome import Attempt, TicketOutcome, attempt_of
-from runner.records.record import RunResult
+from runner.phase import Phase
+from runner.records import Attempt, RunResult, TicketOutcome, TicketStatus, attempt_of, per_tier
 from runner.text import printable
 from runner.views.diffs import line_kind
 from runner.views.throughput import throughput

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import InputError
-from runner.records.outcome import Attempt, TicketOutcome, attempt_of
-from runner.records.record import PHASE_COPY, RunResult, load_result
+from runner.records import PHASE_COPY, Attempt, RunResult, TicketOutcome, attempt_of, load_result
 from runner.text import quoted
 from runner.views.status import runs
 
@@ -32,7 +31,7 @@ def pick_run(state_dir: Path, run_id: str | None) -> RunResult:
 def ticket_ids(result: RunResult) -> list[str]:
     """The run's tickets in the phase's order (the phase as it ran), then any other it
     recorded."""
-    from runner.phase.load import load_phase
+    from runner.phase import load_phase
 
     try:
         ids = [t.id for t in load_phase(result.run_dir / PHASE_COPY).tickets]

@@ -15,8 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from runner.records.events import (Event, ImageOutput, Notice, RunFinished, RunStarted,
-                                   TicketChanged, TicketOutput, TicketStatus, TicketUsage)
+from runner.records import (Event, ImageOutput, Notice, RunFinished, RunStarted, TicketChanged,
+                            TicketOutput, TicketStatus, TicketUsage)
 from runner.text import one_line
 
 STATUS_STYLE = {TicketStatus.INTEGRATED: "green",

@@ -7,13 +7,10 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from runner.host.gitops import HostRepo
-from runner.phase.model import Phase
-from runner.records.document import per_tier, run_document
-from runner.records.events import TicketStatus
-from runner.records.outcome import TicketOutcome
-from runner.records.record import RunResult
-from runner.run.phasegate import PHASE_CHECKS
+from runner.host import HostRepo
+from runner.phase import Phase
+from runner.records import RunResult, TicketOutcome, TicketStatus, per_tier, run_document
+from runner.run import PHASE_CHECKS
 from runner.text import one_line, tail, xml_text
 from runner.views.connections import connections
 from runner.views.throughput import throughput

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from runner.records.events import Event, FanOut, RunStarted
+from runner.records import Event, FanOut, RunStarted
 from runner.views.tables import show
 
 if TYPE_CHECKING:
-    from runner.records.events import EventSink
-    from runner.records.record import RunResult
+    from runner.records import EventSink, RunResult
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -41,7 +40,7 @@ class _RunIdTap:
 def show_run(drive: Callable[[EventSink], RunResult], as_json: bool, junit: Path | None) -> int:
     """Drive a run with the right sink, then print its summary or its JSON document, and
     write its JUnit report."""
-    from runner.records.document import run_document
+    from runner.records import run_document
     from runner.views.progress import LiveSink, PlainSink
 
     console = Console(highlight=False)

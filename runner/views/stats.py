@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from runner.records.events import TicketStatus
+from runner.records import TicketStatus
 from runner.views.status import runs
 from runner.views.tables import Grid
 

@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 from runner.errors import InputError
-from runner.host.runlock import is_driven
-from runner.records.events import TicketStatus
-from runner.records.record import RunResult, load_result
+from runner.host import is_driven
+from runner.records import RunResult, TicketStatus, load_result
 from runner.views.summary import tickets_grid
 from runner.views.tables import Grid
 

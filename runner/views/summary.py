@@ -3,8 +3,7 @@ RUN`, one row per ticket, from the same record."""
 
 from __future__ import annotations
 
-from runner.records.document import per_tier
-from runner.records.record import RunResult
+from runner.records import RunResult, per_tier
 from runner.text import one_line
 from runner.views.progress import STATUS_STYLE
 from runner.views.tables import Cell, Grid

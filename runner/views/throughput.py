@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from graphlib import TopologicalSorter
 
-from runner.phase.model import Phase
-from runner.records.record import RunResult
+from runner.phase import Phase
+from runner.records import RunResult
 
 
 def critical_path(result: RunResult, phase: Phase) -> float:

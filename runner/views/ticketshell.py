@@ -8,16 +8,12 @@ import secrets
 from dataclasses import replace
 
 from runner.errors import InputError
-from runner.host.gitops import HostRepo
-from runner.host.objectstore import STORE, RunObjects
-from runner.host.runlock import is_driven
-from runner.phase.load import load_phase
-from runner.records.events import EventCollector
-from runner.records.record import PHASE_COPY
-from runner.sandbox.backends import connect
-from runner.sandbox.engines import resolve
+from runner.host import STORE, HostRepo, RunObjects, is_driven
+from runner.phase import load_phase
+from runner.records import PHASE_COPY, EventCollector
+from runner.sandbox import connect, resolve
 from runner.views.picking import Picked
-from runner.worker.context import RunContext
+from runner.worker import RunContext
 
 SHELL = ["bash", "-l"]
 
@@ -31,7 +27,7 @@ def ticket_shell(picked: Picked, host: HostRepo) -> int:
                                         run_id=result.run_id, base=result.base_sha),
                      provider=backend.provider(run_id=result.run_id, root=result.run_dir),
                      sink=EventCollector())
-    from runner.worker.lifecycle import sandbox_spec
+    from runner.worker import sandbox_spec
 
     if ticket not in result.outcomes and is_driven(result.run_dir):
         raise InputError(f"{ticket} is still running in run {result.run_id}; `runner logs "

@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.phase.model import Ticket
-from runner.records.events import TicketStatus
-from runner.records.outcome import Attempt, Fetched, TicketOutcome
-from runner.records.record import RunResult
+from runner.phase import Ticket
+from runner.records import Attempt, Fetched, RunResult, TicketOutcome, TicketStatus
 from runner.text import one_line
 
 CHECK_TAIL = 8       # lines of a check's output shown

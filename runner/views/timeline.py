@@ -9,7 +9,7 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from runner.records.record import CHECKS_SPAN, GAP_SPAN, SELFTEST_SPAN, RunResult
+from runner.records import CHECKS_SPAN, GAP_SPAN, SELFTEST_SPAN, RunResult
 from runner.text import xml_text
 
 # One colour per attempt's result (or, for a ticket that never ran, its status), and the

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from runner.host.gitops import HostRepo
-from runner.phase.model import Phase
+from runner.host import HostRepo
+from runner.phase import Phase
 
 RUN_TRAILER, TICKET_TRAILER = "Runner-Run", "Runner-Ticket"
 # A line that claims to be one of our trailers: git matches keys case-insensitively and

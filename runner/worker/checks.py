@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from runner.records.logcap import LogWriter
-from runner.records.outcome import CheckResult
+from runner.records import CheckResult, LogWriter
 from runner.sandbox import STRICT_BASH, Sandbox
 
 

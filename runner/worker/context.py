@@ -10,20 +10,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.host.gitops import HostRepo
-from runner.host.objectstore import RunObjects
-from runner.host.refs import ticket_ref
-from runner.phase.model import Phase
-from runner.records.events import EventSink, Notice
-from runner.records.ledger import Ledger
+from runner.host import HostRepo, RunObjects, ticket_ref
+from runner.phase import Phase
+from runner.records import EventSink, Ledger, Notice
 from runner.sandbox import Checkout, SandboxProvider
 from runner.text import one_line
 from runner.worker.authorship import Authorship
 from runner.worker.gatewayenv import GATEWAY_URL, home_files
 
 if TYPE_CHECKING:   # aiohttp is imported only by a run that starts a gateway
-    from runner.gateway import Gateway
-    from runner.gateway.cache import Mirrors
+    from runner.gateway import Gateway, Mirrors
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ def _wrapper_distribution(ctx: RunContext, gateway: Gateway) -> tuple[tuple[str,
 def _base_go_sums(ctx: RunContext) -> dict[str, str]:
     """The hashes the base commit's go.sum files record (the user's, as the run found them:
     what the Go mirror checks a module by before any checksum database)."""
-    from runner.gateway.cache.gomod import sums_in
+    from runner.gateway import sums_in
 
     base = ctx.host.resolve(ctx.phase.base)
     sums: dict[str, str] = {}
@@ -134,9 +130,7 @@ def mirrors_for(phase: Phase, *, open_store: bool = True) -> Mirrors | None:
     the store opened (made, when new); None when the phase has no cache."""
     if phase.cache is None:
         return None
-    from runner.gateway.cache import Mirrors, upstream_for
-    from runner.gateway.cache.store import default_cache_dir, store_at
-    from runner.gateway.cache.upstreams import go_sumdb_for
+    from runner.gateway import Mirrors, default_cache_dir, go_sumdb_for, store_at, upstream_for
 
     folder = phase.cache.dir or default_cache_dir()
     if open_store:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from runner.host.gitops import HostRepo
-from runner.phase.globs import matches
-from runner.phase.model import Phase, Ticket
-from runner.records.outcome import NOTHING_CHANGED
+from runner.host import HostRepo
+from runner.phase import Phase, Ticket, matches
+from runner.records import NOTHING_CHANGED
 
 SHOWN = 10             # offending files named in a reason
 MAX_COMMITS = 1_000    # commits of one ticket the lead integrates (each is picked on its own)

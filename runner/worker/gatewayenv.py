@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from runner.sandbox import GATEWAY_PORT, GRADLE_HOME
 
 if TYPE_CHECKING:
-    from runner.gateway.cache import Mirrors
+    from runner.gateway import Mirrors
 
 GATEWAY_URL = f"http://127.0.0.1:{GATEWAY_PORT}"
 # What a worker holds instead of the API key: the gateway puts the real one in.

@@ -13,22 +13,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from runner.agents import AgentContext, AgentResult, agent_for
-from runner.agents.kinds import KINDS, AgentKind
+from runner.agents import KINDS, AgentContext, AgentKind, AgentResult, agent_for
 from runner.errors import EngineUnavailable, GitError, RunnerError
-from runner.host.refs import attempt_ref
-from runner.phase.model import Ticket
-from runner.records.events import TicketChanged, TicketOutput, TicketStatus, TicketUsage
-from runner.records.ledger import Usage
-from runner.records.logcap import CappedLog, LockedLog, LogWriter, SinkValve
-from runner.records.outcome import CheckResult
-from runner.records.outcome import NOTHING_CHANGED, Fetched, TicketOutcome
-from runner.records.transcript import Transcript
+from runner.host import attempt_ref
+from runner.phase import Ticket
+from runner.records import (NOTHING_CHANGED, CappedLog, CheckResult, Fetched, LockedLog, LogWriter,
+                            SinkValve, TicketChanged, TicketOutcome, TicketOutput, TicketStatus,
+                            TicketUsage, Transcript, Usage)
 from runner.sandbox import (CLAUDE_BINARY, GRADLE_HOME, GRADLE_RO_CACHE, Checkout, Durable, Limits,
                             Mount, Sandbox, SandboxSpec, read_output)
 from runner.text import one_line
 from runner.worker.checks import run_checks
-from runner.worker.collect import GIT, CollectError, collect, commit_leftovers, discard_leftovers
+from runner.worker.collecting import GIT, CollectError, collect, commit_leftovers, discard_leftovers
 from runner.worker.context import RunContext
 from runner.worker.gates import gate_ticket
 from runner.worker.gatewayenv import gateway_env, mirror_env

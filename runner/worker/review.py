@@ -11,10 +11,9 @@ from typing import Any
 import anthropic
 from tenacity import RetryCallState
 
-from runner.agents.llm import api_message, create_message
-from runner.agents.tools import cut
-from runner.phase.model import Ticket
-from runner.records.ledger import Usage
+from runner.agents import api_message, create_message, cut
+from runner.phase import Ticket
+from runner.records import Usage
 
 VERDICT_TOOL = {
     "name": "verdict",

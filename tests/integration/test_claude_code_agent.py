@@ -29,7 +29,7 @@ from runner.sandbox import CLAUDE_BINARY, WORKSPACE, Checkout, Limits, Mount, Sa
 from runner.sandbox.docker.local import DockerSandboxes
 from runner.worker.authorship import Authorship
 from runner.worker.checks import run_checks
-from runner.worker.collect import commit_leftovers
+from runner.worker.collecting import commit_leftovers
 from tests.fakes.messages_api import Fail, FakeMessagesAPI, Reply, done, text, tool
 from tests.helpers import git, make_repo
 

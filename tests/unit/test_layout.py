@@ -1,6 +1,8 @@
 """The house's plan, read from the code's own imports: no import circle (a package's private
-modules never import its public face back), and no package imports one above it. Imports
-made for type checking alone do not count; imports inside functions do."""
+modules never import its public face back), no package imports one above it, and another
+package's modules are reached through its face (its __init__, whose _EXPORTS say which
+module holds each name: a name imported from a face counts as an import of that module).
+Imports made for type checking alone do not count; imports inside functions do."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from tests.helpers import ROOT
 
 PACKAGE = ROOT / "runner"
 # Bottom first: a module may import its own package and the ones before it, never after.
-LAYERS = ["text", "units", "errors", "host", "records", "gateway", "sandbox", "agents", "phase",
+LAYERS = ["text", "units", "errors", "faces", "host", "records", "gateway", "sandbox", "agents", "phase",
           "worker", "isolation", "run", "views", "cli"]
 
 
@@ -26,8 +28,25 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imported(path: Path, module: str) -> Iterator[str]:
-    """What ``module`` imports of runner, by name (a name may be an attribute of one)."""
+def faces() -> dict[str, dict[str, str]]:
+    """Each package's face: name -> the module that holds it (its __init__'s _EXPORTS)."""
+    found = {}
+    for module, path in _modules().items():
+        if path.name != "__init__.py":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "_EXPORTS":
+                exports = ast.literal_eval(node.value)
+                found[module] = {name: holder for holder, names in exports.items()
+                                 for name in names}
+    return found
+
+
+def _imported(path: Path, module: str,
+              shown: dict[str, dict[str, str]] | None = None) -> Iterator[str]:
+    """What ``module`` imports of runner, by name (a name may be an attribute of one; a name
+    a face shows, the module that holds it)."""
+    shown = faces() if shown is None else shown
     tree = ast.parse(path.read_text())
     typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
                    and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)}
@@ -43,7 +62,8 @@ def _imported(path: Path, module: str) -> Iterator[str]:
                 parent = package.split(".")[:len(package.split(".")) - node.level + 1]
                 base = ".".join([*parent, *([base] if base else [])])
             yield base
-            yield from (f"{base}.{alias.name}" for alias in node.names)
+            face = shown.get(base, {})
+            yield from (face.get(alias.name, f"{base}.{alias.name}") for alias in node.names)
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -54,9 +74,10 @@ def import_graph() -> dict[str, set[str]]:
             name = name.rpartition(".")[0]
         return name or None
 
+    shown = faces()
     graph: dict[str, set[str]] = {module: set() for module in modules}
     for module, path in modules.items():
-        for name in _imported(path, module):
+        for name in _imported(path, module, shown):
             target = owner(name) if name.startswith("runner") else None
             if target is not None and target != module:
                 graph[module].add(target)
@@ -105,12 +126,6 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# Modules behind a package's face: outside the package, what they hold is imported from the
-# face (the package itself), never from them.
-BEHIND_FACE = {"runner.sandbox": ("runner.sandbox.spec", "runner.sandbox.output",
-                                  "runner.sandbox.protocols")}
-
-
 def layer(module: str) -> int | None:
     """Where a module's package stands (None: runner's own face and entry point)."""
     parts = module.split(".")
@@ -134,13 +149,34 @@ def test_no_package_imports_one_above_it() -> None:
     assert upward == []
 
 
-def test_what_is_behind_a_face_is_imported_through_it() -> None:
-    reached = sorted(f"{module} -> {target}"
-                     for module, targets in import_graph().items() for target in targets
-                     for package, behind in BEHIND_FACE.items()
-                     if target in behind and module != package
-                     and not module.startswith(package + "."))
-    assert reached == []
+def test_other_packages_are_reached_through_their_faces() -> None:
+    """Outside a package, nothing imports one of its modules by name: only its face."""
+    around = []
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("runner."):
+                target = node.module or ""
+                package = ".".join(target.split(".")[:2])
+                if layer(target) is not None and target != package \
+                        and not module.startswith(package + ".") and module != package:
+                    around.append(f"{module} -> {target}")
+    assert sorted(around) == []
+
+
+def test_each_face_shows_names_its_modules_hold() -> None:
+    """...and no name is also one of the package's modules (importing that module would put
+    the module where the name was)."""
+    import importlib
+    import pkgutil
+
+    for face, names in faces().items():
+        modules = {found.name for found in pkgutil.iter_modules(importlib.import_module(
+            face).__path__)}
+        assert not set(names) & modules, face
+        for name, holder in names.items():
+            assert hasattr(importlib.import_module(holder), name), f"{face}: {name}"
+            assert getattr(importlib.import_module(face), name) is getattr(
+                importlib.import_module(holder), name)
 
 
 def test_a_circle_and_an_upward_import_are_seen() -> None:

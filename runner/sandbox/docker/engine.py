@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from runner.records.events import EventSink
+from runner.records import EventSink
 from runner.sandbox import SandboxProvider, SandboxRecord
 from runner.sandbox.docker.client import docker_client, engine_must_answer
 from runner.sandbox.docker.local import DockerSandboxes

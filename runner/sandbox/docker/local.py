@@ -18,8 +18,7 @@ from docker.models.containers import Container
 from docker.types import Mount as DockerMount
 
 from runner.errors import EnvironmentProblem
-from runner.host.hostview import explain_mount_error
-from runner.host.trees import discard_tree
+from runner.host import discard_tree, explain_mount_error
 from runner.sandbox import (GATEWAY_DIR, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, SCRATCH_PLACES,
                             WORKSPACE, Checkout, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch

@@ -16,7 +16,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from runner.errors import EnvironmentProblem
-from runner.host.trees import files_holding
+from runner.host import files_holding
 from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT,
                             WATCHDOG_SLACK, ExecResult, OutputHandler, SandboxSpec, output_of,
                             output_to_file, under_timeout)

@@ -14,8 +14,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runner.host.gitops import init_linked_clone, set_alternates
-from runner.host.objectstore import RunObjects
+from runner.host import RunObjects, init_linked_clone, set_alternates
 from runner.sandbox import RUN_OBJECTS
 
 

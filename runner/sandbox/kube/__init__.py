@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import EngineUnavailable
-from runner.records.events import EventSink, Notice
+from runner.records import EventSink, Notice
 from runner.sandbox import SandboxProvider, SandboxRecord
 from runner.sandbox.engines import Engine
 from runner.sandbox.kube.cluster import Cluster, load_cluster, normalized_image

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.stream.ws_client import STDOUT_CHANNEL
 
-from runner.gateway.sockets import connect_unix
+from runner.gateway import connect_unix
 from runner.sandbox.kube.relay import JOIN, MAX_CHILDREN, READ_ANNOUNCEMENTS, RELAY
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.host.runlock import is_driven
-from runner.records.record import load_result
+from runner.host import is_driven
+from runner.records import load_result
 from runner.text import printable
 
 POLL = 0.2          # seconds between looks

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import GitError
-from runner.host.gitops import SAFE_CONFIG, HostRepo
+from runner.host import SAFE_CONFIG, HostRepo
 from runner.sandbox import GRADLE_HOME, Sandbox, read_output
 from runner.text import last_line
 from runner.worker.authorship import RUN_TRAILER, TICKET_TRAILER, without_runner_trailers
