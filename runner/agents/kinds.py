@@ -1,7 +1,8 @@
 """The agent kinds, each saying what it needs: the phase loader, the run, the worker and the
 doctor ask here and never test a kind's name. A new kind is its own module under agents/,
-a factory here and one line in KINDS. Light on purpose: the phase loader reads it, and a kind's module
-(the anthropic SDK, most of a second to import) is imported only when a ticket runs it."""
+a factory here and one line in KINDS. Light on purpose: the phase loader reads it, and a
+kind's module (the anthropic SDK, most of a second to import) is imported only when a
+ticket runs it."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from runner.errors import ImageError, RepoError, RunnerError
 from runner.host import open_host_repo
 from runner.phase import Phase
 from runner.run.scheduler import plan_waves
-from runner.sandbox import BUILDABLE
+from runner.sandbox import BUILDABLE, resolve
 
 
 def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
@@ -22,6 +22,9 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     yield (f"phase {phase.name}: base {phase.base} = {base_sha[:12]}, target "
            f"{phase.target_branch}, {len(phase.tickets)} tickets, {workers} at once"
            + (", overlapping paths allowed" if allow_overlap else ""))
+    from runner.run.preflight import unhonoured     # the run's own words for it
+
+    yield from (f"warning: {said}" for said in unhonoured(phase, resolve(phase.engine)))
     if isinstance(phase.image, str):
         yield f"image {phase.image}: {_image_state(phase.image, phase.engine)}"
     else:

@@ -42,8 +42,21 @@ def check_inputs(phase: Phase, options: RunOptions, host: HostRepo, sink: EventS
                              field="gradle.shared_cache")
     if not engine.local:
         _check_remote(phase, options, engine)
+    for said in unhonoured(phase, engine):
+        sink.emit(Notice(said, level="warning"))
     mirrors_for(phase)        # each upstream named, the store usable: before anything starts
     _check_agent_inputs(phase, sink)
+
+
+def unhonoured(phase: Phase, engine: Engine) -> list[str]:
+    """What the phase sets that its engine cannot honour, a sentence each naming the field
+    (said before anything starts, and by --dry-run)."""
+    said = []
+    if "pids" in phase.resources.model_fields_set and not engine.limits_processes:
+        said.append(f"resources.pids has no effect on {engine.title}: a Pod's spec cannot "
+                    "bound its processes (the node's kubelet bounds every Pod alike, its "
+                    "podPidsLimit); leave it out, or run on a Docker engine")
+    return said
 
 
 def _check_remote(phase: Phase, options: RunOptions, engine: Engine) -> None:

@@ -52,6 +52,12 @@ class Engine:
         return self.local or self.kind == KUBERNETES
 
     @property
+    def limits_processes(self) -> bool:
+        """Whether a sandbox's process count can be bounded per sandbox (``resources.pids``):
+        a Pod's spec has no such field; the node's kubelet bounds every Pod alike."""
+        return self.kind != KUBERNETES
+
+    @property
     def receives_images(self) -> bool:
         """Whether runner can put an image on it itself (a cluster's nodes pull theirs from
         a registry they reach)."""

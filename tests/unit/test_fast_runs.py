@@ -75,3 +75,34 @@ def test_tickets_at_once_each_integrate_once(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert all(o.status == "integrated" for o in result.outcomes.values())
     assert len(git(repo, "log", "--format=%H", "main..runner/fast").splitlines()) == 24
+
+
+def test_a_field_the_engine_cannot_honour_is_said_naming_it(tmp_path: Path) -> None:
+    """resources.pids on Kubernetes: a Pod's spec has no bound for its processes."""
+    from runner.run.preflight import unhonoured
+    from runner.sandbox import resolve
+
+    phase_file = write_phase(tmp_path / "phase.yaml", {
+        "name": "p", "resources": {"pids": 100},
+        "tickets": [{"id": "A", "agent": "script", "run": "true"}]})
+    phase = load_phase(phase_file)
+    said = unhonoured(phase, resolve("kubernetes"))
+    assert len(said) == 1 and said[0].startswith("resources.pids has no effect on Kubernetes")
+    assert unhonoured(phase, resolve("local")) == []
+    unset = load_phase(write_phase(tmp_path / "q.yaml", {
+        "name": "q", "tickets": [{"id": "A", "agent": "script", "run": "true"}]}))
+    assert unhonoured(unset, resolve("kubernetes")) == []      # the default is not the user's
+    # Said as a run on that engine checks its inputs, before anything starts.
+    from runner.host import open_host_repo
+    from runner.run.preflight import check_inputs
+
+    told = EventCollector()
+    check_inputs(phase, RunOptions(repo=make_repo(tmp_path / "repo"), phase_file=phase_file),
+                 open_host_repo(tmp_path / "repo"), told, resolve("kubernetes"))
+    assert [e.message for e in told.events] == said
+    # Nothing said where the engine honours it (the test double is this machine's).
+    _, result, sink = run(tmp_path / "run", [{"id": "A", "agent": "script",
+                                              "run": "echo a > a.txt"}],
+                          resources={"pids": 100})
+    assert not any("resources.pids" in getattr(e, "message", "") for e in sink.events)
+    assert result.exit_code == 0
