@@ -22,7 +22,7 @@ from runner.records import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, TICKET_JOURNAL, E
 from runner.run.integrate import Integrator
 from runner.run.options import RunOptions
 from runner.run.phasegate import land, phase_gate
-from runner.run.preflight import check_inputs, make_ahead, preflight
+from runner.run.preflight import check_inputs, crowding, make_ahead, preflight
 from runner.run.salvage import salvage_workspaces
 from runner.run.scheduler import finished, first_wave, schedule
 from runner.sandbox import Backend, check_engine, connect, resolve
@@ -43,6 +43,9 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     engine = resolve(phase.engine)
     check_inputs(phase, options, host, sink, engine)
     backend = backend or connect(engine)
+    if (phase.concurrency or options.concurrency) and not options.sequential and (
+            said := crowding(phase, _concurrency(phase, options), backend.capacity())):
+        sink.emit(Notice(said, level="warning"))      # asked for: said, then done as asked
     copy, phase = phase, worker_image(phase, backend, sink, options.phase_file)
 
     run_id = new_run_id()

@@ -9,7 +9,7 @@ from runner.errors import ImageError, RepoError, RunnerError
 from runner.host import open_host_repo
 from runner.phase import Phase
 from runner.run.scheduler import plan_waves
-from runner.sandbox import BUILDABLE, resolve
+from runner.sandbox import BUILDABLE, Backend, resolve
 
 
 def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
@@ -22,11 +22,15 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     yield (f"phase {phase.name}: base {phase.base} = {base_sha[:12]}, target "
            f"{phase.target_branch}, {len(phase.tickets)} tickets, {workers} at once"
            + (", overlapping paths allowed" if allow_overlap else ""))
-    from runner.run.preflight import unhonoured     # the run's own words for it
+    from runner.run.preflight import crowding, unhonoured   # the run's own words for them
 
     yield from (f"warning: {said}" for said in unhonoured(phase, resolve(phase.engine)))
+    backend, unreached = _connected(phase.engine)
+    asked = concurrency or phase.concurrency
+    if asked and backend is not None and (said := crowding(phase, asked, backend.capacity())):
+        yield f"warning: {said}"
     if isinstance(phase.image, str):
-        yield f"image {phase.image}: {_image_state(phase.image, phase.engine)}"
+        yield f"image {phase.image}: {_image_state(phase.image, phase.engine, backend, unreached)}"
     else:
         from runner.phase import recipe_for
 
@@ -51,11 +55,20 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
                 yield f"  {planned.ticket} waits for " + ", ".join(planned.waits_for)
 
 
-def _image_state(image: str, engine: str) -> str:
-    try:
-        from runner.sandbox import connect, resolve
+def _connected(engine: str) -> tuple[Backend | None, str]:
+    """The engine's backend, or None and why it could not be had."""
+    from runner.sandbox import connect
 
-        backend = connect(resolve(engine))
+    try:
+        return connect(resolve(engine)), ""
+    except RunnerError as e:
+        return None, str(e)
+
+
+def _image_state(image: str, engine: str, backend: Backend | None, unreached: str) -> str:
+    if backend is None:
+        return f"unknown ({unreached})"
+    try:
         if backend.has_image(image):
             return "present"
         if not backend.shares_disk:

@@ -18,7 +18,8 @@ from runner.phase import Phase, Ticket
 from runner.records import SELFTEST_SPAN, EventSink, Notice, RunResult, default_prices, write_state
 from runner.run.options import RunOptions
 from runner.run.phasegate import branch_of
-from runner.sandbox import Engine
+from runner.sandbox import Capacity, Engine
+from runner.units import size_in_bytes
 from runner.worker import RunContext, mirrors_for, sandbox_spec
 
 
@@ -55,8 +56,28 @@ def unhonoured(phase: Phase, engine: Engine) -> list[str]:
     if "pids" in phase.resources.model_fields_set and not engine.limits_processes:
         said.append(f"resources.pids has no effect on {engine.title}: a Pod's spec cannot "
                     "bound its processes (the node's kubelet bounds every Pod alike, its "
-                    "podPidsLimit); leave it out, or run on a Docker engine")
+                    "--pod-max-pids); leave it out, or run on a Docker engine")
     return said
+
+
+def crowding(phase: Phase, workers: int, capacity: Capacity | None) -> str | None:
+    """Why ``workers`` sandboxes of the phase's resources do not fit the engine at once (a
+    sentence naming what fits), or None."""
+    if capacity is None:
+        return None
+    cpus, memory = phase.resources.cpus, size_in_bytes(phase.resources.memory)
+    fit = max(1, min(int(capacity.cpus // cpus), capacity.memory_bytes // memory))
+    if workers <= fit:
+        return None
+    return (f"concurrency {workers} asks for more than the engine holds: {workers} workers "
+            f"of cpus: {cpus:g} and memory: {phase.resources.memory} need {workers * cpus:g} "
+            f"CPUs and {_gib(workers * memory)}, and it has {capacity.cpus:g} CPUs and "
+            f"{_gib(capacity.memory_bytes)}; {fit} fit at once (concurrency: {fit}), more "
+            "share them")
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.1f} GiB"
 
 
 def _check_remote(phase: Phase, options: RunOptions, engine: Engine) -> None:

@@ -25,13 +25,13 @@ from runner.faces import lazy_names
 from runner.sandbox.output import (END_MARK, LINE_LIMIT, RESET_FIRST, START_MARK, ExecResult,
                                    OutputHandler, OutputTail, RunCommand, Take, cut_mark, output_of,
                                    output_to_file, read_output, under_timeout)
-from runner.sandbox.protocols import Backend, Sandbox, SandboxProvider, SandboxRecord
+from runner.sandbox.protocols import Backend, Capacity, Sandbox, SandboxProvider, SandboxRecord
 from runner.sandbox.spec import (CLAUDE_BINARY, CLAUDE_DIR, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME,
                                  GRADLE_RO_CACHE, KILL_GRACE, RUN_OBJECTS, SCRATCH_PLACES,
                                  STOPPED_EXIT, STRICT_BASH, TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE,
                                  Checkout, Durable, Limits, Mount, SandboxSpec)
 
-__all__ = ["Backend", "CLAUDE_BINARY", "CLAUDE_DIR", "Checkout", "Durable", "END_MARK",
+__all__ = ["Backend", "CLAUDE_BINARY", "Capacity", "CLAUDE_DIR", "Checkout", "Durable", "END_MARK",
            "ExecResult", "GATEWAY_DIR", "GATEWAY_PORT", "GRADLE_HOME", "GRADLE_RO_CACHE",
            "KILL_GRACE", "LINE_LIMIT", "Limits", "Mount", "OutputHandler", "OutputTail",
            "RESET_FIRST", "RUN_OBJECTS", "RunCommand", "SCRATCH_PLACES", "START_MARK",

@@ -137,6 +137,14 @@ class SandboxProvider(Protocol):
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """What an engine can give its sandboxes at once."""
+
+    cpus: float
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
 class SandboxRecord:
     """A sandbox of runner's found on an engine, whoever started it."""
 
@@ -178,4 +186,8 @@ class Backend(Protocol):
 
     def remove_sandbox(self, name: str) -> bool:
         """Remove one, running or not; False if it was gone already."""
+        ...
+
+    def capacity(self) -> Capacity | None:
+        """The CPUs and memory its sandboxes share (None: the engine does not say)."""
         ...

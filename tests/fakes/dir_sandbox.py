@@ -19,8 +19,9 @@ from pathlib import Path
 
 from runner.host.gitops import init_linked_clone
 from runner.records.events import EventSink
-from runner.sandbox import (GRADLE_HOME, RUN_OBJECTS, WORKSPACE, ExecResult, OutputHandler,
-                            SandboxRecord, SandboxSpec, Take, output_of, output_to_file)
+from runner.sandbox import (GRADLE_HOME, RUN_OBJECTS, WORKSPACE, Capacity, ExecResult,
+                            OutputHandler, SandboxRecord, SandboxSpec, Take, output_of,
+                            output_to_file)
 from runner.sandbox.engines import Engine
 
 FAKE_ENGINE = Engine("local", None)   # what the run asks of its engine: this machine's
@@ -164,6 +165,7 @@ class DirBackend:
 
     engine = FAKE_ENGINE
     shares_disk = True
+    held: Capacity | None = None     # what a test says this "engine" holds
 
     def version(self) -> str:
         return "a test double (directories and subprocesses)"
@@ -185,3 +187,6 @@ class DirBackend:
 
     def remove_sandbox(self, name: str) -> bool:
         return False
+
+    def capacity(self) -> Capacity | None:
+        return self.held

@@ -113,3 +113,21 @@ def test_land_fast_forwards_base(tmp_path: Path, worker_image: str, dirty: bool)
         assert doc["landed"].startswith("landed: main fast-forwarded to runner/land")
         assert git(repo, "rev-parse", "main") == doc["target_sha"]
         assert (repo / "b.txt").read_text() == "b\n"
+
+
+def test_a_dry_run_says_when_the_concurrency_asked_for_does_not_fit_the_engine(
+        tmp_path: Path, engine) -> None:
+    """The engine's own count of CPUs (Docker's info), against workers of cpus: 1."""
+    cpus = engine.info()["NCPU"]
+    repo = make_repo(tmp_path / "repo")
+    tickets = [{"id": f"T{i}", "agent": "script", "run": "true"} for i in range(cpus + 1)]
+    phase = write_phase(tmp_path / "p.yaml", {"name": "crowd", "concurrency": cpus + 1,
+                                              "resources": {"cpus": 1, "memory": "64m"},
+                                              "tickets": tickets})
+    plan = runner_cli("run", str(phase), "--repo", str(repo), "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert (f"warning: concurrency {cpus + 1} asks for more than the engine holds" in
+            plan.stdout) and f"{cpus} fit at once (concurrency: {cpus})" in plan.stdout
+    fits = runner_cli("run", str(phase), "--repo", str(repo), "--dry-run",
+                      "--concurrency", str(cpus))
+    assert "asks for more" not in fits.stdout

@@ -106,3 +106,30 @@ def test_a_field_the_engine_cannot_honour_is_said_naming_it(tmp_path: Path) -> N
                           resources={"pids": 100})
     assert not any("resources.pids" in getattr(e, "message", "") for e in sink.events)
     assert result.exit_code == 0
+
+
+def test_a_concurrency_the_engine_cannot_hold_is_said_and_done_as_asked(tmp_path: Path) -> None:
+    from runner.records import Notice
+    from runner.run.preflight import crowding
+    from runner.sandbox import Capacity
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
+    phase_file = write_phase(tmp_path / "phase.yaml", {
+        "name": "crowd", "concurrency": 3, "resources": {"cpus": 1, "memory": "1g"},
+        "tickets": [{"id": f"T{i}", "agent": "script", "run": f"echo {i} > {i}.txt"}
+                    for i in range(3)]})
+    phase = load_phase(phase_file)
+    two_cores = Capacity(cpus=2, memory_bytes=8 << 30)
+    said = crowding(phase, 3, two_cores)
+    assert said is not None and said.startswith("concurrency 3 asks for more than the engine")
+    assert "3 CPUs" in said and "2 CPUs" in said and "2 fit at once (concurrency: 2)" in said
+    assert crowding(phase, 2, two_cores) is None and crowding(phase, 3, None) is None
+    assert "1 fit at once" in (crowding(phase, 3, Capacity(cpus=64, memory_bytes=1 << 30))
+                               or "")                                # memory bounds it too
+    backend = DirBackend()
+    backend.held = two_cores
+    sink = EventCollector()
+    result = run_phase(phase, RunOptions(repo=repo, phase_file=phase_file, preflight=False),
+                       sink, backend=backend)
+    warned = [e.message for e in sink.events if isinstance(e, Notice) and e.level == "warning"]
+    assert said in warned and result.exit_code == 0       # said, then run as asked

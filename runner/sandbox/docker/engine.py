@@ -10,8 +10,8 @@ import docker
 import docker.errors
 
 from runner.records import EventSink
-from runner.sandbox import SandboxProvider, SandboxRecord
-from runner.sandbox.docker.client import docker_client, engine_must_answer
+from runner.sandbox import Capacity, SandboxProvider, SandboxRecord
+from runner.sandbox.docker.client import DOCKER_ERRORS, docker_client, engine_must_answer
 from runner.sandbox.docker.local import DockerSandboxes
 from runner.sandbox.engines import Engine
 from runner.sandbox.images import copy_image, ensure_image, image_present
@@ -66,6 +66,16 @@ class DockerBackend:
             records.append(SandboxRecord(name=names[0].lstrip("/"),
                                          run_id=labels.get("runner.run", ""), labels=labels))
         return records
+
+    def capacity(self) -> Capacity | None:
+        try:
+            info = self.client.info()
+        except DOCKER_ERRORS:
+            return None           # not told: nothing is said of it (the run goes on as asked)
+        cpus, memory = info.get("NCPU"), info.get("MemTotal")
+        if not isinstance(cpus, int) or not isinstance(memory, int):
+            return None
+        return Capacity(cpus=cpus, memory_bytes=memory)
 
     def remove_sandbox(self, name: str) -> bool:
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from runner.errors import EngineUnavailable
 from runner.records import EventSink, Notice
-from runner.sandbox import SandboxProvider, SandboxRecord
+from runner.sandbox import Capacity, SandboxProvider, SandboxRecord
 from runner.sandbox.engines import Engine
 from runner.sandbox.kube.cluster import Cluster, load_cluster, normalized_image
 from runner.sandbox.kube.pods import RUN, spec_labels
@@ -86,6 +86,9 @@ class KubeBackend:
                               labels=spec_labels(pod.metadata.annotations)
                               or dict(pod.metadata.labels or {}))
                 for pod in pods]
+
+    def capacity(self) -> Capacity | None:
+        return None        # a cluster's: its nodes' allocatable resources, not read yet
 
     def remove_sandbox(self, name: str) -> bool:
         from kubernetes.client.exceptions import ApiException
