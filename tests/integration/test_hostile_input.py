@@ -35,8 +35,9 @@ def test_an_engine_refusal_of_an_image_is_one_line(engine: docker.DockerClient,
 
 def test_a_dry_run_stops_at_an_image_the_engine_refuses(engine: docker.DockerClient) -> None:
     """Not "unknown": a run would stop there, so the plan does too (exit 3, one line)."""
-    from runner.run.plan import _image_state
+    from runner.run.plan import _connected, _image_state
 
-    assert _image_state("runner-worker:latest", "local") == "present"
+    local = _connected("local")
+    assert _image_state("runner-worker:latest", "local", *local) == "present"
     with pytest.raises(ImageError, match="^image Runner Worker: the Docker engine refuses"):
-        _image_state("Runner Worker", "local")
+        _image_state("Runner Worker", "local", *local)
