@@ -55,7 +55,7 @@ def phase_text(*, name: str, base: str, image: str, tickets: int) -> str:
         _line("# concurrency: 4", "workers at once (default: min(4, tickets))"),
         _line('# checks: ["make test"]', "the phase gate, on the integrated result"),
         _line("# budget: {usd: 5}", "LLM spend at which workers stop"),
-        _line("# egress: [repo.maven.apache.org]", "hosts workers may reach (the gateway)"),
+        _line("# egress: [maven.corp.example]", "hosts workers may reach (the gateway)"),
         "tickets:",
     ]
     for number in range(1, tickets + 1):

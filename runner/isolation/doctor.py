@@ -16,7 +16,8 @@ from runner.isolation.imagecheck import image_refusal
 from runner.isolation.selftest import Check, run_selftest
 from runner.phase import Phase, Resources, Ticket
 from runner.records import EventSink
-from runner.sandbox import BUILDABLE, LOCAL, WORKER_DOCKERFILE, Backend, Engine, connect, resolve
+from runner.sandbox import (BUILDABLE, KUBERNETES, LOCAL, WORKER_DOCKERFILE, Backend, Engine,
+                            connect, resolve)
 from runner.worker import RunContext, gateway_for
 
 MIN_FREE_BYTES = 2 * 2**30
@@ -73,10 +74,8 @@ def selftest_in_scratch_repo(backend: Backend, sink: EventSink, image: str, *,
         git(root, "init", "--quiet", str(repo))
         git(repo, "-c", "user.name=runner", "-c", "user.email=runner@localhost", "commit",
             "--quiet", "--allow-empty", "-m", "doctor")
-        # A shell ticket of a kind that gets the gateway, so the way out is proven here too
-        # (where the engine carries it).
-        agent = kinds_where(works_from="run",
-                            needs_gateway=backend.engine.carries_gateway)[0]
+        # A shell ticket of a kind that gets the gateway, so the way out is proven here too.
+        agent = kinds_where(works_from="run", needs_gateway=True)[0]
         # The probes only look around: half a core each, so that two fit side by side on a
         # small cluster's node, relays and all.
         phase = Phase(name="doctor", image=image, resources=Resources(cpus=0.5, memory="1g"),
@@ -114,13 +113,13 @@ def _claude_check(engine: Engine) -> Check:
     phase); none is a problem only for such tickets."""
     from runner.agents import binary_version, find_binary
 
-    if not engine.carries_gateway:           # its kind needs the gateway
-        return Check("Claude Code binary", True, f"not used on {engine.name}: claude-code "
-                     "tickets run on --engine local or kubernetes only")
     try:
         binary = find_binary()
-        how = (f"; a copy ({binary.path.stat().st_size / 2**20:.0f} MiB) is sent into each "
-               "claude-code ticket's sandbox" if not engine.local else "")
+        size = f"{binary.path.stat().st_size / 2**20:.0f} MiB"
+        how = ("" if engine.local else
+               f"; a copy ({size}) is sent into each claude-code ticket's Pod"
+               if engine.kind == KUBERNETES else
+               f"; sent to the engine once ({size}), into a volume named by its sha256")
         return Check("Claude Code binary", True,
                      f"{binary.path} ({binary.source}): {binary_version(binary)}{how}")
     except RunnerError as e:

@@ -19,7 +19,8 @@ from runner.errors import EnvironmentProblem
 from runner.host import discard_tree, git_out
 from runner.isolation.secretenv import MIN_SECRET_LENGTH, GivenEnv, refused_env
 from runner.sandbox import (CLAUDE_BINARY, CLAUDE_DIR, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME,
-                            GRADLE_RO_CACHE, RUN_OBJECTS, WORKSPACE, Checkout, Sandbox, read_output)
+                            GRADLE_RO_CACHE, RELAY_DIR, RUN_OBJECTS, WORKSPACE, Checkout, Sandbox,
+                            read_output)
 from runner.worker import RunContext, open_sandbox, sandbox_spec
 
 PROBES = ("_probe1", "_probe2")
@@ -28,8 +29,10 @@ TOGETHER_TIMEOUT = 120   # seconds one probe waits for the other at each step
 # besides the ones runner gives a worker.
 STANDARD_MOUNTS = ("/", "/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hostname",
                    "/etc/hosts", "/tmp", "/sbin/docker-init", "/usr/sbin/docker-init")
+# CLAUDE_DIR: the binary's directory, a Pod's copy or a remote engine's volume; RELAY_DIR:
+# the gateway's relay's own, beside a remote engine's keeper (the worker cannot enter it).
 WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, RUN_OBJECTS, GRADLE_RO_CACHE, GATEWAY_DIR,
-                 CLAUDE_BINARY, CLAUDE_DIR)     # the binary's directory: a Pod's copy of it
+                 CLAUDE_BINARY, CLAUDE_DIR, RELAY_DIR)
 # A name that cannot be in any egress list: a CONNECT to it must be refused.
 UNLISTED_HOST = "runner-selftest.invalid"
 ENV_FACT = "env."   # one fact per variable: env.NAME=sha256 of its value
@@ -131,7 +134,9 @@ fact gateway_status "$(printf '%s\n' "$answer" | head -n 1 | cut -d' ' -f2)"
 fact gateway_caller "$(printf '%s\n' "$answer" | tail -n 1)"
 refused="$(ask "$port" "CONNECT $unlisted:443 HTTP/1.0\r\nHost: $unlisted:443\r\n\r\n")"
 fact unlisted_status "$(printf '%s\n' "$refused" | head -n 1 | cut -d' ' -f2)"
-"""
+fact relay_dir "$(if [ ! -e {relay} ]; then echo absent; elif ls {relay} >/dev/null 2>&1 || \
+  [ -w {relay} ]; then echo open; else echo closed; fi)"
+""".replace("{relay}", RELAY_DIR)
 
 # Runs in the probe once both have made their markers, with $1 = the other probe's name.
 LOOK = r"""
@@ -309,6 +314,11 @@ def _network(ctx: RunContext, probe: Probed) -> str | None:
                                "reaching through them: isolation cannot be told")
 
 
+def _relay_closed(ctx: RunContext, probe: Probed) -> str | None:
+    seen = probe.seen.get("relay_dir", "<missing>")
+    return None if seen in ("absent", "closed") else f"{RELAY_DIR} is {seen} to it"
+
+
 def _fact_is(key: str, expected: str, what: str) -> Rule:
     return _expect(key, lambda ctx, probe: expected, what)
 
@@ -417,6 +427,9 @@ _GATEWAY_RULES: list[tuple[str, Rule, str]] = [
      "must get its own gateway socket"),
     ("unlisted host refused", _fact_is("unlisted_status", "403", f"a CONNECT to {UNLISTED_HOST}"),
      "the gateway must refuse every host that `egress:` does not list"),
+    ("the relay's directory closed to the worker", _relay_closed,
+     "the gateway's relay must run as a user that is not the worker's, in a directory only "
+     "it can enter"),
     ("API key in no file", _key_nowhere,
      "the API key must stay in runner: nothing may write it into a workspace"),
 ]

@@ -345,10 +345,6 @@ class Phase(_Strict):
     def target_branch(self) -> str:
         return self.target or f"runner/{self.name}"
 
-    @property
-    def effective_concurrency(self) -> int:
-        return self.concurrency or min(4, len(self.tickets))
-
     def ticket(self, ticket_id: str) -> Ticket:
         # Looked up per ticket, in phases of thousands: indexed once per list of tickets.
         if self._index[0] is not self.tickets:

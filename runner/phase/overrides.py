@@ -33,7 +33,9 @@ def apply_overrides(phase: Phase, *, flags: Mapping[str, Any],
                     env: Mapping[str, str]) -> Phase:
     """``phase`` with the flags and environment variables that are set applied; a bad value
     is an OverrideError naming its flag or variable."""
-    data = phase.model_dump()
+    # Only what the file set, so that a field left out stays one left out (a warning that
+    # names a field the phase set must not see it set by an override of another).
+    data = phase.model_dump(exclude_unset=True)
     for setting, variable in SETTINGS.items():
         value, source = flags.get(setting), f"--{setting.replace('models.', 'model-')}"
         if value is None and env.get(variable):
@@ -41,7 +43,7 @@ def apply_overrides(phase: Phase, *, flags: Mapping[str, Any],
         if value is None:
             continue
         section, _, key = setting.rpartition(".")
-        (data[section] if section else data)[key] = value
+        (data.setdefault(section, {}) if section else data)[key] = value
         try:
             phase = Phase.model_validate(data)
         except ValidationError as e:

@@ -22,7 +22,8 @@ from runner.records import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, TICKET_JOURNAL, E
 from runner.run.integrate import Integrator
 from runner.run.options import RunOptions
 from runner.run.phasegate import land, phase_gate
-from runner.run.preflight import check_inputs, crowding, make_ahead, preflight
+from runner.run.preflight import (check_inputs, crowding, default_concurrency, make_ahead,
+                                  preflight)
 from runner.run.salvage import salvage_workspaces
 from runner.run.scheduler import finished, first_wave, schedule
 from runner.sandbox import Backend, check_engine, connect, resolve
@@ -43,9 +44,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     engine = resolve(phase.engine)
     check_inputs(phase, options, host, sink, engine)
     backend = backend or connect(engine)
-    if (phase.concurrency or options.concurrency) and not options.sequential and (
-            said := crowding(phase, _concurrency(phase, options), backend.capacity())):
-        sink.emit(Notice(said, level="warning"))      # asked for: said, then done as asked
+    workers = _concurrency(phase, options, backend, sink)
     copy, phase = phase, worker_image(phase, backend, sink, options.phase_file)
 
     run_id = new_run_id()
@@ -69,8 +68,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
             write_state(result)
             # The first tickets' checkouts are made while the self-test runs; nothing runs
             # in them before it passes.
-            ahead = first_wave(phase, concurrency=_concurrency(phase, options),
-                               allow_overlap=options.allow_overlap)
+            ahead = first_wave(phase, concurrency=workers, allow_overlap=options.allow_overlap)
             if refused := preflight(ctx, result, ahead=ahead, selftest=options.preflight):
                 # Recorded as refused, not left "running": there is nothing to resume.
                 result.state, result.refused, result.ended = "refused", refused, time.time()
@@ -83,7 +81,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                                     integrated_ref=integrated_ref(run_id),
                                     target=None if phase.checks else result.target,
                                     run_id=run_id, committer=ctx.authorship.committer)
-            return _drive(ctx, result, integrator, options, done={})
+            return _drive(ctx, result, integrator, options, workers, done={})
 
 
 def resume_run(run_id: str, *, repo: Path, state_dir: Path | None, sink: EventSink,
@@ -121,6 +119,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
     backend = backend or connect(resolve(phase.engine))
+    workers = _concurrency(phase, options, backend, sink)
     phase = worker_image(phase, backend, sink, root / PHASE_COPY)
     sink = Journal(root / TICKET_JOURNAL, sink)
     ctx = run_context(phase, host, result, backend, sink, options)
@@ -142,10 +141,11 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
             result.state = "interrupted"         # its finished tickets stay; resume again later
             write_state(result)
             raise SelfTestFailed(refused)
-        return _drive(ctx, result, integrator, options, done=done)
+        return _drive(ctx, result, integrator, options, workers, done=done)
 
 
 def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: RunOptions,
+           workers: int,
            done: dict[str, TicketOutcome]) -> RunResult:
     phase, host, sink = ctx.phase, ctx.host, ctx.sink
 
@@ -185,7 +185,7 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
     ahead = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ahead")
     try:
         outcomes = schedule(
-            phase, concurrency=_concurrency(phase, options), done=done, on_result=record,
+            phase, concurrency=workers, done=done, on_result=record,
             run_one=lambda t, start, n: run_ticket(ctx, t, start, n), integrate=integrate,
             # Sequential: each ticket sees the work of those before it, as the seed's
             # fallback did, so none of them conflicts.
@@ -269,8 +269,19 @@ def _stop(ctx: RunContext) -> None:
     ctx.provider.stop_processes(ctx.run_id)
 
 
-def _concurrency(phase: Phase, options: RunOptions) -> int:
-    return 1 if options.sequential else options.concurrency or phase.effective_concurrency
+def _concurrency(phase: Phase, options: RunOptions, backend: Backend, sink: EventSink) -> int:
+    """How many tickets run at once: as asked (more than the engine holds is said, then
+    done), else as many as the engine holds."""
+    if options.sequential:
+        return 1
+    capacity = backend.capacity()
+    asked = options.concurrency or phase.concurrency
+    workers, why = (asked, "") if asked else default_concurrency(phase, capacity)
+    if why:
+        sink.emit(Notice(why))
+    if said := crowding(phase, workers, capacity):
+        sink.emit(Notice(said, level="warning"))
+    return workers
 
 
 def _save_previous_target(host: HostRepo, run_id: str, target: str, sink: EventSink) -> None:

@@ -18,16 +18,20 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     base_sha = host.resolve(phase.base)
     if base_sha is None:
         raise RepoError(f"base {phase.base!r} is not a commit in {host.top}")
-    workers = concurrency or phase.effective_concurrency
+    from runner.run.preflight import (crowding, default_concurrency,   # the run's own words
+                                      unhonoured)
+
+    backend, unreached = _connected(phase.engine)
+    capacity = backend.capacity() if backend is not None else None
+    asked = concurrency or phase.concurrency
+    workers, why = (asked, "") if asked else default_concurrency(phase, capacity)
     yield (f"phase {phase.name}: base {phase.base} = {base_sha[:12]}, target "
            f"{phase.target_branch}, {len(phase.tickets)} tickets, {workers} at once"
            + (", overlapping paths allowed" if allow_overlap else ""))
-    from runner.run.preflight import crowding, unhonoured   # the run's own words for them
-
+    if why:
+        yield why
     yield from (f"warning: {said}" for said in unhonoured(phase, resolve(phase.engine)))
-    backend, unreached = _connected(phase.engine)
-    asked = concurrency or phase.concurrency
-    if asked and backend is not None and (said := crowding(phase, asked, backend.capacity())):
+    if said := crowding(phase, workers, capacity):
         yield f"warning: {said}"
     if isinstance(phase.image, str):
         yield f"image {phase.image}: {_image_state(phase.image, phase.engine, backend, unreached)}"
@@ -71,6 +75,9 @@ def _image_state(image: str, engine: str, backend: Backend | None, unreached: st
     try:
         if backend.has_image(image):
             return "present"
+        if not backend.engine.receives_images:
+            return ("on none of the cluster's nodes yet: they pull it when a Pod starts, so "
+                    "a registry they reach must have it")
         if not backend.shares_disk:
             return f"missing on {engine}; runner sends it from this machine"
         return "missing; runner builds it" if image in BUILDABLE else "MISSING"

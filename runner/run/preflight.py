@@ -66,14 +66,40 @@ def crowding(phase: Phase, workers: int, capacity: Capacity | None) -> str | Non
     if capacity is None:
         return None
     cpus, memory = phase.resources.cpus, size_in_bytes(phase.resources.memory)
-    fit = max(1, min(int(capacity.cpus // cpus), capacity.memory_bytes // memory))
+    fit = capacity.fits(cpus, memory)
+    if fit == 0:
+        return (f"no worker fits the engine: {_has(capacity)}, and a worker of cpus: {cpus:g} "
+                f"and memory: {phase.resources.memory} needs more than any one of them; "
+                "lower resources.cpus or resources.memory")
     if workers <= fit:
         return None
-    return (f"concurrency {workers} asks for more than the engine holds: {workers} workers "
-            f"of cpus: {cpus:g} and memory: {phase.resources.memory} need {workers * cpus:g} "
-            f"CPUs and {_gib(workers * memory)}, and it has {capacity.cpus:g} CPUs and "
-            f"{_gib(capacity.memory_bytes)}; {fit} fit at once (concurrency: {fit}), more "
-            "share them")
+    need = (f"{workers} workers of cpus: {cpus:g} and memory: {phase.resources.memory} need "
+            f"{workers * cpus:g} CPUs and {_gib(workers * memory)}")
+    return (f"concurrency {workers} asks for more than the engine holds: {need}, and "
+            f"{_has(capacity)}; {fit} fit at once (concurrency: {fit}), more share them")
+
+
+def default_concurrency(phase: Phase, capacity: Capacity | None) -> tuple[int, str]:
+    """How many tickets run at once when neither the phase nor a flag says: as many as fit
+    the engine (each with the phase's resources), at most one per ticket, at least one; and
+    why, to say when it holds fewer than the tickets. An engine that does not tell: 4."""
+    tickets = len(phase.tickets)
+    if capacity is None:
+        return max(1, min(4, tickets)), ""
+    fit = capacity.fits(phase.resources.cpus, size_in_bytes(phase.resources.memory))
+    workers = max(1, min(fit, tickets))
+    if workers >= tickets:
+        return workers, ""
+    return workers, (f"{workers} ticket{'s' * (workers != 1)} at once: what the engine "
+                     f"holds ({_has(capacity)}) for workers of cpus: {phase.resources.cpus:g} and memory: "
+                     f"{phase.resources.memory}; `concurrency:` sets another number")
+
+
+def _has(capacity: Capacity) -> str:
+    if len(capacity.machines) == 1:
+        return f"it has {capacity.cpus:g} CPUs and {_gib(capacity.memory_bytes)}"
+    return (f"its {len(capacity.machines)} nodes have {capacity.cpus:g} CPUs and "
+            f"{_gib(capacity.memory_bytes)} between them")
 
 
 def _gib(size: int) -> str:
@@ -81,14 +107,8 @@ def _gib(size: int) -> str:
 
 
 def _check_remote(phase: Phase, options: RunOptions, engine: Engine) -> None:
-    """What a remote engine cannot carry yet, refused before anything starts (never by
-    passing the key, or a host path, in instead)."""
-    if phase.needs_gateway and not engine.carries_gateway:
-        why = ("egress:" if phase.egress else "cache:" if phase.cache
-               else " and ".join(kinds_where(needs_gateway=True)) + " tickets")
-        raise PhaseFileError(options.phase_file, f"{why} need the runner's gateway, which "
-                             f"cannot reach workers on {engine.name} yet (its socket is on "
-                             "this machine): run with --engine local or kubernetes", field="engine")
+    """What a remote engine cannot carry, refused before anything starts (never by passing
+    a host path in instead)."""
     if phase.gradle.shared_cache is not None:
         raise PhaseFileError(options.phase_file, f"gradle.shared_cache is a directory on this "
                              f"machine, which {engine.name} cannot mount: leave it out",

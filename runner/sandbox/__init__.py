@@ -27,14 +27,15 @@ from runner.sandbox.output import (END_MARK, LINE_LIMIT, RESET_FIRST, START_MARK
                                    output_to_file, read_output, under_timeout)
 from runner.sandbox.protocols import Backend, Capacity, Sandbox, SandboxProvider, SandboxRecord
 from runner.sandbox.spec import (CLAUDE_BINARY, CLAUDE_DIR, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME,
-                                 GRADLE_RO_CACHE, KILL_GRACE, RUN_OBJECTS, SCRATCH_PLACES,
-                                 STOPPED_EXIT, STRICT_BASH, TIMEOUT_EXIT, WATCHDOG_SLACK, WORKSPACE,
-                                 Checkout, Durable, Limits, Mount, SandboxSpec)
+                                 GRADLE_RO_CACHE, KILL_GRACE, RELAY_DIR, RUN_OBJECTS,
+                                 SCRATCH_PLACES, STOPPED_EXIT, STRICT_BASH, TIMEOUT_EXIT,
+                                 WATCHDOG_SLACK, WORKSPACE, Checkout, Durable, Limits, Mount,
+                                 SandboxSpec)
 
 __all__ = ["Backend", "CLAUDE_BINARY", "Capacity", "CLAUDE_DIR", "Checkout", "Durable", "END_MARK",
            "ExecResult", "GATEWAY_DIR", "GATEWAY_PORT", "GRADLE_HOME", "GRADLE_RO_CACHE",
            "KILL_GRACE", "LINE_LIMIT", "Limits", "Mount", "OutputHandler", "OutputTail",
-           "RESET_FIRST", "RUN_OBJECTS", "RunCommand", "SCRATCH_PLACES", "START_MARK",
+           "RELAY_DIR", "RESET_FIRST", "RUN_OBJECTS", "RunCommand", "SCRATCH_PLACES", "START_MARK",
            "STOPPED_EXIT", "STRICT_BASH", "Sandbox", "SandboxProvider", "SandboxRecord",
            "SandboxSpec", "TIMEOUT_EXIT", "Take", "WATCHDOG_SLACK", "WORKSPACE", "cut_mark",
            "output_of", "output_to_file", "read_output", "under_timeout"]
@@ -44,7 +45,7 @@ __all__ = ["Backend", "CLAUDE_BINARY", "Capacity", "CLAUDE_DIR", "Checkout", "Du
 # first asked for (runner/faces.py).
 _EXPORTS = {
     "runner.sandbox.backends": ("connect",),
-    "runner.sandbox.engines": ("LOCAL", "Engine", "check_engine", "resolve"),
+    "runner.sandbox.engines": ("KUBERNETES", "LOCAL", "Engine", "check_engine", "resolve"),
     "runner.sandbox.images": ("BUILDABLE", "WORKER_DOCKERFILE", "build_images"),
     "runner.sandbox.needs": ("FIND_MISSING", "how_to_add", "needed"),
     "runner.sandbox.recipes": ("Recipe",),
@@ -53,7 +54,7 @@ __getattr__ = lazy_names(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:
     from runner.sandbox.backends import connect
-    from runner.sandbox.engines import LOCAL, Engine, check_engine, resolve
+    from runner.sandbox.engines import KUBERNETES, LOCAL, Engine, check_engine, resolve
     from runner.sandbox.images import BUILDABLE, WORKER_DOCKERFILE, build_images
     from runner.sandbox.needs import FIND_MISSING, how_to_add, needed
     from runner.sandbox.recipes import Recipe

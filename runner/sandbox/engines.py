@@ -45,13 +45,6 @@ class Engine:
         return self.kind == "docker" and self.url is None
 
     @property
-    def carries_gateway(self) -> bool:
-        """Whether the runner's gateway reaches its sandboxes: a local engine's through the
-        socket mounted in, a cluster's through each Pod's relay (kube/tunnel.py); a remote
-        Docker engine's not yet."""
-        return self.local or self.kind == KUBERNETES
-
-    @property
     def limits_processes(self) -> bool:
         """Whether a sandbox's process count can be bounded per sandbox (``resources.pids``):
         a Pod's spec has no such field; the node's kubelet bounds every Pod alike."""

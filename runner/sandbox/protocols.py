@@ -3,6 +3,7 @@ run's sandboxes, and the Backend (an engine runner is connected to)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -138,10 +139,24 @@ class SandboxProvider(Protocol):
 
 @dataclass(frozen=True)
 class Capacity:
-    """What an engine can give its sandboxes at once."""
+    """What an engine can give its sandboxes at once: the CPUs and memory of each machine
+    they are placed on (a Docker engine's one; each node of a cluster that takes Pods)."""
 
-    cpus: float
-    memory_bytes: int
+    machines: tuple[tuple[float, int], ...]      # (CPUs, memory in bytes) each
+
+    @property
+    def cpus(self) -> float:
+        return sum(cpus for cpus, _ in self.machines)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(memory for _, memory in self.machines)
+
+    def fits(self, cpus: float, memory_bytes: int) -> int:
+        """How many sandboxes of ``cpus`` and ``memory_bytes`` fit at once, each whole on
+        one machine."""
+        return sum(min(math.floor(have / cpus + 1e-9), room // memory_bytes)
+                   for have, room in self.machines)
 
 
 @dataclass(frozen=True)

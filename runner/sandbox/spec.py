@@ -31,6 +31,9 @@ CLAUDE_BINARY = f"{CLAUDE_DIR}/claude"    # Claude Code, read-only, for claude-c
 
 
 GATEWAY_DIR = "/runner/gateway"  # the directory of the worker's gateway socket, read-only
+# The gateway's relay's own directory where the engine cannot reach this machine's socket
+# (relay/script.py): its user's alone, which the worker cannot enter.
+RELAY_DIR = "/relay"
 
 
 GATEWAY_PORT = 3128              # where the forwarder serves the gateway on the worker's loopback

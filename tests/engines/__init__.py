@@ -1,7 +1,8 @@
 """Test engines: real engines besides the host's Docker, for backends that share no disk.
 
 ``remote_engine`` (session-scoped) is a fresh dockerd reached over TCP on 127.0.0.1 (see
-``dind.py``); ``remote_worker_image`` is runner-worker:latest loaded into it. ``kube_cluster``
+``dind.py``); ``remote_worker_image`` is runner-worker:latest loaded into it (``remote_jvm_image``: the
+JVM one). ``kube_cluster``
 is a one-node Kubernetes built from Debian's source package (``kube.py``), its API server on
 127.0.0.1, with the worker image imported. Integration tests get them through
 tests/integration/conftest.py.
@@ -29,6 +30,12 @@ def remote_engine(engine: docker.DockerClient) -> Iterator[RemoteEngine]:
 def remote_worker_image(remote_engine: RemoteEngine, worker_image: str) -> str:
     remote_engine.load(worker_image)
     return worker_image
+
+
+@pytest.fixture(scope="session")
+def remote_jvm_image(remote_engine: RemoteEngine, jvm_image: str) -> str:
+    remote_engine.load(jvm_image)
+    return jvm_image
 
 
 @pytest.fixture(scope="session")

@@ -191,8 +191,84 @@ def test_tokens_and_cost_are_what_the_fake_sent(three_at_once) -> None:
     assert [a["tokens"] for a in api] == [sum(u) for u in sent["C1"]]
 
 
+@pytest.fixture(scope="module")
+def three_on_remote(tmp_path_factory: pytest.TempPathFactory, remote_engine,
+                    remote_worker_image: str) -> Iterator[dict]:
+    """The three at once on another machine's engine (reached over TCP, sharing no disk):
+    their way out is the relay beside each container's keeper, carried over the engine's
+    exec streams to the gateway here; Claude Code reaches the engine once, in a volume."""
+    root = tmp_path_factory.mktemp("claude-remote")
+    repo = make_repo(root / "repo")
+    phase = write_phase(root / "p.yaml", {
+        "name": "claude-remote", "concurrency": 3, "prices": PRICES,
+        "tickets": [_ticket(t, paths=[f"{t.lower()}.txt"]) for t in ("R1", "R2", "R3")]})
+    scripts = {t: _writes(t, f"{t.lower()}.txt", " && sleep 1") for t in ("R1", "R2", "R3")}
+    client = remote_engine.client
+    with FakeMessagesAPI(scripts) as fake:
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), "--keep", "--engine",
+                             remote_engine.url, env=_env(fake))
+    # Where the key could be on that engine: each kept container's settings and what its
+    # tmpfs holds (Claude Code's HOME is /tmp), and every file under the engine's data root
+    # (images, containers' layers and logs, every volume).
+    seen = {}
+    for container in containers(client, doc.get("run_id")):
+        try:
+            if container.labels.get("runner.ticket") in scripts:
+                seen[container.name] = json.dumps(container.attrs).encode()
+                container.start()
+                seen[container.name] += container.exec_run(
+                    ["sh", "-c", 'grep -rlF "$0" /tmp /workspace /gradle-home; ls -a /tmp', KEY],
+                    user=f"{os.getuid()}:{os.getgid()}").output
+        finally:
+            container.remove(force=True)
+    def grep_engine(needle: str) -> bytes:
+        return remote_engine.container.exec_run(
+            ["sh", "-c", 'grep -rlF -D skip --binary-files=text "$0" /var/lib/docker '
+             '2>/dev/null; true', needle]).output
+
+    # The scan finds what is there (a workspace's file), then looks for the key.
+    control, everywhere = grep_engine("by R1"), grep_engine(KEY)
+    carried = [v.name for v in client.volumes.list(filters={"label": "runner.file"})]
+    for volume in client.volumes.list(filters={"label": f"runner.run={doc.get('run_id')}"}):
+        volume.remove(force=True)
+    yield {"repo": repo, "proc": proc, "doc": doc, "fake": fake, "seen": seen,
+           "control": control, "everywhere": everywhere, "carried": carried}
+
+
+def test_three_claude_code_workers_on_a_remote_engine_integrate_through_the_gateway(
+        three_on_remote) -> None:
+    run = three_on_remote
+    proc, doc, repo, fake = run["proc"], run["doc"], run["repo"], run["fake"]
+    assert proc.returncode == 0, proc.stderr
+    assert "isolation self-test passed" in proc.stderr
+    tickets = {t["id"]: t for t in doc["tickets"]}
+    for t in ("R1", "R2", "R3"):
+        assert tickets[t]["status"] == "integrated", tickets[t]
+        assert git(repo, "show", f"{doc['target']}:{t.lower()}.txt") == f"by {t}\nbash"
+        # Metered at the gateway here, as on this machine's engine.
+        assert tickets[t]["tokens"] == sum(sum(u) for u in fake.sent_usage[t])
+    assert not fake.problems
+    outcomes = load_result(Path(doc["run_dir"])).outcomes
+    spans = [(outcomes[t].started, outcomes[t].ended) for t in ("R1", "R2", "R3")]
+    assert max(s for s, _ in spans) < min(e for _, e in spans)
+    # One copy of Claude Code on the engine, whatever the number of sandboxes.
+    assert len(run["carried"]) == 1
+
+
+def test_the_key_is_nowhere_on_the_remote_engine(three_on_remote) -> None:
+    run = three_on_remote
+    every = run["fake"].requests + run["fake"].side_requests
+    assert every and all(r.headers.get("x-api-key") == KEY for r in every)
+    assert set(run["seen"]) and all(b".claude" in seen for seen in run["seen"].values())
+    assert [name for name, seen in run["seen"].items() if KEY.encode() in seen] == []
+    assert b"/volumes/" in run["control"] and run["everywhere"] == b""
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
 def test_the_phase_budget_and_max_tokens_stop_claude_code_at_the_gateway(
-        tmp_path: Path, worker_image: str) -> None:
+        tmp_path: Path, where: str, request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("worker_image" if where == "local" else "remote_worker_image")
+    flags = ("--engine", request.getfixturevalue("remote_engine").url) if where == "remote" else ()
     repo = make_repo(tmp_path / "repo")
     # Each first call costs $0.00032: A's spends its max_tokens, B's the rest of the budget.
     phase = write_phase(tmp_path / "p.yaml", {
@@ -200,7 +276,7 @@ def test_the_phase_budget_and_max_tokens_stop_claude_code_at_the_gateway(
         "tickets": [_ticket("A", max_tokens=100), _ticket("B")]})
     scripts = {"A": _writes("A", "a.txt"), "B": _writes("B", "b.txt")}
     with FakeMessagesAPI(scripts) as fake:
-        proc, doc = run_json("run", str(phase), "--repo", str(repo), env=_env(fake))
+        proc, doc = run_json("run", str(phase), "--repo", str(repo), *flags, env=_env(fake))
     assert proc.returncode == 1, proc.stderr
     tickets = {t["id"]: t for t in doc["tickets"]}
     assert tickets["A"]["status"] == "failed"

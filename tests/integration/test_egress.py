@@ -1,8 +1,9 @@
 """Egress through the gateway, with real tools in workers whose network is `none`: a real
 Gradle build (Debian's 4.4.1) resolves a dependency from a Maven repository this test serves
-on the host's 127.0.0.1 when the phase lists that address, and fails, with the gateway's
-refusal in its log, when it does not; curl and git to hosts no entry lists get 403; a listed
-name that resolves to loopback is refused, the same address listed as an IP is reached."""
+on the host's 127.0.0.1 when the phase lists that address (on this machine's engine and on a
+remote one), and fails, with the gateway's refusal in its log, when it does not; curl and
+git to hosts no entry lists get 403; a listed name that resolves to loopback is refused, the
+same address listed as an IP is reached."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def maven(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, list[
     server.server_close()
 
 
-def _run(root: Path, image: str, port: int, egress: list[str]) -> tuple[Path, object, dict]:
+def _run(root: Path, image: str, port: int, egress: list[str],
+         *flags: str) -> tuple[Path, object, dict]:
     repo = make_repo(root / "repo", {"build.gradle": BUILD_GRADLE % port, "settings.gradle": "",
                                      ".gitignore": ".gradle/\nbuild/\n"})
     probe = PROBE.replace("PORT", str(port)).replace("ARTIFACT", ARTIFACT)
@@ -83,7 +85,7 @@ def _run(root: Path, image: str, port: int, egress: list[str]) -> tuple[Path, ob
         "name": "egress", "image": image, "egress": egress, "concurrency": 2,
         "tickets": [{"id": "G", "agent": "script", "run": RESOLVE, "paths": ["deps.txt"]},
                     {"id": "P", "agent": "script", "run": probe}]})
-    proc, doc = run_json("run", str(phase), "--repo", str(repo))
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), *flags)
     return repo, proc, doc
 
 
@@ -92,10 +94,16 @@ def _show(repo: Path, doc: dict, ticket: str, path: str) -> str:
     return git(repo, "show", f"{ref}:{path}")
 
 
-def test_listed_address_resolves_a_real_gradle_dependency(tmp_path: Path, jvm_image: str,
-                                                           maven) -> None:
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_listed_address_resolves_a_real_gradle_dependency(tmp_path: Path, maven, where: str,
+                                                           request: pytest.FixtureRequest) -> None:
+    """On this machine's engine, and on a remote one (its workers reach the gateway through
+    the relay, over the engine's exec streams)."""
     port, asked = maven
-    repo, proc, doc = _run(tmp_path, jvm_image, port, [f"127.0.0.1:{port}", f"localhost:{port}"])
+    image = request.getfixturevalue("jvm_image" if where == "local" else "remote_jvm_image")
+    flags = ("--engine", request.getfixturevalue("remote_engine").url) if where == "remote" else ()
+    repo, proc, doc = _run(tmp_path, image, port, [f"127.0.0.1:{port}", f"localhost:{port}"],
+                           *flags)
     assert proc.returncode == 0, proc.stderr
     assert _show(repo, doc, "G", "deps.txt") == "greeting-1.0.jar"
     assert f"/{ARTIFACT}.jar" in asked and f"/{ARTIFACT}.pom" in asked

@@ -502,7 +502,7 @@ def test_unlisted_hosts_get_403_naming_them(
         tmp_path: Path, ledger: Ledger, fake: FakeMessagesAPI, site: Site) -> None:
     records = Records()
     fake_port = int(fake.url.rsplit(":", 1)[1])
-    with gateway(tmp_path, ledger, fake.url, ["repo.maven.apache.org"]) as gw, \
+    with gateway(tmp_path, ledger, fake.url, ["maven.corp.example"]) as gw, \
             gw.serve(records.caller("T1")) as d:
         status, body = refused_connect(d / SOCKET_NAME, "example.com:443")
         # The upstream's own address is egress like any other: not listed, not reached.

@@ -497,6 +497,28 @@ def test_a_storage_class_the_cluster_lacks_is_said_at_once(tmp_path: Path,
     assert _of_run(kube_cluster, doc["run_id"]) == {"pods": [], "policies": [], "claims": []}
 
 
+def test_a_pod_no_node_can_hold_is_said_before_and_fails_at_once(
+        tmp_path: Path, kube_cluster: TestCluster) -> None:
+    """The node has 2 CPUs: a worker asking for 3 is said by the dry run, and its Pod fails
+    its ticket at once with the scheduler's reason (not "did not start in 300s")."""
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "too-big", "resources": {**RESOURCES, "cpus": 3},
+        "tickets": [{"id": "T", "agent": "script", "run": "true"}]})
+    dry = runner_cli("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
+                     "--dry-run", env=_env(kube_cluster))
+    assert dry.returncode == 0, dry.stderr
+    assert "no worker fits the engine" in dry.stdout and "cpus: 3" in dry.stdout, dry.stdout
+    proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
+                         "--no-preflight", env=_env(kube_cluster))
+    assert "no worker fits the engine" in proc.stderr
+    [ticket] = doc["tickets"]
+    assert ticket["status"] == "failed", ticket
+    assert "cannot be scheduled: it asks for 3" in ticket["reason"], ticket
+    assert "the scheduler: 0/1 nodes are available: 1 Insufficient cpu" in ticket["reason"]
+    assert _of_run(kube_cluster, doc["run_id"])["pods"] == []
+
+
 def test_a_projects_own_image_reaches_the_node_and_runs_its_tickets(tmp_path: Path,
                                                                     kube_cluster) -> None:
     """A cluster builds nothing: `runner images build --phase` builds the project's image

@@ -72,14 +72,32 @@ def _run(tmp_path: Path, phase: str, *flags: str) -> subprocess.CompletedProcess
 
 
 @pytest.mark.parametrize("phase, says, engine", [
-    ("name: p\negress: [example.com]\ntickets:\n  - {id: A, agent: script, run: 'true'}\n",
-     "egress: need the runner's gateway", "tcp://127.0.0.1:1"),
-    ("name: p\ntickets:\n  - {id: A, agent: command, run: 'true'}\n",
-     "claude-code and command tickets need the runner's gateway", "tcp://127.0.0.1:1")])
+    ("name: p\ngradle: {shared_cache: /tmp}\ntickets:\n  - {id: A, agent: script, run: 'true'}\n",
+     "gradle.shared_cache is a directory on this machine", "tcp://127.0.0.1:1"),
+    ("name: p\nnetwork: bridge\ntickets:\n  - {id: A, agent: script, run: 'true'}\n",
+     "network: bridge is not built for Kubernetes", "kubernetes:nowhere")])
 def test_what_a_remote_engine_cannot_carry_is_refused_before_it_is_asked(
         tmp_path: Path, phase: str, says: str, engine: str) -> None:
     # Port 1 on loopback: nothing answers there, and nothing may be asked (no cluster either).
     proc = _run(tmp_path, phase, "--engine", engine)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert says in line and "--engine local" in line and "Traceback" not in proc.stderr
+    assert says in line and "Traceback" not in proc.stderr
+
+
+def test_an_override_leaves_what_the_file_left_out_unset() -> None:
+    """An engine given by flag must not make resources.pids look set by the phase (it
+    would be warned about on Kubernetes)."""
+    from runner.run.preflight import unhonoured
+
+    phase = Phase.model_validate({"name": "p", "tickets": [
+        {"id": "A", "agent": "script", "run": "true"}]})
+    moved = apply_overrides(phase, flags={"engine": "kubernetes", "models.simple": "m"}, env={})
+    assert moved.engine == "kubernetes" and moved.models.simple == "m"
+    assert "pids" not in moved.resources.model_fields_set
+    assert unhonoured(moved, resolve("kubernetes")) == []
+    bounded = Phase.model_validate({**phase.model_dump(exclude_unset=True),
+                                    "resources": {"pids": 100}})
+    [said] = unhonoured(apply_overrides(bounded, flags={"engine": "kubernetes"}, env={}),
+                        resolve("kubernetes"))
+    assert said.startswith("resources.pids has no effect on Kubernetes")

@@ -119,12 +119,12 @@ def test_a_concurrency_the_engine_cannot_hold_is_said_and_done_as_asked(tmp_path
         "tickets": [{"id": f"T{i}", "agent": "script", "run": f"echo {i} > {i}.txt"}
                     for i in range(3)]})
     phase = load_phase(phase_file)
-    two_cores = Capacity(cpus=2, memory_bytes=8 << 30)
+    two_cores = Capacity(machines=((2, 8 << 30),))
     said = crowding(phase, 3, two_cores)
     assert said is not None and said.startswith("concurrency 3 asks for more than the engine")
     assert "3 CPUs" in said and "2 CPUs" in said and "2 fit at once (concurrency: 2)" in said
     assert crowding(phase, 2, two_cores) is None and crowding(phase, 3, None) is None
-    assert "1 fit at once" in (crowding(phase, 3, Capacity(cpus=64, memory_bytes=1 << 30))
+    assert "1 fit at once" in (crowding(phase, 3, Capacity(machines=((64, 1 << 30),)))
                                or "")                                # memory bounds it too
     backend = DirBackend()
     backend.held = two_cores
@@ -133,3 +133,37 @@ def test_a_concurrency_the_engine_cannot_hold_is_said_and_done_as_asked(tmp_path
                        sink, backend=backend)
     warned = [e.message for e in sink.events if isinstance(e, Notice) and e.level == "warning"]
     assert said in warned and result.exit_code == 0       # said, then run as asked
+
+
+def test_with_no_concurrency_the_engine_sizes_it(tmp_path: Path) -> None:
+    """As many at once as fit (each machine holding whole workers), said when fewer than
+    the tickets; an engine that does not tell: 4; a worker no machine holds: said."""
+    from runner.records import Notice
+    from runner.run.preflight import crowding, default_concurrency
+    from runner.sandbox import Capacity
+
+    phase_file = write_phase(tmp_path / "phase.yaml", {
+        "name": "sized", "resources": {"cpus": 1.5, "memory": "3g"},
+        "tickets": [{"id": f"T{i}", "agent": "script", "run": f"echo {i} > {i}.txt"}
+                    for i in range(5)]})
+    phase = load_phase(phase_file)
+    nodes = Capacity(machines=((2, 8 << 30), (4, 16 << 30)))    # 1 + 2 whole workers
+    assert nodes.fits(1.5, 3 << 30) == 3 and Capacity(machines=((2, 8 << 30),)).fits(0.2, 1) == 10
+    workers, why = default_concurrency(phase, nodes)
+    assert workers == 3 and why.startswith("3 tickets at once: what the engine holds (its 2 "
+                                           "nodes have 6 CPUs and 24.0 GiB between them)")
+    assert default_concurrency(phase, None) == (4, "")
+    assert default_concurrency(phase, Capacity(machines=((64, 64 << 30),))) == (5, "")
+    tiny = Capacity(machines=((1, 8 << 30),))
+    assert default_concurrency(phase, tiny)[0] == 1
+    assert (crowding(phase, 1, tiny) or "").startswith("no worker fits the engine")
+    backend = DirBackend()
+    backend.held = Capacity(machines=((2, 8 << 30),))
+    sink = EventCollector()
+    result = run_phase(phase, RunOptions(repo=make_repo(tmp_path / "repo"),
+                                         phase_file=phase_file, preflight=False),
+                       sink, backend=backend)
+    said = [e.message for e in sink.events if isinstance(e, Notice)]
+    assert any(m.startswith("1 ticket at once: what the engine holds (it has 2 CPUs")
+               for m in said), said
+    assert result.exit_code == 0

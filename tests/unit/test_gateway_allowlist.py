@@ -14,12 +14,12 @@ from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize("entry, normal", [
-    ("repo.maven.apache.org", "repo.maven.apache.org"),
-    ("Repo.Maven.Apache.ORG.", "repo.maven.apache.org"),
+    ("maven.corp.example", "maven.corp.example"),
+    ("Maven.Corp.EXAMPLE.", "maven.corp.example"),
     ("nexus.corp:8081", "nexus.corp:8081"),
     ("localhost:8080", "localhost:8080"),
-    ("*.gradle.org", "*.gradle.org"),
-    ("*.Gradle.org:8443", "*.gradle.org:8443"),
+    ("*.corp.example", "*.corp.example"),
+    ("*.Corp.example:8443", "*.corp.example:8443"),
     ("_acme.example.com", "_acme.example.com"),
     ("10.0.0.5", "10.0.0.5"),
     ("127.0.0.1:9000", "127.0.0.1:9000"),
@@ -33,17 +33,17 @@ def test_accepted_entries_come_back_in_their_normal_spelling(entry: str, normal:
 
 @pytest.mark.parametrize("entry, says", [
     ("", "is empty"),
-    ("repo.maven.org ", "holds a space"),
+    ("maven.corp.example ", "holds a space"),
     ("a b", "holds a space"),
-    ("https://repo.maven.org", "has a scheme: give only the host"),
-    ("repo.maven.org/maven2", "is more than a host and port"),
+    ("https://maven.corp.example", "has a scheme: give only the host"),
+    ("maven.corp.example/maven2", "is more than a host and port"),
     ("user@host", "is more than a host and port"),
     ("host:0", "port 0 is outside 1..65535"),
     ("host:65536", "port 65536 is outside 1..65535"),
     ("host:", "the port must be a number"),
     ("host:http", "the port must be a number"),
     ("*", "'*' only stands for subdomains"),
-    ("*maven.org", "'*' only stands for subdomains"),
+    ("*corp.example", "'*' only stands for subdomains"),
     ("*.", "'*.' needs a domain after it"),
     ("*.10.0.0.1", "not an IP"),
     ("host\x00", "holds a NUL character"),
@@ -64,22 +64,22 @@ def test_refused_entries_say_what_form_to_use(entry: str, says: str) -> None:
 
 
 def test_a_name_lets_out_ports_80_and_443_only_unless_a_port_is_given() -> None:
-    allow = Allowlist(["repo.maven.org", "nexus.corp:8081"])
-    assert allow.match("repo.maven.org", 443)
-    assert allow.match("REPO.maven.org.", 80)
-    assert not allow.match("repo.maven.org", 8080)
+    allow = Allowlist(["maven.corp.example", "nexus.corp:8081"])
+    assert allow.match("maven.corp.example", 443)
+    assert allow.match("MAVEN.corp.example.", 80)
+    assert not allow.match("maven.corp.example", 8080)
     assert allow.match("nexus.corp", 8081)
     assert not allow.match("nexus.corp", 443)
-    assert not allow.match("evil.repo.maven.org", 443)
-    assert not allow.match("maven.org", 443)
+    assert not allow.match("evil.maven.corp.example", 443)
+    assert not allow.match("corp.example", 443)
 
 
 def test_a_wildcard_is_any_subdomain_but_not_the_domain_itself() -> None:
-    allow = Allowlist(["*.gradle.org", "*.corp:8443"])
-    assert allow.match("plugins.gradle.org", 443)
-    assert allow.match("a.b.gradle.org", 80)
-    assert not allow.match("gradle.org", 443)
-    assert not allow.match("evilgradle.org", 443)
+    allow = Allowlist(["*.corp.example", "*.corp:8443"])
+    assert allow.match("plugins.corp.example", 443)
+    assert allow.match("a.b.corp.example", 80)
+    assert not allow.match("corp.example", 443)
+    assert not allow.match("evilcorp.example", 443)
     assert allow.match("x.corp", 8443)
     assert not allow.match("x.corp", 443)
 

@@ -17,8 +17,8 @@ from runner.sandbox.kube.execs import StreamLost, exit_code
 from runner.sandbox.kube.pods import (CHECKOUT, KEY, POD_USER, RUN, SANDBOX, claim_manifest,
                                       label_value, literal, pod_manifest, pod_name, policy_manifest,
                                       spec_labels)
-from runner.sandbox.kube.relay import RELAY_COMMAND
-from runner.sandbox.kube.tunnel import announced_pids
+from runner.sandbox.relay.script import RELAY_COMMAND
+from runner.sandbox.relay.tunnel import announced_pids
 
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 

@@ -13,7 +13,7 @@ def test_defaults(tmp_path: Path) -> None:
     phase = load_phase(path)
     assert phase.base == "HEAD"
     assert phase.target_branch == "runner/phase-2"
-    assert phase.effective_concurrency == 4
+    assert phase.concurrency is None     # sized to the engine (run/preflight.py)
     assert phase.network == "none"
     assert phase.image == "runner-worker:latest"
     assert (phase.resources.cpus, phase.resources.memory, phase.resources.pids) == (1, "2g", 512)
@@ -51,7 +51,7 @@ tickets:
   - {id: R09, agent: script, run: "true", depends_on: [R08]}
 """)
     phase = load_phase(path)
-    assert phase.effective_concurrency == 3
+    assert phase.concurrency == 3
     assert phase.ticket("R09").depends_on == ["R08"]
     assert str(phase.gradle.shared_cache) == "/tmp"
     assert phase.author is not None

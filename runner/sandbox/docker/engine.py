@@ -75,7 +75,7 @@ class DockerBackend:
         cpus, memory = info.get("NCPU"), info.get("MemTotal")
         if not isinstance(cpus, int) or not isinstance(memory, int):
             return None
-        return Capacity(cpus=cpus, memory_bytes=memory)
+        return Capacity(machines=((cpus, memory),))
 
     def remove_sandbox(self, name: str) -> bool:
         try:

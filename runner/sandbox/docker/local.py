@@ -5,6 +5,7 @@ self-test runs, removed off the tickets' way."""
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -19,11 +20,11 @@ from docker.types import Mount as DockerMount
 
 from runner.errors import EnvironmentProblem
 from runner.host import discard_tree, explain_mount_error
-from runner.sandbox import (GATEWAY_DIR, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS, SCRATCH_PLACES,
-                            WORKSPACE, Checkout, SandboxSpec)
+from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS,
+                            SCRATCH_PLACES, WORKSPACE, Checkout, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
-from runner.sandbox.docker.sandbox import KEEPER, DockerSandbox, keeper_command
+from runner.sandbox.docker.sandbox import KEEP_UP, KEEPER, DockerSandbox
 from runner.sandbox.docker.workspace import Workspace, create_workspace, fill_workspace
 
 
@@ -49,6 +50,7 @@ def _fits(ahead: SandboxSpec, spec: SandboxSpec) -> bool:
     return ahead == replace(spec, checkout=replace(spec.checkout, start=""))
 
 
+TMP_OPTIONS = "rw,exec,nosuid,nodev,size=1g"     # a sandbox's /tmp (the worker's HOME)
 REMOVERS = 4     # containers removed at once, off the tickets' way
 STARTERS = 64    # containers started while their clones are made (threads made as needed)
 
@@ -82,8 +84,9 @@ class DockerSandboxes:
         return base / "workspaces" / name, base / "gradle" / name
 
     # The places a backend without the runner's disk differs (sandbox/docker/remote.py): where a
-    # checkout lives (_place), how it is mounted (_mounts), what is done in the started
-    # sandbox (_provision), and how its disk is watched (_watch_disk).
+    # checkout lives (_place), how it is mounted (_mounts), what the container's own process
+    # runs (_keeper), what is done in the started sandbox (_provision), how its disk is
+    # watched (_watch_disk) and how the gateway reaches it (_carry_gateway).
     def _place(self, checkout: Checkout) -> object:
         clone, home = self._paths(checkout.place, checkout.name)
         if not checkout.fresh:
@@ -266,11 +269,25 @@ class DockerSandboxes:
         return DiskWatch({workspace.clone: WORKSPACE, workspace.gradle_home: GRADLE_HOME},
                          budget=spec.limits.disk, stop=sandbox.stop_for)
 
+    def _keeper(self, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
+        """The container's own command and its tmpfs mounts. With a gateway, the forwarder
+        runs beside the keeper (socat, as KEEPER like the rest: the worker cannot stop it,
+        and a restart starts it again), from the worker's loopback to its socket."""
+        tmpfs = {"/tmp": TMP_OPTIONS}
+        if spec.gateway is None:
+            return KEEP_UP, tmpfs
+        forward = (f"socat TCP-LISTEN:{GATEWAY_PORT},bind=127.0.0.1,fork,reuseaddr "
+                   f"UNIX-CONNECT:{shlex.quote(f'{GATEWAY_DIR}/{spec.gateway.name}')}")
+        return ["/bin/sh", "-c", f"{forward} & exec {shlex.join(KEEP_UP)}"], tmpfs
+
+    def _carry_gateway(self, sandbox: DockerSandbox) -> AbstractContextManager[object]:
+        return nullcontext()      # the socket is mounted in
+
     @contextmanager
     def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
         sandbox = self._made_ahead(spec) or self._open_new(spec)
         try:
-            with self._watch_disk(sandbox):
+            with self._watch_disk(sandbox), self._carry_gateway(sandbox):
                 yield sandbox
         finally:
             if not keep:
@@ -367,7 +384,8 @@ class DockerSandboxes:
                                 placement if isinstance(placement, Workspace) else None)
         with engine_must_answer():
             sandbox._ensure_running()
-        yield sandbox
+        with self._carry_gateway(sandbox):
+            yield sandbox
 
     def stop_processes(self, run_id: str) -> None:
         # Best effort, container by container: an interrupt goes on regardless.
@@ -415,19 +433,19 @@ class DockerSandboxes:
             return []
 
     def _create(self, spec: SandboxSpec, mounts: list[DockerMount]) -> Container:
+        command, tmpfs = self._keeper(spec)
         for attempt in (1, 2):
             try:
                 # create (not run): run would silently try to pull a missing image.
                 return self.client.containers.create(
                     # entrypoint []: an image's ENTRYPOINT would wrap the keeper (a project's
                     # image often has one) and run it as its arguments.
-                    spec.image, command=keeper_command(spec), entrypoint=[], name=spec.name,
+                    spec.image, command=command, entrypoint=[], name=spec.name,
                     # The container's own process is KEEPER's; every command runs as the
                     # worker.
                     labels=dict(spec.labels), environment=dict(spec.env), user=KEEPER,
                     working_dir=spec.workdir, mounts=mounts, network_mode=spec.network,
-                    init=True, read_only=True,
-                    tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1g"},
+                    init=True, read_only=True, tmpfs=tmpfs,
                     cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
                     pids_limit=spec.limits.pids, mem_limit=spec.limits.memory,
                     memswap_limit=spec.limits.memory, nano_cpus=int(spec.limits.cpus * 1e9),

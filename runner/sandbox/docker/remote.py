@@ -9,8 +9,11 @@ workspace volume; results come back as the bundle collect already makes, through
 disk budget is watched by du inside the sandbox. A checkout whose work could not be collected
 is set aside by a third volume marking its two, which then stay through a clean.
 
-What needs the runner's disk is refused before anything starts, saying why: the gateway (a
-unix socket of the runner's), a shared Gradle cache and carried files (a host path each).
+The gateway reaches a worker through a relay beside the container's keeper (relay/), its
+connections carried over the engine's exec streams (docker/relay.py). Files of this machine
+(the Claude Code binary) go to the engine once, into volumes named by their content
+(docker/carried.py), mounted read-only. A shared Gradle cache, a directory of this machine's,
+is refused before anything starts.
 """
 
 from __future__ import annotations
@@ -19,14 +22,11 @@ import hashlib
 import io
 import re
 import secrets
-import tarfile
-import tempfile
 import time
-from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
 
 import docker
 import docker.errors
@@ -34,12 +34,16 @@ from docker.models.volumes import Volume
 from docker.types import Mount as DockerMount
 
 from runner.errors import EnvironmentProblem
-from runner.sandbox import (GRADLE_HOME, SCRATCH_PLACES, STRICT_BASH, WORKSPACE, Checkout,
-                            SandboxSpec)
+from runner.sandbox import (GRADLE_HOME, RELAY_DIR, SCRATCH_PLACES, STRICT_BASH, WORKSPACE,
+                            Checkout, SandboxSpec)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
+from runner.sandbox.docker.carried import CarriedFiles, put_file
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
 from runner.sandbox.docker.local import DockerSandboxes
-from runner.sandbox.docker.sandbox import DockerSandbox
+from runner.sandbox.docker.relay import ContainerRelay
+from runner.sandbox.docker.sandbox import KEEPER, DockerSandbox
+from runner.sandbox.relay.script import beside
+from runner.sandbox.relay.tunnel import GatewayTunnel
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
 
 CHECKOUT_LABEL = "runner.checkout"     # <place>/<name> of the checkout a volume holds
@@ -64,6 +68,7 @@ class RemoteDockerSandboxes(DockerSandboxes):
     def __init__(self, client: docker.DockerClient, *, run_id: str, root: Path) -> None:
         super().__init__(client, root=root)     # root: the runner's side (bundles made there)
         self.run_id = run_id
+        self._carried = CarriedFiles(client, run_id)
 
     # --- where checkouts live -------------------------------------------------------------
 
@@ -164,25 +169,38 @@ class RemoteDockerSandboxes(DockerSandboxes):
 
     # --- the sandbox over them ------------------------------------------------------------
 
-    def _refuse_host_paths(self, spec: SandboxSpec) -> None:
-        if spec.gateway is not None:
-            raise EnvironmentProblem("the gateway cannot reach a worker on a remote Docker "
-                                     "engine yet (its socket is on this machine): run this "
-                                     "phase with `--engine local`")
+    def _mounts(self, spec: SandboxSpec, placement: object) -> list[DockerMount]:
         if spec.shared_cache is not None:
             raise EnvironmentProblem("gradle.shared_cache is a directory on this machine; a "
                                      "remote engine cannot mount it: leave it out")
-        if spec.files:
-            raise EnvironmentProblem("the Claude Code binary is a file on this machine; a "
-                                     "remote engine cannot mount it yet: run claude-code "
-                                     "tickets with `--engine local`")
+        mounts = [self._carried.mount(file, spec) for file in spec.files]
+        if isinstance(placement, Volumes):
+            mounts += [DockerMount(target=WORKSPACE, source=placement.workspace, type="volume"),
+                       DockerMount(target=GRADLE_HOME, source=placement.gradle, type="volume")]
+        return mounts
 
-    def _mounts(self, spec: SandboxSpec, placement: object) -> list[DockerMount]:
-        self._refuse_host_paths(spec)
-        if not isinstance(placement, Volumes):
-            return []
-        return [DockerMount(target=WORKSPACE, source=placement.workspace, type="volume"),
-                DockerMount(target=GRADLE_HOME, source=placement.gradle, type="volume")]
+    def _keeper(self, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
+        """With a gateway, its relay beside the keeper, as KEEPER, in a directory of its own
+        that the worker cannot enter."""
+        command, tmpfs = super()._keeper(replace(spec, gateway=None))
+        if spec.gateway is None:
+            return command, tmpfs
+        uid, gid = KEEPER.split(":")
+        return beside(command), {**tmpfs, RELAY_DIR: f"rw,noexec,nosuid,nodev,size=16m,"
+                                                     f"mode=0700,uid={uid},gid={gid}"}
+
+    @contextmanager
+    def _carry_gateway(self, sandbox: DockerSandbox) -> Iterator[None]:
+        if sandbox.spec.gateway is None:
+            yield
+            return
+        relay = ContainerRelay(self.client.api, sandbox.container.id, sandbox.name, KEEPER)
+        sandbox.tunnel = GatewayTunnel(relay, sandbox.spec.gateway).start()
+        try:
+            yield
+        finally:
+            sandbox.tunnel.close()
+            sandbox.tunnel = None
 
     def _provision(self, sandbox: DockerSandbox, checkout: Checkout, placement: object) -> None:
         """Make the clone inside: the history bundle uploaded into the workspace volume, then
@@ -194,13 +212,14 @@ class RemoteDockerSandboxes(DockerSandboxes):
         if uid != 0:
             self._own(sandbox.spec, placement, uid, gid)
         bundle = history_bundle(checkout, self.root / "bundles" if self.root else None)
+        into = sandbox.container
         with bundle.open("rb") as data:
-            _upload(sandbox, WORKSPACE, HISTORY, data, uid, gid)
+            put_file(into, WORKSPACE, HISTORY, data, uid=uid, gid=gid)
         for name, text in checkout.home_files:
-            _upload(sandbox, GRADLE_HOME, name, io.BytesIO(text.encode()), uid, gid)
+            put_file(into, GRADLE_HOME, name, io.BytesIO(text.encode()), uid=uid, gid=gid)
         for name, source in checkout.home_copies:
             with source.open("rb") as data:
-                _upload(sandbox, GRADLE_HOME, name, data, uid, gid)
+                put_file(into, GRADLE_HOME, name, data, uid=uid, gid=gid)
         made = sandbox.exec([*STRICT_BASH, CLONE, "clone", f"{WORKSPACE}/{HISTORY}",
                              checkout.branch, checkout.start], timeout=600)
         if not made.ok:
@@ -259,24 +278,3 @@ def _du_inside(sandbox: DockerSandbox, roots: list[str],
 
 def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "surrogateescape")
-
-
-def _upload(sandbox: DockerSandbox, folder: str, name: str, data: BinaryIO,
-            uid: int, gid: int) -> None:
-    """One file into ``folder`` (a volume: a read-only root takes none), owned by the
-    worker, streamed from ``data`` through a tar in a temporary file."""
-    with tempfile.TemporaryFile() as archive:
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            for parent in reversed(Path(name).parents[:-1]):    # its folders, the worker's
-                folder = tarfile.TarInfo(str(parent))
-                folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o700, uid, gid
-                tar.addfile(folder)
-            info = tarfile.TarInfo(name)
-            info.size = data.seek(0, io.SEEK_END)
-            data.seek(0)
-            info.uid, info.gid, info.mode = uid, gid, 0o600
-            tar.addfile(info, data)
-        archive.seek(0)
-        with engine_must_answer():
-            if not sandbox.container.put_archive(folder, archive):
-                raise EnvironmentProblem(f"could not upload {name} into {sandbox.name}")

@@ -5,11 +5,11 @@ it. Its keeper process is nobody's, never the worker's."""
 
 from __future__ import annotations
 
-import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -17,11 +17,14 @@ from docker.models.containers import Container
 
 from runner.errors import EnvironmentProblem
 from runner.host import files_holding
-from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT,
-                            WATCHDOG_SLACK, ExecResult, OutputHandler, SandboxSpec, output_of,
-                            output_to_file, under_timeout)
+from runner.sandbox import (KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT, WATCHDOG_SLACK, ExecResult,
+                            OutputHandler, SandboxSpec, output_of, output_to_file,
+                            under_timeout)
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
 from runner.sandbox.docker.workspace import Workspace
+
+if TYPE_CHECKING:
+    from runner.sandbox.relay.tunnel import GatewayTunnel
 
 
 # The uid:gid of the process that keeps a container up (`sleep infinity` under its init):
@@ -30,16 +33,6 @@ from runner.sandbox.docker.workspace import Workspace
 KEEPER = "65534:65534"
 
 KEEP_UP = ["sleep", "infinity"]
-
-
-def keeper_command(spec: SandboxSpec) -> list[str]:
-    """What the container's own process runs: with a gateway, the forwarder too (socat, as
-    KEEPER like the rest: the worker cannot stop it, and a restart starts it again)."""
-    if spec.gateway is None:
-        return KEEP_UP
-    forward = (f"socat TCP-LISTEN:{GATEWAY_PORT},bind=127.0.0.1,fork,reuseaddr "
-               f"UNIX-CONNECT:{shlex.quote(f'{GATEWAY_DIR}/{spec.gateway.name}')}")
-    return ["/bin/sh", "-c", f"{forward} & exec {shlex.join(KEEP_UP)}"]
 
 
 class DockerSandbox:
@@ -55,11 +48,15 @@ class DockerSandbox:
         self._stops = 0            # stops of the sandbox's own (disk), so far
         self._last_stop = ""
         self._reset_due = False    # reset() asked: the next command kills the rest first
+        self.tunnel: GatewayTunnel | None = None     # the gateway's, on a remote engine
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
              env: Mapping[str, str] | None = None) -> ExecResult:
-        return output_of(lambda take: self._run(argv, timeout, env, take), on_output)
+        result = output_of(lambda take: self._run(argv, timeout, env, take), on_output)
+        if on_output is not None and self.tunnel is not None:    # a worker's command: its
+            self.tunnel.tell_trouble(on_output)                   # lines go to the ticket's log
+        return result
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
                      limit: int) -> ExecResult:

@@ -88,7 +88,13 @@ class KubeBackend:
                 for pod in pods]
 
     def capacity(self) -> Capacity | None:
-        return None        # a cluster's: its nodes' allocatable resources, not read yet
+        """The allocatable CPUs and memory of each node that takes Pods now; None when
+        runner may not list nodes, or none does (nothing is said of it then)."""
+        from runner.sandbox.kube.nodes import list_nodes, room, takes_pods
+
+        machines = tuple(room(node) for node in list_nodes(self.cluster) or []
+                         if takes_pods(node))
+        return Capacity(machines=machines) if machines else None
 
     def remove_sandbox(self, name: str) -> bool:
         from kubernetes.client.exceptions import ApiException

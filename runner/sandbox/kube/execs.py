@@ -76,6 +76,29 @@ def run_in_pod(configuration: Any, namespace: str, pod: str, container: str,
     return exit_code(status)
 
 
+class PodDuplex:
+    """An open exec stream as the gateway's tunnel carries it (relay/tunnel.py's Duplex)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    def fileno(self) -> int:
+        return int(self.ws.sock.fileno())
+
+    def receive(self) -> bytes | None:
+        self.ws.update(timeout=0)      # every frame there is, those TLS holds decrypted too
+        data = self.ws.read_channel(STDOUT_CHANNEL, timeout=0)
+        if data:
+            return bytes(data)
+        return b"" if self.ws.is_open() else None
+
+    def send(self, data: bytes) -> None:
+        self.ws.write_stdin(data)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
 class _Nowhere:
     def write(self, data: bytes) -> None:
         pass

@@ -16,6 +16,7 @@ from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.sandbox import SCRATCH_PLACES, Mount, SandboxSpec
 from runner.sandbox.kube.cluster import Cluster, api_reason
 from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks
+from runner.sandbox.kube.nodes import no_node_holds, requests
 from runner.sandbox.kube.pods import pod_manifest
 
 
@@ -41,7 +42,8 @@ def start_pod(cluster: Cluster, spec: SandboxSpec, run_id: str, *, claim: str | 
     cluster.call(cluster.core.create_namespaced_pod, cluster.namespace, manifest)
     pod = str(manifest["metadata"]["name"])
     try:
-        wait_running(cluster, pod, spec.image, until="Succeeded" if command else "Running")
+        wait_running(cluster, pod, spec.image, until="Succeeded" if command else "Running",
+                     asked=requests(manifest))
         if not command:
             send_files(cluster, pod, spec.files)
     except BaseException:
@@ -77,14 +79,24 @@ def send_files(cluster: Cluster, pod: str, files: Sequence[Mount]) -> None:
                    mode="555" if mount.read_only else "755")
 
 
-def wait_running(cluster: Cluster, pod: str, image: str, until: str = "Running") -> None:
+def wait_running(cluster: Cluster, pod: str, image: str, until: str = "Running",
+                 asked: tuple[float, int] | None = None) -> None:
     """Until the Pod's phase is ``until`` (Running; Succeeded for one that runs a command);
-    EnvironmentProblem saying why when it cannot get there."""
+    EnvironmentProblem saying why when it cannot get there: at once for one that no node
+    could hold (it ``asked`` for more than any has), else when START_TIMEOUT is out."""
     deadline = time.monotonic() + START_TIMEOUT
+    weighed = asked is None
     while True:
         status = _status(cluster, pod)
         if status is None:
             raise EnvironmentProblem(f"Pod {pod} was deleted while it started")
+        if not weighed and (unschedulable := _unschedulable(status)):
+            weighed = True          # once: the nodes' allocatable does not change by waiting
+            assert asked is not None
+            if why := no_node_holds(cluster, asked):
+                raise EnvironmentProblem(f"Pod {pod} cannot be scheduled: {why} (the "
+                                         f"scheduler: {unschedulable[:300]}); lower "
+                                         "resources.cpus or resources.memory")
         phase, waiting = status.phase, _waiting(status)
         containers = status.container_statuses or []
         ended = next((c for c in containers if c.state and c.state.terminated), None)
@@ -220,6 +232,15 @@ def _waiting(status: Any) -> Any:
         if container.state and container.state.waiting:
             return container.state.waiting
     return None
+
+
+def _unschedulable(status: Any) -> str:
+    """The scheduler's message for a Pod it could not place ("" while none)."""
+    for condition in status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False" and \
+                condition.reason == "Unschedulable":
+            return str(condition.message or condition.reason)
+    return ""
 
 
 def _pending_why(status: Any) -> str:

@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from runner.sandbox import GRADLE_HOME, WORKSPACE, SandboxSpec
-from runner.sandbox.kube.relay import RELAY, RELAY_COMMAND, RELAY_DIR
+from runner.sandbox import GRADLE_HOME, RELAY_DIR, WORKSPACE, SandboxSpec
+from runner.sandbox.relay.script import RELAY_COMMAND
 from runner.units import size_in_bytes
 
 CONTAINER = "worker"          # the worker's container (the one a Pod has without a gateway)
@@ -34,6 +34,7 @@ NAME = "runner.name"          # annotation: the sandbox's name, as runner gave i
 # The uid:gid a Pod runs as when runner runs as root: the Pod has no host disk to match, and
 # exec cannot change user, so every command runs as this one.
 POD_USER = (1000, 1000)
+RELAY = "gateway"             # the relay's container, in a Pod that has the gateway
 RELAY_USER = 65534            # the gateway's relay: nobody, neither the worker's uid nor root
 TMP_SIZE = "1Gi"              # as the Docker backend's /tmp
 FILES_SIZE = "2Gi"            # what a directory of files carried in may hold (Claude Code: 0.4)
@@ -160,7 +161,7 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = 
     }
     if mounts[1:]:
         pod["spec"]["initContainers"] = [_owner(spec, uid, gid, mounts[1:])]
-    if spec.gateway is not None:      # its way out: the relay beside it (kube/relay.py)
+    if spec.gateway is not None:      # its way out: the relay beside it (relay/script.py)
         pod["spec"]["containers"].append(_relay(spec.image))
         volumes.append({"name": "relay", "emptyDir": {"sizeLimit": "16Mi"}})
     if spec.runtime:

@@ -31,9 +31,9 @@ from runner.sandbox.kube.cluster import Cluster, api_reason
 from runner.sandbox.kube.execs import chunks
 from runner.sandbox.kube.podlife import (claim_of, default_class, named, refuse_host_paths,
                                          scratch_place, start_pod, stop_pods)
-from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RUN, checkout_digest, claim_manifest,
-                                      pod_name, policy_manifest, policy_name, spec_labels)
-from runner.sandbox.kube.relay import RELAY
+from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RELAY, RUN, checkout_digest,
+                                      claim_manifest, pod_name, policy_manifest, policy_name,
+                                      spec_labels)
 from runner.sandbox.kube.sandbox import KubeSandbox
 from runner.sandbox.provisioning import CLONE, HISTORY, history_bundle
 

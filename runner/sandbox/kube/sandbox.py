@@ -17,11 +17,21 @@ from runner.sandbox import (KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT, WATCHDOG_SLA
                             under_timeout)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, du_command, read_du
 from runner.sandbox.kube.cluster import Cluster
-from runner.sandbox.kube.execs import StreamLost, env_on_stdin
+from runner.sandbox.kube.execs import PodDuplex, StreamLost, env_on_stdin
 from runner.sandbox.kube.podlife import (answering, node_ready, start_pod, stop_pods, upload,
                                          wait_gone)
-from runner.sandbox.kube.pods import pod_user
-from runner.sandbox.kube.tunnel import GatewayTunnel
+from runner.sandbox.kube.pods import RELAY, pod_user
+from runner.sandbox.relay.tunnel import GatewayTunnel
+
+
+class PodRelay:
+    """The gateway's relay of a Pod: its container of its own (relay/tunnel.py's Relay)."""
+
+    def __init__(self, cluster: Cluster, pod: str) -> None:
+        self.cluster, self.pod, self.where = cluster, pod, f"Pod {pod}"
+
+    def __call__(self, argv: Sequence[str]) -> PodDuplex:
+        return PodDuplex(self.cluster.stream(self.pod, argv, container=RELAY, stdin=True))
 
 
 class KubeSandbox:
@@ -42,12 +52,12 @@ class KubeSandbox:
         self._last_stop = ""
         self._reset_due = False
         self._tunnel: GatewayTunnel | None = None
-        self._told = ""           # the gateway's trouble last said
 
     def open_gateway(self) -> None:
         """The Pod's relay joined to the ticket's gateway socket here, when it has one."""
         if self.spec.gateway is not None:
-            self._tunnel = GatewayTunnel(self.cluster, self.pod, self.spec.gateway).start()
+            self._tunnel = GatewayTunnel(PodRelay(self.cluster, self.pod),
+                                         self.spec.gateway).start()
 
     def close_gateway(self) -> None:
         if self._tunnel is not None:
@@ -58,8 +68,8 @@ class KubeSandbox:
              on_output: OutputHandler | None = None,
              env: Mapping[str, str] | None = None) -> ExecResult:
         result = output_of(lambda take: self._run(argv, timeout, env, take), on_output)
-        if on_output is not None:       # a worker's command: its lines go to the ticket's log
-            self._tell_gateway_trouble(on_output)
+        if on_output is not None and self._tunnel is not None:   # a worker's command: its
+            self._tunnel.tell_trouble(on_output)                  # lines go to the ticket's log
         return result
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
@@ -135,14 +145,6 @@ class KubeSandbox:
                         f"({broke[:200]})\n".encode())
         late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
         return code, killed.is_set() or code == TIMEOUT_EXIT or late, ""
-
-    def _tell_gateway_trouble(self, on_output: OutputHandler) -> None:
-        """Why the worker's way out failed, once, after the command it failed: never in a
-        command's own output, which runner may read."""
-        trouble = self._tunnel.trouble if self._tunnel is not None else ""
-        if trouble and trouble != self._told:
-            on_output(f"runner: {trouble}")
-        self._told = trouble
 
     def _pod_lost(self) -> str | None:
         """Whether its Pod is gone (deleted, evicted, ended) or its node stopped answering,

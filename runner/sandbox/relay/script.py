@@ -1,18 +1,21 @@
-"""The gateway's relay as the Pod runs it: shell and socat, in a container of its own beside
-the worker's (its manifest: pods.py; runner's half: tunnel.py).
+"""The gateway's relay as a sandbox runs it, on an engine that cannot reach this machine's
+gateway socket: shell and socat, as a user that is not the worker's (runner's half:
+tunnel.py). A Pod runs it in a container of its own beside the worker's (kube/pods.py); a
+remote Docker engine's container, beside its keeper (docker/remote.py).
 
-The relay listens on 127.0.0.1:GATEWAY_PORT, which the worker's container shares. For each
-connection, a child of the relay announces its pid on a FIFO, again each second until joined,
-and waits for runner's end of it: a unix socket named after that pid, in the relay's own
-directory. The worker can see neither that directory nor the relay's processes.
+The relay listens on 127.0.0.1:GATEWAY_PORT, the worker's loopback. For each connection, a
+child of the relay announces its pid on a FIFO, again each second until joined, and waits
+for runner's end of it: a unix socket named after that pid, in the relay's own directory,
+which the worker cannot enter.
 """
 
 from __future__ import annotations
 
-from runner.sandbox import GATEWAY_PORT
+import shlex
+from collections.abc import Sequence
 
-RELAY = "gateway"          # the relay's container in a Pod that has the gateway
-RELAY_DIR = "/relay"       # its own emptyDir: the FIFO and the children's sockets
+from runner.sandbox import GATEWAY_PORT, RELAY_DIR     # RELAY_DIR: the FIFO, the sockets
+
 MAX_CHILDREN = 16          # connections relayed at once; more wait in the listen queue
 JOIN_WAIT = 500            # 20 ms steps a child waits for runner's end of it (10 s)
 # Seconds runner's end of a child listens for it: longer than the child waits, so a child
@@ -29,10 +32,19 @@ _CHILD = (f'sock={RELAY_DIR}/$$.sock; i=0; '
           f'sleep 0.02; i=$((i+1)); done; exit 1')
 # The relay's own process. socat's address syntax would cut the child's script at its
 # colons, so the script goes in a file of the relay's directory.
-_MAIN = (f'printf "%s\\n" "$1" > {RELAY_DIR}/child && mkfifo -m 600 {RELAY_DIR}/new && '
+# A FIFO kept from before (a container started again over the same directory) serves again.
+_MAIN = (f'printf "%s\\n" "$1" > {RELAY_DIR}/child && '
+         f'{{ [ -p {RELAY_DIR}/new ] || mkfifo -m 600 {RELAY_DIR}/new; }} && '
          f'exec socat TCP4-LISTEN:{GATEWAY_PORT},bind=127.0.0.1,reuseaddr,fork,backlog=128,'
          f'max-children={MAX_CHILDREN} SYSTEM:"exec sh {RELAY_DIR}/child"')
 RELAY_COMMAND = ["sh", "-c", _MAIN, "relay", _CHILD]
+
+
+def beside(keep_up: Sequence[str]) -> list[str]:
+    """A container's own command that runs the relay in the background and then becomes
+    ``keep_up`` (both as the container's user)."""
+    return ["sh", "-c", f'(sh -c "$1" relay "$2") & exec {shlex.join(keep_up)}', "keeper",
+            _MAIN, _CHILD]
 
 # runner's reader of the announcements. It ends an earlier reader whose stream broke (one
 # still reading would take announcements to nowhere), holds the FIFO open both ways so that

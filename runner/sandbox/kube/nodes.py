@@ -1,0 +1,63 @@
+"""What the cluster's nodes can hold: each one's allocatable CPUs and memory, as the API
+reports them. It sizes a run's default concurrency (the nodes that take Pods now), and it
+tells a Pod that no node could ever hold from one that waits for room (every node)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from kubernetes.utils.quantity import parse_quantity
+
+from runner.sandbox.kube.cluster import Cluster
+
+
+def list_nodes(cluster: Cluster) -> list[Any] | None:
+    """The cluster's nodes; None when runner may not list them."""
+    try:
+        return list(cluster.call(cluster.core.list_node, expect=(401, 403)).items)
+    except ApiException:
+        return None
+
+
+def takes_pods(node: Any) -> bool:
+    """Ready, schedulable, and no taint that keeps runner's Pods (which tolerate none) off."""
+    spec = node.spec
+    if spec is not None and (spec.unschedulable or any(
+            taint.effect in ("NoSchedule", "NoExecute") for taint in spec.taints or [])):
+        return False
+    return any(c.type == "Ready" and c.status == "True"
+               for c in (node.status.conditions if node.status else None) or [])
+
+
+def room(node: Any) -> tuple[float, int]:
+    """A node's allocatable CPUs and memory (bytes)."""
+    allocatable = (node.status.allocatable if node.status else None) or {}
+    return (float(parse_quantity(allocatable.get("cpu", "0"))),
+            int(parse_quantity(allocatable.get("memory", "0"))))
+
+
+def requests(manifest: dict[str, Any]) -> tuple[float, int]:
+    """The CPUs and memory a Pod's containers ask for together (its init containers run
+    before them, one at a time, and ask for no more than the worker)."""
+    cpus, memory = 0.0, 0
+    for container in manifest["spec"]["containers"]:
+        asked = container.get("resources", {}).get("requests", {})
+        cpus += float(parse_quantity(asked.get("cpu", "0")))
+        memory += int(parse_quantity(asked.get("memory", "0")))
+    return cpus, memory
+
+
+def no_node_holds(cluster: Cluster, asked: tuple[float, int]) -> str | None:
+    """Why no node of the cluster, even idle, could hold a Pod that asks for ``asked``; None
+    when one could (or runner cannot tell): such a Pod waits for room."""
+    nodes = list_nodes(cluster)
+    if not nodes:
+        return None
+    rooms = [room(node) for node in nodes]
+    if any(cpus >= asked[0] and memory >= asked[1] for cpus, memory in rooms):
+        return None
+    cpus, memory = max(rooms)
+    return (f"it asks for {asked[0]:g} CPUs and {asked[1] / (1 << 30):.1f} GiB, and the "
+            f"largest of the cluster's {len(nodes)} nodes has {cpus:g} and "
+            f"{memory / (1 << 30):.1f} GiB")
