@@ -117,8 +117,9 @@ def _claude_check(engine: Engine) -> Check:
         binary = find_binary()
         size = f"{binary.path.stat().st_size / 2**20:.0f} MiB"
         how = ("" if engine.local else
-               f"; a copy ({size}) is sent into each claude-code ticket's Pod"
-               if engine.kind == KUBERNETES else
+               f"; it reaches Pods in an image of the phase's with it ('<image>:carries-…', "
+               f"built here) once every node has that image, else a copy ({size}) is sent "
+               "into each claude-code Pod" if engine.kind == KUBERNETES else
                f"; sent to the engine once ({size}), into a volume named by its sha256")
         return Check("Claude Code binary", True,
                      f"{binary.path} ({binary.source}): {binary_version(binary)}{how}")

@@ -24,6 +24,9 @@ SECRET_PARTS = ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "API
 SECRET_WORDS = frozenset({"KEY", "TOKEN", "AUTH"})
 # A KEY beside these is a public key's fingerprint (python's official images set GPG_KEY).
 PUBLIC_KEY_WORDS = frozenset({"GPG", "PGP"})
+# git's configuration by environment names a setting (safe.directory, say) in each
+# GIT_CONFIG_KEY_<n>; what could be secret is its GIT_CONFIG_VALUE_<n>.
+_GIT_CONFIG_KEY = re.compile(r"GIT_CONFIG_KEY_[0-9]+")
 # Set by the container runtime or the shell itself; the host has them too, often with the
 # same value (PATH, TERM), which says nothing about a leak.
 RUNTIME_ENV = frozenset({"HOSTNAME", "HOME", "PATH", "TERM", "PWD", "OLDPWD", "SHLVL", "_"})
@@ -34,6 +37,8 @@ MIN_SECRET_LENGTH = 8
 
 def looks_secret(name: str) -> bool:
     upper = name.upper()
+    if _GIT_CONFIG_KEY.fullmatch(upper):
+        return False
     if any(part in upper for part in SECRET_PARTS):
         return True
     words = {word.removesuffix("S") for word in re.split(r"[^A-Z0-9]+", upper)}

@@ -91,8 +91,9 @@ def default_concurrency(phase: Phase, capacity: Capacity | None) -> tuple[int, s
     if workers >= tickets:
         return workers, ""
     return workers, (f"{workers} ticket{'s' * (workers != 1)} at once: what the engine "
-                     f"holds ({_has(capacity)}) for workers of cpus: {phase.resources.cpus:g} and memory: "
-                     f"{phase.resources.memory}; `concurrency:` sets another number")
+                     f"holds ({_has(capacity)}) for workers of cpus: "
+                     f"{phase.resources.cpus:g} and memory: {phase.resources.memory}; "
+                     "`concurrency:` sets another number")
 
 
 def _has(capacity: Capacity) -> str:

@@ -1,9 +1,8 @@
 """Test engines: real engines besides the host's Docker, for backends that share no disk.
 
 ``remote_engine`` (session-scoped) is a fresh dockerd reached over TCP on 127.0.0.1 (see
-``dind.py``); ``remote_worker_image`` is runner-worker:latest loaded into it (``remote_jvm_image``: the
-JVM one). ``kube_cluster``
-is a one-node Kubernetes built from Debian's source package (``kube.py``), its API server on
+``dind.py``); ``remote_worker_image`` is runner-worker:latest loaded into it
+(``remote_jvm_image``: the JVM one). ``kube_cluster`` is a one-node Kubernetes built from Debian's source package (``kube.py``), its API server on
 127.0.0.1, with the worker image imported. Integration tests get them through
 tests/integration/conftest.py.
 """

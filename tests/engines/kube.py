@@ -12,12 +12,13 @@ server is published on 127.0.0.1 only. A Pod's eth0 is a wire to nowhere (``void
 runs with the remote engine's capabilities (``dind.py``: this machine refuses
 ``--privileged``); its Pods' cgroups live under /<its name>, removed with it.
 
-Its controller-manager runs the volume controllers alone: workspace claims bind to volumes
-that Kubernetes' test-only hostPath provisioner makes in the node's /tmp (the default
-StorageClass, ``runner-test-hostpath``, made here). What it lacks, on purpose: the other
-controllers (the node's not-ready taint is lifted and the default ServiceAccount made here,
-as they would; nothing evicts a lost node's Pods) and NetworkPolicy enforcement (no CNI that
-enforces it: the network to nowhere is what isolates Pods).
+Its controller-manager runs the volume controllers alone: workspace claims bind to local
+volumes over directories of the node (the default StorageClass, ``runner-test-local``, and
+its volumes are made here; each is used once). Every Pod is held to Pod Security
+"restricted" (a PodSecurityPolicy of that level, the only one). What it lacks, on purpose:
+the other controllers (the node's not-ready taint is lifted and the default ServiceAccount
+made here, as they would; nothing evicts a lost node's Pods) and NetworkPolicy enforcement
+(no CNI that enforces it: the network to nowhere is what isolates Pods).
 
     python3 -m tests.engines.kube up      start one; prints its KUBECONFIG (to try it by hand)
     python3 -m tests.engines.kube down    remove every cluster this module started
@@ -55,7 +56,27 @@ PAUSE_IMAGE = "runner.test/pause:1"     # containerd.toml and node.sh name it
 LABEL = "runner.test-cluster"           # value: the cluster's id; tests remove exactly theirs
 PORT = "6443/tcp"
 STATE = "/var/lib/kube"
-STORAGE_CLASS = "runner-test-hostpath"  # the default class: hostPath volumes in the node's /tmp
+STORAGE_CLASS = "runner-test-local"  # the default class: local volumes, directories of the node
+LOCAL_VOLUMES = "/var/lib/runner-local"      # node.sh makes pv-00 … there
+LOCAL_VOLUME_COUNT = 96                      # claims a session may make (none is reused)
+# Pod Security "restricted", as a PodSecurityPolicy (1.20 has no Pod Security admission): the
+# policy the Pod Security Standards document for that level, the only one there is, so every
+# Pod of every user must meet it (the namespace is labelled to enforce it too, for clusters
+# whose admission reads the label).
+RESTRICTED = {
+    "apiVersion": "policy/v1beta1", "kind": "PodSecurityPolicy",
+    "metadata": {"name": "restricted", "annotations": {
+        "seccomp.security.alpha.kubernetes.io/allowedProfileNames": "runtime/default",
+        "seccomp.security.alpha.kubernetes.io/defaultProfileName": "runtime/default"}},
+    "spec": {"privileged": False, "allowPrivilegeEscalation": False,
+             "requiredDropCapabilities": ["ALL"],
+             "volumes": ["configMap", "emptyDir", "projected", "secret", "downwardAPI", "csi",
+                         "persistentVolumeClaim", "ephemeral"],
+             "hostNetwork": False, "hostIPC": False, "hostPID": False,
+             "runAsUser": {"rule": "MustRunAsNonRoot"}, "seLinux": {"rule": "RunAsAny"},
+             "supplementalGroups": {"rule": "MustRunAs", "ranges": [{"min": 1, "max": 65535}]},
+             "fsGroup": {"rule": "MustRunAs", "ranges": [{"min": 1, "max": 65535}]},
+             "readOnlyRootFilesystem": False}}
 
 
 class ClusterFailed(RuntimeError):
@@ -196,20 +217,41 @@ class TestCluster:
 def _as_controllers_would(api: object, ready: list) -> None:
     """What the controllers not run here would do: lift the not-ready taint the kubelet
     registers its node with, and make the namespace's default ServiceAccount (Pods name it
-    whether they mount its token or not); and what an admin would: a default StorageClass."""
-    from kubernetes import client
+    whether they mount its token or not); and what an admin would: Pod Security
+    "restricted" for every Pod, and a default StorageClass of local volumes over the
+    directories node.sh made (they take the Pods' fsGroup, as most CSI drivers' do)."""
+    from kubernetes import client, dynamic
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api)
     for node in ready:
         if node.spec.taints:
             core.patch_node(node.metadata.name, {"spec": {"taints": None}})
+    policy = dynamic.DynamicClient(api).resources.get(api_version="policy/v1beta1",
+                                                      kind="PodSecurityPolicy")
+    try:
+        policy.create(body=RESTRICTED)
+    except dynamic.exceptions.ConflictError:
+        pass
+    core.patch_namespace("default", {"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}})
+    [node] = ready
+    host = node.metadata.labels["kubernetes.io/hostname"]
     made = [(core.create_namespaced_service_account, ("default",),
              {"metadata": {"name": "default"}}),
             (client.StorageV1Api(api).create_storage_class, (), {
                 "metadata": {"name": STORAGE_CLASS, "annotations": {
                     "storageclass.kubernetes.io/is-default-class": "true"}},
-                "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete"})]
+                "provisioner": "kubernetes.io/no-provisioner",
+                "volumeBindingMode": "WaitForFirstConsumer"})]
+    made += [(core.create_persistent_volume, (), {
+        "metadata": {"name": f"runner-test-local-{i:02d}"},
+        "spec": {"capacity": {"storage": "1Ti"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STORAGE_CLASS,
+                 "local": {"path": f"{LOCAL_VOLUMES}/pv-{i:02d}"},
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "kubernetes.io/hostname", "operator": "In",
+                      "values": [host]}]}]}}}}) for i in range(LOCAL_VOLUME_COUNT)]
     for create, args, body in made:
         try:
             create(*args, body)
@@ -239,7 +281,8 @@ def start_cluster(host: docker.DockerClient, *, timeout: float = 120) -> TestClu
         config.update(MaskedPaths=[], ReadonlyPaths=[])
         made = host.api.create_container(
             image, name=name, labels=labels, host_config=config, ports=[6443],
-            environment={"NODE_NAME": "node", "CGROUP_ROOT": name})
+            environment={"NODE_NAME": "node", "CGROUP_ROOT": name,
+                         "LOCAL_VOLUME_COUNT": str(LOCAL_VOLUME_COUNT)})
         container = host.containers.get(made["Id"])
         container.start()
         container.reload()

@@ -140,6 +140,32 @@ def test_the_pods_carry_the_hardening(kube_run) -> None:
     assert policy.spec.pod_selector.match_labels == {"runner.run": kube_run["doc"]["run_id"]}
 
 
+def test_the_cluster_admits_only_restricted_pods_and_every_run_pod_was(
+        kube_run, kube_cluster) -> None:
+    """Pod Security "restricted" is enforced on the test cluster (a root Pod is refused), and
+    the run's Pods, admitted under it, have no container that is root, init ones included
+    (read back from the API)."""
+    core, _ = _api(kube_cluster)
+    from kubernetes.client.exceptions import ApiException
+
+    rooted = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rooted"}, "spec": {
+        "automountServiceAccountToken": False,
+        "containers": [{"name": "c", "image": "runner-worker:latest",
+                        "securityContext": {"runAsUser": 0}}]}}
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod("default", rooted)
+    assert refused.value.status == 403, refused.value.body
+    assert "PodSecurityPolicy" in refused.value.body and "root UID is forbidden" in \
+        refused.value.body
+    for pod in kube_run["kept"]["pods"]:
+        context = pod.spec.security_context
+        for container in (pod.spec.init_containers or []) + pod.spec.containers:
+            own = container.security_context
+            assert (own.run_as_user or context.run_as_user) != 0, container.name
+            assert own.allow_privilege_escalation is False, container.name
+            assert own.capabilities.drop == ["ALL"] and not own.capabilities.add
+
+
 def test_shell_in_the_pod_a_run_kept(kube_run, kube_cluster) -> None:
     """A terminal in the Pod --keep left: the worker's files, its user, its read-only root;
     the Pod stays as it was."""
@@ -413,11 +439,31 @@ def test_the_gateway_reaches_pods_with_the_key_left_here(
 
 @pytest.mark.skipif(bundled_binary() is None or not bundled_binary().is_file(),
                     reason="the claude-agent-sdk wheel is not installed (./setup.sh --dev)")
+@pytest.mark.parametrize("delivered", ["copy", "image"])
 def test_claude_code_runs_in_a_pod_with_its_own_copy_of_the_binary(
-        tmp_path: Path, kube_cluster: TestCluster) -> None:
+        tmp_path: Path, kube_cluster: TestCluster, delivered: str) -> None:
     """The real Claude Code binary, sent into the Pod (a Pod cannot mount this machine's),
-    reaching the fake Messages API only through the Pod's relay and runner's gateway, with
-    the key added here."""
+    or, once the node has it, in the image that carries it (nothing sent), reaching the
+    fake Messages API only through the Pod's relay and runner's gateway, with the key added
+    here."""
+    if delivered == "image":
+        from runner.agents.claude_binary import bundled_binary
+        from runner.sandbox import CLAUDE_BINARY, Mount
+        from runner.sandbox.kube.carried import carried_image
+
+        binary = bundled_binary()
+        assert binary is not None
+        tag = carried_image("runner-worker:latest",
+                            (Mount(binary, CLAUDE_BINARY, read_only=True),))
+        assert tag is not None and ":carries-" in tag
+        kube_cluster.load(tag)
+        core, _ = _api(kube_cluster)
+        for _ in range(120):        # until the node's status lists it (every 10 s or so)
+            names = {n for node in core.list_node().items for image in node.status.images
+                     for n in image.names or []}
+            if f"docker.io/library/{tag}" in names:
+                break
+            time.sleep(1)
     repo = make_repo(tmp_path / "repo")
     phase = write_phase(tmp_path / "p.yaml", {
         "name": "kube-claude", "resources": {"cpus": 0.5, "memory": "1g"},
@@ -432,15 +478,21 @@ def test_claude_code_runs_in_a_pod_with_its_own_copy_of_the_binary(
     with FakeMessagesAPI(replies) as fake:
         env = {**_env(kube_cluster), "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}
         proc, doc = run_json("run", str(phase), "--repo", str(repo), "--engine",
-                             "kubernetes", "--no-preflight", env=env)
+                             "kubernetes", "--no-preflight", "--keep", env=env)
     assert proc.returncode == 0, proc.stderr
     [ticket] = doc["tickets"]
     assert ticket["status"] == "integrated", ticket
     assert git(repo, "show", f"{doc['target']}:c1.txt") == "by C1\nbash"
+    [pod] = _of_run(kube_cluster, doc["run_id"])["pods"]
+    if delivered == "image":
+        assert pod.spec.containers[0].image == tag
+        assert not any(v.name.startswith("files-") for v in pod.spec.volumes)
+    cleaned = runner_cli("clean", doc["run_id"], "--repo", str(repo), env=_env(kube_cluster))
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     requests = fake.requests_for("C1")
     assert len(requests) >= 3 and all(r.headers["x-api-key"] == KEY for r in requests)
     assert ticket["tokens"] == 120 + 40 + 130 + 30 + 10 + 5 + 140 + 20   # metered here
-    assert _of_run(kube_cluster, doc["run_id"])["pods"] == []
+    assert _gone_soon(kube_cluster, doc["run_id"])["pods"] == []
 
 
 def test_a_relay_that_ended_is_said_in_the_tickets_log(tmp_path: Path,
@@ -492,7 +544,7 @@ def test_a_storage_class_the_cluster_lacks_is_said_at_once(tmp_path: Path,
     [ticket] = doc["tickets"]
     assert ticket["status"] == "failed", ticket
     assert "kubernetes.storage_class 'fast-nvme': the cluster has no such StorageClass " \
-           "(it has: runner-test-hostpath)" in ticket["reason"], ticket
+           "(it has: runner-test-local)" in ticket["reason"], ticket
     assert time.monotonic() - started < 120         # not START_TIMEOUT's wait per ticket
     assert _of_run(kube_cluster, doc["run_id"]) == {"pods": [], "policies": [], "claims": []}
 

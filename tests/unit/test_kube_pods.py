@@ -40,7 +40,7 @@ def test_the_pod_carries_the_docker_backends_hardening() -> None:
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
     assert pod["securityContext"] == {"runAsUser": POD_USER[0], "runAsGroup": POD_USER[1],
-                                      "runAsNonRoot": True,
+                                      "fsGroup": POD_USER[1], "runAsNonRoot": True,
                                       "seccompProfile": {"type": "RuntimeDefault"}}
     [worker] = pod["containers"]
     assert worker["securityContext"] == {"allowPrivilegeEscalation": False,
@@ -51,11 +51,12 @@ def test_the_pod_carries_the_docker_backends_hardening() -> None:
     mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
     assert mounts == {"/tmp": "tmp", "/workspace": "workspace", "/gradle-home": "gradle"}
     assert all("emptyDir" in v for v in pod["volumes"])
-    # The one container that is root may chown the workspace volumes and nothing else.
-    [owner] = pod["initContainers"]
-    assert owner["command"] == ["chown", "1000:1000", "/workspace", "/gradle-home"]
-    assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
-    assert owner["securityContext"]["allowPrivilegeEscalation"] is False
+    # No container is root (Pod Security "restricted"): the volumes are the worker group's
+    # (fsGroup), and git takes the root-owned checkout as safe.
+    assert "initContainers" not in pod
+    env = {e["name"]: e["value"] for e in worker["env"]}
+    assert (env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_0"], env["GIT_CONFIG_VALUE_0"]) == (
+        "1", "safe.directory", "/workspace")
     assert "runtimeClassName" not in pod
 
 
@@ -84,27 +85,27 @@ def test_a_durable_checkout_is_a_claim_of_its_own_that_the_pod_mounts_twice() ->
     assert [m for m in worker["volumeMounts"] if m["name"] == "checkout"] == [
         {"name": "checkout", "mountPath": "/workspace", "subPath": "workspace"},
         {"name": "checkout", "mountPath": "/gradle-home", "subPath": "gradle"}]
-    [owner] = pod["initContainers"]
-    assert owner["command"] == ["chown", "1000:1000", "/workspace", "/gradle-home"]
+    # Its two folders made by the worker's user first (the kubelet would make them root's).
+    [folders] = pod["initContainers"]
+    assert folders["command"] == ["mkdir", "-p", "/workspace/workspace", "/workspace/gradle"]
+    assert "runAsUser" not in folders["securityContext"]      # the Pod's: the worker's
 
 
 def test_a_file_of_this_machine_gets_a_directory_of_the_pods_own() -> None:
-    """It cannot be mounted: the Pod gets an emptyDir where the provider sends it, the
-    worker's (chowned first), and no path of this machine."""
+    """It cannot be mounted: the Pod gets an emptyDir where the provider sends it (the
+    worker group's), and no path of this machine."""
     spec = _spec(files=(Mount(Path("/home/me/.local/claude"), CLAUDE_BINARY, read_only=True),))
     pod = pod_manifest(spec, run_id="r1")["spec"]
     [worker] = pod["containers"]
     assert {"name": "files-0", "mountPath": "/runner/claude"} in worker["volumeMounts"]
     assert {"name": "files-0", "emptyDir": {"sizeLimit": "2Gi"}} in pod["volumes"]
-    [owner] = pod["initContainers"]
-    assert owner["command"][-1] == "/runner/claude"
     assert "/home/me" not in json.dumps(pod)
 
 
 def test_a_non_root_worker_keeps_its_uid_and_a_runtime_is_the_runtime_class() -> None:
     pod = pod_manifest(_spec(user="1234:99", runtime="gvisor"), run_id="r")["spec"]
-    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (
-        1234, 99)
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"],
+            pod["securityContext"]["fsGroup"]) == (1234, 99, 99)
     assert pod["runtimeClassName"] == "gvisor"
     no_checkout = pod_manifest(_spec(checkout=None), run_id="r")["spec"]
     assert "initContainers" not in no_checkout
@@ -198,3 +199,51 @@ def test_announcements_are_read_whole_across_chunks() -> None:
     assert (pids, rest) == ([b"34"], b"7")
     _, rest = announced_pids(b"", b"9" * 1000)          # never a line: nothing kept grows
     assert len(rest) <= 16
+
+
+ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                   "persistentVolumeClaim", "projected", "secret", "name"}
+
+
+def _restricted_problems(pod: dict) -> list[str]:
+    """What of the Pod Security Standards' "restricted" level ``pod`` breaks (its rules, as
+    documented for Pods)."""
+    spec, problems = pod["spec"], []
+    context = spec.get("securityContext", {})
+    if any(spec.get(key) for key in ("hostNetwork", "hostPID", "hostIPC")):
+        problems.append("host namespaces")
+    for volume in spec.get("volumes", []):
+        if set(volume) - ALLOWED_VOLUMES:
+            problems.append(f"volume {volume['name']}: {sorted(set(volume) - ALLOWED_VOLUMES)}")
+    if context.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("no seccomp profile")
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        own = container.get("securityContext", {})
+        name = container["name"]
+        if own.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if own.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: may escalate")
+        caps = own.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []) or set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: capabilities {caps}")
+        if not own.get("runAsNonRoot", context.get("runAsNonRoot")):
+            problems.append(f"{name}: may run as root")
+        if own.get("runAsUser", context.get("runAsUser")) == 0:
+            problems.append(f"{name}: runs as uid 0")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            problems.append(f"{name}: host port")
+    return problems
+
+
+@pytest.mark.parametrize("changes, claim", [
+    ({}, None), ({}, "c-1"), ({"gateway": Path("/run/gw.sock")}, None),
+    ({"files": (Mount(Path("/x/claude"), CLAUDE_BINARY, read_only=True),)}, None),
+    ({"checkout": None}, None), ({"user": "1234:99"}, "c-2")])
+def test_every_pod_meets_pod_security_restricted(changes: dict, claim: str | None) -> None:
+    pod = pod_manifest(_spec(**changes), run_id="r", claim=claim)
+    assert _restricted_problems(pod) == []
+    # The check itself finds what it looks for.
+    rooted = json.loads(json.dumps(pod))
+    rooted["spec"]["containers"][0]["securityContext"]["runAsUser"] = 0
+    assert any("runs as uid 0" in said for said in _restricted_problems(rooted))

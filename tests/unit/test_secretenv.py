@@ -19,8 +19,8 @@ def test_secret_names(name: str) -> None:
 
 @pytest.mark.parametrize("name", [
     "LANG", "PYTHONDONTWRITEBYTECODE", "JAVA_HOME", "PATH", "GIT_AUTHOR_NAME", "KEYBOARD",
-    "TOKENIZERS_PARALLELISM", "MONKEY_BUSINESS", "GPG_KEY", "PGP_KEY_ID", "DEBIAN_FRONTEND",
-    "GRADLE_USER_HOME", "RUNNER_TICKET", "AUTHOR",
+    "TOKENIZERS_PARALLELISM", "MONKEY_BUSINESS", "GPG_KEY", "PGP_KEY_ID", "GIT_CONFIG_KEY_0",
+    "DEBIAN_FRONTEND", "GRADLE_USER_HOME", "RUNNER_TICKET", "AUTHOR",
 ])
 def test_ordinary_names(name: str) -> None:
     assert not looks_secret(name)

@@ -10,7 +10,6 @@ agrees; a run checks the copy it finds the same way once, before its first sandb
 
 from __future__ import annotations
 
-import hashlib
 import io
 import posixpath
 import secrets
@@ -28,6 +27,7 @@ from docker.types import Mount as DockerMount
 from runner.errors import EnvironmentProblem
 from runner.sandbox import Mount, SandboxSpec
 from runner.sandbox.docker.client import engine_must_answer
+from runner.sandbox.provisioning import file_sha256
 
 FILE_LABEL = "runner.file"     # on a volume: the sha256 of the one file it holds
 INSIDE = "/carried"            # where a helper container sees the volume
@@ -47,7 +47,6 @@ class CarriedFiles:
 
     def __init__(self, client: docker.DockerClient, run_id: str) -> None:
         self.client, self.run_id = client, run_id
-        self._digests: dict[Path, str] = {}
         self._ready: set[str] = set()          # volumes checked by this run
         self._lock = threading.Lock()          # one fill at a time: the others wait for it
 
@@ -55,8 +54,7 @@ class CarriedFiles:
         """``file``'s volume, made and filled if the engine lacks it, read-only at the
         file's directory (which holds nothing else)."""
         with self._lock:
-            digest = self._digests.get(file.source) or _sha256(file.source)
-            self._digests[file.source] = digest
+            digest = file_sha256(file.source)
             volume = f"runner-file-{digest[:32]}"
             if volume not in self._ready:
                 self._fill(volume, digest, file, spec)
@@ -101,14 +99,6 @@ class CarriedFiles:
             return 0
         except docker.errors.ContainerError as e:
             return int(e.exit_status)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        while chunk := data.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def put_file(container: Container, folder: str, name: str, data: BinaryIO, *,

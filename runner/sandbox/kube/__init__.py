@@ -17,7 +17,7 @@ from runner.errors import EngineUnavailable
 from runner.records import EventSink, Notice
 from runner.sandbox import Capacity, SandboxProvider, SandboxRecord
 from runner.sandbox.engines import Engine
-from runner.sandbox.kube.cluster import Cluster, load_cluster, normalized_image
+from runner.sandbox.kube.cluster import Cluster, load_cluster
 from runner.sandbox.kube.pods import RUN, spec_labels
 
 if TYPE_CHECKING:
@@ -48,15 +48,10 @@ class KubeBackend:
     def has_image(self, image: str) -> bool:
         """Whether a node of the cluster has ``image`` (a node that lacks it pulls it); True
         when runner may not list nodes (it cannot tell, and a Pod's start will)."""
-        from kubernetes.client.exceptions import ApiException
+        from runner.sandbox.kube.nodes import has, list_nodes
 
-        wanted = normalized_image(image)
-        try:
-            nodes = self.cluster.call(self.cluster.core.list_node, expect=(401, 403)).items
-        except ApiException:
-            return True
-        return any(wanted in (normalized_image(name) for name in (held.names or []))
-                   for node in nodes for held in (node.status.images or []))
+        nodes = list_nodes(self.cluster)
+        return nodes is None or any(has(node, image) for node in nodes)
 
     def ensure_image(self, image: str, sink: EventSink) -> None:
         """runner cannot send an image into a cluster: a node pulls it from a registry. One

@@ -9,7 +9,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.quantity import parse_quantity
 
-from runner.sandbox.kube.cluster import Cluster
+from runner.sandbox.kube.cluster import Cluster, normalized_image
 
 
 def list_nodes(cluster: Cluster) -> list[Any] | None:
@@ -61,3 +61,16 @@ def no_node_holds(cluster: Cluster, asked: tuple[float, int]) -> str | None:
     return (f"it asks for {asked[0]:g} CPUs and {asked[1] / (1 << 30):.1f} GiB, and the "
             f"largest of the cluster's {len(nodes)} nodes has {cpus:g} and "
             f"{memory / (1 << 30):.1f} GiB")
+
+
+def has(node: Any, image: str) -> bool:
+    """Whether ``node`` lists ``image`` among those it holds."""
+    wanted = normalized_image(image)
+    return any(wanted in (normalized_image(name) for name in held.names or [])
+               for held in (node.status.images if node.status else None) or [])
+
+
+def on_every_node(cluster: Cluster, image: str) -> bool:
+    """Whether every node that takes Pods holds ``image`` (False when runner cannot tell)."""
+    taking = [node for node in list_nodes(cluster) or [] if takes_pods(node)]
+    return bool(taking) and all(has(node, image) for node in taking)

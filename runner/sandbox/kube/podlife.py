@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from runner.errors import EngineUnavailable, EnvironmentProblem
 from runner.sandbox import SCRATCH_PLACES, Mount, SandboxSpec
+from runner.sandbox.kube.carried import carry
 from runner.sandbox.kube.cluster import Cluster, api_reason
 from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks
 from runner.sandbox.kube.nodes import no_node_holds, requests
@@ -38,6 +39,7 @@ def start_pod(cluster: Cluster, spec: SandboxSpec, run_id: str, *, claim: str | 
               command: list[str] | None = None) -> str:
     """A Pod of ``spec`` (over ``claim``), running (one that runs ``command``: ended): its
     name. One that cannot get there is deleted, and EnvironmentProblem says why."""
+    spec = carry(cluster, spec)       # its files in its image, where the nodes have that
     manifest = named(pod_manifest(spec, run_id=run_id, command=command, claim=claim))
     cluster.call(cluster.core.create_namespaced_pod, cluster.namespace, manifest)
     pod = str(manifest["metadata"]["name"])

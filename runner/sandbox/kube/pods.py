@@ -43,6 +43,12 @@ FILES_SIZE = "2Gi"            # what a directory of files carried in may hold (C
 # of its own, it gets no signal the worker sends it, so a reset (kill -KILL -1, as the
 # worker) ends everything else, and the worker cannot end the Pod.
 KEEP_UP = ["bash", "-c", "while :; do sleep 3600 & wait $!; done"]
+# A volume's directory belongs to root (a Pod's user cannot be given it without a root
+# container, which Pod Security "restricted" refuses), and git refuses a repo that is not its
+# user's: the worker's checkout is declared safe, for every git in the Pod (command-line
+# scope, which git honours for safe.directory). Nobody else writes there.
+OWNED_ELSEWHERE = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
+                   "GIT_CONFIG_VALUE_0": WORKSPACE}
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
@@ -141,7 +147,9 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = 
             "enableServiceLinks": False,      # no variables naming the cluster's Services
             "terminationGracePeriodSeconds": 0,
             "dnsPolicy": "Default",
-            "securityContext": {"runAsUser": uid, "runAsGroup": gid,
+            # fsGroup: volumes that take it (emptyDir, most CSI drivers) are made the
+            # worker group's, writable, so no container need be root to give them over.
+            "securityContext": {"runAsUser": uid, "runAsGroup": gid, "fsGroup": gid,
                                 "runAsNonRoot": uid != 0,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "volumes": volumes,
@@ -149,7 +157,7 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = 
                 "name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",
                 "command": literal(command or KEEP_UP), "workingDir": spec.workdir,
                 "env": [{"name": name, "value": literal([value])[0]}
-                        for name, value in spec.env.items()],
+                        for name, value in {**OWNED_ELSEWHERE, **spec.env}.items()],
                 "volumeMounts": mounts,
                 # Requests equal to limits: the scheduler places it where they fit.
                 "resources": {"requests": dict(limits), "limits": limits},
@@ -159,8 +167,8 @@ def pod_manifest(spec: SandboxSpec, *, run_id: str, command: list[str] | None = 
             }],
         },
     }
-    if mounts[1:]:
-        pod["spec"]["initContainers"] = [_owner(spec, uid, gid, mounts[1:])]
+    if claim is not None:
+        pod["spec"]["initContainers"] = [_claim_folders(spec.image)]
     if spec.gateway is not None:      # its way out: the relay beside it (relay/script.py)
         pod["spec"]["containers"].append(_relay(spec.image))
         volumes.append({"name": "relay", "emptyDir": {"sizeLimit": "16Mi"}})
@@ -174,21 +182,20 @@ def files_folders(spec: SandboxSpec) -> list[str]:
     return sorted({posixpath.dirname(mount.target) for mount in spec.files})
 
 
-def _owner(spec: SandboxSpec, uid: int, gid: int,
-           mounts: list[dict[str, str]]) -> dict[str, Any]:
-    """emptyDir volumes are made root's (mode 0777), and git refuses a repo that is not its
-    user's: before the worker starts, a container that may chown and nothing else gives
-    them to it (as the remote Docker backend does its volumes)."""
+def _claim_folders(image: str) -> dict[str, Any]:
+    """The claim's two folders, made by the worker's user before the worker's subPath mounts
+    need them: the kubelet would make missing ones root's, which the worker cannot write
+    (the claim's root is the worker group's, by fsGroup)."""
     return {
-        "name": "own", "image": spec.image, "imagePullPolicy": "IfNotPresent",
-        "command": literal(["chown", f"{uid}:{gid}", *(m["mountPath"] for m in mounts)]),
-        "volumeMounts": mounts,
+        "name": "folders", "image": image, "imagePullPolicy": "IfNotPresent",
+        # The claim's root where a mount point the image has is (a Pod's runtime makes none
+        # in a read-only root).
+        "command": ["mkdir", "-p", f"{WORKSPACE}/workspace", f"{WORKSPACE}/gradle"],
+        "volumeMounts": [{"name": "checkout", "mountPath": WORKSPACE}],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
                       "limits": {"cpu": "100m", "memory": "32Mi"}},
-        "securityContext": {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
-                            "allowPrivilegeEscalation": False, "privileged": False,
-                            "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
+        "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
+                            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
     }
 
 

@@ -10,6 +10,8 @@ logs=/var/log/kube
 ip=$(ip -4 -o addr show scope global | awk '{sub("/.*", "", $4); print $4; exit}')
 name=${NODE_NAME:-node}
 token_file=$state/token
+LOCAL_VOLUMES=/var/lib/runner-local     # the directories of the fixture's local volumes
+LOCAL_VOLUME_COUNT=${LOCAL_VOLUME_COUNT:-96}
 
 apiserver() {
   exec "$k/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
@@ -19,6 +21,7 @@ apiserver() {
     --service-account-key-file="$state/sa.key" --service-account-signing-key-file="$state/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc \
     --allow-privileged=false --kubelet-preferred-address-types=InternalIP \
+    --enable-admission-plugins=PodSecurityPolicy \
     >>"$logs/apiserver.log" 2>&1
 }
 
@@ -79,11 +82,13 @@ pids+=($!)
 "$k/kube-scheduler" --kubeconfig="$state/admin.kubeconfig" --leader-elect=false \
   --bind-address=127.0.0.1 >>"$logs/scheduler.log" 2>&1 &
 pids+=($!)
-# Only the controllers a workspace claim needs: binding, Kubernetes' test-only hostPath
-# provisioner (the fixture's default StorageClass names it; its volumes are directories of
-# this node's /tmp) and the protections that let a claim go once no Pod uses it.
+# Only the controllers a workspace claim needs: binding (to the local volumes the fixture
+# declares over the directories made here) and the protections that let a claim go once no
+# Pod uses it.
+mkdir -p "$LOCAL_VOLUMES"
+for i in $(seq -w 0 $((LOCAL_VOLUME_COUNT - 1))); do mkdir -p "$LOCAL_VOLUMES/pv-$i"; done
 "$k/kube-controller-manager" --kubeconfig="$state/admin.kubeconfig" --leader-elect=false \
-  --bind-address=127.0.0.1 --port=0 --enable-hostpath-provisioner=true \
+  --bind-address=127.0.0.1 --port=0 \
   --controllers=persistentvolume-binder,pvc-protection,pv-protection \
   >>"$logs/controller-manager.log" 2>&1 &
 pids+=($!)
