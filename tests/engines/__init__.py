@@ -2,8 +2,9 @@
 
 ``remote_engine`` (session-scoped) is a fresh dockerd reached over TCP on 127.0.0.1 (see
 ``dind.py``); ``remote_worker_image`` is runner-worker:latest loaded into it
-(``remote_jvm_image``: the JVM one). ``kube_cluster`` is a one-node Kubernetes built from Debian's source package (``kube.py``), its API server on
-127.0.0.1, with the worker image imported. Integration tests get them through
+(``remote_jvm_image``: the JVM one). ``kube_cluster`` is a one-node Kubernetes built from
+Debian's source package (``kube.py``), its API server on 127.0.0.1, with the worker image
+imported. Integration tests get them through
 tests/integration/conftest.py.
 """
 
