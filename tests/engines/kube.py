@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -54,6 +55,7 @@ IMAGE_FILES = ("Dockerfile", "node.sh", "containerd.toml", "void.conflist")
 IMAGE_REPO = "runner-test-kubenode"
 PAUSE_IMAGE = "runner.test/pause:1"     # containerd.toml and node.sh name it
 LABEL = "runner.test-cluster"           # value: the cluster's id; tests remove exactly theirs
+NODE_LABEL = "runner.test-node"         # a node beyond the first: its name
 PORT = "6443/tcp"
 STATE = "/var/lib/kube"
 STORAGE_CLASS = "runner-test-local"  # the default class: local volumes, directories of the node
@@ -125,6 +127,7 @@ class TestCluster:
     url: str
     kubeconfig: Path                 # on the host, for runner and the tests
     timings: dict[str, float] = field(default_factory=dict)
+    workers: list[Container] = field(default_factory=list)   # nodes beyond the first
 
     __test__ = False      # not a test class, whatever its name
 
@@ -140,17 +143,26 @@ class TestCluster:
         return text
 
     def load(self, image: str) -> float:
-        """Import ``image`` from the host's engine into the node's containerd (streamed:
+        """Import ``image`` from the host's engine into every node's containerd (streamed:
         `docker save` into `ctr import`); seconds taken."""
         started = time.monotonic()
-        saved = self.host.images.get(image).save(chunk_size=1 << 20, named=image)
-        code, out, err = exec_with_stdin(self.host.api, self.container.id,
-                                         ["ctr", "-n", "k8s.io", "images", "import", "-"],
-                                         saved)
-        if code != 0:
-            raise ClusterFailed(f"ctr import {image} exited {code}: {(out + err)[-1000:]!r}")
+        for node in [self.container, *self.workers]:
+            _import(self.host, node, image)
         self.timings[f"load {image}"] = took = time.monotonic() - started
         return took
+
+    def kill_node(self, name: str) -> None:
+        """A node beyond the first dies at once (its kubelet and its Pods with it); what it
+        holds (its volumes' directories, its images) stays for start_node()."""
+        node = self._worker(name)
+        node.kill()
+        node.wait()
+
+    def start_node(self, name: str) -> None:
+        self._worker(name).start()
+
+    def _worker(self, name: str) -> Container:
+        return next(node for node in self.workers if node.labels.get(NODE_LABEL) == name)
 
     def stop_apiserver(self) -> None:
         """The API server dies (SIGKILL); the node, its kubelet and its Pods go on."""
@@ -210,7 +222,8 @@ class TestCluster:
             container.remove(force=True, v=True)
         for volume in self.host.volumes.list(filters=mine):
             volume.remove(force=True)
-        remove_cgroups(self.name)
+        for name in [self.name, *(node.name for node in self.workers)]:
+            remove_cgroups(name)
         self.kubeconfig.unlink(missing_ok=True)
 
 
@@ -235,8 +248,6 @@ def _as_controllers_would(api: object, ready: list) -> None:
         pass
     core.patch_namespace("default", {"metadata": {"labels": {
         "pod-security.kubernetes.io/enforce": "restricted"}}})
-    [node] = ready
-    host = node.metadata.labels["kubernetes.io/hostname"]
     made = [(core.create_namespaced_service_account, ("default",),
              {"metadata": {"name": "default"}}),
             (client.StorageV1Api(api).create_storage_class, (), {
@@ -245,13 +256,15 @@ def _as_controllers_would(api: object, ready: list) -> None:
                 "provisioner": "kubernetes.io/no-provisioner",
                 "volumeBindingMode": "WaitForFirstConsumer"})]
     made += [(core.create_persistent_volume, (), {
-        "metadata": {"name": f"runner-test-local-{i:02d}"},
+        "metadata": {"name": f"runner-test-local-{host}-{i:02d}"},
         "spec": {"capacity": {"storage": "1Ti"}, "accessModes": ["ReadWriteOnce"],
                  "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STORAGE_CLASS,
                  "local": {"path": f"{LOCAL_VOLUMES}/pv-{i:02d}"},
                  "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                      {"key": "kubernetes.io/hostname", "operator": "In",
-                      "values": [host]}]}]}}}}) for i in range(LOCAL_VOLUME_COUNT)]
+                      "values": [host]}]}]}}}})
+        for host in sorted({node.metadata.labels["kubernetes.io/hostname"] for node in ready})
+        for i in range(LOCAL_VOLUME_COUNT)]
     for create, args, body in made:
         try:
             create(*args, body)
@@ -260,7 +273,68 @@ def _as_controllers_would(api: object, ready: list) -> None:
                 raise
 
 
-def start_cluster(host: docker.DockerClient, *, timeout: float = 120) -> TestCluster:
+def _import(host: docker.DockerClient, node: Container, image: str) -> None:
+    saved = host.images.get(image).save(chunk_size=1 << 20, named=image)
+    code, out, err = exec_with_stdin(host.api, node.id,
+                                     ["ctr", "-n", "k8s.io", "images", "import", "-"], saved)
+    if code != 0:
+        raise ClusterFailed(f"ctr import {image} into {node.name} exited {code}: "
+                            f"{(out + err)[-1000:]!r}")
+
+
+def _node_config(host: docker.DockerClient, bin_dir: Path, volume: str,
+                 **more: Any) -> dict[str, Any]:
+    """A node's container: the remote engine's capabilities (dind.py), the host's cgroups,
+    the binaries read-only, ``volume`` its containerd's store."""
+    config = host.api.create_host_config(
+        init=True, cap_add=["ALL"], cap_drop=["SYS_RESOURCE"],   # --privileged is refused
+        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        devices=["/dev/kmsg:/dev/kmsg:r"], device_cgroup_rules=["a *:* rwm"],
+        binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+               str(bin_dir): {"bind": "/opt/kube", "mode": "ro"},
+               volume: {"bind": "/var/lib/containerd", "mode": "rw"}},
+        tmpfs={"/run": "rw,exec"}, **more)
+    config.update(MaskedPaths=[], ReadonlyPaths=[])
+    return config
+
+
+def add_node(cluster: TestCluster, name: str = "node-2", timeout: float = 120) -> None:
+    """A second node, joined to the cluster's API server with the token the first node made
+    for it, the cluster's images imported, Ready."""
+    from kubernetes import client, config
+
+    first = cluster.container
+    first.reload()
+    address = first.attrs["NetworkSettings"]["IPAddress"]
+    token = cluster.sh(f"cat {STATE}/{name}.token").strip()
+    labels = {LABEL: cluster.id, NODE_LABEL: name}
+    container_name = f"{cluster.name}-{name}"
+    volume = cluster.host.volumes.create(name=container_name, labels=labels).name
+    made = cluster.host.api.create_container(
+        first.image.id, name=container_name, labels=labels,
+        host_config=_node_config(cluster.host, binaries(), volume),
+        environment={"NODE_NAME": name, "CGROUP_ROOT": container_name,
+                     "LOCAL_VOLUME_COUNT": str(LOCAL_VOLUME_COUNT),
+                     "JOIN_SERVER": f"https://{address}:6443", "JOIN_TOKEN": token})
+    node = cluster.host.containers.get(made["Id"])
+    cluster.workers.append(node)
+    node.start()
+    _import(cluster.host, node, PAUSE_IMAGE)
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [n for n in client.CoreV1Api(api).list_node().items if n.metadata.name == name]
+        if found and any(c.type == "Ready" and c.status == "True"
+                         for c in found[0].status.conditions or []):
+            _as_controllers_would(api, found)
+            return
+        time.sleep(0.5)
+    raise ClusterFailed(f"node {name} was not Ready in {timeout:.0f}s: "
+                        f"{node.logs(tail=60).decode('utf-8', 'replace')}")
+
+
+def start_cluster(host: docker.DockerClient, *, timeout: float = 120,
+                  nodes: int = 1) -> TestCluster:
     started = time.monotonic()
     bin_dir = binaries()
     image = node_image(host)
@@ -270,19 +344,13 @@ def start_cluster(host: docker.DockerClient, *, timeout: float = 120) -> TestClu
     name, labels = f"runner-test-cluster-{id_}", {LABEL: id_}
     volume = host.volumes.create(name=name, labels=labels).name
     try:
-        config = host.api.create_host_config(
-            init=True, cap_add=["ALL"], cap_drop=["SYS_RESOURCE"],   # --privileged is refused
-            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-            devices=["/dev/kmsg:/dev/kmsg:r"], device_cgroup_rules=["a *:* rwm"],
-            binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                   str(bin_dir): {"bind": "/opt/kube", "mode": "ro"},
-                   volume: {"bind": "/var/lib/containerd", "mode": "rw"}},
-            tmpfs={"/run": "rw,exec"}, port_bindings={PORT: ("127.0.0.1", None)})
-        config.update(MaskedPaths=[], ReadonlyPaths=[])
+        config = _node_config(host, bin_dir, volume,
+                              port_bindings={PORT: ("127.0.0.1", None)})
         made = host.api.create_container(
             image, name=name, labels=labels, host_config=config, ports=[6443],
             environment={"NODE_NAME": "node", "CGROUP_ROOT": name,
-                         "LOCAL_VOLUME_COUNT": str(LOCAL_VOLUME_COUNT)})
+                         "LOCAL_VOLUME_COUNT": str(LOCAL_VOLUME_COUNT),
+                         **({"NODE_LIFECYCLE": "1"} if nodes > 1 else {})})
         container = host.containers.get(made["Id"])
         container.start()
         container.reload()
@@ -299,6 +367,8 @@ def start_cluster(host: docker.DockerClient, *, timeout: float = 120) -> TestClu
         _write_kubeconfig(cluster)
         cluster.load(pause)
         cluster.wait_ready(timeout)
+        for number in range(2, nodes + 1):
+            add_node(cluster, f"node-{number}", timeout)
         cluster.timings.update(timings, start=time.monotonic() - started - timings["images"])
         return cluster
     except BaseException:
@@ -321,8 +391,8 @@ def _write_kubeconfig(cluster: TestCluster) -> None:
 
 
 @contextmanager
-def running_cluster(host: docker.DockerClient) -> Iterator[TestCluster]:
-    cluster = start_cluster(host)
+def running_cluster(host: docker.DockerClient, nodes: int = 1) -> Iterator[TestCluster]:
+    cluster = start_cluster(host, nodes=nodes)
     try:
         yield cluster
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 import docker
 
 CHUNK = 1 << 16
+READS = 16               # chunks one receive() takes from the socket at most
 SEND_TIMEOUT = 60.0      # seconds a send may wait on an engine that does not read
 _HEADER = struct.Struct(">BxxxL")
 _STDOUT = 1
@@ -42,8 +43,12 @@ class ExecDuplex:
     def receive(self) -> bytes | None:
         if self._ended:
             return None
-        while self._readable():
+        reads = 0
+        # What TLS holds decrypted always (a poll would not see it); from the socket, at
+        # most READS chunks a call, so that a flood does not grow without bound here.
+        while self._pending() or (reads < READS and self._readable()):
             data = self._sock.recv(CHUNK)
+            reads += 1
             if not data:
                 self._ended = True
                 break
@@ -51,10 +56,11 @@ class ExecDuplex:
         out = self._payloads()
         return None if self._ended and not out else out
 
+    def _pending(self) -> bool:
+        pending = getattr(self._sock, "pending", None)
+        return bool(pending is not None and pending())
+
     def _readable(self) -> bool:
-        pending = getattr(self._sock, "pending", None)     # TLS: bytes decrypted already
-        if pending is not None and pending():
-            return True
         ready = select.poll()
         ready.register(self._sock.fileno(), select.POLLIN)
         return bool(ready.poll(0))

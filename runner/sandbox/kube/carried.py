@@ -17,9 +17,10 @@ import io
 import tarfile
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from runner.sandbox import Mount, SandboxSpec
 from runner.sandbox.provisioning import file_sha256
@@ -92,18 +93,14 @@ def _carried_label(files: Sequence[Mount]) -> str:
     return " ".join(f"{file.target}={file_sha256(file.source)}" for file in files)
 
 
-class _context:
+@contextmanager
+def _context(base_id: str, files: Sequence[Mount]) -> Iterator[IO[bytes]]:
     """The build's context in a temporary file: a Dockerfile and each file, read-only and
     runnable (COPY keeps a context file's mode)."""
-
-    def __init__(self, base_id: str, files: Sequence[Mount]) -> None:
-        self.base_id, self.files = base_id, files
-        self.archive = tempfile.TemporaryFile()
-
-    def __enter__(self) -> io.BufferedRandom:
-        lines = [f"FROM {self.base_id}"]
-        with tarfile.open(fileobj=self.archive, mode="w") as tar:
-            for number, file in enumerate(self.files):
+    lines = [f"FROM {base_id}"]
+    with tempfile.TemporaryFile() as archive:
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for number, file in enumerate(files):
                 info = tar.gettarinfo(str(file.source), arcname=f"file-{number}")
                 info.mode, info.uid, info.gid, info.uname, info.gname = 0o555, 0, 0, "", ""
                 with file.source.open("rb") as data:
@@ -113,8 +110,5 @@ class _context:
             info = tarfile.TarInfo("Dockerfile")
             info.size = len(dockerfile)
             tar.addfile(info, io.BytesIO(dockerfile))
-        self.archive.seek(0)
-        return self.archive  # type: ignore[return-value]
-
-    def __exit__(self, *exc: object) -> None:
-        self.archive.close()
+        archive.seek(0)
+        yield archive

@@ -24,6 +24,9 @@ from runner.sandbox.kube.pods import RELAY, pod_user
 from runner.sandbox.relay.tunnel import GatewayTunnel
 
 
+NODE_VERDICT = 90.0    # seconds a broken stream waits for the cluster's word on the Pod's node
+
+
 class PodRelay:
     """The gateway's relay of a Pod: its container of its own (relay/tunnel.py's Relay)."""
 
@@ -137,7 +140,7 @@ class KubeSandbox:
             return code, False, self._last_stop
         # Killed, or its stream cut: by the Pod's end (the watchdog's own stop is no loss)?
         if code == STOPPED_EXIT and not killed.is_set():
-            if lost := self._pod_lost():
+            if lost := self._pod_lost() or (self._node_verdict() if broke else None):
                 take(2, f"runner: {lost}\n".encode())
                 return code, False, lost
             if broke:
@@ -145,6 +148,23 @@ class KubeSandbox:
                         f"({broke[:200]})\n".encode())
         late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
         return code, killed.is_set() or code == TIMEOUT_EXIT or late, ""
+
+    def _node_verdict(self) -> str | None:
+        """After a stream that broke, the API server answering and the Pod still said to run:
+        whether its node is lost. While the Pod does not answer an exec either, the cluster
+        is asked again, until it says the node is not Ready (its grace, 40 s by default) or
+        the Pod answers (a stream that broke on the way, not the node); NODE_VERDICT at most."""
+        deadline = time.monotonic() + NODE_VERDICT
+        while time.monotonic() < deadline:
+            try:
+                if self.cluster.exec(self.pod, ["true"], lambda _s, _c: None) == 0:
+                    return None
+            except Exception:     # noqa: BLE001 - the kubelet away, whatever is said
+                pass
+            if lost := self._pod_lost():
+                return lost
+            time.sleep(1)
+        return None
 
     def _pod_lost(self) -> str | None:
         """Whether its Pod is gone (deleted, evicted, ended) or its node stopped answering,

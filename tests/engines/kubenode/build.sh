@@ -35,6 +35,11 @@ version=$(apt-cache showsrc kubernetes 2>/dev/null | awk '/^Version:/ {print $2;
 out="$cache/$version"
 built() { for b in "${made[@]}"; do [ -x "$out/$b" ] || return 1; done; }
 if built; then echo "$out"; exit 0; fi
+# One build at a time: a second caller (the test fixture, while CI's own build runs in the
+# background) waits for the first, then finds the binaries built.
+exec 9>"${TMPDIR:-/tmp}/runner-kube-build-$version.lock"
+flock 9
+if built; then echo "$out"; exit 0; fi
 
 log "building ${binaries[*]} from Debian's kubernetes $version (once per machine; ~10 min)"
 apt_install golang-go rsync dpkg-dev gcc libc6-dev golang-github-modern-go-reflect2-dev

@@ -40,25 +40,36 @@ for h in /sys/fs/cgroup/*/; do
     cat "${h}cpuset.mems" >"$h$cgroup_root/cpuset.mems"
   fi
 done
-if [ ! -f "$token_file" ]; then     # once per node: its credentials
-  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file"
-  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/node-token"
-  printf '%s,admin,admin,system:masters\n%s,system:node:%s,node,system:nodes\n' \
-    "$(cat "$token_file")" "$(cat "$state/node-token")" "$name" >"$state/tokens.csv"
-  openssl genrsa -out "$state/sa.key" 2048 2>/dev/null
-fi
-kubeconfig() {   # $1: file, $2: token
+kubeconfig() {   # $1: file, $2: token, $3: the API server
   cat >"$1" <<KC
 apiVersion: v1
 kind: Config
-clusters: [{name: test, cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}}]
+clusters: [{name: test, cluster: {server: "${3:-https://127.0.0.1:6443}", insecure-skip-tls-verify: true}}]
 users: [{name: u, user: {token: "$2"}}]
 contexts: [{name: test, context: {cluster: test, user: u, namespace: default}}]
 current-context: test
 KC
 }
-kubeconfig "$state/admin.kubeconfig" "$(cat "$token_file")"
-kubeconfig "$state/node.kubeconfig" "$(cat "$state/node-token")"
+# A second node joins the first's API server (JOIN_SERVER, with the token the first made
+# for it, JOIN_TOKEN): it runs containerd and a kubelet alone.
+if [ -n "${JOIN_SERVER:-}" ]; then
+  kubeconfig "$state/node.kubeconfig" "$JOIN_TOKEN" "$JOIN_SERVER"
+else
+  if [ ! -f "$token_file" ]; then     # once per cluster: its credentials
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file"
+    for node in "$name" "$name-2"; do
+      head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/$node.token"
+    done
+    { printf '%s,admin,admin,system:masters\n' "$(cat "$token_file")"
+      for node in "$name" "$name-2"; do
+        printf '%s,system:node:%s,%s,system:nodes\n' "$(cat "$state/$node.token")" "$node" \
+          "$node"
+      done; } >"$state/tokens.csv"
+    openssl genrsa -out "$state/sa.key" 2048 2>/dev/null
+  fi
+  kubeconfig "$state/admin.kubeconfig" "$(cat "$token_file")"
+  kubeconfig "$state/node.kubeconfig" "$(cat "$state/$name.token")"
+fi
 
 # The Pods' network: containerd wants each Pod to get an eth0 with an address, and Pods must
 # reach nothing. So eth0 is a private macvlan (no two Pods see each other) on a veth whose
@@ -72,26 +83,31 @@ if ! ip link show runner-void >/dev/null 2>&1; then
   ip link set runner-void up
 fi
 
-etcd --data-dir=/var/lib/etcd --listen-client-urls=http://127.0.0.1:2379 \
-  --advertise-client-urls=http://127.0.0.1:2379 --listen-peer-urls=http://127.0.0.1:2380 \
-  >>"$logs/etcd.log" 2>&1 &
-pids=($!)
-setsid "$0" apiserver </dev/null &     # not waited on: a test stops it and starts it again
-containerd --config /etc/containerd/config.toml >>"$logs/containerd.log" 2>&1 &
-pids+=($!)
-"$k/kube-scheduler" --kubeconfig="$state/admin.kubeconfig" --leader-elect=false \
-  --bind-address=127.0.0.1 >>"$logs/scheduler.log" 2>&1 &
-pids+=($!)
-# Only the controllers a workspace claim needs: binding (to the local volumes the fixture
-# declares over the directories made here) and the protections that let a claim go once no
-# Pod uses it.
 mkdir -p "$LOCAL_VOLUMES"
 for i in $(seq -w 0 $((LOCAL_VOLUME_COUNT - 1))); do mkdir -p "$LOCAL_VOLUMES/pv-$i"; done
-"$k/kube-controller-manager" --kubeconfig="$state/admin.kubeconfig" --leader-elect=false \
-  --bind-address=127.0.0.1 --port=0 \
-  --controllers=persistentvolume-binder,pvc-protection,pv-protection \
-  >>"$logs/controller-manager.log" 2>&1 &
-pids+=($!)
+containerd --config /etc/containerd/config.toml >>"$logs/containerd.log" 2>&1 &
+pids=($!)
+if [ -z "${JOIN_SERVER:-}" ]; then
+  etcd --data-dir=/var/lib/etcd --listen-client-urls=http://127.0.0.1:2379 \
+    --advertise-client-urls=http://127.0.0.1:2379 --listen-peer-urls=http://127.0.0.1:2380 \
+    >>"$logs/etcd.log" 2>&1 &
+  pids+=($!)
+  setsid "$0" apiserver </dev/null &     # not waited on: a test stops it and starts it again
+  "$k/kube-scheduler" --kubeconfig="$state/admin.kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 >>"$logs/scheduler.log" 2>&1 &
+  pids+=($!)
+  # Only the controllers a workspace claim needs: binding (to the local volumes the fixture
+  # declares over the directories made here) and the protections that let a claim go once
+  # no Pod uses it; with NODE_LIFECYCLE (a cluster of two nodes), the one that marks a node
+  # that stopped answering (20 s without a word) and taints it, so nothing goes there.
+  controllers=persistentvolume-binder,pvc-protection,pv-protection
+  [ -n "${NODE_LIFECYCLE:-}" ] && controllers+=,nodelifecycle
+  "$k/kube-controller-manager" --kubeconfig="$state/admin.kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --port=0 --controllers="$controllers" \
+    --node-monitor-period=2s --node-monitor-grace-period=20s \
+    >>"$logs/controller-manager.log" 2>&1 &
+  pids+=($!)
+fi
 "$k/kubelet" --kubeconfig="$state/node.kubeconfig" --hostname-override="$name" \
   --node-ip="$ip" --container-runtime=remote \
   --container-runtime-endpoint=unix:///run/containerd/containerd.sock \
