@@ -22,8 +22,7 @@ from runner.records import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, TICKET_JOURNAL, E
 from runner.run.integrate import Integrator
 from runner.run.options import RunOptions
 from runner.run.phasegate import land, phase_gate
-from runner.run.preflight import (check_inputs, crowding, default_concurrency, make_ahead,
-                                  preflight)
+from runner.run.preflight import check_inputs, concurrency_for, make_ahead, preflight
 from runner.run.salvage import salvage_workspaces
 from runner.run.scheduler import finished, first_wave, schedule
 from runner.sandbox import Backend, check_engine, connect, resolve
@@ -274,12 +273,11 @@ def _concurrency(phase: Phase, options: RunOptions, backend: Backend, sink: Even
     done), else as many as the engine holds."""
     if options.sequential:
         return 1
-    capacity = backend.capacity()
-    asked = options.concurrency or phase.concurrency
-    workers, why = (asked, "") if asked else default_concurrency(phase, capacity)
+    workers, why, said = concurrency_for(phase, options.concurrency or phase.concurrency,
+                                         backend.capacity())
     if why:
         sink.emit(Notice(why))
-    if said := crowding(phase, workers, capacity):
+    if said:
         sink.emit(Notice(said, level="warning"))
     return workers
 

@@ -18,20 +18,18 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     base_sha = host.resolve(phase.base)
     if base_sha is None:
         raise RepoError(f"base {phase.base!r} is not a commit in {host.top}")
-    from runner.run.preflight import (crowding, default_concurrency,   # the run's own words
-                                      unhonoured)
+    from runner.run.preflight import concurrency_for, unhonoured   # the run's own words
 
     backend, unreached = _connected(phase.engine)
-    capacity = backend.capacity() if backend is not None else None
-    asked = concurrency or phase.concurrency
-    workers, why = (asked, "") if asked else default_concurrency(phase, capacity)
+    workers, why, said = concurrency_for(phase, concurrency or phase.concurrency,
+                                         backend.capacity() if backend is not None else None)
     yield (f"phase {phase.name}: base {phase.base} = {base_sha[:12]}, target "
            f"{phase.target_branch}, {len(phase.tickets)} tickets, {workers} at once"
            + (", overlapping paths allowed" if allow_overlap else ""))
     if why:
         yield why
     yield from (f"warning: {said}" for said in unhonoured(phase, resolve(phase.engine)))
-    if said := crowding(phase, workers, capacity):
+    if said:
         yield f"warning: {said}"
     if isinstance(phase.image, str):
         yield f"image {phase.image}: {_image_state(phase.image, phase.engine, backend, unreached)}"

@@ -79,6 +79,14 @@ def crowding(phase: Phase, workers: int, capacity: Capacity | None) -> str | Non
             f"{_has(capacity)}; {fit} fit at once (concurrency: {fit}), more share them")
 
 
+def concurrency_for(phase: Phase, asked: int | None,
+                    capacity: Capacity | None) -> tuple[int, str, str | None]:
+    """How many tickets run at once (as asked, else as many as the engine holds); why, when
+    the engine chose fewer than the tickets; and what does not fit it (crowding), if any."""
+    workers, why = (asked, "") if asked else default_concurrency(phase, capacity)
+    return workers, why, crowding(phase, workers, capacity)
+
+
 def default_concurrency(phase: Phase, capacity: Capacity | None) -> tuple[int, str]:
     """How many tickets run at once when neither the phase nor a flag says: as many as fit
     the engine (each with the phase's resources), at most one per ticket, at least one; and
