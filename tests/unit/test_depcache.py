@@ -252,3 +252,52 @@ def test_the_go_proxy_and_checksum_database_are_the_phases_or_this_machines(
     assert go_sumdb_for(None) is None                   # nothing says one: go.sum alone
     monkeypatch.setenv("GOSUMDB", "sums.example+1234+AbCd")
     assert go_sumdb_for(None) == "sums.example+1234+AbCd" and go_sumdb_for("off") is None
+
+
+def test_gateways_asking_at_once_for_an_artifact_share_one_download(tmp_path: Path) -> None:
+    """Each ticket has its own gateway: two of them (and a second ask of the first) missing
+    the same artifact at once fetch it upstream once, and find it later by the digest its
+    index published (npm's sha512), not only by its sha256."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from runner.gateway.cache.mirror import Mirror
+
+    body = b"a tarball" * 1000
+    sha512 = hashlib.sha512(body).hexdigest()
+    hits = []
+
+    async def tarball(_request: web.Request) -> web.StreamResponse:
+        hits.append(1)
+        response = web.StreamResponse()
+        await response.prepare(_request)
+        await asyncio.sleep(0.3)           # long enough for every asker to arrive meanwhile
+        await response.write(body)
+        return response
+
+    async def scenario() -> list[tuple[Path, int]]:
+        app = web.Application()
+        app.router.add_get("/t.tgz", tarball)
+        upstream = web.AppRunner(app)
+        await upstream.setup()
+        site = web.TCPSite(upstream, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{upstream.addresses[0][1]}/t.tgz"
+        mirrors = Mirrors({"npm": url}, tmp_path / "store", 1 << 30)
+        sessions = [aiohttp.ClientSession() for _ in range(2)]
+        gateways = [Mirror(mirrors, s, lambda *_: None, {}) for s in sessions]
+        try:
+            return await asyncio.gather(*(
+                g.artifact(sha512, url, "t", algorithm="sha512")
+                for g in (gateways[0], gateways[1], gateways[0])))
+        finally:
+            for session in sessions:
+                await session.close()
+            await upstream.cleanup()
+
+    got = asyncio.run(scenario())
+    assert len(hits) == 1
+    assert {path for path, _ in got} == {Store(tmp_path / "store").find("sha512", sha512)}
+    assert sorted(fetched for _, fetched in got) == [0, 0, len(body)]

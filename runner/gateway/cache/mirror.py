@@ -1,7 +1,8 @@
 """The mirrors' common ground: requests under /cache/ go to their ecosystem's handler (the
 table in route.py), which asks this Mirror for index pages (fetched upstream every time, the
 last good one kept) and artifacts (fetched upstream once, stored by the hash their index
-published, single-flight: workers asking at once share one download)."""
+published, single-flight: workers asking at once share one download, and so do the
+gateways of other tickets and runs, by the store's lock on the artifact)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from runner.gateway.scrub import ScrubbedResponse, Scrubber
 
 T = TypeVar("T")
 CHUNK = 256 << 10
+LOCK_POLL = 0.05                  # s between tries of an artifact another gateway fetches
 MAX_INDEX = 64 << 20              # an index page past this is not one we keep
 SAID = "runner gateway: cache: "       # how its refusals begin, for the worker
 
@@ -164,7 +166,7 @@ class Mirror:
         """The artifact whose ``algorithm`` digest is ``digest``: from the store, or fetched
         from ``url`` into it first (verified); returns its path (named by its sha256) and
         the bytes fetched upstream for it now."""
-        if algorithm == "sha256" and (path := self.store.blob(digest)) is not None:
+        if (path := self.store.find(algorithm, digest)) is not None:
             return path, 0
         (path, fetched), mine = await self._once(
             f"blob:{algorithm}:{digest}",
@@ -173,8 +175,18 @@ class Mirror:
 
     async def _download(self, digest: str, url: str, what: str, algorithm: str,
                         digest_of_file: DigestOfFile | None) -> tuple[Path, int]:
-        if algorithm == "sha256" and (path := self.store.blob(digest)) is not None:
-            return path, 0                    # came while we waited
+        while (lock := self.store.try_lock(algorithm, digest)) is None:
+            await asyncio.sleep(LOCK_POLL)    # another ticket's gateway is fetching it
+        try:
+            if (path := self.store.find(algorithm, digest)) is not None:
+                return path, 0                # came while we waited
+            return await self._fetch_into_store(digest, url, what, algorithm,
+                                                digest_of_file)
+        finally:
+            self.store.unlock(lock)
+
+    async def _fetch_into_store(self, digest: str, url: str, what: str, algorithm: str,
+                                digest_of_file: DigestOfFile | None) -> tuple[Path, int]:
         writer = self.store.writer(digest, algorithm=algorithm, digest_of_file=digest_of_file)
         try:
             async with self.session.get(url, allow_redirects=True) as got:

@@ -122,8 +122,7 @@ async def _tarball(mirror: Mirror, request: web.BaseRequest, name: str, version:
     # Known already (from a document fetched before, and the tarball stored): no upstream.
     kept = mirror.store.load_index("npm", _key(name) + ".min")
     digest = _dist(_json(kept[0]), version)[0] if kept else None
-    known = digest and mirror.store.load_index("npm", "-".join(digest))
-    path = mirror.store.blob(known[0].decode()) if known else None
+    path = mirror.store.find(*digest) if digest else None
     fetched = 0
     if path is None:
         _, data = await _fetched(mirror, name, ABBREVIATED)
@@ -131,6 +130,5 @@ async def _tarball(mirror: Mirror, request: web.BaseRequest, name: str, version:
         if digest is None or url is None:
             raise Unavailable(f"{what} is in no document of {name} the cache fetched", 404)
         path, fetched = await mirror.artifact(digest[1], url, what, algorithm=digest[0])
-        await mirror.remember("npm", "-".join(digest), path.name, {"tarball": what})
     response = await mirror.send_file(request, scrubber, path, "application/octet-stream")
     return Served(response, f"{what}.tgz", "upstream" if fetched else "cache", fetched)

@@ -6,11 +6,15 @@ renamed into place (after an fsync) only once its hash is the one the ecosystem 
 a runner killed mid-download leaves a temporary file, never a half artifact under a name a
 reader would take. Temporary files of processes that are gone are removed when a store
 opens. Reading a blob touches its mtime, so pruning to ``max`` takes the least recently
-used first. Pure Python: `runner cache` reads it without the gateway.
+used first. An artifact known by another digest (npm's sha512, a Maven sha1, Go's h1) is
+found by it too: its commit files a note of that digest's sha256. One download per artifact
+across every gateway on the machine: a writer holds the artifact's lock file (flock) while it
+fetches. Pure Python: `runner cache` reads it without the gateway.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -88,6 +92,9 @@ class BlobWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, final)
         _fsync_dir(final.parent)
+        if self.algorithm != "sha256":
+            self.store.save_index(_ALIASES, _alias(self.algorithm, self.digest),
+                                  self.sha256.encode(), {"algorithm": self.algorithm})
         return final
 
     def _computed(self) -> str:
@@ -111,10 +118,11 @@ class Store:
         self.blobs = self.root / "blobs" / "sha256"
         self.indexes = self.root / "indexes"
         self.tmp = self.root / "tmp"
+        self.locks = self.root / "locks"
 
     def open(self) -> Store:
         """Make its folders (runner's alone: 0700) and remove what dead writers left."""
-        for folder in (self.blobs, self.indexes, self.tmp):
+        for folder in (self.blobs, self.indexes, self.tmp, self.locks):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)
         for leftover in self.tmp.iterdir():
@@ -138,6 +146,29 @@ class Store:
         except FileNotFoundError:
             return None
         return path
+
+    def find(self, algorithm: str, digest: str) -> Path | None:
+        """The artifact whose ``algorithm`` digest is ``digest``, when the store has it."""
+        if algorithm == "sha256":
+            return self.blob(digest)
+        note = self.load_index(_ALIASES, _alias(algorithm, digest))
+        return self.blob(note[0].decode()) if note and _HEX.fullmatch(note[0].decode()) \
+            else None
+
+    def try_lock(self, algorithm: str, digest: str) -> int | None:
+        """The artifact's download lock, taken (an fd to pass to ``unlock``), or None while
+        another writer, of this process or another, holds it."""
+        fd = os.open(self.locks / _alias(algorithm, digest), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def unlock(fd: int) -> None:
+        os.close(fd)                      # closing the only fd releases the flock
 
     def writer(self, digest: str, *, algorithm: str = "sha256",
                digest_of_file: DigestOfFile | None = None) -> BlobWriter:
@@ -211,6 +242,14 @@ class Store:
             total -= st.st_size
             removed, freed = removed + 1, freed + st.st_size
         return removed, freed
+
+
+_ALIASES = "digests"
+
+
+def _alias(algorithm: str, digest: str) -> str:
+    """A file name for an artifact's digest of any kind (Go's h1 holds '/' and '=')."""
+    return hashlib.sha256(f"{algorithm}:{digest}".encode()).hexdigest()
 
 
 def _alive(pid: int) -> bool:
