@@ -77,6 +77,12 @@ class EngineUnavailable(EnvironmentProblem):
     """The engine the sandboxes run on does not answer (this machine's or another's)."""
 
 
+class WorkspaceAway(EnvironmentProblem):
+    """A sandbox's workspace is kept where the engine cannot reach it for now (the node its
+    volume is bound to stopped answering): its ticket waits, and a resume finishes it once
+    the workspace can be reached again."""
+
+
 class ImageError(EnvironmentProblem):
     def __init__(self, image: str, message: str) -> None:
         self.image = image

@@ -65,7 +65,8 @@ def _clean_run(host: HostRepo, root: Path, local: Callable[[], Backend], sink: E
     ctx = run_context(phase, host, result, backend, sink,
                       RunOptions(repo=host.top, phase_file=root / PHASE_COPY))
     removed = ctx.provider.remove_run(root.name)
-    salvage_workspaces(ctx, result.base_sha, "cleaned")   # saved first, then removed
+    # Saved first, then removed; one out of reach (its node away) is set aside, kept.
+    salvage_workspaces(ctx, result.base_sha, "cleaned", away_aside=True)
     problems = [problem for problem in [ctx.provider.clear()] if problem]
     # A checkout whose work could not be collected stays, with the store it borrows from.
     kept = ctx.provider.aside()

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from runner.errors import InputError, SelfTestFailed
+from runner.errors import EnvironmentProblem, InputError, SelfTestFailed
 from runner.records.events import TicketStatus
 from runner.records.journal import write_atomic
 from runner.records.outcome import SUCCEEDED, Attempt, Fetched, TicketOutcome
@@ -50,6 +50,8 @@ class RunResult:
     def exit_code(self) -> int:
         if self.state == "refused":
             return SelfTestFailed.exit_code
+        if self.state == "interrupted":     # not ended on its merits: a resume finishes it
+            return EnvironmentProblem.exit_code
         ok = all(o.status in SUCCEEDED for o in self.outcomes.values())
         landing = not self.landed.startswith("not landed")   # --land was asked for
         return 0 if ok and self.checks_passed is not False and landing else 1

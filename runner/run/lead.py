@@ -130,7 +130,12 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
         sink.emit(Notice(f"resuming run {run_id}: {len(done)} tickets finished, "
                          f"{len(phase.tickets) - len(done)} to run"))
         ctx.provider.remove_run(run_id)          # the old run's containers, if any survived
-        salvage_workspaces(ctx, result.base_sha, "interrupted", skip=set(done))
+        away = salvage_workspaces(ctx, result.base_sha, "interrupted", skip=set(done))
+        for ticket, why in away.items():     # still out of reach: it waits, as it did
+            was = result.outcomes.get(ticket) or TicketOutcome(ticket, TicketStatus.FAILED)
+            done[ticket] = replace(
+                was, reason=f"{why}; `runner resume {run_id}` finishes it once it is back",
+                interrupted=True, started=was.started or time.time())
         integrator = Integrator(host, clone=root / "integration", base=result.base_sha,
                                 integrated_ref=integrated_ref(run_id),
                                 target=None if phase.checks else result.target,
@@ -198,15 +203,24 @@ def _drive(ctx: RunContext, result: RunResult, integrator: Integrator, options: 
             hard_stop=lambda: ctx.provider.remove_run(ctx.run_id),
             blocked=lambda: "the phase budget is spent" if ctx.ledger.budget_reached() else None)
         result.outcomes = outcomes
-        if phase.checks:
-            began = time.time()
-            gate = phase_gate(ctx, integrator)
-            result.spans.append([CHECKS_SPAN, began, time.time()])
-            result.checks_passed, result.checks_reason = gate.ok, gate.reason
-            result.culprit = gate.culprit
-        if options.land and result.exit_code == 0:
-            result.landed = land(ctx.host, phase.base, result.base_sha, result.target, sink)
-        result.state = "finished"
+        if waiting := [o.ticket for o in outcomes.values() if o.interrupted and o.started]:
+            # Their workspaces out of reach for now (a node away): neither the phase's
+            # checks nor landing judge a phase that is not whole; the resume does.
+            result.state = "interrupted"
+            sink.emit(Notice(f"run {ctx.run_id} waits for {', '.join(waiting)} (and what "
+                             f"depends on them): finish it with `runner resume {ctx.run_id}` "
+                             "once their workspaces can be reached", level="warning"))
+        else:
+            if phase.checks:
+                began = time.time()
+                gate = phase_gate(ctx, integrator)
+                result.spans.append([CHECKS_SPAN, began, time.time()])
+                result.checks_passed, result.checks_reason = gate.ok, gate.reason
+                result.culprit = gate.culprit
+            if options.land and result.exit_code == 0:
+                result.landed = land(ctx.host, phase.base, result.base_sha, result.target,
+                                     sink)
+            result.state = "finished"
     except BaseException:
         result.state = "interrupted"
         sink.emit(Notice(f"run {ctx.run_id} interrupted; finish it with `runner resume "

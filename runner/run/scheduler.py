@@ -220,13 +220,16 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
             if outcome.status in SUCCEEDED:
                 queue.succeeded(outcome.ticket)
                 continue
-            todo += reversed(dependents_skipped(outcome.ticket))
+            todo += reversed(dependents_skipped(outcome))
 
-    def dependents_skipped(ticket_id: str) -> list[TicketOutcome]:
-        """The waiting dependents of a ticket that did not succeed, taken out, skipped."""
-        return [TicketOutcome(dependent, TicketStatus.SKIPPED,
-                              f"dependency {ticket_id} did not succeed")
-                for dependent in queue.waiting_on(ticket_id) if queue.drop(dependent)]
+    def dependents_skipped(outcome: TicketOutcome) -> list[TicketOutcome]:
+        """The waiting dependents of a ticket that did not succeed, taken out, skipped; of
+        one that waits for a resume, skipped until then (interrupted: a resume runs them)."""
+        why = (f"dependency {outcome.ticket} waits for a resume" if outcome.interrupted
+               else f"dependency {outcome.ticket} did not succeed")
+        return [TicketOutcome(dependent, TicketStatus.SKIPPED, why,
+                              interrupted=outcome.interrupted)
+                for dependent in queue.waiting_on(outcome.ticket) if queue.drop(dependent)]
 
     def skip(ticket_id: str, reason: str) -> None:
         final(TicketOutcome(ticket_id, TicketStatus.SKIPPED, reason))
@@ -275,7 +278,7 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
         reruns_left = attempt < (phase.reruns_for(ticket) if rerun_conflicts else 0)
         why = (conflicted if outcome.conflict and reruns_left else
                "its container was stopped" if outcome.infra and attempt < ticket.retries
-               else None)
+               and not outcome.interrupted else None)   # waiting for a resume: not rerun
         if why:
             sink.emit(TicketChanged(ticket.id, TicketStatus.QUEUED,
                                     f"{why}; rerun {attempt + 1} queued"))
@@ -285,8 +288,8 @@ def schedule(phase: Phase, *, concurrency: int, run_one: RunOne, integrate: Inte
         final(with_attempts(earlier.pop(ticket.id, []), replace(outcome, reruns=attempt)))
 
     # Resumed: what depends on a ticket that finished without succeeding is skipped now.
-    for ticket_id in [t for t, o in results.items() if o.status not in SUCCEEDED]:
-        for skipped in dependents_skipped(ticket_id):
+    for outcome in [o for o in results.values() if o.status not in SUCCEEDED]:
+        for skipped in dependents_skipped(outcome):
             final(skipped)
     pending = [t for t in phase.tickets if t.id in queue.waiting]
     for ticket in pending:

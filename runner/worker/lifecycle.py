@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from runner.agents import KINDS, AgentContext, AgentKind, AgentResult, agent_for
-from runner.errors import EngineUnavailable, GitError, RunnerError
+from runner.errors import EngineUnavailable, GitError, RunnerError, WorkspaceAway
 from runner.host import attempt_ref
 from runner.phase import Ticket
 from runner.records import (NOTHING_CHANGED, CappedLog, CheckResult, Fetched, LockedLog, LogWriter,
@@ -195,10 +195,12 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             model=ctx.phase.model_for(ticket) if KINDS[ticket.agent].on_models else "",
             tokens=totals.usage.tokens, cost=totals.cost, fix_loops=work.fix_loops,
             retries=work.retries, turns=work.turns, reruns=attempt, reviews=tuple(reviews),
-            infra=restarted[0] > 0, interrupted=ctx.cancelled.is_set(), fetched=totals.fetched)
+            infra=restarted[0] > 0, interrupted=ctx.cancelled.is_set() or waits,
+            fetched=totals.fetched)
 
     ctx.sink.emit(TicketChanged(ticket.id, TicketStatus.PROVISIONING))
     work, collected, reviews, restarted = AgentResult(ok=True), None, [], [0]
+    waits = False     # its workspace is out of reach for now: a resume finishes it
     transcript = Transcript(ctx.root / "transcripts" / f"{ticket.id}.jsonl")
     refusals: list[str] = []     # what the gateway refused the ticket (its budgets)
     with CappedLog(log_path) as capped:
@@ -231,6 +233,10 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
                 work = _unless_stopped(work, sandbox)   # also a stop during collection
                 if sandbox.stopped_for and not ctx.keep:
                     discard_leftovers(sandbox)   # its commits are in its ref now
+        except WorkspaceAway as e:
+            log.write(f"runner: {one_line(str(e))}\n")
+            waits, restarted[0] = True, 1
+            work = _also(work, f"{e}; `runner resume {ctx.run_id}` finishes it once it is back")
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {one_line(str(e))}\n")
             _stop_if_engine_gone(ctx, ticket, e)
@@ -373,8 +379,8 @@ def _work(ctx: RunContext, ticket: Ticket, sandbox: Sandbox, log: LogWriter,
                   if ctx.cancelled.is_set() else agent_for(ticket).run(agent_ctx))
     except CollectError as e:      # the agent's own commit failed
         result = AgentResult(ok=False, reason=str(e))
-    except EngineUnavailable:
-        raise                      # the run's trouble, not the agent's (run_ticket stops it)
+    except (EngineUnavailable, WorkspaceAway):
+        raise                      # the run's trouble, not the agent's (run_ticket says it)
     except Exception as e:         # a bug in an agent must not cost the ticket its work
         log.write(traceback.format_exc())
         result = AgentResult(ok=False, reason=f"agent error: {type(e).__name__}: {e}")

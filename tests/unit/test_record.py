@@ -60,3 +60,14 @@ def test_the_journal_keeps_every_change_and_reads_back_the_latest(tmp_path: Path
     assert states["A"]["status"] == "integrated" and states["A"]["detail"] == "done"
     assert states["B"]["status"] == "running"
     assert len((tmp_path / "tickets.jsonl").read_text().splitlines()) == 4
+
+
+def test_a_run_left_to_resume_is_exit_3_not_a_failure(tmp_path: Path) -> None:
+    """Every ticket it ran integrated, one waits (its node away): not 0, and not 1 (nothing
+    failed on its merits): 3, as a run the engine stopped."""
+    result = _result(tmp_path)
+    _add(result, "A", "1" * 40)
+    result.state = "finished"
+    assert result.exit_code == 0
+    result.state = "interrupted"
+    assert result.exit_code == 3

@@ -254,3 +254,38 @@ def test_a_ticket_is_prepared_when_its_last_unmet_dependency_starts(tmp_path: Pa
                         ("G", ["A"]), ("H", ["A"])])), concurrency=2)
     assert [t for kind, t in events if kind == "prepare"] == ["F", "G"], events
     assert events.index(("prepare", "F")) < events.index(("run", "F"))
+
+
+def test_a_ticket_that_waits_for_a_resume_is_not_rerun_and_holds_its_dependents(
+        tmp_path: Path) -> None:
+    """A worker whose workspace is out of reach (its node away) ends interrupted: retries do
+    not run it elsewhere (its work is where it is), what depends on it is skipped as
+    interrupted too (a resume runs it), and the rest of the phase goes on."""
+    phase = _phase(tmp_path, "  - {id: W, agent: script, run: x, retries: 2}\n"
+                             "  - {id: D, agent: script, run: x, depends_on: [W]}\n"
+                             "  - {id: E, agent: script, run: x, depends_on: [D]}\n"
+                             "  - {id: O, agent: script, run: x}\n")
+    runs = []
+
+    def run_one(ticket, start, attempt):
+        runs.append(ticket.id)
+        if ticket.id == "W":
+            return TicketOutcome("W", TicketStatus.FAILED, "its node is away", start=start,
+                                 infra=True, interrupted=True, started=1.0)
+        return TicketOutcome(ticket.id, TicketStatus.COLLECTING, start=start, tip="t")
+
+    results = schedule(phase, concurrency=2, run_one=run_one,
+                       integrate=lambda o: finished(o, TicketStatus.INTEGRATED),
+                       start_point=lambda t, n: "base", sink=EventCollector())
+    assert sorted(runs) == ["O", "W"]
+    assert results["W"].interrupted and results["O"].status == "integrated"
+    assert [(results[t].status, results[t].interrupted) for t in "DE"] == [
+        ("skipped", True), ("skipped", True)]
+    assert "waits for a resume" in results["D"].reason
+
+    # Resumed with W still away (given as done, interrupted): D and E are held again.
+    again = schedule(phase, concurrency=2, run_one=run_one, done={"W": results["W"],
+                                                                    "O": results["O"]},
+                     integrate=lambda o: finished(o, TicketStatus.INTEGRATED),
+                     start_point=lambda t, n: "base", sink=EventCollector())
+    assert sorted(runs) == ["O", "W"] and again["E"].interrupted

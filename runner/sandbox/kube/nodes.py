@@ -74,3 +74,35 @@ def on_every_node(cluster: Cluster, image: str) -> bool:
     """Whether every node that takes Pods holds ``image`` (False when runner cannot tell)."""
     taking = [node for node in list_nodes(cluster) or [] if takes_pods(node)]
     return bool(taking) and all(has(node, image) for node in taking)
+
+
+HOSTNAME = "kubernetes.io/hostname"
+
+
+def bound_node(cluster: Cluster, claim: str) -> str | None:
+    """The one node a claim's volume can be used on (a local volume's node affinity names
+    it by its hostname label); None for a volume any node may mount, or one not bound yet,
+    or when runner may not read volumes."""
+    try:
+        found = cluster.call(cluster.core.read_namespaced_persistent_volume_claim, claim,
+                             cluster.namespace, expect=(401, 403, 404))
+        if not found.spec.volume_name:
+            return None
+        volume = cluster.call(cluster.core.read_persistent_volume, found.spec.volume_name,
+                              expect=(401, 403, 404))
+    except ApiException:
+        return None
+    required = volume.spec.node_affinity.required if volume.spec.node_affinity else None
+    hosts = {value for term in (required.node_selector_terms if required else None) or []
+             for expression in term.match_expressions or []
+             if expression.key == HOSTNAME and expression.operator == "In"
+             for value in expression.values or []}
+    if len(hosts) != 1:
+        return None
+    host = hosts.pop()
+    try:
+        nodes = cluster.call(cluster.core.list_node, label_selector=f"{HOSTNAME}={host}",
+                             expect=(401, 403)).items
+    except ApiException:
+        return host                       # the hostname label is the node's name, as a rule
+    return nodes[0].metadata.name if len(nodes) == 1 else host

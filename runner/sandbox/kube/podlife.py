@@ -12,12 +12,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from runner.errors import EngineUnavailable, EnvironmentProblem
+from runner.errors import EngineUnavailable, EnvironmentProblem, WorkspaceAway
 from runner.sandbox import SCRATCH_PLACES, Mount, SandboxSpec
 from runner.sandbox.kube.carried import carry
 from runner.sandbox.kube.cluster import Cluster, api_reason
 from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks
-from runner.sandbox.kube.nodes import no_node_holds, requests
+from runner.sandbox.kube.nodes import bound_node, no_node_holds, requests
 from runner.sandbox.kube.pods import pod_manifest
 
 
@@ -45,7 +45,7 @@ def start_pod(cluster: Cluster, spec: SandboxSpec, run_id: str, *, claim: str | 
     pod = str(manifest["metadata"]["name"])
     try:
         wait_running(cluster, pod, spec.image, until="Succeeded" if command else "Running",
-                     asked=requests(manifest))
+                     asked=requests(manifest), claim=claim)
         if not command:
             send_files(cluster, pod, spec.files)
     except BaseException:
@@ -82,10 +82,11 @@ def send_files(cluster: Cluster, pod: str, files: Sequence[Mount]) -> None:
 
 
 def wait_running(cluster: Cluster, pod: str, image: str, until: str = "Running",
-                 asked: tuple[float, int] | None = None) -> None:
+                 asked: tuple[float, int] | None = None, claim: str | None = None) -> None:
     """Until the Pod's phase is ``until`` (Running; Succeeded for one that runs a command);
     EnvironmentProblem saying why when it cannot get there: at once for one that no node
-    could hold (it ``asked`` for more than any has), else when START_TIMEOUT is out."""
+    could hold (it ``asked`` for more than any has), WorkspaceAway at once for one over a
+    ``claim`` bound to a node that is not Ready, else when START_TIMEOUT is out."""
     deadline = time.monotonic() + START_TIMEOUT
     weighed = asked is None
     while True:
@@ -95,6 +96,8 @@ def wait_running(cluster: Cluster, pod: str, image: str, until: str = "Running",
         if not weighed and (unschedulable := _unschedulable(status)):
             weighed = True          # once: the nodes' allocatable does not change by waiting
             assert asked is not None
+            if claim and (node := bound_node(cluster, claim)) and not node_ready(cluster, node):
+                raise WorkspaceAway(away(claim, node))
             if why := no_node_holds(cluster, asked):
                 raise EnvironmentProblem(f"Pod {pod} cannot be scheduled: {why} (the "
                                          f"scheduler: {unschedulable[:300]}); lower "
@@ -162,6 +165,12 @@ def node_ready(cluster: Cluster, node: str | None) -> bool:
     except ApiException as e:
         return e.status != 404
     return any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
+
+
+def away(claim: str, node: str) -> str:
+    """What a ticket whose workspace is on a node that stopped answering is told."""
+    return (f"its workspace (claim {claim}) is on node {node}, which stopped answering (not "
+            "Ready): the ticket waits for that node")
 
 
 def named(manifest: dict[str, Any]) -> dict[str, Any]:

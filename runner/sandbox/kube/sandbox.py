@@ -11,15 +11,15 @@ from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 
-from runner.errors import EngineUnavailable, EnvironmentProblem
+from runner.errors import EngineUnavailable, EnvironmentProblem, WorkspaceAway
 from runner.sandbox import (KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT, WATCHDOG_SLACK, ExecResult,
                             OutputHandler, SandboxSpec, Take, output_of, output_to_file,
                             under_timeout)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, du_command, read_du
 from runner.sandbox.kube.cluster import Cluster
 from runner.sandbox.kube.execs import PodDuplex, StreamLost, env_on_stdin
-from runner.sandbox.kube.podlife import (answering, node_ready, start_pod, stop_pods, upload,
-                                         wait_gone)
+from runner.sandbox.kube.podlife import (answering, away, node_ready, start_pod, stop_pods,
+                                         upload, wait_gone)
 from runner.sandbox.kube.pods import RELAY, pod_user
 from runner.sandbox.relay.tunnel import GatewayTunnel
 
@@ -50,6 +50,7 @@ class KubeSandbox:
         self.restarts = 0         # times its Pod was found gone (over a claim: replaced)
         self.stopped_for = ""
         self._gone = ""           # why its Pod is gone for good ("" while it runs)
+        self._away = False        # gone with its node, its claim bound there: it waits
         self._replace_due = False  # its Pod is gone, and the next command starts a new one
         self._stops = 0
         self._last_stop = ""
@@ -103,12 +104,15 @@ class KubeSandbox:
         return bool(self._gone)
 
     def stop_processes(self) -> None:
-        stop_pods(self.cluster, [self.pod])
+        if not self._away:            # its node is away: nothing there can be reached
+            stop_pods(self.cluster, [self.pod])
 
     def _run(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
              take: Take) -> tuple[int, bool, str]:
         if self._replace_due:
             self._replace_pod()
+        if self._away:
+            raise WorkspaceAway(self._gone)
         if self._gone:
             take(2, f"runner: {self._gone}\n".encode())
             return STOPPED_EXIT, False, ""
@@ -141,6 +145,8 @@ class KubeSandbox:
         # Killed, or its stream cut: by the Pod's end (the watchdog's own stop is no loss)?
         if code == STOPPED_EXIT and not killed.is_set():
             if lost := self._pod_lost() or (self._node_verdict() if broke else None):
+                if self._away:
+                    raise WorkspaceAway(lost)
                 take(2, f"runner: {lost}\n".encode())
                 return code, False, lost
             if broke:
@@ -182,10 +188,13 @@ class KubeSandbox:
             lost = (f"its Pod {self.pod} stopped ({pod.status.reason or pod.status.phase}: "
                     f"{(pod.status.message or '-')[:200]})")
         elif not node_ready(self.cluster, pod.spec.node_name):
-            # Its claim may be bound to that node: it stays for a resume's salvage.
-            self._gone = (f"the node of its Pod {self.pod} ({pod.spec.node_name}) stopped "
-                          "answering")
             self.restarts += 1
+            if self.claim is not None:   # its files are there: a resume finishes the ticket
+                self._away = True
+                self._gone = away(self.claim, pod.spec.node_name)
+            else:
+                self._gone = (f"the node of its Pod {self.pod} ({pod.spec.node_name}) "
+                              "stopped answering; its workspace went with it")
             return self._gone
         else:
             return None
@@ -212,7 +221,7 @@ class KubeSandbox:
         try:
             self.pod = start_pod(self.cluster, self.spec, self.run_id, claim=self.claim)
             self.open_gateway()
-        except EngineUnavailable:
+        except (EngineUnavailable, WorkspaceAway):
             raise
         except (ApiException, EnvironmentProblem) as e:
             self._gone = f"no new Pod could take over its workspace (claim {self.claim}): {e}"
