@@ -22,7 +22,8 @@ from runner.records import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, TICKET_JOURNAL, E
 from runner.run.integrate import Integrator
 from runner.run.options import RunOptions
 from runner.run.phasegate import land, phase_gate
-from runner.run.preflight import check_inputs, concurrency_for, make_ahead, preflight
+from runner.run.preflight import (check_inputs, check_runtime, concurrency_for, make_ahead,
+                                  preflight)
 from runner.run.salvage import salvage_workspaces
 from runner.run.scheduler import finished, first_wave, schedule
 from runner.sandbox import Backend, check_engine, connect, resolve
@@ -43,6 +44,7 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
     engine = resolve(phase.engine)
     check_inputs(phase, options, host, sink, engine)
     backend = backend or connect(engine)
+    check_runtime(phase, backend)
     workers = _concurrency(phase, options, backend, sink)
     copy, phase = phase, worker_image(phase, backend, sink, options.phase_file)
 
@@ -118,6 +120,7 @@ def _resume(result: RunResult, host: HostRepo, root: Path, sink: EventSink,
     options = RunOptions(repo=host.top, phase_file=root / PHASE_COPY,
                          state_dir=root.parent, **result.options)
     backend = backend or connect(resolve(phase.engine))
+    check_runtime(phase, backend)
     workers = _concurrency(phase, options, backend, sink)
     phase = worker_image(phase, backend, sink, root / PHASE_COPY)
     sink = Journal(root / TICKET_JOURNAL, sink)

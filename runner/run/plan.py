@@ -18,7 +18,8 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     base_sha = host.resolve(phase.base)
     if base_sha is None:
         raise RepoError(f"base {phase.base!r} is not a commit in {host.top}")
-    from runner.run.preflight import concurrency_for, unhonoured   # the run's own words
+    from runner.run.preflight import (concurrency_for, runtime_refusal,   # the run's words
+                                      unhonoured)
 
     backend, unreached = _connected(phase.engine)
     workers, why, said = concurrency_for(phase, concurrency or phase.concurrency,
@@ -29,6 +30,9 @@ def describe_plan(phase: Phase, *, repo: Path, concurrency: int | None,
     if why:
         yield why
     yield from (f"warning: {said}" for said in unhonoured(phase, resolve(phase.engine)))
+    if backend is not None and phase.runtime and (
+            refused := runtime_refusal(phase, backend.runtimes())):
+        yield f"refused: {refused}"
     if said:
         yield f"warning: {said}"
     if isinstance(phase.image, str):

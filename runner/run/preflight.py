@@ -18,7 +18,7 @@ from runner.phase import Phase, Ticket
 from runner.records import SELFTEST_SPAN, EventSink, Notice, RunResult, default_prices, write_state
 from runner.run.options import RunOptions
 from runner.run.phasegate import branch_of
-from runner.sandbox import Capacity, Engine
+from runner.sandbox import Backend, Capacity, Engine
 from runner.units import size_in_bytes
 from runner.worker import RunContext, mirrors_for, sandbox_spec
 
@@ -58,6 +58,21 @@ def unhonoured(phase: Phase, engine: Engine) -> list[str]:
                     "bound its processes (the node's kubelet bounds every Pod alike, its "
                     "--pod-max-pids); leave it out, or run on a Docker engine")
     return said
+
+
+def runtime_refusal(phase: Phase, runtimes: frozenset[str] | None) -> str | None:
+    """Why the engine cannot give the phase's ``runtime:`` (it has no runtime of that name),
+    or None: said once before anything starts, not by every ticket's sandbox."""
+    if phase.runtime is None or runtimes is None or phase.runtime in runtimes:
+        return None
+    has = ", ".join(sorted(runtimes)) or "none"
+    return (f"runtime: {phase.runtime!r} is not a runtime of the engine (it has: {has}); name "
+            "one of them, or leave runtime out")
+
+
+def check_runtime(phase: Phase, backend: Backend) -> None:
+    if why := runtime_refusal(phase, backend.runtimes() if phase.runtime else None):
+        raise EnvironmentProblem(why)
 
 
 def crowding(phase: Phase, workers: int, capacity: Capacity | None) -> str | None:

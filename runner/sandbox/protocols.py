@@ -206,3 +206,8 @@ class Backend(Protocol):
     def capacity(self) -> Capacity | None:
         """The CPUs and memory its sandboxes share (None: the engine does not say)."""
         ...
+
+    def runtimes(self) -> frozenset[str] | None:
+        """The runtimes a sandbox may ask for by name (``runtime:``); None when the engine
+        does not say."""
+        ...

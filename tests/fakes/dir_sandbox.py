@@ -190,3 +190,6 @@ class DirBackend:
 
     def capacity(self) -> Capacity | None:
         return self.held
+
+    def runtimes(self) -> frozenset[str] | None:
+        return None

@@ -549,6 +549,18 @@ def test_a_storage_class_the_cluster_lacks_is_said_at_once(tmp_path: Path,
     assert _of_run(kube_cluster, doc["run_id"]) == {"pods": [], "policies": [], "claims": []}
 
 
+def test_a_runtime_class_the_cluster_lacks_is_refused_before_any_pod(
+        tmp_path: Path, kube_cluster: TestCluster) -> None:
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {
+        "name": "no-runtime", "resources": RESOURCES, "runtime": "gvisor",
+        "tickets": [{"id": "T", "agent": "script", "run": "true"}]})
+    proc = runner_cli("run", str(phase), "--repo", str(repo), "--engine", "kubernetes",
+                      "--no-preflight", env=_env(kube_cluster))
+    assert proc.returncode == 3, proc.stderr
+    assert "runtime: 'gvisor' is not a runtime of the engine (it has: none)" in proc.stderr
+
+
 def test_a_pod_no_node_can_hold_is_said_before_and_fails_at_once(
         tmp_path: Path, kube_cluster: TestCluster) -> None:
     """The node has 2 CPUs: a worker asking for 3 is said by the dry run, and its Pod fails

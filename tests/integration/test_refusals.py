@@ -59,6 +59,21 @@ def test_unknown_image_is_an_environment_error(tmp_path: Path) -> None:
     assert "image runner-test-absent:1: not present" in _one_line(proc)
 
 
+def test_a_runtime_the_engine_lacks_is_said_once_before_anything_starts(
+        tmp_path: Path) -> None:
+    """Not one "unknown or invalid runtime" per ticket: the engine's runtimes, named."""
+    repo = make_repo(tmp_path / "repo")
+    phase = write_phase(tmp_path / "p.yaml", {**PHASE, "runtime": "gvisor"})
+    proc = runner_cli("run", str(phase), "--repo", str(repo))
+    assert proc.returncode == 3
+    line = _one_line(proc)
+    assert "runtime: 'gvisor' is not a runtime of the engine (it has: " in line, line
+    assert "runc" in line
+    assert git(repo, "for-each-ref", "refs/runner/") == ""
+    dry = runner_cli("run", str(phase), "--repo", str(repo), "--dry-run")
+    assert dry.returncode == 0 and "refused: runtime: 'gvisor'" in dry.stdout, dry.stdout
+
+
 LLM = {"id": "L1", "prompt": "do it"}   # agent: anthropic is the default
 
 

@@ -77,6 +77,14 @@ class DockerBackend:
             return None
         return Capacity(machines=((cpus, memory),))
 
+    def runtimes(self) -> frozenset[str] | None:
+        """The engine's OCI runtimes (``docker info``: runc, and any it is set up with)."""
+        try:
+            found = self.client.info().get("Runtimes")
+        except DOCKER_ERRORS:
+            return None
+        return frozenset(found) if isinstance(found, dict) and found else None
+
     def remove_sandbox(self, name: str) -> bool:
         try:
             with engine_must_answer():

@@ -91,6 +91,19 @@ class KubeBackend:
                          if takes_pods(node))
         return Capacity(machines=machines) if machines else None
 
+    def runtimes(self) -> frozenset[str] | None:
+        """The cluster's RuntimeClasses (what a Pod's runtimeClassName may name); None when
+        runner may not list them."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        node_api = client.NodeV1Api(self.cluster.api)
+        try:
+            found = self.cluster.call(node_api.list_runtime_class, expect=(401, 403, 404))
+        except ApiException:
+            return None
+        return frozenset(item.metadata.name for item in found.items)
+
     def remove_sandbox(self, name: str) -> bool:
         from kubernetes.client.exceptions import ApiException
 
