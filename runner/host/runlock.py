@@ -14,18 +14,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
-
 from runner.errors import InputError
 
 LOCK_FILE = "runner.lock"
 
 
-@retry(retry=retry_if_exception_type(BlockingIOError), stop=stop_after_delay(2),
-       wait=wait_fixed(0.05), reraise=True)
 def _lock_exclusive(fd: int) -> None:
-    # Retried: `runner status` holds a shared lock for an instant while it looks.
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    # Retried: `runner status` holds a shared lock for an instant while it looks. (tenacity
+    # imported here: `runner status` itself only looks.)
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    for attempt in Retrying(retry=retry_if_exception_type(BlockingIOError),
+                            stop=stop_after_delay(2), wait=wait_fixed(0.05), reraise=True):
+        with attempt:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 @contextmanager

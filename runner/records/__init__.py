@@ -11,7 +11,7 @@ from runner.faces import lazy_names
 # What other packages import from here, by the module that holds it: each loaded when
 # first asked for (runner/faces.py).
 _EXPORTS = {
-    "runner.records.document": ("per_tier", "run_document"),
+    "runner.records.document": ("run_document",),
     "runner.records.events": ("Event", "EventCollector", "EventSink", "FanOut", "ImageOutput",
                               "Notice", "RunFinished", "RunStarted", "TicketChanged",
                               "TicketOutput", "TicketStatus", "TicketUsage"),
@@ -21,13 +21,14 @@ _EXPORTS = {
     "runner.records.outcome": ("NOTHING_CHANGED", "SUCCEEDED", "Attempt", "CheckResult", "Fetched",
                                "TicketOutcome", "attempt_of", "conflict_reason", "with_attempts"),
     "runner.records.record": ("CHECKS_SPAN", "GAP_SPAN", "PHASE_COPY", "SELFTEST_SPAN", "RunResult",
-                              "load_result", "record_outcome", "write_state"),
+                              "TierTotals", "load_result", "per_tier", "record_outcome",
+                              "write_state"),
     "runner.records.transcript": ("Transcript", "render"),
 }
 __getattr__ = lazy_names(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:
-    from runner.records.document import per_tier, run_document
+    from runner.records.document import run_document
     from runner.records.events import (Event, EventCollector, EventSink, FanOut, ImageOutput,
                                        Notice, RunFinished, RunStarted, TicketChanged, TicketOutput,
                                        TicketStatus, TicketUsage)
@@ -37,5 +38,6 @@ if TYPE_CHECKING:
     from runner.records.outcome import (NOTHING_CHANGED, SUCCEEDED, Attempt, CheckResult, Fetched,
                                         TicketOutcome, attempt_of, conflict_reason, with_attempts)
     from runner.records.record import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, SELFTEST_SPAN, RunResult,
-                                       load_result, record_outcome, write_state)
+                                       TierTotals, load_result, per_tier, record_outcome,
+                                       write_state)
     from runner.records.transcript import Transcript, render

@@ -9,8 +9,7 @@ from typing import Any
 from pydantic import BaseModel, field_validator
 
 from runner.host import ticket_ref
-from runner.records.events import TicketStatus
-from runner.records.record import RunResult
+from runner.records.record import RunResult, per_tier
 from runner.text import valid_unicode
 
 
@@ -104,22 +103,6 @@ class RunDocument(_Document):
     tiers: dict[str, TierDocument]
 
 
-def per_tier(result: RunResult) -> dict[str, TierDocument]:
-    """Model performance per tier ("-": tickets that never ran, so have no tier)."""
-    rows: dict[str, TierDocument] = {}
-    for o in result.outcomes.values():
-        row = rows.setdefault(o.tier or "-", TierDocument(models=[], tickets=0, integrated=0,
-                                                          fix_loops=0, tokens=0, cost_usd=0))
-        if o.model and o.model not in row.models:
-            row.models = sorted([*row.models, o.model])
-        row.tickets += 1
-        row.integrated += o.status == TicketStatus.INTEGRATED
-        row.fix_loops += o.fix_loops
-        row.tokens += o.tokens
-        row.cost_usd = round(row.cost_usd + o.cost, 6)
-    return rows
-
-
 def run_document(result: RunResult) -> RunDocument:
     return RunDocument(
         run_id=result.run_id, phase=result.phase, state=result.state,
@@ -142,4 +125,4 @@ def run_document(result: RunResult) -> RunDocument:
             retries=o.retries, turns=o.turns, reruns=o.reruns, reviews=list(o.reviews),
             fetched=FetchedDocument(**asdict(o.fetched)))
             for o in result.outcomes.values()],
-        tiers=per_tier(result))
+        tiers={tier: TierDocument(**asdict(row)) for tier, row in per_tier(result).items()})

@@ -57,6 +57,33 @@ class RunResult:
         return 0 if ok and self.checks_passed is not False and landing else 1
 
 
+@dataclass
+class TierTotals:
+    """A tier's tickets and what its models did for them."""
+
+    models: list[str]
+    tickets: int = 0
+    integrated: int = 0
+    fix_loops: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+def per_tier(result: RunResult) -> dict[str, TierTotals]:
+    """Model performance per tier ("-": tickets that never ran, so have no tier)."""
+    rows: dict[str, TierTotals] = {}
+    for o in result.outcomes.values():
+        row = rows.setdefault(o.tier or "-", TierTotals(models=[]))
+        if o.model and o.model not in row.models:
+            row.models = sorted([*row.models, o.model])
+        row.tickets += 1
+        row.integrated += o.status == TicketStatus.INTEGRATED
+        row.fix_loops += o.fix_loops
+        row.tokens += o.tokens
+        row.cost_usd = round(row.cost_usd + o.cost, 6)
+    return rows
+
+
 def write_state(result: RunResult) -> None:
     """Atomically record the whole run (run.json), folding in the outcomes appended since:
     a crash never leaves half a file, and resume knows what finished."""

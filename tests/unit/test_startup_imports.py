@@ -54,11 +54,25 @@ def test_version_and_help_import_nothing_of_the_run(tmp_path: Path, flag: str) -
                           "runner.views", "runner.views.tables", "runner.text"}, ours
 
 
-def test_status_of_a_fresh_repo_needs_neither_the_sdk_nor_docker(tmp_path: Path) -> None:
+def test_status_loads_no_schema_library_and_no_run_machinery(tmp_path: Path) -> None:
+    """`runner status`, of a fresh repo and of one with a run recorded (its table, and the
+    run's own): no SDK, no docker-py, no pydantic, YAML or tenacity, nothing that runs."""
+    from runner.records import TicketOutcome, TicketStatus
+    from runner.records.record import RunResult, write_state
+
     repo = make_repo(tmp_path / "repo")
-    modules = _top(_loaded("status", cwd=repo))
-    assert "anthropic" not in modules
-    assert "docker" not in modules
+    heavy = {"anthropic", "docker", "pydantic", "yaml", "tenacity", "kubernetes", "aiohttp"}
+    machinery = ("runner.run", "runner.worker", "runner.sandbox", "runner.gateway",
+                 "runner.agents", "runner.phase.model", "runner.phase.load")
+    run_dir = repo / ".git" / "runner" / "20260101-000000-abcd"
+    run_dir.mkdir(parents=True)
+    write_state(RunResult(run_id=run_dir.name, phase="p", base_sha="0" * 40, target="t",
+                          run_dir=run_dir, started=1.0, ended=2.0, state="finished",
+                          outcomes={"A": TicketOutcome("A", TicketStatus.INTEGRATED)}))
+    for args in (("status",), ("status", run_dir.name)):
+        modules = _loaded(*args, cwd=repo)
+        assert not heavy & _top(modules), (args, heavy & _top(modules))
+        assert not [m for m in modules if m.startswith(machinery)], args
 
 
 def test_dry_run_of_a_script_phase_does_not_import_the_sdk(tmp_path: Path) -> None:
