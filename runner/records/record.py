@@ -45,6 +45,7 @@ class RunResult:
     # What the run did besides its tickets, for its timeline: [what, start, end] in epoch
     # seconds, what being SELFTEST_SPAN, CHECKS_SPAN or GAP_SPAN (no runner drove it).
     spans: list[list] = field(default_factory=list)
+    tickets: list[str] = field(default_factory=list)   # the phase's, in its order
 
     @property
     def exit_code(self) -> int:

@@ -58,7 +58,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
                                                       sort_keys=False))
         result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
                            target=phase.target_branch, run_dir=root, outcomes={},
-                           started=time.time(), options=_recorded(options))
+                           started=time.time(), options=_recorded(options),
+                           tickets=[t.id for t in phase.tickets])
         sink = Journal(root / TICKET_JOURNAL, sink)
         ctx = run_context(phase, host, result, backend, sink, options)
         with gateway_for(ctx) as ctx:

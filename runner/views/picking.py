@@ -29,14 +29,16 @@ def pick_run(state_dir: Path, run_id: str | None) -> RunResult:
 
 
 def ticket_ids(result: RunResult) -> list[str]:
-    """The run's tickets in the phase's order (the phase as it ran), then any other it
-    recorded."""
-    from runner.phase import load_phase
+    """The run's tickets in the phase's order (as its record keeps it; the phase as it ran,
+    for a run recorded before it did), then any other it recorded."""
+    ids = list(result.tickets)
+    if not ids:
+        from runner.phase import load_phase     # the schema's cost, only for such a run
 
-    try:
-        ids = [t.id for t in load_phase(result.run_dir / PHASE_COPY).tickets]
-    except (OSError, InputError):
-        ids = []
+        try:
+            ids = [t.id for t in load_phase(result.run_dir / PHASE_COPY).tickets]
+        except (OSError, InputError):
+            ids = []
     return ids + [t for t in result.outcomes if t not in ids]
 
 

@@ -56,7 +56,8 @@ def test_version_and_help_import_nothing_of_the_run(tmp_path: Path, flag: str) -
 
 def test_status_loads_no_schema_library_and_no_run_machinery(tmp_path: Path) -> None:
     """`runner status`, of a fresh repo and of one with a run recorded (its table, and the
-    run's own): no SDK, no docker-py, no pydantic, YAML or tenacity, nothing that runs."""
+    run's own), and `logs` and `diff` of its ticket: no SDK, no docker-py, no pydantic, YAML
+    or tenacity, nothing that runs (the run's record keeps its tickets' order)."""
     from runner.records import TicketOutcome, TicketStatus
     from runner.records.record import RunResult, write_state
 
@@ -68,8 +69,11 @@ def test_status_loads_no_schema_library_and_no_run_machinery(tmp_path: Path) -> 
     run_dir.mkdir(parents=True)
     write_state(RunResult(run_id=run_dir.name, phase="p", base_sha="0" * 40, target="t",
                           run_dir=run_dir, started=1.0, ended=2.0, state="finished",
-                          outcomes={"A": TicketOutcome("A", TicketStatus.INTEGRATED)}))
-    for args in (("status",), ("status", run_dir.name)):
+                          outcomes={"A": TicketOutcome("A", TicketStatus.INTEGRATED)},
+                          tickets=["A"]))
+    (run_dir / "logs").mkdir()
+    (run_dir / "logs" / "A.log").write_text("| hello\n")
+    for args in (("status",), ("status", run_dir.name), ("logs", "A"), ("diff", "A")):
         modules = _loaded(*args, cwd=repo)
         assert not heavy & _top(modules), (args, heavy & _top(modules))
         assert not [m for m in modules if m.startswith(machinery)], args
