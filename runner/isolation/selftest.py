@@ -19,8 +19,8 @@ from runner.errors import EnvironmentProblem
 from runner.host import discard_tree, git_out
 from runner.isolation.secretenv import MIN_SECRET_LENGTH, GivenEnv, refused_env
 from runner.sandbox import (CLAUDE_BINARY, CLAUDE_DIR, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME,
-                            GRADLE_RO_CACHE, RELAY_DIR, RUN_OBJECTS, WORKSPACE, Checkout, Sandbox,
-                            read_output)
+                            GRADLE_RO_CACHE, RELAY_DIR, RUN_OBJECTS, SUPERVISOR_PROGRAM,
+                            WORKSPACE, Checkout, Sandbox, read_output)
 from runner.worker import RunContext, open_sandbox, sandbox_spec
 
 PROBES = ("_probe1", "_probe2")
@@ -32,7 +32,7 @@ STANDARD_MOUNTS = ("/", "/proc", "/dev", "/sys", "/etc/resolv.conf", "/etc/hostn
 # CLAUDE_DIR: the binary's directory, a Pod's copy or a remote engine's volume; RELAY_DIR:
 # the gateway's relay's own, beside a remote engine's keeper (the worker cannot enter it).
 WORKER_MOUNTS = (WORKSPACE, GRADLE_HOME, RUN_OBJECTS, GRADLE_RO_CACHE, GATEWAY_DIR,
-                 CLAUDE_BINARY, CLAUDE_DIR, RELAY_DIR)
+                 CLAUDE_BINARY, CLAUDE_DIR, RELAY_DIR, SUPERVISOR_PROGRAM)
 # A name that cannot be in any egress list: a CONNECT to it must be refused.
 UNLISTED_HOST = "runner-selftest.invalid"
 ENV_FACT = "env."   # one fact per variable: env.NAME=sha256 of its value
@@ -119,7 +119,20 @@ fact objects_writable "$(writable /runner/objects/.probe)"
 fact host_object "$(git cat-file -e "$host_object" 2>/dev/null && echo readable || echo absent)"
 fact rootfs_writable "$(writable /.probe)"
 fact dns "$(timeout 5 getent hosts example.com >/dev/null 2>&1 && echo resolves || echo none)"
-"""
+# The sandbox's first process (runner's supervisor, where it has one): whose it is, and what
+# of it this worker can reach: signal it, read its environment, memory or channel (fd 0),
+# list its files, write to its channel; and whether it can change its program.
+while read -r key _ second _; do [ "$key" = Uid: ] && fact first_uid "$second"; done \
+  < /proc/1/status
+reach=""
+kill -0 1 2>/dev/null && reach="$reach signal"
+for f in environ mem fd/0; do { : < "/proc/1/$f"; } 2>/dev/null && reach="$reach read:$f"; done
+{ : >> /proc/1/fd/0; } 2>/dev/null && reach="$reach write:fd/0"
+fds=(/proc/1/fd/*)
+[ -e "${fds[0]}" ] && reach="$reach list:fd"
+fact first_reach "${reach# }"
+fact supervisor_writable "$(writable {supervisor})"
+""".replace("{supervisor}", SUPERVISOR_PROGRAM)
 
 # With a gateway: does the forwarder answer, as this worker's own gateway, and refuse a host
 # that no egress entry lists? HTTP/1.0: the gateway closes after its answer, so `cat` ends.
@@ -161,6 +174,7 @@ class Probed:
     given: GivenEnv
     key_files: list[str] | None = None   # its files holding the key (None: not looked)
     user: str = ""                       # the uid:gid its sandbox runs its commands as
+    supervised: bool = False             # its first process is runner's supervisor
 
 
 @dataclass(frozen=True)
@@ -223,10 +237,10 @@ def run_selftest(ctx: RunContext, start: str,
                 key = os.environ.get("ANTHROPIC_API_KEY", "")
                 key_files = (sandbox.files_holding(key.encode())
                              if len(key) >= MIN_SECRET_LENGTH else [])
-                user = sandbox.user
+                user, supervised = sandbox.user, sandbox.supervised
             given = GivenEnv(spec=spec.env, image=spec.image,
                              image_env=ctx.provider.image_env(spec.image))
-            return Probed(name, facts, given, key_files, user)
+            return Probed(name, facts, given, key_files, user, supervised)
         except BaseException:
             together.abort()   # never leave the other probe waiting
             raise
@@ -362,6 +376,23 @@ def _own_gateway(ctx: RunContext, probe: Probed) -> str | None:
     return None if caller == probe.name else f"the gateway answered as {caller!r}'s"
 
 
+def _supervisor_out_of_reach(ctx: RunContext, probe: Probed) -> str | None:
+    """Where the lead's commands go through a supervisor: it is not the worker's, and the
+    worker can neither signal, read nor write it, nor change its program."""
+    if not probe.supervised:
+        return None
+    seen = probe.seen
+    problems = []
+    first = seen.get("first_uid")
+    if first is None or first == seen.get("uid", "").split(":")[0]:
+        problems.append(f"it runs as the worker's uid ({first or 'not reported'})")
+    if seen.get("first_reach", "<missing>"):
+        problems.append(f"the worker reaches it: {seen.get('first_reach', '<missing>')}")
+    if seen.get("supervisor_writable") != "no":
+        problems.append(f"{SUPERVISOR_PROGRAM} is writable")
+    return "; ".join(problems) or None
+
+
 def _key_nowhere(ctx: RunContext, probe: Probed) -> str | None:
     """The API key in no file runner made for the probe (its clone, its Gradle home); its
     environment is judged by the secrets rule."""
@@ -418,6 +449,9 @@ _RULES: list[tuple[str, Rule, str]] = [
      "start workers with a read-only root filesystem"),
     ("no DNS", _fact_is("dns", "none", "resolving example.com"),
      "workers must not resolve names: only the gateway reaches out"),
+    ("the supervisor out of the worker's reach", _supervisor_out_of_reach,
+     "the supervisor must run as a uid that is not the worker's, its program mounted "
+     "read-only (a worker running as uid 65533 has its commands run through engine execs)"),
 
 ]
 # The way out, checked when the run has a gateway.

@@ -28,7 +28,8 @@ from runner.sandbox.output import (END_MARK, LINE_LIMIT, RESET_FIRST, START_MARK
 from runner.sandbox.protocols import Backend, Capacity, Sandbox, SandboxProvider, SandboxRecord
 from runner.sandbox.spec import (CLAUDE_BINARY, CLAUDE_DIR, GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME,
                                  GRADLE_RO_CACHE, KILL_GRACE, RELAY_DIR, RUN_OBJECTS,
-                                 SCRATCH_PLACES, STOPPED_EXIT, STRICT_BASH, TIMEOUT_EXIT,
+                                 SCRATCH_PLACES, STOPPED_EXIT, STRICT_BASH, SUPERVISOR_PROGRAM,
+                                 TIMEOUT_EXIT,
                                  WATCHDOG_SLACK, WORKSPACE, Checkout, Durable, Limits, Mount,
                                  SandboxSpec)
 
@@ -36,9 +37,9 @@ __all__ = ["Backend", "CLAUDE_BINARY", "Capacity", "CLAUDE_DIR", "Checkout", "Du
            "ExecResult", "GATEWAY_DIR", "GATEWAY_PORT", "GRADLE_HOME", "GRADLE_RO_CACHE",
            "KILL_GRACE", "LINE_LIMIT", "Limits", "Mount", "OutputHandler", "OutputTail",
            "RELAY_DIR", "RESET_FIRST", "RUN_OBJECTS", "RunCommand", "SCRATCH_PLACES", "START_MARK",
-           "STOPPED_EXIT", "STRICT_BASH", "Sandbox", "SandboxProvider", "SandboxRecord",
-           "SandboxSpec", "TIMEOUT_EXIT", "Take", "WATCHDOG_SLACK", "WORKSPACE", "cut_mark",
-           "output_of", "output_to_file", "read_output", "under_timeout"]
+           "STOPPED_EXIT", "STRICT_BASH", "SUPERVISOR_PROGRAM", "Sandbox", "SandboxProvider",
+           "SandboxRecord", "SandboxSpec", "TIMEOUT_EXIT", "Take", "WATCHDOG_SLACK", "WORKSPACE",
+           "cut_mark", "output_of", "output_to_file", "read_output", "under_timeout"]
 
 
 # What other packages import from here, by the module that holds it: each loaded when

@@ -26,7 +26,7 @@ GATEWAY_NEEDED: Mapping[str, str] = {"socat": "socat"}
 # The mount points of a read-only root filesystem (the image must have them: a Pod's
 # runtime, unlike Docker's, does not make them).
 MOUNT_POINTS = ("/workspace", "/gradle-home", "/gradle-ro-cache", "/runner/objects",
-                "/runner/gateway", "/runner/claude")
+                "/runner/gateway", "/runner/claude", "/runner/supervisor")
 
 
 def needed(*, gateway: bool) -> dict[str, str]:

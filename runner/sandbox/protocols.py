@@ -26,6 +26,13 @@ class Sandbox(Protocol):
     # Why the sandbox stopped its worker itself, over a limit it enforces while open (disk);
     # "" if it did not. Its files stay, and commands run again after it (collection).
     stopped_for: str
+    # How the lead's commands reach it, for the ticket's log: "the supervisor" (a channel to
+    # runner's own first process in it, sandbox/supervisor/) or the engine's own ("engine
+    # execs", "pods/exec").
+    commands_via: str
+    # Whether its first process is runner's supervisor (the self-test checks it is out of
+    # the worker's reach).
+    supervised: bool
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,

@@ -27,6 +27,7 @@ from runner.errors import ImageError
 from runner.records import EventSink, Notice
 from runner.sandbox.images import OFFLINE_BASE, base_image, image_present, stream_build
 from runner.sandbox.needs import HAS, MOUNT_POINTS, NEEDED, GATEWAY_NEEDED
+from runner.sandbox.supervisor import WANTS as SUPERVISOR_WANTS
 
 if TYPE_CHECKING:
     import docker
@@ -55,19 +56,28 @@ class Recipe:
 
 
 def _layer(env: Mapping[str, str]) -> str:
-    """runner's layer, on the project's image (ARG PROJECT)."""
-    pairs = " ".join(f"{program}:{package}" for program, package in
-                     {**NEEDED, **GATEWAY_NEEDED}.items() if program != "sh")
+    """runner's layer, on the project's image (ARG PROJECT): what it needs, from the image's
+    own apt-get (none: a line saying what it lacks), and what the supervisor wants, where
+    the image has apt-get (else its commands run through engine execs)."""
+    def pairs(table: Mapping[str, str]) -> str:
+        return " ".join(f"{program}:{package}" for program, package in table.items()
+                        if program != "sh")
+
     install = (
-        f"{HAS}; missing=''; for pair in {pairs}; do "
-        'has "${pair%%:*}" || case " $missing " in *" ${pair#*:} "*) ;; '
-        '*) missing="$missing ${pair#*:}" ;; esac; done; '
-        'if [ -n "$missing" ]; then '
-        "if has apt-get; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
-        "apt-get install -y -qq --no-install-recommends $missing >/dev/null "
-        "&& rm -rf /var/lib/apt/lists/*; "
-        'else echo "runner: the image lacks$missing and has no apt-get to install them '
-        'with: install them in its Dockerfile" >&2; exit 1; fi; fi; '
+        f"{HAS}; lacking() {{ for pair in \"$@\"; do "
+        'has "${pair%%:*}" || case " $out " in *" ${pair#*:} "*) ;; '
+        '*) out="$out ${pair#*:}" ;; esac; done; }; '
+        f"out=''; lacking {pairs({**NEEDED, **GATEWAY_NEEDED})}; missing=$out; "
+        f"lacking {pairs(SUPERVISOR_WANTS)}; "
+        'if [ -n "$missing" ] && ! has apt-get; then '
+        'echo "runner: the image lacks$missing and has no apt-get to install them '
+        'with: install them in its Dockerfile" >&2; exit 1; fi; '
+        "get() { apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+        "apt-get install -y -qq --no-install-recommends $out >/dev/null "
+        "&& rm -rf /var/lib/apt/lists/*; }; "
+        'if [ -n "$missing" ]; then get || exit 1; '
+        'elif [ -n "$out" ] && has apt-get; then get || echo "runner: could not install'
+        '$out: commands will run through engine execs" >&2; fi; '
         f"mkdir -p {' '.join(MOUNT_POINTS)}")
     lines = ["ARG PROJECT", "FROM ${PROJECT}", "USER root"]
     lines += [f"ENV {key}={_quoted(value)}" for key, value in env.items()]

@@ -27,6 +27,12 @@ RUN_OBJECTS = "/runner/objects"  # the run's object store, read-only (clone alte
 CLAUDE_DIR = "/runner/claude"
 
 
+SUPERVISOR_DIR = "/runner/supervisor"
+
+
+SUPERVISOR_PROGRAM = f"{SUPERVISOR_DIR}/inside.py"   # runner's supervisor, read-only (supervisor/)
+
+
 CLAUDE_BINARY = f"{CLAUDE_DIR}/claude"    # Claude Code, read-only, for claude-code tickets
 
 

@@ -218,6 +218,7 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
                       if ctx.gateway else None)
             with open_sandbox(ctx, ticket.id, checkout, keep=ctx.keep, name=name,
                               caller=caller) as sandbox:
+                log.write(f"runner: {sandbox.name}: commands through {sandbox.commands_via}\n")
                 judged: list[str] = []
                 work = _work(ctx, ticket, sandbox, log, on_output, deadline, start, reviews,
                              judged, transcript)

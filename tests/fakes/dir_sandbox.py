@@ -30,6 +30,8 @@ FAKE_ENGINE = Engine("local", None)   # what the run asks of its engine: this ma
 class DirSandbox:
     restarts = 0
     stopped_for = ""
+    commands_via = "subprocesses"
+    supervised = False
 
     def __init__(self, spec: SandboxSpec, clone: Path, home: Path, objects: Path) -> None:
         self.name, self.user = spec.name, f"{os.getuid()}:{os.getgid()}"

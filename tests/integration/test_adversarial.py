@@ -186,3 +186,7 @@ def test_bystander_and_contained_attackers_finish(attacked) -> None:
     assert status["forkbomb"] == "failed"
     reason = next(t["reason"] for t in attacked["doc"]["tickets"] if t["id"] == "forkbomb")
     assert reason == "run exited with 137", reason
+    # What the supervisor's attacker forged on its streams (exit frames of 0) changed
+    # nothing: its result is what its script did, its flood left the lead answering.
+    row = next(t for t in attacked["doc"]["tickets"] if t["id"] == "supervisor")
+    assert status["supervisor"] == "failed" and row["reason"] == "run exited with 3", row

@@ -34,7 +34,7 @@ def test_markdown_report_with_timeline(finished_run) -> None:
     text = proc.stdout
     assert f"# Phase reported — run {doc['run_id']}" in text
     assert "| OK | simple | - | integrated |" in text
-    assert "**Isolation self-test:** passed (20 checks" in text
+    assert "**Isolation self-test:** passed (21 checks" in text
     assert "- **BAD** (failed): run exited with 3" in text
     assert "- **AFTER** (skipped): dependency BAD did not succeed" in text
     assert "Critical path:" in text and "![timeline of the workers](timeline.svg)" in text

@@ -89,8 +89,13 @@ def test_container_settings(worker, engine: docker.DockerClient) -> None:
     labels = dict(attrs["Config"]["Labels"])
     labels.pop(RECIPE_LABEL, None)       # the image's own, inherited
     assert labels == {"runner.run": ctx.run_id, "runner.ticket": "X",
-                      "runner.run-dir": str(ctx.root)}
+                      "runner.run-dir": str(ctx.root), "runner.supervised": "1"}
+    # Root with the supervisor's three capabilities alone (it hands them to its own uid and
+    # drops them for each command), its channel logged nowhere.
     assert host["CapDrop"] == ["ALL"]
+    assert sorted(host["CapAdd"]) == ["SETGID", "SETPCAP", "SETUID"]
+    assert attrs["Config"]["User"] == "0:0" and attrs["Config"]["OpenStdin"] is True
+    assert host["LogConfig"]["Type"] == "none" and not host["Init"]
     assert host["SecurityOpt"] == ["no-new-privileges:true"]
     assert host["ReadonlyRootfs"] is True
     assert host["NetworkMode"] == "none"
@@ -209,8 +214,8 @@ def test_a_sandbox_made_ahead_is_started_and_runs_nothing_until_opened(
     ctx.provider.prepare(spec)
     assert _running(engine, spec.name) == ["running"]
     top = engine.containers.get(spec.name).top(ps_args="-o pid,args")["Processes"]
-    assert [args for _, args in top] == ["/sbin/docker-init -- sleep infinity",
-                                         "sleep infinity"], top
+    assert [args.split()[:4] for _, args in top] == [
+        ["python3", "-I", "-S", "/runner/supervisor/inside.py"]], top      # it alone
     with ctx.provider.open(spec) as sandbox:
         assert sandbox.container.name == spec.name
         assert sandbox.exec(["git", "rev-parse", "HEAD"], timeout=60).output.strip() == head
@@ -266,3 +271,88 @@ def test_a_sandbox_made_before_its_start_is_known_checks_it_out_when_opened(
     ctx.provider.settle()
     assert _running(engine, ahead.name) == _running(engine, skipped.name) == []
     assert not (ctx.root / "workspaces" / "Z").exists()
+
+
+# The supervisor (sandbox/supervisor/): the lead's commands through it, and where it cannot
+# be, through engine execs, never with the container's capabilities.
+
+CAPS = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status | tr -s '\\t' ' '"
+NO_CAPS = [f"Cap{s}: 0000000000000000" for s in ("Inh", "Prm", "Eff", "Bnd", "Amb")]
+
+
+def test_commands_go_through_the_supervisor_as_the_worker_with_nothing(
+        worker, engine: docker.DockerClient) -> None:
+    ctx, _, sandbox, _ = worker
+    assert sandbox.supervised and sandbox.commands_via == "the supervisor"
+    first = sandbox.exec(["sh", "-c", "awk '/^Uid/ {print $2}' /proc/1/status; id -u; id -g"],
+                         timeout=30)
+    assert first.output.split() == ["65533", *ctx.user.split(":")], first
+    assert sandbox.exec(["sh", "-c", CAPS], timeout=30).output.splitlines() == NO_CAPS
+    # The container's user holds the supervisor's capabilities: an engine exec as it, not
+    # through runner's drop, would have them (root here, as a root host user's worker is).
+    raw = engine.api.exec_create(sandbox.container.id, ["sh", "-c", CAPS], user="0:0")
+    assert engine.api.exec_start(raw).decode().splitlines() != NO_CAPS
+    # Let go of the channel (as a run that ends with --keep does): engine execs from then
+    # on, each dropped as the supervisor drops its commands.
+    sandbox.detach()
+    assert sandbox.commands_via == "engine execs"
+    assert sandbox.exec(["sh", "-c", CAPS], timeout=30).output.splitlines() == NO_CAPS
+    assert sandbox.exec(["id", "-u"], timeout=30).output.strip() == ctx.user.split(":")[0]
+
+
+def test_commands_at_once_each_get_their_own_output_and_exit_code(worker) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, sandbox, _ = worker
+
+    def one(n: int) -> tuple[int, str]:
+        result = sandbox.exec(["sh", "-c", f"for i in 1 2 3; do echo {n}-$i; sleep 0.1; done; "
+                               f"echo err{n} >&2; exit {n}"], timeout=30)
+        return result.exit_code, result.output
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    for n, (code, output) in enumerate(results):
+        assert code == n and sorted(output.split()) == sorted(
+            [f"{n}-1", f"{n}-2", f"{n}-3", f"err{n}"]), (n, code, output)
+
+
+def test_output_left_running_holds_up_no_later_command(worker) -> None:
+    """A command whose children keep its streams and flood them returns (its pipes drained a
+    moment after it exits); the next command answers, its own output alone."""
+    _, _, sandbox, _ = worker
+    flood = sandbox.exec(["sh", "-c", "(yes flood | head -c 64m) & (yes FLOOD >&2) & exit 4"],
+                         timeout=60)
+    assert flood.exit_code == 4
+    after = sandbox.exec(["echo", "next"], timeout=30)
+    assert after.ok and after.output == "next\n", after.output[-200:]
+
+
+def test_a_restart_from_outside_attaches_again(worker, engine: docker.DockerClient) -> None:
+    _, _, sandbox, _ = worker
+    engine.containers.get(sandbox.name).restart(timeout=0)
+    result = sandbox.exec(["echo", "again"], timeout=30)
+    assert result.output == "again\n" and sandbox.commands_via == "the supervisor"
+    # Killed: started again by the next command, attached before it starts.
+    engine.containers.get(sandbox.name).kill()
+    assert sandbox.exec(["echo", "once more"], timeout=30).output == "once more\n"
+    assert sandbox.commands_via == "the supervisor" and sandbox.restarts == 1
+
+
+def test_an_image_that_cannot_run_the_supervisor_gets_engine_execs(
+        worker, engine: docker.DockerClient, worker_image: str) -> None:
+    import io
+
+    ctx, _, _, repo = worker
+    tag = f"runner-test-nopython:{secrets.token_hex(3)}"
+    dockerfile = f"FROM {worker_image}\nRUN rm -f /usr/bin/python3*\n"
+    engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    try:
+        head = git(repo, "rev-parse", "HEAD")
+        spec = replace(sandbox_spec(ctx, "Y", ctx.checkout("Y", head)), image=tag)
+        with ctx.provider.open(spec) as sandbox:
+            assert not sandbox.supervised and sandbox.commands_via == "engine execs"
+            assert sandbox.exec(["sh", "-c", CAPS], timeout=30).output.splitlines() == NO_CAPS
+        ctx.provider.settle()
+    finally:
+        engine.images.remove(tag, force=True)

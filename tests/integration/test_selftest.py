@@ -104,6 +104,37 @@ def test_probes_that_never_run_at_once_are_a_clear_error(probe_ctx, monkeypatch)
         run_selftest(ctx, head, checkout_for=second_comes_late)
 
 
+def test_real_probes_run_through_the_supervisor(probe_ctx) -> None:
+    ctx, head = probe_ctx
+    result = run_selftest(ctx, head)
+    check = next(c for c in result.checks if c.name == "the supervisor out of the worker's reach")
+    assert check.passed, check.detail
+    ctx.provider.settle()      # the probes' checkouts go
+    with ctx.provider.open(selftest_spec(ctx, head)) as sandbox:     # as a probe's is
+        assert sandbox.supervised and sandbox.commands_via == "the supervisor"
+
+
+def selftest_spec(ctx: RunContext, head: str):
+    from runner.worker import sandbox_spec
+    return sandbox_spec(ctx, "_probe1", ctx.checkout("_probe1", head, place=SELFTEST))
+
+
+def test_a_supervisor_under_the_workers_uid_is_caught(probe_ctx, monkeypatch) -> None:
+    """The supervisor started as the worker's own uid: the worker could signal it (not trace
+    it: it holds capabilities the worker lacks); the self-test says so."""
+    from runner.sandbox import supervisor
+    from runner.sandbox.docker import local
+
+    ctx, head = probe_ctx
+    monkeypatch.setattr(supervisor, "SUPERVISOR_USER", ctx.user)
+    monkeypatch.setattr(local, "can_supervise", lambda worker: True)
+    result = run_selftest(ctx, head)
+    assert _failed(result) == {"the supervisor out of the worker's reach"}
+    detail = next(c for c in result.failed).detail
+    assert f"runs as the worker's uid ({ctx.user.split(':')[0]})" in detail
+    assert "the worker reaches it: signal" in detail
+
+
 def test_borrowing_the_host_repos_objects_is_caught(probe_ctx) -> None:
     """The old scheme: clones borrowing the host's own store see every object in it."""
     ctx, head = probe_ctx
@@ -204,4 +235,4 @@ def test_preflight_runs_by_default(tmp_path: Path, worker_image: str) -> None:
         {"id": "A", "agent": "script", "run": "echo a > a"}]})
     proc, doc = run_json("run", str(phase), "--repo", str(repo))
     assert proc.returncode == 0
-    assert doc["preflight"].startswith("passed (20 checks")
+    assert doc["preflight"].startswith("passed (21 checks")

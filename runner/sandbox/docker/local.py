@@ -19,13 +19,15 @@ from docker.models.containers import Container
 from docker.types import Mount as DockerMount
 
 from runner.errors import EnvironmentProblem
-from runner.host import discard_tree, explain_mount_error
+from runner.host import discard_tree, explain_mount_error, in_container
 from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS,
                             SCRATCH_PLACES, WORKSPACE, Checkout, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
-from runner.sandbox.docker.sandbox import KEEP_UP, KEEPER, DockerSandbox
+from runner.sandbox.docker.sandbox import KEEP_UP, KEEPER, SUPERVISED, DockerSandbox
 from runner.sandbox.docker.workspace import Workspace, create_workspace, fill_workspace
+from runner.sandbox.supervisor import (CAPABILITIES, INSIDE, PROGRAM, as_user, can_supervise,
+                                       supervisor_command)
 
 
 ASIDE = "unsalvaged"     # where checkouts whose work could not be collected are set aside
@@ -74,6 +76,7 @@ class DockerSandboxes:
         self._discarding: set[Future[None]] = set()        # checkouts, discard(later=True)
         self._discarder: ThreadPoolExecutor | None = None
         self._starts: ThreadPoolExecutor | None = None     # containers started meanwhile
+        self._unsupervised: set[str] = set()     # images a supervisor could not run in
         self._lock = threading.Lock()
 
     def _paths(self, place: str, name: str) -> tuple[Path, Path]:
@@ -85,8 +88,8 @@ class DockerSandboxes:
 
     # The places a backend without the runner's disk differs (sandbox/docker/remote.py): where a
     # checkout lives (_place), how it is mounted (_mounts), what the container's own process
-    # runs (_keeper), what is done in the started sandbox (_provision), how its disk is
-    # watched (_watch_disk) and how the gateway reaches it (_carry_gateway).
+    # runs (_keeper, _supervisor_mount), what is done in the started sandbox (_provision), how
+    # its disk is watched (_watch_disk) and how the gateway reaches it (_carry_gateway).
     def _place(self, checkout: Checkout) -> object:
         clone, home = self._paths(checkout.place, checkout.name)
         if not checkout.fresh:
@@ -270,15 +273,29 @@ class DockerSandboxes:
                          budget=spec.limits.disk, stop=sandbox.stop_for)
 
     def _keeper(self, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
-        """The container's own command and its tmpfs mounts. With a gateway, the forwarder
-        runs beside the keeper (socat, as KEEPER like the rest: the worker cannot stop it,
-        and a restart starts it again), from the worker's loopback to its socket."""
+        """The container's own command, without a supervisor, and its tmpfs mounts. With a
+        gateway, the forwarder runs beside the keeper (as KEEPER like the rest: the worker
+        cannot stop it, and a restart starts it again)."""
         tmpfs = {"/tmp": TMP_OPTIONS}
-        if spec.gateway is None:
+        forward = self._forwarder(spec)
+        if forward is None:
             return KEEP_UP, tmpfs
-        forward = (f"socat TCP-LISTEN:{GATEWAY_PORT},bind=127.0.0.1,fork,reuseaddr "
-                   f"UNIX-CONNECT:{shlex.quote(f'{GATEWAY_DIR}/{spec.gateway.name}')}")
         return ["/bin/sh", "-c", f"{forward} & exec {shlex.join(KEEP_UP)}"], tmpfs
+
+    def _forwarder(self, spec: SandboxSpec) -> str | None:
+        """The shell command that serves the gateway's socket on the worker's loopback."""
+        if spec.gateway is None:
+            return None
+        return (f"socat TCP-LISTEN:{GATEWAY_PORT},bind=127.0.0.1,fork,reuseaddr "
+                f"UNIX-CONNECT:{shlex.quote(f'{GATEWAY_DIR}/{spec.gateway.name}')}")
+
+    def _supervisor_mount(self, spec: SandboxSpec) -> DockerMount | None:
+        """The supervisor's program, read-only, where ``spec``'s sandbox can have one: this
+        machine's engine sees it at its path here (not from runner's own container), the
+        worker's uid is not the supervisor's, and its image ran it before."""
+        if in_container() or not can_supervise(spec.user) or spec.image in self._unsupervised:
+            return None
+        return DockerMount(target=INSIDE, source=str(PROGRAM), type="bind", read_only=True)
 
     def _carry_gateway(self, sandbox: DockerSandbox) -> AbstractContextManager[object]:
         return nullcontext()      # the socket is mounted in
@@ -291,6 +308,7 @@ class DockerSandboxes:
                 yield sandbox
         finally:
             if not keep:
+                sandbox.detach()
                 self._remove_later(sandbox.container)
 
     def _made_ahead(self, spec: SandboxSpec) -> DockerSandbox | None:
@@ -349,18 +367,28 @@ class DockerSandboxes:
             return self._starts
 
     def _start(self, spec: SandboxSpec, placement: object) -> DockerSandbox:
-        """Create and start ``spec``'s container over ``placement``, ready for commands."""
+        """Create and start ``spec``'s container over ``placement``, ready for commands:
+        supervised where it can be; without, where its image cannot run the supervisor
+        (said once, by the log of each ticket: `commands_via`)."""
+        mounts = self._mounts(spec, placement)
+        supervisor = self._supervisor_mount(spec)
         with engine_must_answer():
-            container = self._create(spec, self._mounts(spec, placement))
+            container = self._create(spec, mounts + ([supervisor] if supervisor else []),
+                                     supervised=supervisor is not None)
         try:
+            sandbox = DockerSandbox(container, self.client, spec,
+                                    placement if isinstance(placement, Workspace) else None)
             try:
                 with engine_must_answer():
-                    container.start()
+                    answered = sandbox.start()
             except docker.errors.APIError as e:
                 raise EnvironmentProblem(f"cannot start container {spec.name}: "
                                          f"{e.explanation or e}") from e
-            sandbox = DockerSandbox(container, self.client, spec,
-                                    placement if isinstance(placement, Workspace) else None)
+            if not answered:      # the image lacks python3 or setpriv
+                self._remove_later(container)
+                with self._lock:
+                    self._unsupervised.add(spec.image)
+                return self._start(spec, placement)
             if spec.checkout is not None and spec.checkout.start:    # else at its open()
                 self._provision(sandbox, spec.checkout, placement)
             return sandbox
@@ -382,6 +410,8 @@ class DockerSandboxes:
         placement = self._place(spec.checkout) if spec.checkout else None
         sandbox = DockerSandbox(container, self.client, replace(spec, name=container.name),
                                 placement if isinstance(placement, Workspace) else None)
+        if container.status == "running":     # its stdin was another process's
+            sandbox.detach()
         with engine_must_answer():
             sandbox._ensure_running()
         with self._carry_gateway(sandbox):
@@ -432,8 +462,22 @@ class DockerSandboxes:
         except DOCKER_ERRORS:
             return []
 
-    def _create(self, spec: SandboxSpec, mounts: list[DockerMount]) -> Container:
-        command, tmpfs = self._keeper(spec)
+    def _create(self, spec: SandboxSpec, mounts: list[DockerMount], *,
+                supervised: bool) -> Container:
+        labels, command, tmpfs = dict(spec.labels), *self._keeper(spec)
+        # The container's own process is KEEPER's, or the supervisor's; every command runs
+        # as the worker.
+        own: dict[str, object] = dict(user=KEEPER, init=True, cap_drop=["ALL"])
+        if supervised:
+            # Root with the supervisor's capabilities alone, which its command hands to the
+            # supervisor's uid and drops for each command; it reaps as pid 1; its channel
+            # is stdin and stdout (logged nowhere).
+            forward = self._forwarder(spec)
+            beside = f"exec {shlex.join(as_user(KEEPER))} {forward}" if forward else None
+            command = supervisor_command(spec.user, beside)
+            labels[SUPERVISED] = "1"
+            own = dict(user="0:0", init=False, cap_drop=["ALL"], cap_add=list(CAPABILITIES),
+                       stdin_open=True, log_config={"Type": "none", "Config": {}})
         for attempt in (1, 2):
             try:
                 # create (not run): run would silently try to pull a missing image.
@@ -441,12 +485,9 @@ class DockerSandboxes:
                     # entrypoint []: an image's ENTRYPOINT would wrap the keeper (a project's
                     # image often has one) and run it as its arguments.
                     spec.image, command=command, entrypoint=[], name=spec.name,
-                    # The container's own process is KEEPER's; every command runs as the
-                    # worker.
-                    labels=dict(spec.labels), environment=dict(spec.env), user=KEEPER,
+                    labels=labels, environment=dict(spec.env), **own,
                     working_dir=spec.workdir, mounts=mounts, network_mode=spec.network,
-                    init=True, read_only=True, tmpfs=tmpfs,
-                    cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+                    read_only=True, tmpfs=tmpfs, security_opt=["no-new-privileges:true"],
                     pids_limit=spec.limits.pids, mem_limit=spec.limits.memory,
                     memswap_limit=spec.limits.memory, nano_cpus=int(spec.limits.cpus * 1e9),
                     runtime=spec.runtime,

@@ -179,6 +179,9 @@ class RemoteDockerSandboxes(DockerSandboxes):
                        DockerMount(target=GRADLE_HOME, source=placement.gradle, type="volume")]
         return mounts
 
+    def _supervisor_mount(self, spec: SandboxSpec) -> DockerMount | None:
+        return None     # its program is on this machine: commands go through engine execs
+
     def _keeper(self, spec: SandboxSpec) -> tuple[list[str], dict[str, str]]:
         """With a gateway, its relay beside the keeper, as KEEPER, in a directory of its own
         that the worker cannot enter."""

@@ -1,7 +1,9 @@
-"""One hardened container as a Sandbox: its commands run through exec, each under
-``timeout -k`` inside (docker-py's exec has no timeout, and closing its stream does not stop
-the process), and a host-side watchdog that kills the container if even that does not end
-it. Its keeper process is nobody's, never the worker's."""
+"""One hardened container as a Sandbox: its commands run under ``timeout -k`` inside, through
+the container's supervisor (sandbox/supervisor/) where it has one, through an engine exec
+each where it has not (docker-py's exec has no timeout, and closing its stream does not stop
+the process), and a host-side watchdog kills the container if even that does not end one.
+Its own process is never the worker's: the supervisor, or the keeper (nobody's).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from runner.sandbox import (KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT, WATCHDOG_SLA
                             OutputHandler, SandboxSpec, output_of, output_to_file,
                             under_timeout)
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
+from runner.sandbox.docker.supervised import AttachStream
 from runner.sandbox.docker.workspace import Workspace
+from runner.sandbox.supervisor import Channel, ChannelLost, NotStarted, as_user
 
 if TYPE_CHECKING:
     from runner.sandbox.relay.tunnel import GatewayTunnel
@@ -33,6 +37,14 @@ if TYPE_CHECKING:
 KEEPER = "65534:65534"
 
 KEEP_UP = ["sleep", "infinity"]
+
+SUPERVISED = "runner.supervised"   # the label of a container whose first process is the supervisor
+READY_TIMEOUT = 30.0     # seconds a started supervisor has to answer its first ping
+REATTACH_TIMEOUT = 2.0   # and one attached again after a restart from outside
+
+
+def _discard(_stream: int, _chunk: bytes) -> None:
+    pass
 
 
 class DockerSandbox:
@@ -49,6 +61,73 @@ class DockerSandbox:
         self._last_stop = ""
         self._reset_due = False    # reset() asked: the next command kills the rest first
         self.tunnel: GatewayTunnel | None = None     # the gateway's, on a remote engine
+        self.supervised = container.labels.get(SUPERVISED) == "1"
+        self._channel: Channel | None = None
+        # Whether the container's stdin may still be ours: not once another process held it
+        # (a kept container reopened running) or a new attach went unanswered.
+        self._attachable = self.supervised
+        self._attaching = threading.Lock()     # commands at once attach again once
+
+    @property
+    def commands_via(self) -> str:
+        return "the supervisor" if self._channel is not None else "engine execs"
+
+    def start(self) -> bool:
+        """Start the container; with a supervisor, attached first, so that its channel is
+        the lead's from its first byte. Whether the supervisor answered (False: it could not
+        run; the container has stopped or is stopped here)."""
+        if not self.supervised:
+            self.container.start()
+            return True
+        self._close_channel()
+        channel = Channel(AttachStream(self.api, self.container.id))
+        try:
+            self.container.start()
+        except BaseException:
+            channel.close()
+            raise
+        answered = channel.ping(READY_TIMEOUT)
+        if answered:
+            self._channel = channel
+        else:
+            channel.close()
+        self._attachable = answered
+        return answered
+
+    def detach(self) -> None:
+        """Let go of the supervisor's channel (the container's stdin closes for good): what
+        runs in it later runs through engine execs."""
+        self._close_channel()
+        self._attachable = False
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def _channel_now(self) -> Channel | None:
+        """The supervisor's channel for the next command, attached again if a restart from
+        outside closed it; None: engine execs."""
+        with self._attaching:
+            if self._channel is not None and not self._channel.lost:
+                return self._channel
+            self._close_channel()
+            if not self._attachable:
+                return None
+            channel = Channel(AttachStream(self.api, self.container.id))
+            if channel.ping(REATTACH_TIMEOUT):
+                self._channel = channel
+                return channel
+            channel.close()
+            self._attachable = False
+            return None
+
+    def _as_worker(self, argv: Sequence[str]) -> tuple[list[str], str]:
+        """An engine exec's argv and user: in a supervised container, whose user holds the
+        supervisor's capabilities, started as root and dropped to the worker with none."""
+        if self.supervised:
+            return as_user(self.spec.user) + list(argv), "0:0"
+        return list(argv), self.spec.user
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
@@ -68,7 +147,8 @@ class DockerSandbox:
         try:
             with engine_must_answer():
                 self._ensure_running()
-                return interact(self.api, self.container.id, argv, user=self.spec.user,
+                command, user = self._as_worker(argv)
+                return interact(self.api, self.container.id, command, user=user,
                                 workdir=self.spec.workdir, env={})
         except docker.errors.APIError as e:
             raise EnvironmentProblem(f"cannot open a shell in {self.name}: "
@@ -113,11 +193,8 @@ class DockerSandbox:
         if not self._kills_alone() or self.stopped():
             return False
         try:
-            exec_id = self.api.exec_create(self.container.id, ["kill", "-KILL", "-1"],
-                                           user=self.spec.user)["Id"]
-            self.api.exec_start(exec_id)
-            code = self.api.exec_inspect(exec_id).get("ExitCode")
-        except docker.errors.APIError:
+            code = self._stream(["kill", "-KILL", "-1"], None, _discard)
+        except (docker.errors.APIError, NotStarted):
             return False
         return code in (0, 1)      # 1: there was nothing left to kill
 
@@ -148,7 +225,7 @@ class DockerSandbox:
         timer.start()
         try:
             code = self._stream(wrapped, env, take)
-        except docker.errors.APIError:
+        except (docker.errors.APIError, NotStarted):
             if not (killed.is_set() or self.stopped()):
                 if reset_first:      # it could not start (a fork bomb): a reset of its own
                     timer.cancel()
@@ -169,8 +246,16 @@ class DockerSandbox:
 
     def _stream(self, wrapped: list[str], env: Mapping[str, str] | None,
                 take: Callable[[int, bytes], None]) -> int | None:
-        exec_id = self.api.exec_create(self.container.id, wrapped, workdir=self.spec.workdir,
-                                       environment=dict(env or {}), user=self.spec.user)["Id"]
+        """Run ``wrapped`` as the worker; its exit code, None if the sandbox stopped it."""
+        channel = self._channel_now()
+        if channel is not None:
+            try:
+                return channel.run(wrapped, cwd=self.spec.workdir, env=env or {}, take=take)
+            except ChannelLost:      # the container stopped under it (or its supervisor)
+                return None
+        argv, user = self._as_worker(wrapped)
+        exec_id = self.api.exec_create(self.container.id, argv, workdir=self.spec.workdir,
+                                       environment=dict(env or {}), user=user)["Id"]
         for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
             if out:
                 take(1, out)
@@ -202,7 +287,7 @@ class DockerSandbox:
         if self._note_if_stopped():
             self._stop_counted = False
             try:
-                self.container.start()
+                self.start()
             except docker.errors.APIError as e:
                 raise EnvironmentProblem(f"cannot restart container {self.name}: "
                                          f"{e.explanation or e}") from e

@@ -41,6 +41,9 @@ class KubeSandbox:
     """One Pod, its commands run through pods/exec; over ``claim``, a Pod lost is replaced by
     a new one over the same checkout."""
 
+    commands_via = "pods/exec"
+    supervised = False
+
     def __init__(self, cluster: Cluster, pod: str, spec: SandboxSpec, *,
                  claim: str | None = None, run_id: str = "") -> None:
         self.cluster, self.pod, self.spec = cluster, pod, spec
