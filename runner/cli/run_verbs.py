@@ -96,17 +96,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from runner.phase import load_phase
-    from runner.records import PHASE_COPY
-    from runner.views import pick_run, write_report
+    from runner.views import asked_of, pick_run, write_report
 
     from runner.host import open_host_repo
 
     result = pick_run(state_dir_of(args), args.run_id)
-    run_dir = result.run_dir
     host = open_host_repo(args.repo.resolve()) if args.format == "html" else None
-    text, saved = write_report(result, load_phase(run_dir / PHASE_COPY), args.format,
-                               host=host)
+    text, saved = write_report(result, asked_of(result), args.format, host=host)
     if args.output:
         args.output.write_text(text)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -69,18 +69,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from runner.phase import load_phase
-    from runner.records import PHASE_COPY
-    from runner.views import ticket_story
+    from runner.views import asked_of, ticket_story
 
     picked = _picked(args)
-    outcome = picked.outcome
-    try:
-        tickets = {t.id: t for t in load_phase(picked.result.run_dir / PHASE_COPY).tickets}
-    except (OSError, InputError):
-        tickets = {}
     console = Console(highlight=False, soft_wrap=True)
-    for line in ticket_story(picked.result, tickets.get(picked.ticket), outcome):
+    asked = asked_of(picked.result).get(picked.ticket)
+    for line in ticket_story(picked.result, asked, picked.outcome):
         console.print(line, markup=False)
     return 0
 

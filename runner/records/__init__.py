@@ -20,7 +20,9 @@ _EXPORTS = {
     "runner.records.logcap": ("CappedLog", "LockedLog", "LogWriter", "SinkValve"),
     "runner.records.outcome": ("NOTHING_CHANGED", "SUCCEEDED", "Attempt", "CheckResult", "Fetched",
                                "TicketOutcome", "attempt_of", "conflict_reason", "with_attempts"),
-    "runner.records.record": ("CHECKS_SPAN", "GAP_SPAN", "PHASE_COPY", "SELFTEST_SPAN", "RunResult",
+    "runner.records.record": ("CHECKS_SPAN", "GAP_SPAN", "PHASE_CHECKS", "PHASE_COPY",
+                              "SELFTEST_SPAN", "Asked",
+                              "RunResult",
                               "TierTotals", "load_result", "per_tier", "record_outcome",
                               "write_state"),
     "runner.records.transcript": ("Transcript", "render"),
@@ -37,7 +39,9 @@ if TYPE_CHECKING:
     from runner.records.logcap import CappedLog, LockedLog, LogWriter, SinkValve
     from runner.records.outcome import (NOTHING_CHANGED, SUCCEEDED, Attempt, CheckResult, Fetched,
                                         TicketOutcome, attempt_of, conflict_reason, with_attempts)
-    from runner.records.record import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, SELFTEST_SPAN, RunResult,
+    from runner.records.record import (CHECKS_SPAN, GAP_SPAN, PHASE_CHECKS, PHASE_COPY,
+                                       SELFTEST_SPAN, Asked,
+                                       RunResult,
                                        TierTotals, load_result, per_tier, record_outcome,
                                        write_state)
     from runner.records.transcript import Transcript, render

@@ -9,6 +9,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from runner.errors import EnvironmentProblem, InputError, SelfTestFailed
 from runner.records.events import TicketStatus
@@ -16,10 +17,40 @@ from runner.records.journal import write_atomic
 from runner.records.outcome import SUCCEEDED, Attempt, Fetched, TicketOutcome
 
 PHASE_COPY = "phase.yaml"          # the phase file as the run started, for resume
+PHASE_CHECKS = "_checks"   # the phase gate's pseudo-ticket, its log logs/_checks.log (ids starting
+                           # with _ are ours)
 OUTCOME_LOG = "outcomes.jsonl"     # outcomes since run.json was last written whole
 
 
 SELFTEST_SPAN, CHECKS_SPAN, GAP_SPAN = "self-test", "phase checks", "not running"
+ASKED_LIMIT = 2000     # characters of a ticket's prompt or script the record keeps
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a ticket was asked, kept in the run's record: `show` and `report` read it there,
+    with no phase file to load (its schema's cost)."""
+
+    title: str = ""
+    agent: str = ""
+    asked: str = ""                  # its prompt, or its script (the start of it)
+    depends_on: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, ticket: AskedTicket) -> Asked:
+        asked = ticket.prompt if ticket.prompt is not None else ticket.run or ""
+        return cls(title=ticket.title or "", agent=str(ticket.agent),
+                   asked=asked[:ASKED_LIMIT], depends_on=tuple(ticket.depends_on))
+
+
+class AskedTicket(Protocol):
+    """What Asked takes of a phase's ticket (runner.phase.Ticket)."""
+
+    title: str
+    agent: str
+    prompt: str | None
+    run: str | None
+    depends_on: list[str]
 
 
 @dataclass
@@ -46,6 +77,7 @@ class RunResult:
     # seconds, what being SELFTEST_SPAN, CHECKS_SPAN or GAP_SPAN (no runner drove it).
     spans: list[list] = field(default_factory=list)
     tickets: list[str] = field(default_factory=list)   # the phase's, in its order
+    asked: dict[str, Asked] = field(default_factory=dict)   # by ticket ({}: recorded before)
 
     @property
     def exit_code(self) -> int:
@@ -113,6 +145,9 @@ def load_result(root: Path) -> RunResult:
     data = {k: v for k, v in data.items() if k in fields}
     data["run_dir"] = root          # where it is now, even if the repo moved since
     _replay(root / OUTCOME_LOG, data)
+    data["asked"] = {t: Asked(**{k: v for k, v in a.items() if k in _ASKED} |
+                              {"depends_on": tuple(a.get("depends_on") or ())})
+                     for t, a in (data.get("asked") or {}).items()}
     known = {f.name for f in dataclasses.fields(TicketOutcome)}
     data["outcomes"] = {t: TicketOutcome(**{k: v for k, v in o.items() if k in known}
                                          | {"status": TicketStatus(o["status"]),
@@ -124,6 +159,9 @@ def load_result(root: Path) -> RunResult:
                                             "fetched": Fetched(**o.get("fetched") or {})})
                         for t, o in data["outcomes"].items()}
     return RunResult(**data)
+
+
+_ASKED = {f.name for f in dataclasses.fields(Asked)}
 
 
 def _attempt(data: dict[str, object]) -> Attempt:

@@ -15,10 +15,10 @@ from runner.errors import GitError, RepoError, SelfTestFailed
 from runner.host import (STORE, HostRepo, RunObjects, driving, integrated_ref, open_host_repo,
                          previous_target_ref)
 from runner.phase import Phase, load_phase
-from runner.records import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, TICKET_JOURNAL, EventSink, Journal,
-                            Ledger, Notice, RunFinished, RunResult, RunStarted, TicketChanged,
-                            TicketOutcome, TicketStatus, conflict_reason, default_prices,
-                            load_result, record_outcome, write_state)
+from runner.records import (CHECKS_SPAN, GAP_SPAN, PHASE_COPY, TICKET_JOURNAL, Asked, EventSink,
+                            Journal, Ledger, Notice, RunFinished, RunResult, RunStarted,
+                            TicketChanged, TicketOutcome, TicketStatus, conflict_reason,
+                            default_prices, load_result, record_outcome, write_state)
 from runner.run.integrate import Integrator
 from runner.run.options import RunOptions
 from runner.run.phasegate import land, phase_gate
@@ -59,7 +59,8 @@ def run_phase(phase: Phase, options: RunOptions, sink: EventSink,
         result = RunResult(run_id=run_id, phase=phase.name, base_sha=base_sha,
                            target=phase.target_branch, run_dir=root, outcomes={},
                            started=time.time(), options=_recorded(options),
-                           tickets=[t.id for t in phase.tickets])
+                           tickets=[t.id for t in phase.tickets],
+                           asked={t.id: Asked.of(t) for t in phase.tickets})
         sink = Journal(root / TICKET_JOURNAL, sink)
         ctx = run_context(phase, host, result, backend, sink, options)
         with gateway_for(ctx) as ctx:

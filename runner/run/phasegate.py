@@ -7,12 +7,11 @@ import time
 from dataclasses import dataclass
 
 from runner.host import HostRepo, candidate_ref, git
-from runner.records import CappedLog, CheckResult, EventSink, Notice
+from runner.records import PHASE_CHECKS, CappedLog, CheckResult, EventSink, Notice
 from runner.run.integrate import Integrator
 from runner.sandbox import Checkout
 from runner.worker import RunContext, open_sandbox, output_handler, run_checks
 
-PHASE_CHECKS = "_checks"          # the phase gate's pseudo-ticket (ids starting with _ are ours)
 PHASE_CHECKS_TIMEOUT = 3600.0
 
 

@@ -14,7 +14,7 @@ _EXPORTS = {
     "runner.views.applying": ("apply_attempt",),
     "runner.views.diffs": ("diff_lines", "paged", "wants_colour"),
     "runner.views.following": ("follow", "ticket_ended"),
-    "runner.views.picking": ("LATEST", "pick", "pick_run", "ticket_ids"),
+    "runner.views.picking": ("LATEST", "asked_of", "pick", "pick_run", "ticket_ids"),
     "runner.views.progress": ("PlainSink",),
     "runner.views.report": ("write_report",),
     "runner.views.showrun": ("show_run",),
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from runner.views.applying import apply_attempt
     from runner.views.diffs import diff_lines, paged, wants_colour
     from runner.views.following import follow, ticket_ended
-    from runner.views.picking import LATEST, pick, pick_run, ticket_ids
+    from runner.views.picking import LATEST, asked_of, pick, pick_run, ticket_ids
     from runner.views.progress import PlainSink
     from runner.views.report import write_report
     from runner.views.showrun import show_run

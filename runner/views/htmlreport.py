@@ -9,10 +9,10 @@ for HTML, before it is written; the timeline's SVG escapes as XML does."""
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from runner.phase import Phase
-from runner.records import Attempt, RunResult, TicketOutcome, TicketStatus, attempt_of, per_tier
+from runner.records import (Asked, Attempt, RunResult, TicketOutcome, TicketStatus, attempt_of,
+                            per_tier)
 from runner.text import printable
 from runner.views.diffs import line_kind
 from runner.views.throughput import throughput
@@ -45,7 +45,7 @@ def esc(text: object) -> str:
     return html.escape(printable(str(text)), quote=True)
 
 
-def as_html(result: RunResult, phase: Phase, diff_of: DiffOf) -> str:
+def as_html(result: RunResult, asked: Mapping[str, Asked], diff_of: DiffOf) -> str:
     outcomes = list(result.outcomes.values())
     integrated = sum(o.status == TicketStatus.INTEGRATED for o in outcomes)
     passed = result.exit_code == 0
@@ -57,19 +57,19 @@ def as_html(result: RunResult, phase: Phase, diff_of: DiffOf) -> str:
         'style-src \'unsafe-inline\'; img-src data:">',
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        *_summary(result, phase, integrated, len(outcomes), passed),
+        *_summary(result, asked, integrated, len(outcomes), passed),
         "<h2>Timeline</h2>", timeline_svg(result),
         "<h2>Model performance per tier</h2>", *_tiers(result),
         "<h2>What failed and why</h2>", *_failures(result, outcomes),
         "<h2>Tickets</h2>",
-        *(line for o in outcomes for line in _card(result, phase, o, diff_of)),
+        *(line for o in outcomes for line in _card(result, asked, o, diff_of)),
         "</body></html>"]
     return "\n".join(parts) + "\n"
 
 
-def _summary(result: RunResult, phase: Phase, integrated: int, tickets: int,
+def _summary(result: RunResult, asked: Mapping[str, Asked], integrated: int, tickets: int,
              passed: bool) -> Iterator[str]:
-    flow = throughput(result, phase)
+    flow = throughput(result, asked)
     target = (f"{esc(result.target)} at {result.target_sha[:12]}" if result.target_sha
               else f"{esc(result.target)} not moved")
     checks = ("none" if result.checks_passed is None else "passed" if result.checks_passed
@@ -112,9 +112,9 @@ def _failures(result: RunResult, outcomes: list[TicketOutcome]) -> Iterator[str]
     yield "</ul>"
 
 
-def _card(result: RunResult, phase: Phase, outcome: TicketOutcome,
+def _card(result: RunResult, asked: Mapping[str, Asked], outcome: TicketOutcome,
           diff_of: DiffOf) -> Iterator[str]:
-    ticket = next((t for t in phase.tickets if t.id == outcome.ticket), None)
+    ticket = asked.get(outcome.ticket)
     state = "passed" if outcome.status == TicketStatus.INTEGRATED else "failed"
     opened = "" if state == "passed" else " open"      # what failed is shown unfolded
     yield (f'<details class="card" id="ticket-{esc(outcome.ticket)}"{opened}><summary>'

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import InputError
-from runner.records import PHASE_COPY, Attempt, RunResult, TicketOutcome, attempt_of, load_result
+from runner.records import (PHASE_COPY, Asked, Attempt, RunResult, TicketOutcome, attempt_of,
+                            load_result)
 from runner.text import quoted
 from runner.views.status import runs
 
@@ -40,6 +41,19 @@ def ticket_ids(result: RunResult) -> list[str]:
         except (OSError, InputError):
             ids = []
     return ids + [t for t in result.outcomes if t not in ids]
+
+
+def asked_of(result: RunResult) -> dict[str, Asked]:
+    """What each ticket was asked, as the run's record keeps it (the phase as it ran, for a
+    run recorded before it did; {} if that cannot be read either)."""
+    if result.asked:
+        return result.asked
+    from runner.phase import load_phase     # the schema's cost, only for such a run
+
+    try:
+        return {t.id: Asked.of(t) for t in load_phase(result.run_dir / PHASE_COPY).tickets}
+    except (OSError, InputError):
+        return {}
 
 
 def pick_ticket(result: RunResult, name: str) -> str:

@@ -7,20 +7,22 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from collections.abc import Mapping
+
 from runner.host import HostRepo
-from runner.phase import Phase
-from runner.records import RunResult, TicketOutcome, TicketStatus, per_tier, run_document
-from runner.run import PHASE_CHECKS
+from runner.records import PHASE_CHECKS, Asked, RunResult, TicketOutcome, TicketStatus, per_tier
 from runner.text import one_line, tail, xml_text
 from runner.views.connections import connections
 from runner.views.throughput import throughput
 from runner.views.timeline import timeline_svg
 
 
-def as_json(result: RunResult, phase: Phase) -> str:
+def as_json(result: RunResult, asked: Mapping[str, Asked]) -> str:
     """The run's document (as `--json` prints it), with its throughput."""
+    from runner.records import run_document     # its schema (pydantic): for JSON alone
+
     return json.dumps(run_document(result).model_dump(mode="json")
-                      | {"throughput": throughput(result, phase)}, indent=2)
+                      | {"throughput": throughput(result, asked)}, indent=2)
 
 
 SELFTEST_CASE, CHECKS_CASE, RUN_CASE = "isolation self-test", "phase checks", "run"
@@ -105,10 +107,10 @@ def md(text: str) -> str:
     return re.sub(r"([\\`*_\[\]|~#])", r"\\\1", text)
 
 
-def as_markdown(result: RunResult, phase: Phase, svg_name: str) -> str:
+def as_markdown(result: RunResult, asked: Mapping[str, Asked], svg_name: str) -> str:
     outcomes = list(result.outcomes.values())
     integrated = sum(o.status == TicketStatus.INTEGRATED for o in outcomes)
-    flow = throughput(result, phase)
+    flow = throughput(result, asked)
     target = (f"`{result.target}` at `{result.target_sha[:12]}`" if result.target_sha
               else f"`{result.target}` not moved")
     checks = ("none" if result.checks_passed is None else "passed" if result.checks_passed
@@ -181,12 +183,12 @@ def as_markdown(result: RunResult, phase: Phase, svg_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: RunResult, phase: Phase, fmt: str,
+def write_report(result: RunResult, asked: Mapping[str, Asked], fmt: str,
                  host: HostRepo | None = None) -> tuple[str, Path | None]:
     """The report in ``fmt``; markdown is also saved in the run dir, beside its timeline, and
     HTML as one file there (its diffs read from ``host``)."""
     if fmt == "json":
-        return as_json(result, phase), None
+        return as_json(result, asked), None
     if fmt == "junit":
         return as_junit(result), None
     if fmt == "html":
@@ -194,10 +196,10 @@ def write_report(result: RunResult, phase: Phase, fmt: str,
         from runner.views.htmlreport import as_html
 
         assert host is not None
-        page = as_html(result, phase, lambda a: diff_lines(host, a.start or "", a.tip or ""))
+        page = as_html(result, asked, lambda a: diff_lines(host, a.start or "", a.tip or ""))
         (result.run_dir / "report.html").write_text(page)
         return page, result.run_dir / "report.html"
     (result.run_dir / "timeline.svg").write_text(timeline_svg(result))
-    text = as_markdown(result, phase, "timeline.svg")
+    text = as_markdown(result, asked, "timeline.svg")
     (result.run_dir / "report.md").write_text(text)
     return text, result.run_dir / "report.md"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from graphlib import TopologicalSorter
 
-from runner.phase import Phase
-from runner.records import RunResult
+from runner.records import Asked, RunResult
 
 
-def critical_path(result: RunResult, phase: Phase) -> float:
+def critical_path(result: RunResult, asked: Mapping[str, Asked]) -> float:
     """The longest chain of ticket times through depends_on (in dependency order, without
     recursion: a chain of a thousand tickets would overflow Python's)."""
-    deps = {t.id: [d for d in t.depends_on if d in result.outcomes] for t in phase.tickets
-            if t.id in result.outcomes}
+    deps = {t: [d for d in a.depends_on if d in result.outcomes] for t, a in asked.items()
+            if t in result.outcomes}
     longest: dict[str, float] = {}
     for ticket in TopologicalSorter(deps).static_order():
         longest[ticket] = result.outcomes[ticket].seconds + max(
@@ -20,10 +20,10 @@ def critical_path(result: RunResult, phase: Phase) -> float:
     return max(longest.values(), default=0.0)
 
 
-def throughput(result: RunResult, phase: Phase) -> dict[str, float]:
+def throughput(result: RunResult, asked: Mapping[str, Asked]) -> dict[str, float]:
     wall = max(0.0, result.ended - result.started)
     total = sum(o.seconds for o in result.outcomes.values())
-    path = critical_path(result, phase)
+    path = critical_path(result, asked)
     return {"wall_seconds": round(wall, 2), "ticket_seconds": round(total, 2),
             "critical_path_seconds": round(path, 2),
             "speedup": round(total / wall, 2) if wall else 0.0,

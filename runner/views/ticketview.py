@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.phase import Ticket
-from runner.records import Attempt, Fetched, RunResult, TicketOutcome, TicketStatus
+from runner.records import Asked, Attempt, Fetched, RunResult, TicketOutcome, TicketStatus
 from runner.text import one_line
 
 CHECK_TAIL = 8       # lines of a check's output shown
@@ -57,9 +56,9 @@ def _check(command: str, verdict: str, output: list[str]) -> CheckRun:
                     max(0, len(output) - CHECK_TAIL))
 
 
-def ticket_story(result: RunResult, ticket: Ticket | None, outcome: TicketOutcome) -> Iterator[str]:
-    """The lines of `runner show` for ``outcome`` (``ticket``: its definition, when the
-    run's phase copy has it)."""
+def ticket_story(result: RunResult, ticket: Asked | None, outcome: TicketOutcome) -> Iterator[str]:
+    """The lines of `runner show` for ``outcome`` (``ticket``: what it was asked, when the
+    run's record has it)."""
     title = f" — {one_line(ticket.title)}" if ticket and ticket.title else ""
     yield f"{outcome.ticket}{title}"
     yield f"  status   {outcome.status}" + (f": {one_line(outcome.reason)}"
@@ -67,9 +66,8 @@ def ticket_story(result: RunResult, ticket: Ticket | None, outcome: TicketOutcom
     if ticket is not None:
         yield f"  agent    {ticket.agent}" + (f", model {outcome.model} ({outcome.tier} tier)"
                                               if outcome.model else "")
-        asked = ticket.prompt if ticket.prompt is not None else ticket.run
-        if asked:
-            yield f"  asked    {one_line(asked)[:300]}"
+        if ticket.asked:
+            yield f"  asked    {one_line(ticket.asked)[:300]}"
         if ticket.depends_on:
             yield f"  after    {', '.join(ticket.depends_on)}"
     if outcome.status == TicketStatus.INTEGRATED:     # integration follows every gate

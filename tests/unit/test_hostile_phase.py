@@ -253,7 +253,7 @@ def test_ids_from_the_command_line_are_checked(ids: tuple[str, ...], says: str) 
 def test_the_critical_path_of_a_long_chain_does_not_recurse(tmp_path: Path) -> None:
     from runner.records.events import TicketStatus
     from runner.records.outcome import TicketOutcome
-    from runner.records.record import RunResult
+    from runner.records.record import Asked, RunResult
     from runner.views.throughput import critical_path
 
     count = 1000     # each depending on the one after it
@@ -267,4 +267,5 @@ def test_the_critical_path_of_a_long_chain_does_not_recurse(tmp_path: Path) -> N
     outcomes["T5"] = TicketOutcome(ticket="T5", status=TicketStatus.FAILED)   # took no time
     result = RunResult(run_id="r", phase="p", base_sha="0" * 40, target="t", run_dir=tmp_path,
                        outcomes=outcomes, started=0.0)
-    assert critical_path(result, phase) == 2.0 * (count - 1)
+    asked = {t.id: Asked.of(t) for t in phase.tickets}
+    assert critical_path(result, asked) == 2.0 * (count - 1)

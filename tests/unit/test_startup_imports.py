@@ -56,10 +56,11 @@ def test_version_and_help_import_nothing_of_the_run(tmp_path: Path, flag: str) -
 
 def test_status_loads_no_schema_library_and_no_run_machinery(tmp_path: Path) -> None:
     """`runner status`, of a fresh repo and of one with a run recorded (its table, and the
-    run's own), and `logs` and `diff` of its ticket: no SDK, no docker-py, no pydantic, YAML
-    or tenacity, nothing that runs (the run's record keeps its tickets' order)."""
+    run's own), `logs`, `diff` and `show` of its ticket and the run's `report`: no SDK, no
+    docker-py, no pydantic, YAML or tenacity, nothing that runs (the run's record keeps its
+    tickets' order and what each was asked)."""
     from runner.records import TicketOutcome, TicketStatus
-    from runner.records.record import RunResult, write_state
+    from runner.records.record import Asked, RunResult, write_state
 
     repo = make_repo(tmp_path / "repo")
     heavy = {"anthropic", "docker", "pydantic", "yaml", "tenacity", "kubernetes", "aiohttp"}
@@ -70,10 +71,11 @@ def test_status_loads_no_schema_library_and_no_run_machinery(tmp_path: Path) -> 
     write_state(RunResult(run_id=run_dir.name, phase="p", base_sha="0" * 40, target="t",
                           run_dir=run_dir, started=1.0, ended=2.0, state="finished",
                           outcomes={"A": TicketOutcome("A", TicketStatus.INTEGRATED)},
-                          tickets=["A"]))
+                          tickets=["A"], asked={"A": Asked("a title", "script", "echo hi")}))
     (run_dir / "logs").mkdir()
     (run_dir / "logs" / "A.log").write_text("| hello\n")
-    for args in (("status",), ("status", run_dir.name), ("logs", "A"), ("diff", "A")):
+    for args in (("status",), ("status", run_dir.name), ("logs", "A"), ("diff", "A"),
+                 ("show", "A"), ("report",)):
         modules = _loaded(*args, cwd=repo)
         assert not heavy & _top(modules), (args, heavy & _top(modules))
         assert not [m for m in modules if m.startswith(machinery)], args

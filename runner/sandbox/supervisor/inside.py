@@ -118,14 +118,15 @@ def main(args):
     commands = {}        # pid -> Command
     by_fd = {}           # pipe -> Command
     pending = b""
-    stdin_open = True
+    poller = select.poll()     # poll, not select: no limit on the fds' numbers
+    poller.register(wake_r, select.POLLIN)
+    poller.register(0, select.POLLIN)
     while True:
         now = time.monotonic()
         due = [c.drain_until for c in commands.values() if c.drain_until is not None]
-        wait = max(0.0, min(due) - now) if due else None
-        watched = list(by_fd) + [wake_r] + ([0] if stdin_open else [])
+        wait = max(0, int((min(due) - now) * 1000) + 1) if due else None
         try:
-            ready, _, _ = select.select(watched, [], [], wait)
+            ready = [fd for fd, _ in poller.poll(wait)]
         except InterruptedError:
             ready = []
         for fd in ready:
@@ -134,7 +135,7 @@ def main(args):
             elif fd == 0:
                 data = os.read(0, CHUNK)
                 if not data:      # the lead let go: keep reaping, take no more requests
-                    stdin_open = False
+                    poller.unregister(0)
                     continue
                 pending += data
                 while b"\n" in pending:
@@ -155,13 +156,15 @@ def main(args):
                     command = Command(ident, pid, out, err)
                     commands[pid] = command
                     by_fd[out] = by_fd[err] = command
+                    poller.register(out, select.POLLIN)
+                    poller.register(err, select.POLLIN)
             else:
                 command = by_fd[fd]
                 data = os.read(fd, CHUNK)
                 if data:
                     frame(command.pipes[fd], command.ident, data)
                 else:
-                    _close(fd, command, by_fd)
+                    _close(fd, command, by_fd, poller)
         _reap(commands)
         now = time.monotonic()
         for pid, command in list(commands.items()):
@@ -171,12 +174,13 @@ def main(args):
                 command.drain_until = now + DRAIN
             if not command.pipes or now >= command.drain_until:
                 for fd in list(command.pipes):
-                    _close(fd, command, by_fd)
+                    _close(fd, command, by_fd, poller)
                 frame(b"x", command.ident, str(command.code).encode())
                 del commands[pid]
 
 
-def _close(fd, command, by_fd):
+def _close(fd, command, by_fd, poller):
+    poller.unregister(fd)
     os.close(fd)
     del command.pipes[fd]
     del by_fd[fd]
