@@ -288,6 +288,8 @@ def test_commands_go_through_the_supervisor_as_the_worker_with_nothing(
                          timeout=30)
     assert first.output.split() == ["65533", *ctx.user.split(":")], first
     assert sandbox.exec(["sh", "-c", CAPS], timeout=30).output.splitlines() == NO_CAPS
+    # Its environment is the container's, as an exec's would be: HOME the spec's (/tmp).
+    assert sandbox.exec(["sh", "-c", 'echo "$HOME"'], timeout=30).output == "/tmp\n"
     # The container's user holds the supervisor's capabilities: an engine exec as it, not
     # through runner's drop, would have them (root here, as a root host user's worker is).
     raw = engine.api.exec_create(sandbox.container.id, ["sh", "-c", CAPS], user="0:0")

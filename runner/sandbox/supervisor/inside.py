@@ -105,8 +105,12 @@ def main(args):
         sys.exit("usage: inside.py [--beside COMMAND] -- PREFIX...")
     prefix = args[1:]
     worker_uid = next((a.split("=", 1)[1] for a in prefix if a.startswith("--reuid=")), "")
-    base_env = {k: v for k, v in os.environ.items() if k != "HOME"}
-    base_env["HOME"] = home_of(worker_uid.split(":")[0])
+    # HOME as an engine exec as the worker would have it: the container's own (its image's
+    # or its spec's) if it sets one, else the worker's from /etc/passwd. The engine gave this
+    # process root's when the container sets none.
+    base_env = dict(os.environ)
+    if base_env.get("HOME", home_of("0")) == home_of("0"):
+        base_env["HOME"] = home_of(worker_uid)
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
