@@ -21,12 +21,12 @@ from docker.types import Mount as DockerMount
 from runner.errors import EnvironmentProblem
 from runner.host import discard_tree, explain_mount_error, in_container
 from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS,
-                            SCRATCH_PLACES, WORKSPACE, Checkout, SandboxSpec)
+                            SCRATCH_PLACES, SUPERVISOR_PROGRAM, WORKSPACE, Checkout, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
 from runner.sandbox.docker.sandbox import KEEP_UP, KEEPER, SUPERVISED, DockerSandbox
 from runner.sandbox.docker.workspace import Workspace, create_workspace, fill_workspace
-from runner.sandbox.supervisor import (CAPABILITIES, INSIDE, PROGRAM, as_user, can_supervise,
+from runner.sandbox.supervisor import (CAPABILITIES, PROGRAM, as_user, can_supervise,
                                        supervisor_command)
 
 
@@ -295,7 +295,8 @@ class DockerSandboxes:
         worker's uid is not the supervisor's, and its image ran it before."""
         if in_container() or not can_supervise(spec.user) or spec.image in self._unsupervised:
             return None
-        return DockerMount(target=INSIDE, source=str(PROGRAM), type="bind", read_only=True)
+        return DockerMount(target=SUPERVISOR_PROGRAM, source=str(PROGRAM), type="bind",
+                           read_only=True)
 
     def _carry_gateway(self, sandbox: DockerSandbox) -> AbstractContextManager[object]:
         return nullcontext()      # the socket is mounted in

@@ -108,6 +108,9 @@ class DockerSandbox:
     def _channel_now(self) -> Channel | None:
         """The supervisor's channel for the next command, attached again if a restart from
         outside closed it; None: engine execs."""
+        channel = self._channel
+        if channel is not None and not channel.lost:     # the common case: no lock
+            return channel
         with self._attaching:
             if self._channel is not None and not self._channel.lost:
                 return self._channel

@@ -13,8 +13,7 @@ from pathlib import Path
 from runner.sandbox.spec import SUPERVISOR_PROGRAM
 from runner.sandbox.supervisor.channel import Channel, ChannelLost, NotStarted, Stream
 
-PROGRAM = Path(__file__).with_name("inside.py")          # on this machine
-INSIDE = SUPERVISOR_PROGRAM                                # where a sandbox sees it, read-only
+PROGRAM = Path(__file__).with_name("inside.py")   # on this machine (SUPERVISOR_PROGRAM inside)
 # Its uid: neither the worker's nor the forwarder's (KEEPER's), so a worker can neither signal
 # nor trace it, nor read its channel through /proc.
 SUPERVISOR_USER = "65533:65533"
@@ -24,7 +23,7 @@ CAPABILITIES = ("SETUID", "SETGID", "SETPCAP")
 # commands run through engine execs instead.
 WANTS = {"python3": "python3-minimal", "setpriv": "util-linux"}
 
-__all__ = ["CAPABILITIES", "Channel", "ChannelLost", "INSIDE", "NotStarted", "PROGRAM",
+__all__ = ["CAPABILITIES", "Channel", "ChannelLost", "NotStarted", "PROGRAM",
            "SUPERVISOR_USER", "Stream", "WANTS", "as_user", "can_supervise",
            "supervisor_command"]
 
@@ -53,5 +52,5 @@ def supervisor_command(worker: str, beside: str | None = None) -> list[str]:
     caps = ",".join(f"+{cap.lower()}" for cap in CAPABILITIES)
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
             f"--inh-caps={caps}", f"--ambient-caps={caps}", "--",
-            "python3", "-I", "-S", INSIDE, *(["--beside", beside] if beside else []),
+            "python3", "-I", "-S", SUPERVISOR_PROGRAM, *(["--beside", beside] if beside else []),
             "--", *as_user(worker)]
