@@ -30,7 +30,8 @@ def image_refusal(ctx: RunContext) -> str | None:
         limits=Limits(cpus=min(0.5, ctx.phase.resources.cpus), memory="256m", pids=64),
         user=ctx.user)
     with ctx.provider.open(spec) as sandbox:
-        result = sandbox.exec(["sh", "-c", FIND_MISSING, "needs", *wanted], timeout=60)
+        result = sandbox.exec(["sh", "-c", FIND_MISSING, "needs", *wanted], timeout=60,
+                              repeatable=True)
     said = result.output.strip().splitlines()
     found = [line for line in said if line.startswith("missing:")]
     if result.exit_code == 0 and found:

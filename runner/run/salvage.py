@@ -35,11 +35,11 @@ def salvage(ctx: RunContext, ticket_id: str, base_sha: str, *, place: str, label
         ctx.objects.ensure(base_sha)      # the store its clone borrows from
         checkout = ctx.checkout(ticket_id, base_sha, place=place, fresh=False)
         with open_sandbox(ctx, ticket_id, checkout) as sandbox:
-            if sandbox.exec(["test", "-d", ".git"], timeout=60).exit_code != 0:
+            if sandbox.exec(["test", "-d", ".git"], timeout=60, repeatable=True).exit_code != 0:
                 got = None                # never got as far as a clone: nothing to keep
             else:
                 # Nothing runs in this fresh container: a lock there is a killed git's.
-                sandbox.exec(["rm", "-f", ".git/index.lock"], timeout=60)
+                sandbox.exec(["rm", "-f", ".git/index.lock"], timeout=60, repeatable=True)
                 commit_leftovers(sandbox, f"{ticket_id}: work left in its workspace ({label})",
                                  run_id=ctx.run_id, ticket=ticket_id)
                 got = collect(sandbox, ctx.host, start=base_sha, ref=ref,

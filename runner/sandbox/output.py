@@ -107,7 +107,7 @@ def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
     in the tail an exec keeps (64,000 characters)."""
     for _ in range(attempts):
         result = sandbox.exec(["sh", "-c", _MARKED, START_MARK, END_MARK, *argv],
-                              timeout=timeout, env=env)
+                              timeout=timeout, env=env, repeatable=True)
         before, start, rest = result.output.partition(f"{START_MARK}\n")
         inner, end, after = rest.rpartition(f"\n{END_MARK}\n")
         if start and end:
@@ -122,6 +122,11 @@ def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
 # $0: the start mark, $1: the end mark, then the command.
 _MARKED = ('printf "%s\\n" "$0"; end=$1; shift; "$@"; code=$?; printf "\\n%s\\n" "$end"; '
            'exit "$code"')
+
+
+def marked_command(argv: Sequence[str]) -> list[str]:
+    """The command inside read_output's marks (``argv`` itself when it has none)."""
+    return list(argv[5:] if list(argv[:3]) == ["sh", "-c", _MARKED] else argv)
 
 
 LINE_LIMIT = 16_000    # characters of one output line handed on; the rest is cut

@@ -4,7 +4,7 @@ run's sandboxes, and the Backend (an engine runner is connected to)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from runner.sandbox.spec import SandboxSpec
 
 if TYPE_CHECKING:
     from runner.records import EventSink
+    from runner.sandbox.cuts import Sayer
     from runner.sandbox.engines import Engine
     from runner.sandbox.recipes import Recipe
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 class Sandbox(Protocol):
     name: str
     user: str           # uid:gid its commands run as (the spec's, or the backend's own)
-    restarts: int       # times it was found stopped (killed from outside) and started again
+    restarts: int       # times it was found stopped (killed from outside) and started again,
+                        # or a command's stream broke and what it started was stopped
     # Why the sandbox stopped its worker itself, over a limit it enforces while open (disk);
     # "" if it did not. Its files stay, and commands run again after it (collection).
     stopped_for: str
@@ -34,10 +36,18 @@ class Sandbox(Protocol):
     # the worker's reach).
     supervised: bool
 
+    # How it tells the ticket's log what happened to its commands (a stream that broke and
+    # was opened again): lines kept until open() is given where they go (sandbox/cuts.py).
+    say: Sayer
+
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
-             env: Mapping[str, str] | None = None) -> ExecResult:
-        """Run ``argv`` in the workdir; stream lines to ``on_output``; stop it at ``timeout``."""
+             env: Mapping[str, str] | None = None, repeatable: bool = False) -> ExecResult:
+        """Run ``argv`` in the workdir; stream lines to ``on_output``; stop it at ``timeout``.
+        Its stream broken on the way (the engine and the sandbox fine, sandbox/cuts.py): run
+        again when ``repeatable`` (it reads, or running it twice does what running it once
+        does, even beside a run of it cut off), else a stopped result, what it started
+        stopped, counted in ``restarts``."""
         ...
 
     def files_holding(self, needle: bytes) -> list[str] | None:
@@ -55,7 +65,8 @@ class Sandbox(Protocol):
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
                      limit: int) -> ExecResult:
         """Run ``argv`` and write its stdout (e.g. a git bundle) to a new file ``dest``, at
-        most ``limit`` bytes; the result's output is its stderr."""
+        most ``limit`` bytes; the result's output is its stderr. It must be repeatable (as
+        exec's ``repeatable``): a broken stream runs it again into ``dest`` anew."""
         ...
 
     def interact(self, argv: Sequence[str]) -> int:
@@ -69,9 +80,11 @@ class SandboxProvider(Protocol):
     # runner path (the run directory in a label) mean anything to them.
     shares_disk: bool
 
-    def open(self, spec: SandboxSpec, *, keep: bool = False) -> AbstractContextManager[Sandbox]:
+    def open(self, spec: SandboxSpec, *, keep: bool = False,
+             say: Callable[[str], None] | None = None) -> AbstractContextManager[Sandbox]:
         """Start a sandbox; it is removed when the context exits unless ``keep`` (maybe in
-        the background: discard, set_aside, clear and settle wait for it)."""
+        the background: discard, set_aside, clear and settle wait for it). ``say`` is its
+        ``say``, from its provisioning on."""
         ...
 
     def remove_run(self, run_id: str) -> int:

@@ -15,8 +15,10 @@ from runner.sandbox import Checkout
 HISTORY = ".runner-history.bundle"     # uploaded into the workspace, removed once cloned
 # Inside the sandbox, as the worker: a repo at /workspace with the bundle's objects and the
 # start commit checked out on its branch; the bundle's own refs do not stay.
+# Repeatable (a run whose stream broke, sandbox/cuts.py): once its bundle is gone, it is made.
 CLONE = r"""
 cd /workspace
+if [ ! -e "$1" ] && git rev-parse -q --verify HEAD >/dev/null; then exit 0; fi
 git init --quiet --template= .
 git fetch --quiet --no-tags "$1" '+refs/*:refs/runner-history/*'
 git update-ref "refs/heads/$2" "$3"

@@ -70,7 +70,7 @@ def commit_leftovers(sandbox: Sandbox, message: str, *, run_id: str, ticket: str
 def discard_leftovers(sandbox: Sandbox, timeout: float = 300) -> None:
     """Remove what the worker left uncommitted and its Gradle home: after a disk stop, what
     went over the budget leaves the host's disk, and no later salvage commits it."""
-    sandbox.exec(["bash", "-c", DISCARD_LEFTOVERS], timeout=timeout)
+    sandbox.exec(["bash", "-c", DISCARD_LEFTOVERS], timeout=timeout, repeatable=True)
 
 
 def head_of(sandbox: Sandbox, timeout: float = 300) -> str:

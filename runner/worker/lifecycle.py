@@ -74,9 +74,11 @@ def _kind_of(ctx: RunContext, ticket_id: str) -> AgentKind | None:
 
 @contextmanager
 def open_sandbox(ctx: RunContext, ticket_id: str, checkout: Checkout, *, keep: bool = False,
-                 name: str | None = None, caller: Caller | None = None) -> Iterator[Sandbox]:
+                 name: str | None = None, caller: Caller | None = None,
+                 say: Callable[[str], None] | None = None) -> Iterator[Sandbox]:
     """The worker's sandbox over ``checkout``, with its own gateway socket when the run
-    has a gateway (served for ``caller``, else for the ticket with nothing recorded)."""
+    has a gateway (served for ``caller``, else for the ticket with nothing recorded); what
+    befalls its commands (a stream that broke) goes to ``say``."""
     spec = sandbox_spec(ctx, ticket_id, checkout)
     if name:
         spec = replace(spec, name=name)
@@ -90,7 +92,7 @@ def open_sandbox(ctx: RunContext, ticket_id: str, checkout: Checkout, *, keep: b
             spec = replace(spec, gateway=stack.enter_context(ctx.gateway.serve(caller))
                            / SOCKET_NAME)
         # Closed in reverse: the container goes before its socket.
-        yield stack.enter_context(ctx.provider.open(spec, keep=keep))
+        yield stack.enter_context(ctx.provider.open(spec, keep=keep, say=say))
 
 
 def gateway_caller(ctx: RunContext, ticket: Ticket, log: LogWriter, transcript: Transcript,
@@ -217,7 +219,8 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
             caller = (gateway_caller(ctx, ticket, log, transcript, refusals)
                       if ctx.gateway else None)
             with open_sandbox(ctx, ticket.id, checkout, keep=ctx.keep, name=name,
-                              caller=caller) as sandbox:
+                              caller=caller, say=lambda line: log.write(
+                                  f"runner: {one_line(line)}\n")) as sandbox:
                 log.write(f"runner: {sandbox.name}: commands through {sandbox.commands_via}\n")
                 judged: list[str] = []
                 work = _work(ctx, ticket, sandbox, log, on_output, deadline, start, reviews,
@@ -241,6 +244,8 @@ def run_ticket(ctx: RunContext, ticket: Ticket, start: str, attempt: int = 0) ->
         except (RunnerError, CollectError) as e:
             log.write(f"runner: {one_line(str(e))}\n")
             _stop_if_engine_gone(ctx, ticket, e)
+            if isinstance(e, EngineUnavailable):    # for a moment: as a stop from outside,
+                restarted[0] += 1                    # retries: runs the ticket again
             work = _also(work, str(e))
         except Exception as e:  # a bug fails this ticket, not the run; a lost engine the run
             log.write(traceback.format_exc())

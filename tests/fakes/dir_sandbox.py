@@ -22,6 +22,7 @@ from runner.records.events import EventSink
 from runner.sandbox import (GRADLE_HOME, RUN_OBJECTS, WORKSPACE, Capacity, ExecResult,
                             OutputHandler, SandboxRecord, SandboxSpec, Take, output_of,
                             output_to_file)
+from runner.sandbox.cuts import Say, Sayer
 from runner.sandbox.engines import Engine
 
 FAKE_ENGINE = Engine("local", None)   # what the run asks of its engine: this machine's
@@ -39,6 +40,7 @@ class DirSandbox:
         self._paths = ((WORKSPACE, str(clone)), (GRADLE_HOME, str(home)),
                        (RUN_OBJECTS, str(objects)))
         self._env = {k: self._here(v) for k, v in spec.env.items()}
+        self.say = Sayer()
 
     def _here(self, text: str) -> str:
         for inside, outside in self._paths:
@@ -63,7 +65,7 @@ class DirSandbox:
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
-             env: Mapping[str, str] | None = None) -> ExecResult:
+             env: Mapping[str, str] | None = None, repeatable: bool = False) -> ExecResult:
         return output_of(self._runner(argv, timeout, env), on_output)
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
@@ -94,7 +96,8 @@ class DirSandboxes:
         return folder / "clone", folder / "home"
 
     @contextmanager
-    def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DirSandbox]:
+    def open(self, spec: SandboxSpec, *, keep: bool = False,
+             say: Say | None = None) -> Iterator[DirSandbox]:
         checkout = spec.checkout
         clone, home = self._paths(checkout.place, checkout.name) if checkout else (
             self.root / "scratch" / spec.name / "clone", self.root / "scratch" / spec.name / "home")
@@ -112,7 +115,9 @@ class DirSandboxes:
                 clone.mkdir()
         clone.mkdir(parents=True, exist_ok=True)
         home.mkdir(parents=True, exist_ok=True)
-        yield DirSandbox(spec, clone, home, objects)
+        sandbox = DirSandbox(spec, clone, home, objects)
+        sandbox.say.to(say)
+        yield sandbox
 
     def prepare(self, spec: SandboxSpec, *, started: bool = True) -> None:
         pass

@@ -23,6 +23,7 @@ from runner.host import discard_tree, explain_mount_error, in_container
 from runner.sandbox import (GATEWAY_DIR, GATEWAY_PORT, GRADLE_HOME, GRADLE_RO_CACHE, RUN_OBJECTS,
                             SCRATCH_PLACES, SUPERVISOR_PROGRAM, WORKSPACE, Checkout, SandboxSpec)
 from runner.sandbox.diskwatch import DiskWatch
+from runner.sandbox.cuts import Say, still_answers
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
 from runner.sandbox.docker.sandbox import KEEP_UP, KEEPER, SUPERVISED, DockerSandbox
 from runner.sandbox.docker.workspace import Workspace, create_workspace, fill_workspace
@@ -302,8 +303,10 @@ class DockerSandboxes:
         return nullcontext()      # the socket is mounted in
 
     @contextmanager
-    def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[DockerSandbox]:
+    def open(self, spec: SandboxSpec, *, keep: bool = False,
+             say: Say | None = None) -> Iterator[DockerSandbox]:
         sandbox = self._made_ahead(spec) or self._open_new(spec)
+        sandbox.say.to(say)
         try:
             with self._watch_disk(sandbox), self._carry_gateway(sandbox):
                 yield sandbox
@@ -451,10 +454,7 @@ class DockerSandboxes:
         return dict(entry.split("=", 1) for entry in config.get("Env") or [] if "=" in entry)
 
     def answers(self) -> bool:
-        try:
-            return bool(self.client.ping())
-        except DOCKER_ERRORS:
-            return False
+        return still_answers(self.client.ping)
 
     def _run_containers(self, run_id: str, *, all: bool) -> list[Container]:
         try:   # sparse: no inspect of each, which fails for one removed meanwhile

@@ -36,6 +36,7 @@ from docker.types import Mount as DockerMount
 from runner.errors import EnvironmentProblem
 from runner.sandbox import (GRADLE_HOME, RELAY_DIR, SCRATCH_PLACES, STRICT_BASH, WORKSPACE,
                             Checkout, SandboxSpec)
+from runner.sandbox.cuts import CUT_TRIES
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
 from runner.sandbox.docker.carried import CarriedFiles, put_file
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
@@ -224,7 +225,7 @@ class RemoteDockerSandboxes(DockerSandboxes):
             with source.open("rb") as data:
                 put_file(into, GRADLE_HOME, name, data, uid=uid, gid=gid)
         made = sandbox.exec([*STRICT_BASH, CLONE, "clone", f"{WORKSPACE}/{HISTORY}",
-                             checkout.branch, checkout.start], timeout=600)
+                             checkout.branch, checkout.start], timeout=600, repeatable=True)
         if not made.ok:
             raise EnvironmentProblem(f"could not make the clone in {sandbox.name}: "
                                      f"{made.output.strip().splitlines()[-1:] or made}")
@@ -261,14 +262,20 @@ def _du_inside(sandbox: DockerSandbox, roots: list[str],
     left = PASS_LIMIT if deadline is None else deadline - time.monotonic()
     if left <= 0:
         return DiskUsage(0, complete=False)
-    try:
-        exec_id = sandbox.api.exec_create(
-            sandbox.container.id, ["timeout", "-s", "KILL", f"{left:.1f}s", *du_command(roots)],
-            user=sandbox.spec.user)["Id"]
-        stdout, stderr = sandbox.api.exec_start(exec_id, demux=True)
-        code = sandbox.api.exec_inspect(exec_id).get("ExitCode")
-    except DOCKER_ERRORS:
-        code = None
+    stdout = stderr = None
+    for _ in range(CUT_TRIES):
+        try:
+            exec_id = sandbox.api.exec_create(
+                sandbox.container.id,
+                ["timeout", "-s", "KILL", f"{left:.1f}s", *du_command(roots)],
+                user=sandbox.spec.user)["Id"]
+            stdout, stderr = sandbox.api.exec_start(exec_id, demux=True)
+            ran = sandbox.api.exec_inspect(exec_id)
+        except DOCKER_ERRORS:
+            ran = {}
+        code = ran.get("ExitCode")
+        if not ran.get("Running"):     # else its stream broke on the way: measured again
+            break
     if code in (None, 125, 126, 127):
         # Stopped, or the engine away: the commands will say. Otherwise nothing could start
         # in it (every pid taken, say), which the watch forgives for a while.

@@ -20,8 +20,9 @@ from docker.models.containers import Container
 from runner.errors import EnvironmentProblem
 from runner.host import files_holding
 from runner.sandbox import (KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT, WATCHDOG_SLACK, ExecResult,
-                            OutputHandler, SandboxSpec, output_of, output_to_file,
-                            under_timeout)
+                            OutputHandler, SandboxSpec, output_of, under_timeout)
+from runner.sandbox.cuts import (Sayer, StreamCut, file_through_cuts, still_answers,
+                                 through_cuts)
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
 from runner.sandbox.docker.supervised import AttachStream
 from runner.sandbox.docker.workspace import Workspace
@@ -67,6 +68,7 @@ class DockerSandbox:
         # (a kept container reopened running) or a new attach went unanswered.
         self._attachable = self.supervised
         self._attaching = threading.Lock()     # commands at once attach again once
+        self.say = Sayer()
 
     @property
     def commands_via(self) -> str:
@@ -134,15 +136,27 @@ class DockerSandbox:
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
-             env: Mapping[str, str] | None = None) -> ExecResult:
-        result = output_of(lambda take: self._run(argv, timeout, env, take), on_output)
+             env: Mapping[str, str] | None = None, repeatable: bool = False) -> ExecResult:
+        result = through_cuts(
+            lambda _run: output_of(lambda take: self._run(argv, timeout, env, take), on_output),
+            argv, repeatable=repeatable, where=f"container {self.name}", say=self.say,
+            stop=self._stop_cut)
         if on_output is not None and self.tunnel is not None:    # a worker's command: its
             self.tunnel.tell_trouble(on_output)                   # lines go to the ticket's log
         return result
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
                      limit: int) -> ExecResult:
-        return output_to_file(lambda take: self._run(argv, timeout, None, take), dest, limit)
+        return file_through_cuts(lambda take: self._run(argv, timeout, None, take), dest,
+                                 limit, argv, where=f"container {self.name}", say=self.say,
+                                 stop=self._stop_cut)
+
+    def _stop_cut(self) -> None:
+        """A command whose stream broke, not run again: what it started still runs there."""
+        self.restarts += 1
+        with engine_must_answer():
+            if not self._kill_worker_processes():
+                self._kill(threading.Event())    # stopped; the next command starts it
 
     def interact(self, argv: Sequence[str]) -> int:
         from runner.sandbox.terminal import interact
@@ -228,6 +242,9 @@ class DockerSandbox:
         timer.start()
         try:
             code = self._stream(wrapped, env, take)
+        except StreamCut:
+            self._reset_due = self._reset_due or reset_first     # it may not have run
+            raise
         except (docker.errors.APIError, NotStarted):
             if not (killed.is_set() or self.stopped()):
                 if reset_first:      # it could not start (a fork bomb): a reset of its own
@@ -259,12 +276,22 @@ class DockerSandbox:
         argv, user = self._as_worker(wrapped)
         exec_id = self.api.exec_create(self.container.id, argv, workdir=self.spec.workdir,
                                        environment=dict(env or {}), user=user)["Id"]
-        for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
-            if out:
-                take(1, out)
-            if err:
-                take(2, err)
-        return self.api.exec_inspect(exec_id).get("ExitCode")
+        try:
+            for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
+                if out:
+                    take(1, out)
+                if err:
+                    take(2, err)
+        except docker.errors.APIError:
+            raise
+        except (*DOCKER_ERRORS, OSError) as e:     # the stream broke: was it the engine?
+            if not still_answers(self.api.ping):
+                raise
+            raise StreamCut(f"{e.__class__.__name__}: {str(e)[:200]}") from e
+        ran = self.api.exec_inspect(exec_id)
+        if ran.get("Running"):             # its stream ended, the command did not
+            raise StreamCut("its exec stream ended while the command ran")
+        return ran.get("ExitCode")
 
     def stopped(self) -> bool:
         """Whether the container is not running, asked of the engine (gone counts)."""

@@ -136,11 +136,12 @@ def exit_code(status: bytes | str) -> int:
     raise StreamLost(str(parsed.get("message") or parsed)[:300])
 
 
-# $1: the size, $2: the path, $3: its mode ("": private). Whole or not at all: written aside,
-# counted, then moved.
-UPLOAD = ('umask 077; mkdir -p "${2%/*}" && timeout 600 head -c "$1" > "$2.part" '
-          '&& [ "$(wc -c < "$2.part")" = "$1" ] '
-          '&& { [ -z "$3" ] || chmod "$3" "$2.part"; } && mv "$2.part" "$2"')
+# $1: the size, $2: the path, $3: its mode ("": private). Whole or not at all: written aside
+# (a part of its own: one sent again may meet a run whose stream broke), counted, then moved.
+UPLOAD = ('umask 077; part="$2.part-$$"; mkdir -p "${2%/*}" && '
+          'timeout 600 head -c "$1" > "$part" && [ "$(wc -c < "$part")" = "$1" ] '
+          '&& { [ -z "$3" ] || chmod "$3" "$part"; } && mv "$part" "$2" '
+          '|| { rm -f "$part"; exit 1; }')
 # A command given variables: they come on stdin (NUL-separated, $1 bytes), never in the exec's
 # URL (proxies cut long ones; API audit logs keep them); the command's own stdin is empty.
 WITH_ENV = ('while IFS= read -r -d "" kv; do export "$kv"; done < <(head -c "$1"); shift; '

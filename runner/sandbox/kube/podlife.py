@@ -8,12 +8,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from runner.errors import EngineUnavailable, EnvironmentProblem, WorkspaceAway
 from runner.sandbox import SCRATCH_PLACES, Mount, SandboxSpec
+from runner.sandbox.cuts import CUT_TRIES, ENGINE_PATIENCE, Say
 from runner.sandbox.kube.carried import carry
 from runner.sandbox.kube.cluster import Cluster, api_reason
 from runner.sandbox.kube.execs import UPLOAD, LocalFailure, StreamLost, chunks
@@ -57,17 +59,40 @@ def start_pod(cluster: Cluster, spec: SandboxSpec, run_id: str, *, claim: str | 
     return pod
 
 
-def upload(cluster: Cluster, pod: str, path: str, data: Iterable[bytes], size: int,
-           mode: str = "") -> None:
-    """Write ``size`` bytes of ``data`` to ``path`` in ``pod``, as its user, sent on the
-    exec's stdin (framed by its size: the stream cannot close stdin); chmod ``mode``."""
+def upload(cluster: Cluster, pod: str, path: str, source: Path | bytes, mode: str = "", *,
+           say: Say = lambda _line: None) -> None:
+    """Write ``source`` (a file here, or bytes) to ``path`` in ``pod``, as its user, sent on
+    the exec's stdin (framed by its size: the stream cannot close stdin); chmod ``mode``. A
+    stream that broke on the way sends it again, from its start (sandbox/cuts.py)."""
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
+    argv = ["sh", "-c", UPLOAD, "upload", str(size), path, mode]
     said = bytearray()
-    with answering(cluster):
-        code = cluster.exec(pod, ["sh", "-c", UPLOAD, "upload", str(size), path, mode],
-                            lambda _stream, chunk: said.extend(chunk[-4096:]), stdin=data)
-    if code != 0:
-        raise EnvironmentProblem(f"could not send {path} into Pod {pod}: "
-                                 f"{said.decode('utf-8', 'replace').strip()[-200:]}")
+    for number in range(1, CUT_TRIES + 1):
+        said.clear()
+        try:
+            with answering(cluster), _read(source) as data:
+                code = cluster.exec(pod, argv, lambda _s, chunk: said.extend(chunk[-4096:]),
+                                    stdin=data)
+        except StreamLost as e:
+            if number == CUT_TRIES:
+                raise EnvironmentProblem(f"could not send {path} into Pod {pod}: its stream "
+                                         f"broke {CUT_TRIES} times ({e})") from e
+            say(f"the stream sending {path} into Pod {pod} broke ({str(e)[:200]}); it is "
+                "sent again")
+            continue
+        if code != 0:
+            raise EnvironmentProblem(f"could not send {path} into Pod {pod}: "
+                                     f"{said.decode('utf-8', 'replace').strip()[-200:]}")
+        return
+
+
+@contextmanager
+def _read(source: Path | bytes) -> Iterator[Iterable[bytes]]:
+    if isinstance(source, bytes):
+        yield [source]
+        return
+    with source.open("rb") as data:
+        yield chunks(data.read)
 
 
 def send_files(cluster: Cluster, pod: str, files: Sequence[Mount]) -> None:
@@ -76,9 +101,8 @@ def send_files(cluster: Cluster, pod: str, files: Sequence[Mount]) -> None:
     given read-only is left readable and runnable, not writable (by the worker, whose own
     copy it is, all the same)."""
     for mount in files:
-        with mount.source.open("rb") as data:
-            upload(cluster, pod, mount.target, chunks(data.read), mount.source.stat().st_size,
-                   mode="555" if mount.read_only else "755")
+        upload(cluster, pod, mount.target, mount.source,
+               mode="555" if mount.read_only else "755")
 
 
 def wait_running(cluster: Cluster, pod: str, image: str, until: str = "Running",
@@ -220,12 +244,12 @@ def answering(cluster: Cluster) -> Iterator[None]:
     except LocalFailure as e:
         raise e.__cause__ or e from None
     except ApiException as e:
-        if e.status == 0 and not cluster.answers():
+        if e.status == 0 and not cluster.answers(ENGINE_PATIENCE):
             raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
                                     f"answering ({e.reason})") from e
         raise StreamLost(f"the exec was refused: {api_reason(e)}") from e
     except (HTTPError, OSError, WebSocketException) as e:
-        if not cluster.answers():
+        if not cluster.answers(ENGINE_PATIENCE):
             raise EngineUnavailable(f"the Kubernetes API server at {cluster.where} stopped "
                                     f"answering ({e.__class__.__name__})") from e
         raise StreamLost(f"{e.__class__.__name__}: {e}") from e

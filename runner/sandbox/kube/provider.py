@@ -26,9 +26,9 @@ from kubernetes.client.exceptions import ApiException
 from runner.errors import EnvironmentProblem
 from runner.sandbox import (GRADLE_HOME, SCRATCH_PLACES, STRICT_BASH, WORKSPACE, Checkout, Limits,
                             SandboxSpec)
+from runner.sandbox.cuts import ENGINE_PATIENCE, Say
 from runner.sandbox.diskwatch import DiskWatch
 from runner.sandbox.kube.cluster import Cluster, api_reason
-from runner.sandbox.kube.execs import chunks
 from runner.sandbox.kube.podlife import (claim_of, default_class, named, refuse_host_paths,
                                          scratch_place, start_pod, stop_pods)
 from runner.sandbox.kube.pods import (ASIDE, CHECKOUT, KEY, RELAY, RUN, checkout_digest,
@@ -54,11 +54,13 @@ class KubeSandboxes:
     # --- opening ----------------------------------------------------------------------
 
     @contextmanager
-    def open(self, spec: SandboxSpec, *, keep: bool = False) -> Iterator[KubeSandbox]:
+    def open(self, spec: SandboxSpec, *, keep: bool = False,
+             say: Say | None = None) -> Iterator[KubeSandbox]:
         refuse_host_paths(spec)
         checkout = spec.checkout
         sandbox = (self._attach(spec) if checkout is not None and not checkout.fresh
                    else self._start(spec))
+        sandbox.say.to(say)
         try:
             sandbox.open_gateway()
             with self._watch_disk(sandbox):
@@ -108,18 +110,13 @@ class KubeSandboxes:
     def _provision(self, sandbox: KubeSandbox, checkout: Checkout) -> None:
         """The clone made inside, as the worker: the history bundle sent on stdin, then git
         clones it; the private home gets its files."""
-        bundle = history_bundle(checkout, self.root / "bundles")
-        with bundle.open("rb") as data:
-            sandbox.upload(f"{WORKSPACE}/{HISTORY}", chunks(data.read), bundle.stat().st_size)
+        sandbox.upload(f"{WORKSPACE}/{HISTORY}", history_bundle(checkout, self.root / "bundles"))
         for name, text in checkout.home_files:
-            data = text.encode()
-            sandbox.upload(f"{GRADLE_HOME}/{name}", [data], len(data))
+            sandbox.upload(f"{GRADLE_HOME}/{name}", text.encode())
         for name, source in checkout.home_copies:
-            with source.open("rb") as copied:
-                sandbox.upload(f"{GRADLE_HOME}/{name}", chunks(copied.read),
-                               source.stat().st_size)
+            sandbox.upload(f"{GRADLE_HOME}/{name}", source)
         made = sandbox.exec([*STRICT_BASH, CLONE, "clone", f"{WORKSPACE}/{HISTORY}",
-                             checkout.branch, checkout.start], timeout=600)
+                             checkout.branch, checkout.start], timeout=600, repeatable=True)
         if not made.ok:
             raise EnvironmentProblem(f"could not make the clone in Pod {sandbox.pod}: "
                                      f"{made.output.strip().splitlines()[-1:] or made}")
@@ -387,6 +384,6 @@ class KubeSandboxes:
                     if "=" in entry)
 
     def answers(self) -> bool:
-        return self.cluster.answers()
+        return self.cluster.answers(ENGINE_PATIENCE)
 
 

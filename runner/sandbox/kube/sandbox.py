@@ -6,15 +6,16 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 
 from runner.errors import EngineUnavailable, EnvironmentProblem, WorkspaceAway
 from runner.sandbox import (KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT, WATCHDOG_SLACK, ExecResult,
-                            OutputHandler, SandboxSpec, Take, output_of, output_to_file,
-                            under_timeout)
+                            OutputHandler, SandboxSpec, Take, output_of, under_timeout)
+from runner.sandbox.cuts import (CUT_TRIES, ENGINE_PATIENCE, Sayer, StreamCut, file_through_cuts,
+                                 through_cuts)
 from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, du_command, read_du
 from runner.sandbox.kube.cluster import Cluster
 from runner.sandbox.kube.execs import PodDuplex, StreamLost, env_on_stdin
@@ -59,12 +60,13 @@ class KubeSandbox:
         self._last_stop = ""
         self._reset_due = False
         self._tunnel: GatewayTunnel | None = None
+        self.say = Sayer()
 
     def open_gateway(self) -> None:
         """The Pod's relay joined to the ticket's gateway socket here, when it has one."""
         if self.spec.gateway is not None:
             self._tunnel = GatewayTunnel(PodRelay(self.cluster, self.pod),
-                                         self.spec.gateway).start()
+                                         self.spec.gateway, say=self.say).start()
 
     def close_gateway(self) -> None:
         if self._tunnel is not None:
@@ -73,18 +75,28 @@ class KubeSandbox:
 
     def exec(self, argv: Sequence[str], *, timeout: float,
              on_output: OutputHandler | None = None,
-             env: Mapping[str, str] | None = None) -> ExecResult:
-        result = output_of(lambda take: self._run(argv, timeout, env, take), on_output)
+             env: Mapping[str, str] | None = None, repeatable: bool = False) -> ExecResult:
+        result = through_cuts(
+            lambda _run: output_of(lambda take: self._run(argv, timeout, env, take), on_output),
+            argv, repeatable=repeatable, where=f"Pod {self.pod}", say=self.say,
+            stop=self._stop_cut)
         if on_output is not None and self._tunnel is not None:   # a worker's command: its
             self._tunnel.tell_trouble(on_output)                  # lines go to the ticket's log
         return result
 
     def exec_to_file(self, argv: Sequence[str], *, timeout: float, dest: Path,
                      limit: int) -> ExecResult:
-        return output_to_file(lambda take: self._run(argv, timeout, None, take), dest, limit)
+        return file_through_cuts(lambda take: self._run(argv, timeout, None, take), dest,
+                                 limit, argv, where=f"Pod {self.pod}", say=self.say,
+                                 stop=self._stop_cut)
 
-    def upload(self, path: str, data: Iterable[bytes], size: int) -> None:
-        upload(self.cluster, self.pod, path, data, size)
+    def upload(self, path: str, source: Path | bytes) -> None:
+        upload(self.cluster, self.pod, path, source, say=self.say)
+
+    def _stop_cut(self) -> None:
+        """A command whose stream broke, not run again: what it started still runs there."""
+        self.restarts += 1
+        self.stop_processes()
 
     def interact(self, argv: Sequence[str]) -> int:
         from runner.sandbox.kube.shell import interact
@@ -137,7 +149,7 @@ class KubeSandbox:
                 code = self.cluster.exec(self.pod, wrapped, take, stdin=stdin,
                                          stop=killed.is_set)
         except (StreamLost, ApiException) as e:
-            if not self.cluster.answers():
+            if not self.cluster.answers(ENGINE_PATIENCE):
                 raise EngineUnavailable(f"the Kubernetes API server at {self.cluster.where} "
                                         f"stopped answering ({e})") from e
             broke, code = str(e), STOPPED_EXIT
@@ -153,8 +165,8 @@ class KubeSandbox:
                 take(2, f"runner: {lost}\n".encode())
                 return code, False, lost
             if broke:
-                take(2, f"runner: the command's stream to Pod {self.pod} broke "
-                        f"({broke[:200]})\n".encode())
+                self._reset_due = self._reset_due or reset_first   # it may not have run
+                raise StreamCut(broke)
         late = code == STOPPED_EXIT and time.monotonic() - started >= timeout
         return code, killed.is_set() or code == TIMEOUT_EXIT or late, ""
 
@@ -259,13 +271,23 @@ class KubeSandbox:
         left = PASS_LIMIT if deadline is None else deadline - time.monotonic()
         if left <= 0:
             return DiskUsage(0, complete=False)
+        argv = ["timeout", "-s", "KILL", f"{left:.1f}s", *du_command(roots)]
         out, err = io.BytesIO(), io.BytesIO()
-        try:
-            code = self.cluster.exec(
-                self.pod, ["timeout", "-s", "KILL", f"{left:.1f}s", *du_command(roots)],
-                lambda stream, chunk: (out if stream == 1 else err).write(chunk))
-        except Exception:    # noqa: BLE001 - gone, or the server away: the commands say
-            return None
+        for run in range(1, CUT_TRIES + 1):
+            for kept in (out, err):
+                kept.seek(0)
+                kept.truncate()
+            try:
+                with answering(self.cluster):
+                    code = self.cluster.exec(
+                        self.pod, argv,
+                        lambda stream, chunk: (out if stream == 1 else err).write(chunk))
+                break
+            except StreamLost:      # a stream that broke on the way: measured again
+                if run == CUT_TRIES:
+                    return None
+            except Exception:    # noqa: BLE001 - gone, or the server away: the commands say
+                return None
         if code in (125, 126, 127):
             return DiskUsage(0, complete=False, failed="du could not run in it")
         if code not in (0, 1):

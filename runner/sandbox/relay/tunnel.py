@@ -70,8 +70,9 @@ class GatewayTunnel:
     """The connections of one sandbox's relay carried to ``gateway`` (the ticket's socket
     here), from start() until close()."""
 
-    def __init__(self, relay: Relay, gateway: Path) -> None:
-        self.relay, self.gateway = relay, gateway
+    def __init__(self, relay: Relay, gateway: Path,
+                 say: Callable[[str], None] = lambda _line: None) -> None:
+        self.relay, self.gateway, self.say = relay, gateway, say
         self._closed = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"relay-{relay.where}",
                                         daemon=True)
@@ -126,8 +127,10 @@ class GatewayTunnel:
             if self._closed.is_set():
                 return
             lived = time.monotonic() - started > 10
-            if lived:
+            if lived:           # a stream that broke after a while: a cut, said once
                 self.trouble = ""
+                self.say(f"the stream of the gateway's relay in {self.relay.where} broke "
+                         f"({why}); it is opened again")
             elif delay >= 1.6 and not self.trouble:   # again and again, not a cut once
                 self.trouble = (f"the gateway's relay in {self.relay.where} cannot be reached "
                                 f"({why}): the worker's connections to it fail")
