@@ -73,6 +73,21 @@ def read_du(stdout: str, stderr: str) -> DiskUsage:
     return DiskUsage(total, complete=not unreadable, unreadable=unreadable)
 
 
+def read_du_inside(code: int, stdout: str, stderr: str, *, took: float,
+                   allowed: float) -> DiskUsage:
+    """What du run inside a sandbox (as the worker, under `timeout -s KILL` of ``allowed``
+    seconds; it took ``took``) says: killed before its time (a reset of the worker's
+    processes reaches it, or the worker) is a pass that could not measure, which the watch
+    forgives for a while; killed at its time, a tree beyond the pass limit."""
+    if code in (125, 126, 127):
+        return DiskUsage(0, complete=False, failed="du could not run in it")
+    if code not in (0, 1):
+        if took < allowed:
+            return DiskUsage(0, complete=False, failed=f"du was killed (exit {code})")
+        return DiskUsage(0, complete=False)
+    return read_du(stdout, stderr)
+
+
 # Measures the roots until a deadline (time.monotonic()); None: it cannot now (the sandbox is
 # stopped), so this pass counts for nothing.
 Measure = Callable[[list[str], "float | None"], "DiskUsage | None"]

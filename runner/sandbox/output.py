@@ -112,8 +112,8 @@ def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
         inner, end, after = rest.rpartition(f"\n{END_MARK}\n")
         if start and end:
             return replace(result, output=before + inner + after)
-        if result.timed_out or result.stopped:
-            return result
+        if result.timed_out or result.stopped:     # what came, without runner's mark
+            return replace(result, output=before + rest if start else result.output)
     return replace(result, exit_code=result.exit_code or 1,
                    output=f"its output did not arrive whole in {attempts} tries: "
                           + result.output[-200:])

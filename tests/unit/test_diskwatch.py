@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.sandbox.diskwatch import DiskUsage, DiskWatch, disk_usage, size_text
+from runner.sandbox.diskwatch import DiskUsage, DiskWatch, disk_usage, read_du_inside, size_text
 
 MiB = 1 << 20
 
@@ -158,3 +158,17 @@ def test_no_measure_while_the_sandbox_is_stopped_counts_for_nothing(tmp_path: Pa
     watch.check()
     watch.check()
     assert stopped == [] and watch.baseline == 0
+
+
+def test_du_killed_inside_before_its_time_is_a_failed_pass_not_a_tree_too_big() -> None:
+    """A reset of the worker's processes (runner's own, before it commits) kills a du that
+    runs as the worker beside it: that pass could not measure, which the watch forgives;
+    only `timeout`'s kill at the pass limit means more files than it can count."""
+    early = read_du_inside(137, "", "", took=0.4, allowed=30.0)
+    assert early.failed == "du was killed (exit 137)" and not early.complete
+    late = read_du_inside(137, "", "", took=30.2, allowed=30.0)
+    assert late == DiskUsage(0, complete=False)
+    assert read_du_inside(127, "", "", took=0.1, allowed=30.0).failed == \
+        "du could not run in it"
+    assert read_du_inside(0, "4096\t/workspace\n4096\ttotal\n", "", took=0.1,
+                          allowed=30.0) == DiskUsage(4096)

@@ -37,7 +37,8 @@ from runner.errors import EnvironmentProblem
 from runner.sandbox import (GRADLE_HOME, RELAY_DIR, SCRATCH_PLACES, STRICT_BASH, WORKSPACE,
                             Checkout, SandboxSpec)
 from runner.sandbox.cuts import CUT_TRIES
-from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, DiskWatch, du_command, read_du
+from runner.sandbox.diskwatch import (PASS_LIMIT, DiskUsage, DiskWatch, du_command,
+                                      read_du_inside)
 from runner.sandbox.docker.carried import CarriedFiles, put_file
 from runner.sandbox.docker.client import DOCKER_ERRORS, engine_must_answer
 from runner.sandbox.docker.local import DockerSandboxes
@@ -264,6 +265,7 @@ def _du_inside(sandbox: DockerSandbox, roots: list[str],
         return DiskUsage(0, complete=False)
     stdout = stderr = None
     for _ in range(CUT_TRIES):
+        started = time.monotonic()
         try:
             exec_id = sandbox.api.exec_create(
                 sandbox.container.id,
@@ -276,14 +278,13 @@ def _du_inside(sandbox: DockerSandbox, roots: list[str],
         code = ran.get("ExitCode")
         if not ran.get("Running"):     # else its stream broke on the way: measured again
             break
-    if code in (None, 125, 126, 127):
+    if code is None or code in (125, 126, 127):
         # Stopped, or the engine away: the commands will say. Otherwise nothing could start
         # in it (every pid taken, say), which the watch forgives for a while.
         return None if sandbox.stopped() else DiskUsage(0, complete=False,
                                                         failed="du could not run in it")
-    if code not in (0, 1):      # killed (by timeout, or by the worker): not a measure
-        return DiskUsage(0, complete=False)
-    return read_du(_text(stdout), _text(stderr))
+    return read_du_inside(code, _text(stdout), _text(stderr), took=time.monotonic() - started,
+                          allowed=left)
 
 
 def _text(data: bytes | None) -> str:

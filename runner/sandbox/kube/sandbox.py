@@ -16,7 +16,7 @@ from runner.sandbox import (KILL_GRACE, STOPPED_EXIT, TIMEOUT_EXIT, WATCHDOG_SLA
                             OutputHandler, SandboxSpec, Take, output_of, under_timeout)
 from runner.sandbox.cuts import (CUT_TRIES, ENGINE_PATIENCE, Sayer, StreamCut, file_through_cuts,
                                  through_cuts)
-from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, du_command, read_du
+from runner.sandbox.diskwatch import PASS_LIMIT, DiskUsage, du_command, read_du_inside
 from runner.sandbox.kube.cluster import Cluster
 from runner.sandbox.kube.execs import PodDuplex, StreamLost, env_on_stdin
 from runner.sandbox.kube.podlife import (answering, away, node_ready, start_pod, stop_pods,
@@ -277,6 +277,7 @@ class KubeSandbox:
             for kept in (out, err):
                 kept.seek(0)
                 kept.truncate()
+            started = time.monotonic()
             try:
                 with answering(self.cluster):
                     code = self.cluster.exec(
@@ -288,9 +289,6 @@ class KubeSandbox:
                     return None
             except Exception:    # noqa: BLE001 - gone, or the server away: the commands say
                 return None
-        if code in (125, 126, 127):
-            return DiskUsage(0, complete=False, failed="du could not run in it")
-        if code not in (0, 1):
-            return DiskUsage(0, complete=False)
-        return read_du(out.getvalue().decode("utf-8", "surrogateescape"),
-                       err.getvalue().decode("utf-8", "surrogateescape"))
+        return read_du_inside(code, out.getvalue().decode("utf-8", "surrogateescape"),
+                              err.getvalue().decode("utf-8", "surrogateescape"),
+                              took=time.monotonic() - started, allowed=left)
