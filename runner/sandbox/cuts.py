@@ -14,11 +14,10 @@ the ticket's log.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from runner.sandbox.output import ExecResult, RunCommand, marked_command, output_to_file
+from runner.sandbox.output import ExecResult, RunCommand, command_label, output_to_file
 from runner.sandbox.spec import STOPPED_EXIT
 
 ENGINE_PATIENCE = 20.0   # seconds an engine that did not answer is asked again before it is lost
@@ -104,22 +103,3 @@ def file_through_cuts(run: RunCommand, dest: Path, limit: int, argv: Sequence[st
         return output_to_file(run, dest, limit)
 
     return through_cuts(attempt, argv, repeatable=True, where=where, say=say, stop=stop)
-
-
-def command_label(argv: Sequence[str], limit: int = 60) -> str:
-    """A command as the log names it, on one line: a shell's script, or the command without
-    git's ``-c`` settings (and without a read's marks), cut to ``limit`` characters."""
-    words = marked_command(argv)
-    if words[:1] in (["sh"], ["bash"]) and "-c" in words[:-1]:
-        text = words[words.index("-c") + 1]
-    else:
-        kept: list[str] = []
-        rest = iter(words)
-        for word in rest:
-            if word == "-c" and kept[:1] == ["git"]:
-                next(rest, None)
-                continue
-            kept.append(word)
-        text = shlex.join(kept)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -5,6 +5,7 @@ it."""
 from __future__ import annotations
 
 import os
+import shlex
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -105,7 +106,7 @@ def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
     command prints START_MARK before and END_MARK after it, and one whose marks did not both
     arrive runs again; after ``attempts`` the result fails, saying so. Its output must fit
     in the tail an exec keeps (64,000 characters)."""
-    for _ in range(attempts):
+    for number in range(1, attempts + 1):
         result = sandbox.exec(["sh", "-c", _MARKED, START_MARK, END_MARK, *argv],
                               timeout=timeout, env=env, repeatable=True)
         before, start, rest = result.output.partition(f"{START_MARK}\n")
@@ -114,6 +115,9 @@ def read_output(sandbox: Sandbox, argv: Sequence[str], *, timeout: float,
             return replace(result, output=before + inner + after)
         if result.timed_out or result.stopped:     # what came, without runner's mark
             return replace(result, output=before + rest if start else result.output)
+        if number < attempts:
+            sandbox.say(f"the output of `{command_label(argv)}` did not arrive whole; it "
+                        "runs again")
     return replace(result, exit_code=result.exit_code or 1,
                    output=f"its output did not arrive whole in {attempts} tries: "
                           + result.output[-200:])
@@ -124,9 +128,23 @@ _MARKED = ('printf "%s\\n" "$0"; end=$1; shift; "$@"; code=$?; printf "\\n%s\\n"
            'exit "$code"')
 
 
-def marked_command(argv: Sequence[str]) -> list[str]:
-    """The command inside read_output's marks (``argv`` itself when it has none)."""
-    return list(argv[5:] if list(argv[:3]) == ["sh", "-c", _MARKED] else argv)
+def command_label(argv: Sequence[str], limit: int = 60) -> str:
+    """A command as the log names it, on one line: a shell's script, or the command without
+    git's ``-c`` settings (and without a read's marks), cut to ``limit`` characters."""
+    words = list(argv[5:] if list(argv[:3]) == ["sh", "-c", _MARKED] else argv)
+    if words[:1] in (["sh"], ["bash"]) and "-c" in words[:-1]:
+        text = words[words.index("-c") + 1]
+    else:
+        kept: list[str] = []
+        rest = iter(words)
+        for word in rest:
+            if word == "-c" and kept[:1] == ["git"]:
+                next(rest, None)
+                continue
+            kept.append(word)
+        text = shlex.join(kept)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 LINE_LIMIT = 16_000    # characters of one output line handed on; the rest is cut

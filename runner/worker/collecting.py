@@ -108,11 +108,13 @@ def collect(sandbox: Sandbox, host: HostRepo, *, start: str, ref: str, bundle: P
                                     accept=lambda tip: _moved(tip, expect))
             break
         except GitError as e:
+            problems = [line for line in e.stderr.splitlines()
+                        if line.startswith(("error:", "fatal:"))]
             if attempt == BUNDLE_ATTEMPTS:
-                problems = [line for line in e.stderr.splitlines()
-                            if line.startswith(("error:", "fatal:"))]
                 raise CollectError(f"the worker's commits were refused ({bundle} is kept): "
                                    f"{(problems or [str(e)])[0]}") from e
+            sandbox.say(f"the bundle of the worker's commits was refused "
+                        f"({(problems or [str(e)])[0][:200]}); it is made again")
     if tip != head:
         raise CollectError(f"the bundle held {tip[:12]}, not {head[:12]}, the worker's HEAD "
                            f"({bundle} is kept)")

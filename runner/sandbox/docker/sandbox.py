@@ -42,6 +42,7 @@ KEEP_UP = ["sleep", "infinity"]
 SUPERVISED = "runner.supervised"   # the label of a container whose first process is the supervisor
 READY_TIMEOUT = 30.0     # seconds a started supervisor has to answer its first ping
 REATTACH_TIMEOUT = 2.0   # and one attached again after a restart from outside
+SIGPIPE_EXIT = 128 + 13  # a command killed writing to a pipe no one reads
 
 
 def _discard(_stream: int, _chunk: bytes) -> None:
@@ -288,9 +289,14 @@ class DockerSandbox:
             if not still_answers(self.api.ping):
                 raise
             raise StreamCut(f"{e.__class__.__name__}: {str(e)[:200]}") from e
+        # The engine marks an exec ended before it closes its stream (the docker CLI reads
+        # the exit code the same way): one still running had its stream cut, and one that
+        # died of SIGPIPE lost the stream it wrote to (the engine closed it, after a cut).
         ran = self.api.exec_inspect(exec_id)
-        if ran.get("Running"):             # its stream ended, the command did not
+        if ran.get("Running"):
             raise StreamCut("its exec stream ended while the command ran")
+        if ran.get("ExitCode") == SIGPIPE_EXIT:
+            raise StreamCut("its exec stream ended, and the command with it (SIGPIPE)")
         return ran.get("ExitCode")
 
     def stopped(self) -> bool:
